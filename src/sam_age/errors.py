@@ -1,0 +1,52 @@
+"""One exception hierarchy for the package; the CLI maps each kind to an exit code once.
+
+Every message is a single line that names the file (when there is one) and the problem,
+so a shell user never sees a traceback for a bad input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+PathLike = Union[str, Path]
+
+
+class SamAgeError(Exception):
+    """Base class. ``exit_code`` is what the CLI returns when this stops a command."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: Optional[PathLike] = None):
+        self.path = None if path is None else str(path)
+        self.reason = " ".join(str(message).split())  # always one line
+        super().__init__(f"{self.path}: {self.reason}" if self.path else self.reason)
+
+
+class CheckpointError(SamAgeError):
+    """A weights file is missing, truncated, corrupt, of another kind, or unsafe."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle asked to import or call something other than plain tensors/arrays."""
+
+
+class WeightsUnavailableError(CheckpointError):
+    """An official weights file is not in the cache and cannot be fetched (offline)."""
+
+
+class UsageError(SamAgeError):
+    """Bad command-line arguments or API arguments."""
+
+
+class InputError(SamAgeError):
+    """One input (an image) cannot be used; a batch goes on past it (exit 1 overall)."""
+
+    exit_code = 1
+
+
+class ImageReadError(InputError):
+    """Unreadable, truncated, not an image, too small or too large (decompression bomb)."""
+
+
+class NoFaceError(InputError):
+    """The image was read but no face was found in it."""
