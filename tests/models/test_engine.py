@@ -1,0 +1,24 @@
+import torch
+
+from sam_age import load_sam
+from sam_age.engine import age_channel, age_faces
+
+
+def test_age_channel_layout():
+    faces = torch.rand(2, 3, 8, 8)
+    x = age_channel(faces, [0, 50, 100])
+    assert x.shape == (6, 4, 8, 8)
+    assert torch.equal(x[4, :3], faces[1]) and float(x[4, 3, 0, 0]) == 0.5
+
+
+def test_age_faces_equals_forward(small_sam_path):
+    model = load_sam(small_sam_path)
+    torch.manual_seed(0)
+    faces = torch.rand(2, 3, 256, 256) * 2 - 1
+    ages = [10, 70]
+    images, codes = age_faces(model, faces, ages, batch_size=3)
+    assert images.shape == (2, 2, 3, 256, 256) and codes.shape == (2, 2, 14, 512)
+    with torch.no_grad():
+        ref, ref_codes = model(age_channel(faces, ages), randomize_noise=False, return_latents=True)
+    torch.testing.assert_close(codes.reshape(4, 14, 512), ref_codes, rtol=0, atol=1e-5)
+    torch.testing.assert_close(images.reshape(4, 3, 256, 256), ref, rtol=0, atol=1e-5)
