@@ -21,4 +21,5 @@ def test_age_faces_equals_forward(small_sam_path):
     with torch.no_grad():
         ref, ref_codes = model(age_channel(faces, ages), randomize_noise=False, return_latents=True)
     torch.testing.assert_close(codes.reshape(4, 14, 512), ref_codes, rtol=0, atol=1e-5)
-    torch.testing.assert_close(images.reshape(4, 3, 256, 256), ref, rtol=0, atol=1e-5)
+    # batch composition changes float summation order: hold to 1e-4 of the image range
+    torch.testing.assert_close(images.reshape(4, 3, 256, 256), ref, rtol=0, atol=1e-4 * float(ref.abs().max()))
