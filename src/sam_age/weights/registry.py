@@ -1,0 +1,129 @@
+"""The official pretrained files, as data.
+
+Only facts published by the authors go here: where a size or a checksum was never
+published, the field is ``None`` (``weights import`` records the real values in the
+cache's manifest instead). Nothing in this module touches the disk or the network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..errors import UsageError
+
+GB, MB = 1000 ** 3, 1000 ** 2
+
+
+def _drive(file_id: str) -> str:
+    return f"https://drive.google.com/uc?export=download&id={file_id}"
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One official weights file."""
+
+    name: str                     # registry name, what ``--checkpoint`` and friends accept
+    filename: str                 # file name in the cache (and as published)
+    kind: str                     # sam / psp / stylegan2 / ir_se50 / dex / alexnet / lpips_lin / dlib
+    used_for: str
+    licence: str
+    loader: str                   # function of sam_age.checkpoints that checks the file
+    flag: str                     # the CLI flag that takes it
+    urls: Tuple[str, ...] = ()
+    size: Optional[int] = None    # approximate bytes, where published
+    sha256: Optional[str] = None  # full hex digest, where published
+    sha256_prefix: Optional[str] = None  # e.g. torchvision's 8-hex prefix in the file name
+    package: Optional[str] = None         # pip package that ships the file (not downloaded)
+    package_path: Optional[str] = None    # the file inside that package
+
+    @property
+    def packaged(self) -> bool:
+        return self.package is not None
+
+    @property
+    def env_url(self) -> str:
+        """Environment variable that overrides the download URL."""
+        return f"SAM_AGE_URL_{self.name.upper()}"
+
+    @property
+    def source(self) -> str:
+        if self.packaged:
+            return f"pip package {self.package} ({self.package_path})"
+        return self.urls[0] if self.urls else "unknown"
+
+    def matches_checksum(self, digest: str) -> Optional[bool]:
+        """True/False when the registry knows the checksum (or a prefix of it), else None."""
+        if self.sha256:
+            return digest.lower() == self.sha256.lower()
+        if self.sha256_prefix:
+            return digest.lower().startswith(self.sha256_prefix.lower())
+        return None
+
+
+REGISTRY: Tuple[WeightsFile, ...] = (
+    WeightsFile(
+        name="sam_ffhq_aging", filename="sam_ffhq_aging.pt", kind="sam",
+        used_for="SAM age transformation model trained on FFHQ (inference, the main job)",
+        licence="MIT (SAM)", loader="load_sam", flag="--checkpoint",
+        urls=(_drive("1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC"),), size=int(2.2 * GB)),
+    WeightsFile(
+        name="psp_ffhq_encode", filename="psp_ffhq_encode.pt", kind="psp",
+        used_for="pSp FFHQ inversion encoder (training: SAM's frozen pretrained encoder)",
+        licence="MIT (pixel2style2pixel)", loader="load_psp_encoder", flag="--pretrained_psp_path",
+        urls=(_drive("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"),)),
+    WeightsFile(
+        name="stylegan2_ffhq", filename="stylegan2-ffhq-config-f.pt", kind="stylegan2",
+        used_for="StyleGAN2 FFHQ 1024 generator, rosinality layout (training: SAM's decoder)",
+        licence="NVIDIA Source Code License (weights), MIT (port)", loader="load_stylegan2",
+        flag="--stylegan_weights", urls=(_drive("1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT"),)),
+    WeightsFile(
+        name="ir_se50", filename="model_ir_se50.pth", kind="ir_se50",
+        used_for="IR-SE-50 ArcFace (training: ID loss and encoder initialisation; evaluation)",
+        licence="MIT (TreB1eN)", loader="load_ir_se50", flag="--ir_se50_weights",
+        urls=(_drive("1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"),)),
+    WeightsFile(
+        name="dex_age", filename="dex_age_classifier.pth", kind="dex",
+        used_for="DEX VGG age classifier fine-tuned on FFHQ-Aging (training: age loss; evaluation)",
+        licence="see HRFAE (InterDigital)", loader="load_dex", flag="--age_predictor_weights",
+        urls=(_drive("1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),)),
+    WeightsFile(
+        name="alexnet", filename="alexnet-owt-7be5be79.pth", kind="alexnet",
+        used_for="torchvision AlexNet (training: LPIPS backbone)",
+        licence="BSD-3 (torchvision)", loader="load_alexnet", flag="--alexnet_weights",
+        urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
+        size=int(233.1 * MB), sha256_prefix="7be5be79"),
+    WeightsFile(
+        name="lpips_alex_lin", filename="alex.pth", kind="lpips_lin",
+        used_for="LPIPS v0.1 alex linear layers (training: LPIPS loss)",
+        licence="BSD-2 (lpips)", loader="lpips_lin_state", flag="--lpips_lin_weights",
+        package="lpips", package_path="weights/v0.1/alex.pth"),
+    WeightsFile(
+        name="dlib_68", filename="shape_predictor_68_face_landmarks.dat", kind="dlib",
+        used_for="dlib 68-landmark model (face alignment)",
+        licence="see dlib (iBUG 300-W data: non-commercial)", loader="dlib.shape_predictor",
+        flag="(face alignment)", package="face_recognition_models",
+        package_path="models/shape_predictor_68_face_landmarks.dat"),
+)
+
+_BY_NAME = {w.name: w for w in REGISTRY}
+# the published file names (without suffix) are accepted too: users know them from the
+# original README (``--stylegan_weights stylegan2-ffhq-config-f``)
+_ALIASES = {w.filename.rsplit(".", 1)[0]: w for w in REGISTRY if not w.packaged}
+
+
+def names() -> Tuple[str, ...]:
+    return tuple(_BY_NAME)
+
+
+def lookup(name: str) -> Optional[WeightsFile]:
+    """The entry for a registry name (or a published file stem), else None."""
+    key = str(name).strip()
+    return _BY_NAME.get(key) or _ALIASES.get(key)
+
+
+def get(name: str) -> WeightsFile:
+    """Like :func:`lookup` but an unknown name is a :class:`UsageError`."""
+    entry = lookup(name)
+    if entry is None:
+        raise UsageError(f"unknown weights name {name!r} (known: {', '.join(names())})")
+    return entry
