@@ -17,7 +17,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 from ..errors import CheckpointError, UsageError, WeightsUnavailableError
 from . import registry
@@ -35,12 +35,20 @@ def cache_dir() -> Path:
     home = os.environ.get("SAM_AGE_HOME")
     if home:
         return Path(home).expanduser()
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "sam-age"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "sam-age"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sam-age"
+    return platform_cache_dir()
+
+
+def platform_cache_dir(system: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
+                       home: Optional[Path] = None) -> Path:
+    """The per-user cache folder of ``system`` (``win32`` / ``darwin`` / other: XDG)."""
+    system = system or ("win32" if os.name == "nt" else sys.platform)
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else home
+    if system == "win32":
+        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "sam-age"
+    if system == "darwin":
+        return home / "Library" / "Caches" / "sam-age"
+    return Path(env.get("XDG_CACHE_HOME") or home / ".cache") / "sam-age"
 
 
 def offline() -> bool:
@@ -320,7 +328,7 @@ def import_file(src: PathLike, name: str, *, mode: str = "copy", overwrite: bool
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / _cache_name(entry, src)
-    if src.resolve() == dest.resolve():
+    if src.resolve() == dest.parent.resolve() / dest.name:  # it is the cache file itself
         record(entry, dest, digest, source=f"import {src}", loaded=check or None)
         return dest
     if dest.exists() or dest.is_symlink():

