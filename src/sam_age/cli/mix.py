@@ -1,0 +1,106 @@
+"""``sam-age mix``: style mixing and reference-guided aging (the original style-mixing script).
+
+The face's W+ codes at each age keep their coarse layers (shape, age) and take the fine
+layers (``--latent-mask``, default 8 and up: colour, texture, lighting) from random
+styles (``--n-random``, z through the mapping network) or from a reference face aged to
+the same age (``--reference``); ``--alpha`` blends instead of replacing.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import List, Optional
+
+from ..errors import InputError, UsageError
+from .age import Batch, add_common_arguments, age_label, check_output_dir, prepare_run
+
+DESCRIPTION = """\
+Mix styles into aged faces.
+
+Output, per input NAME:
+  DIR/NAME/grid.png               rows: plain aging, then each style source;
+                                  columns: the aligned input, then every age
+  DIR/NAME/<source>/age_030.png   one per style source and age
+                                  (<source> = random_0, random_1, ... or reference)
+Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("mix", help="style mixing / reference-guided aging", description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--reference", metavar="IMG", help="take the styles from this face (aged to each target age)")
+    src.add_argument("--n-random", type=int, default=5, help="number of random styles (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random styles (default: %(default)s)")
+    p.add_argument("--latent-mask", default=None,
+                   help="comma-separated W+ layers to inject (default: the fine layers 8..n_styles-1)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="blend: alpha * injected + (1 - alpha) * own (default: replace)")
+    p.set_defaults(run=run)
+    return p
+
+
+def parse_mask(text: Optional[str]) -> Optional[List[int]]:
+    if text is None:
+        return None
+    try:
+        mask = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise UsageError(f"--latent-mask: cannot read {text!r}; use e.g. 8,9,10,11") from None
+    if not mask:
+        raise UsageError("--latent-mask: give at least one layer")
+    return mask
+
+
+def run(args) -> int:
+    from ..pipeline import fine_layers, prepare_faces
+    from ..render import make_strip, save_image
+    from PIL import Image
+
+    mask = parse_mask(args.latent_mask)
+    if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
+        raise UsageError("--alpha must lie in 0..1")
+    if args.reference is None and args.n_random < 1:
+        raise UsageError("--n-random must be at least 1")
+    ages, named, missing, get_pipeline = prepare_run(args)
+    out_root = Path(args.output)
+    reference = None
+    if args.reference is not None:
+        # A bad reference spoils every input: it is a usage error, not an input failure.
+        try:
+            reference = prepare_faces(args.reference, align=not args.no_align)
+        except InputError as e:
+            raise UsageError(f"--reference {e}") from None
+
+    batch = Batch("mix", args, len(named) + len(missing))
+    for msg in missing:
+        arg, _, reason = msg.partition(": ")
+        batch.fail(arg, reason)
+        batch.bar.update(1)
+    ref_face = {}
+
+    def process(name: str, path: Path) -> dict:
+        folder = out_root / name
+        check_output_dir(folder, args.overwrite)
+        photo, faces = prepare_faces(path, align=not args.no_align)
+        pipe = get_pipeline()
+        base = pipe.age_prepared(photo, faces[:1], ages, size=args.size).faces[0]
+        if reference is not None and "face" not in ref_face:  # aged once for the whole batch
+            ref_face["face"] = pipe.age_prepared(reference[0], reference[1][:1], ages, size=args.size).faces[0]
+        sources = pipe.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
+        files, rows = [], [make_strip(base.aligned, base.images)]
+        for (label, _), images in zip(sources, pipe.mix_face(base, sources, mask, args.alpha)):
+            for age, img in zip(ages, images):
+                files.append(save_image(img, folder / label / f"age_{age_label(age)}.png"))
+            rows.append(make_strip(base.aligned, images))
+        grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
+        for i, r in enumerate(rows):
+            grid.paste(r, (0, i * r.height))
+        files.append(save_image(grid, folder / "grid.png"))
+        layers = mask if mask is not None else fine_layers(pipe.model.n_styles)
+        return {"sources": [s[0] for s in sources], "latent_mask": layers, "alpha": args.alpha, "files": files}
+
+    for name, path in named:
+        batch.run(name, path, lambda: process(name, path))
+    return batch.finish()

@@ -1,0 +1,281 @@
+"""Photos in, the same person at other ages out: the public Python API.
+
+    from sam_age import AgePipeline
+    pipe = AgePipeline.from_pretrained("sam_ffhq_aging")        # or a path
+    result = pipe("portrait.jpg", ages=[10, 40, 80], paste_back=True)
+    result.images[0].save("age_10.png"); result.pasted[0].save("photo_10.png")
+
+The CLI, the web demo and the evaluation all go through this class, and it goes through
+:func:`sam_age.engine.age_faces` for the tensors (the pretrained encoder once per face,
+all ages of a face batched).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .engine import age_faces, resolve_device, resolve_dtype
+from .errors import UsageError
+from .images import read_image, to_pil, to_tensor
+from .models.sam import SAM
+from .render import interpolate_codes, ping_pong
+
+INPUT_SIZE = 256  # SAM's encoder always sees 256 px aligned faces
+FINE_LAYERS_FROM = 8  # the original style-mixing examples inject layers 8.. (colour, texture)
+
+
+@dataclass
+class FaceResult:
+    aligned: Image.Image  # the 256 px network input
+    quad: Optional[np.ndarray]  # float32 [4, 2] crop corners in the photo (None with align=False)
+    ages: List[float]
+    images: List[Image.Image]  # one per age
+    latents: torch.Tensor  # [A, n_styles, 512] W+ codes, on the CPU
+    score: float = 0.0  # detector score (0 with align=False)
+    size: int = 256  # the output size the images were made at
+
+
+@dataclass
+class AgingResult:
+    source: Image.Image  # the photo as read (upright RGB)
+    ages: List[float]
+    faces: List[FaceResult]  # best detection first
+    pasted: Optional[List[Image.Image]] = None  # whole photo per age (paste_back=True)
+
+    @property
+    def images(self) -> List[Image.Image]:
+        return self.faces[0].images
+
+    @property
+    def aligned(self) -> Image.Image:
+        return self.faces[0].aligned
+
+    @property
+    def latents(self) -> torch.Tensor:
+        return self.faces[0].latents
+
+
+@dataclass
+class MixResult:
+    """Style mixing: ``images[s][a]`` is the face at ``ages[a]`` with style source ``s``."""
+    aligned: Image.Image
+    quad: Optional[np.ndarray]
+    ages: List[float]
+    labels: List[str]  # "random_0", ... or "reference"
+    images: List[List[Image.Image]]
+    plain: List[Image.Image] = field(default_factory=list)  # the unmixed aging, per age
+
+
+def check_ages(ages: Sequence[float]) -> List[float]:
+    try:
+        out = [float(a) for a in ages]
+    except (TypeError, ValueError):
+        raise UsageError(f"ages must be numbers, got {ages!r}") from None
+    if not out:
+        raise UsageError("give at least one target age")
+    bad = [a for a in out if not (0.0 <= a <= 100.0)]
+    if bad:
+        raise UsageError(f"ages must lie in 0..100 (SAM was trained on that range), got {bad}")
+    return out
+
+
+def fine_layers(n_styles: int) -> List[int]:
+    return list(range(FINE_LAYERS_FROM, n_styles))
+
+
+def _images_to_pil(batch: torch.Tensor) -> List[Image.Image]:
+    return [to_pil(t) for t in batch]
+
+
+PreparedFace = Tuple[Image.Image, Optional[np.ndarray], float]  # (aligned 256 px, quad, score)
+
+
+def prepare_faces(image, all_faces: bool = False, align: bool = True,
+                  name: Optional[str] = None) -> Tuple[Image.Image, List[PreparedFace]]:
+    """Read ``image`` and find its face(s), without the model: ``(photo, faces)``.
+    Raises ImageReadError / NoFaceError (one-line messages naming the file)."""
+    if name is None and isinstance(image, (str, Path)):
+        name = str(image)
+    photo = read_image(image, name=name)
+    if not align:
+        face = photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
+        return photo, [(face, None, 0.0)]
+    from .face.align import align_faces
+    found = align_faces(photo, all_faces=all_faces, output_size=INPUT_SIZE, name=name)
+    return photo, [(f.image, f.quad, f.score) for f in found]
+
+
+class AgePipeline:
+    def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None):
+        self.device = resolve_device(device) if device is not None else next(model.parameters()).device
+        self.dtype = resolve_dtype(dtype, self.device) if dtype is not None else next(model.parameters()).dtype
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.batch_size = int(batch_size) if batch_size else 8
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: Union[str, Path, SAM] = "sam_ffhq_aging", device=None, dtype=None,
+                        batch_size: Optional[int] = None, progress: bool = False) -> "AgePipeline":
+        """``checkpoint``: a registry name (fetched into the cache when missing), a path
+        (.pt, .pdparams, .safetensors) or an already built :class:`SAM`."""
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        if isinstance(checkpoint, SAM):
+            return cls(checkpoint, dev, dt, batch_size)
+        from .checkpoints.load import load_sam
+        path = resolve_weights(checkpoint, progress=progress)
+        return cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size)
+
+    @property
+    def output_size(self) -> int:
+        return self.model.output_size
+
+    def _check_size(self, size: int) -> bool:
+        """-> ``resize`` for the engine: 256 px outputs are the generator's, pooled."""
+        if size == INPUT_SIZE:
+            return True
+        if size == self.model.output_size:
+            return False
+        raise UsageError(f"size must be {INPUT_SIZE} or {self.model.output_size} for this checkpoint, got {size}")
+
+    def age_aligned(self, faces: Union[torch.Tensor, Sequence[Image.Image]], ages: Sequence[float],
+                    size: int = 256, randomize_noise: bool = False):
+        """Aligned faces (tensor ``[N,3,256,256]`` in [-1,1], or PIL images) -> ``(images
+        [N,A,3,S,S], codes [N,A,n_styles,512])`` as float32 CPU tensors."""
+        ages = check_ages(ages)
+        resize = self._check_size(size)
+        if not isinstance(faces, torch.Tensor):
+            faces = torch.stack([to_tensor(f.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
+                                           if f.size != (INPUT_SIZE, INPUT_SIZE) else f) for f in faces])
+        images, codes = age_faces(self.model, faces, ages, batch_size=self.batch_size, resize=resize,
+                                  randomize_noise=randomize_noise)
+        return images.float().cpu(), codes.float().cpu()
+
+    def __call__(self, image, ages: Sequence[float], *, all_faces: bool = False, align: bool = True,
+                 paste_back: bool = False, size: int = 256, randomize_noise: bool = False) -> AgingResult:
+        """Age the best face in ``image`` (path, bytes, PIL or numpy) to every age.
+
+        ``all_faces`` ages every detected face; ``align=False`` takes the image as an
+        already aligned crop (resized to 256); ``paste_back`` also returns the whole photo
+        with the aged face(s) put back, per age; ``size`` is 256 or the generator's size."""
+        ages = check_ages(ages)
+        self._check_size(size)
+        photo, aligned = prepare_faces(image, all_faces=all_faces, align=align)
+        return self.age_prepared(photo, aligned, ages, paste_back=paste_back, size=size,
+                                 randomize_noise=randomize_noise)
+
+    def age_prepared(self, photo: Image.Image, aligned: Sequence[PreparedFace], ages: Sequence[float], *,
+                     paste_back: bool = False, size: int = 256, randomize_noise: bool = False) -> AgingResult:
+        """The model half of ``__call__``, for faces from :func:`prepare_faces`."""
+        ages = check_ages(ages)
+        images, codes = self.age_aligned([a[0] for a in aligned], ages, size=size,
+                                         randomize_noise=randomize_noise)
+        faces = [FaceResult(img, quad, list(ages), _images_to_pil(images[i]), codes[i], score, size)
+                 for i, (img, quad, score) in enumerate(aligned)]
+        pasted = None
+        if paste_back and any(a[1] is not None for a in aligned):
+            pasted = [self.paste(photo, faces, a) for a in range(len(ages))]
+        return AgingResult(photo, list(ages), faces, pasted)
+
+    @staticmethod
+    def paste(photo: Image.Image, faces: Sequence[FaceResult], age_index: int) -> Image.Image:
+        """The photo with every face's ``age_index``-th result put back."""
+        from .face.paste import paste_face
+        out = photo
+        for f in faces:
+            if f.quad is not None:
+                out = paste_face(out, f.images[age_index], f.quad)
+        return out
+
+    # -- animation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, codes: torch.Tensor, size: int = 256, randomize_noise: bool = False) -> List[Image.Image]:
+        """W+ codes ``[K, n_styles, 512]`` -> images, in batches."""
+        resize = self._check_size(size)
+        out: List[Image.Image] = []
+        for start in range(0, codes.shape[0], self.batch_size):
+            c = codes[start:start + self.batch_size].to(device=self.device, dtype=self.dtype)
+            out += _images_to_pil(self.model.generate(c, resize=resize, randomize_noise=randomize_noise))
+        return out
+
+    def animate(self, face: FaceResult, frames_per_age: int = 4, size: Optional[int] = None) -> List[Image.Image]:
+        """Frames young -> old -> young: the face's codes sorted by age, ``frames_per_age``
+        interpolated W+ steps between neighbouring ages, then played back."""
+        order = sorted(range(len(face.ages)), key=lambda i: face.ages[i])
+        codes = face.latents[order]
+        if len(order) < 2:
+            return [face.images[order[0]]]
+        steps = interpolate_codes(codes, frames_per_age)
+        frames = self.generate(steps, size=size or face.size)
+        return ping_pong(frames)
+
+    # -- style mixing ------------------------------------------------------------------------
+    @torch.no_grad()
+    def random_styles(self, n: int, seed: Optional[int] = 0) -> torch.Tensor:
+        """``n`` W+ codes from random z through the mapping network (as the original
+        ``net(z, input_code=True, return_latents=True)``): ``[n, n_styles, 512]``."""
+        z = np.random.RandomState(seed).randn(n, 512).astype(np.float32)
+        z = torch.from_numpy(z).to(device=self.device, dtype=self.dtype)
+        w = self.model.decoder.style(z)
+        return w[:, None].expand(n, self.model.n_styles, w.shape[-1]).float().cpu()
+
+    @torch.no_grad()
+    def mix_codes(self, codes: torch.Tensor, inject: torch.Tensor, latent_mask: Sequence[int],
+                  alpha: Optional[float] = None) -> torch.Tensor:
+        """The original forward's injection: layers in ``latent_mask`` take ``inject``'s
+        code (or ``alpha * inject + (1 - alpha) * code``)."""
+        out = codes.clone()
+        for i in latent_mask:
+            if not 0 <= i < out.shape[-2]:
+                raise UsageError(f"latent mask layer {i} is out of range 0..{out.shape[-2] - 1}")
+            out[..., i, :] = inject[..., i, :] if alpha is None else (
+                alpha * inject[..., i, :] + (1 - alpha) * out[..., i, :])
+        return out
+
+    def style_sources(self, ages: Sequence[float], *, reference: Optional[FaceResult] = None,
+                      n_random: int = 5, seed: Optional[int] = 0):
+        """``[(label, codes [A, n_styles, 512])]``: the reference face's codes at each age,
+        or ``n_random`` random styles (the same style for every age)."""
+        if reference is not None:
+            return [("reference", reference.latents)]
+        if n_random < 1:
+            raise UsageError("n_random must be at least 1")
+        styles = self.random_styles(n_random, seed)
+        return [(f"random_{i}", styles[i:i + 1].expand(len(ages), *styles.shape[1:])) for i in range(n_random)]
+
+    def mix_face(self, face: FaceResult, sources, latent_mask: Optional[Sequence[int]] = None,
+                 alpha: Optional[float] = None, randomize_noise: bool = False) -> List[List[Image.Image]]:
+        """``face``'s aging with each source's styles in ``latent_mask`` (default: fine layers)."""
+        mask = list(latent_mask) if latent_mask is not None else fine_layers(self.model.n_styles)
+        return [self.generate(self.mix_codes(face.latents, inject, mask, alpha), size=face.size,
+                              randomize_noise=randomize_noise) for _, inject in sources]
+
+    def mix(self, image, ages: Sequence[float], *, reference=None, n_random: int = 5, seed: Optional[int] = 0,
+            latent_mask: Optional[Sequence[int]] = None, alpha: Optional[float] = None, align: bool = True,
+            size: int = 256, randomize_noise: bool = False) -> MixResult:
+        """Style mixing (random styles) or reference-guided aging (the reference face's
+        styles at the same target age) injected into ``latent_mask`` layers (default: the
+        fine layers 8..), as the original style-mixing script."""
+        ages = check_ages(ages)
+        face = self(image, ages, align=align, size=size, randomize_noise=randomize_noise).faces[0]
+        ref = None
+        if reference is not None:
+            ref = self(reference, ages, align=align, size=size, randomize_noise=randomize_noise).faces[0]
+        sources = self.style_sources(ages, reference=ref, n_random=n_random, seed=seed)
+        images = self.mix_face(face, sources, latent_mask, alpha, randomize_noise)
+        return MixResult(face.aligned, face.quad, list(ages), [s[0] for s in sources], images, face.images)
+
+
+def resolve_weights(checkpoint, progress: bool = False) -> Path:
+    """A registry name or a path -> a local file (the weights manager, when present)."""
+    try:
+        from .weights.store import resolve_checkpoint
+    except ModuleNotFoundError as e:  # weights manager not installed in this tree
+        if not (e.name or "").startswith("sam_age.weights"):
+            raise
+        return Path(checkpoint)
+    return resolve_checkpoint(checkpoint, download=True, progress=progress)

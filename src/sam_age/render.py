@@ -1,0 +1,90 @@
+"""Turning results into files: strips, animations, atomic image writes."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import List, Sequence
+
+import torch
+from PIL import Image
+
+from .checkpoints.formats import atomic_write
+
+
+def make_strip(aligned: Image.Image, images: Sequence[Image.Image]) -> Image.Image:
+    """One row of equal square tiles: the aligned input, then every age.
+    The tile size is the outputs' size (the input is resized to match)."""
+    tile = images[0].size if images else aligned.size
+    strip = Image.new("RGB", (tile[0] * (1 + len(images)), tile[1]))
+    for i, im in enumerate([aligned, *images]):
+        if im.size != tile:
+            im = im.resize(tile, Image.LANCZOS)
+        strip.paste(im.convert("RGB"), (i * tile[0], 0))
+    return strip
+
+
+def interpolate_codes(codes: torch.Tensor, frames_per_age: int) -> torch.Tensor:
+    """Codes ``[A, n_styles, 512]`` at consecutive ages -> ``[(A-1)*k + 1, ...]`` with
+    ``k = frames_per_age`` linear steps between neighbours (as the original animation
+    notebook interpolates W+ codes rather than cross-fading images)."""
+    k = max(1, int(frames_per_age))
+    if codes.shape[0] < 2:
+        return codes
+    out = []
+    for a, b in zip(codes[:-1], codes[1:]):
+        for j in range(k):
+            t = j / k
+            out.append(torch.lerp(a.float(), b.float(), t).to(codes.dtype))
+    out.append(codes[-1])
+    return torch.stack(out)
+
+
+def ping_pong(frames: List[Image.Image]) -> List[Image.Image]:
+    """Young -> old -> young, without showing the turning points twice."""
+    return list(frames) + list(frames[-2:0:-1])
+
+
+def save_image(img: Image.Image, path) -> Path:
+    fmt = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    return atomic_write(path, lambda f: img.save(f, format=fmt))
+
+
+def save_gif(frames: Sequence[Image.Image], path, fps: float = 12.0) -> Path:
+    duration = int(round(1000.0 / fps))
+
+    def write(f):
+        frames[0].save(f, format="GIF", save_all=True, append_images=list(frames[1:]),
+                       duration=duration, loop=0, optimize=False, disposal=1)
+    return atomic_write(path, write)
+
+
+def mp4_available() -> bool:
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def save_mp4(frames: Sequence[Image.Image], path, fps: float = 12.0) -> Path:
+    """H.264 MP4 through imageio + imageio-ffmpeg (``pip install 'sam-age[demo]'``)."""
+    from .errors import SamAgeError
+    if not mp4_available():
+        raise SamAgeError("writing MP4 needs imageio and imageio-ffmpeg: "
+                          "pip install 'sam-age[demo]' (or use --gif)")
+    import imageio.v2 as imageio
+    import numpy as np
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        # ffmpeg needs a real file name; write next to the target, then rename (atomic).
+        with imageio.get_writer(str(tmp), fps=fps, codec="libx264", quality=8,
+                                macro_block_size=1, ffmpeg_log_level="error") as writer:
+            for fr in frames:
+                writer.append_data(np.asarray(fr.convert("RGB")))
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
