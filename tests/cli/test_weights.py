@@ -21,10 +21,12 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def lpips_file(standin, tmp_path):
+def lpips_file(tmp_path):
+    """A user's copy of the real LPIPS alex lin file that sam-age ships (6 kB)."""
+    from sam_age.weights import registry, store
     f = tmp_path / "user" / "alex.pth"
     f.parent.mkdir()
-    shutil.copy(standin("lpips_alex_lin"), f)
+    shutil.copy(store.package_file(registry.get("lpips_alex_lin")), f)
     return f
 
 
@@ -156,3 +158,18 @@ def test_convert_refuses_other_kinds_and_wrong_suffix(home, lpips_file, tmp_path
     assert main(["weights", "convert", "sam_ffhq_aging", "--output", str(tmp_path)]) == 2  # not cached
     assert "sam-age weights import FILE" in capsys.readouterr().err
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_main_command_offline_stops_early_with_manual_steps(home, monkeypatch, tmp_path, capsys):
+    """``sam-age age sample`` (the README's main command) with an empty cache and no network:
+    exit 2 before any work, one line with the manual steps, nothing written."""
+    import importlib.util
+    if importlib.util.find_spec("sam_age.cli.age") is None:
+        pytest.skip("the age command is not in this tree")
+    monkeypatch.setenv("SAM_AGE_URL_SAM_FFHQ_AGING", closed_port_url())
+    out = tmp_path / "results"
+    assert main(["age", "sample", "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "sam-age weights import FILE --name sam_ffhq_aging" in err[0] and "SAM_AGE_HOME" in err[0]
+    assert not out.exists() or not any(out.iterdir())

@@ -37,7 +37,10 @@ def test_entries_are_frozen():
 
 
 def test_no_invented_checksums_or_sizes():
-    assert all(e.sha256 is None for e in registry.REGISTRY)  # none was published
+    # only the LPIPS file's digest is known (the copy sam-age ships, from lpips 0.1.4)
+    assert [e.name for e in registry.REGISTRY if e.sha256] == ["lpips_alex_lin"]
+    assert registry.get("lpips_alex_lin").sha256 == \
+        "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
     alexnet = registry.get("alexnet")
     assert alexnet.urls == ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",)
     assert alexnet.sha256_prefix == "7be5be79" and alexnet.sha256_prefix in alexnet.filename
@@ -56,6 +59,7 @@ def test_packaged_files_are_not_downloaded():
     for name, package in (("lpips_alex_lin", "lpips"), ("dlib_68", "face_recognition_models")):
         entry = registry.get(name)
         assert entry.packaged and entry.package == package and entry.urls == ()
+    assert registry.get("lpips_alex_lin").packaged_in[0] == ("sam_age", "data/lpips/alex_v0.1.pth")
     assert not any(e.packaged for e in registry.REGISTRY if e.name not in ("lpips_alex_lin", "dlib_68"))
 
 

@@ -139,11 +139,22 @@ def test_packaged_dlib_model_is_found_in_its_package(home):
 
 
 @pytest.fixture
-def lpips_file(standin, tmp_path):
+def lpips_file(tmp_path):
+    """A user's copy of the real LPIPS alex lin file (6 kB, its sha256 is in the registry)."""
+    shipped = store.package_file(registry.get("lpips_alex_lin"))
+    assert shipped is not None and shipped.parent.name == "lpips"
     f = tmp_path / "user" / "alex.pth"
     f.parent.mkdir()
-    shutil.copy(standin("lpips_alex_lin"), f)
+    shutil.copy(shipped, f)
     return f
+
+
+def test_shipped_lpips_file_resolves_without_the_lpips_package(home):
+    path = store.resolve_checkpoint("lpips_alex_lin")
+    assert path == store.package_file(registry.get("lpips_alex_lin"))
+    report = store.verify("lpips_alex_lin")
+    assert report.ok and "sha256 matches the published one" in report.checks
+    assert not (home / "manifest.json").exists()  # package files are not the cache's business
 
 
 def test_import_copy_keeps_the_users_file(home, lpips_file):
@@ -153,7 +164,8 @@ def test_import_copy_keeps_the_users_file(home, lpips_file):
     assert store.resolve_checkpoint("lpips_alex_lin") == dest  # the cache beats the package
     st = store.status(registry.get("lpips_alex_lin"))
     assert st["cached"] and st["verified"] == "yes"
-    assert st["sha256"] == hashlib.sha256(lpips_file.read_bytes()).hexdigest()
+    assert json.loads((home / "manifest.json").read_text())["lpips_alex_lin"]["sha256"] == \
+        hashlib.sha256(lpips_file.read_bytes()).hexdigest()
     assert [p.name for p in home.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
@@ -175,28 +187,32 @@ def test_import_refuses_a_file_of_another_kind(home, lpips_file):
 def test_import_refuses_a_checksum_that_contradicts_the_published_one(home, standin):
     with pytest.raises(CheckpointError, match="does not match the published 7be5be79"):
         store.import_file(standin("alexnet_features"), "alexnet")
-    assert not (home / "alexnet-owt-7be5be79.pth").exists()
+    with pytest.raises(CheckpointError, match="does not match the published df73285e"):
+        store.import_file(standin("lpips_alex_lin"), "lpips_alex_lin")  # loads, but not the real one
+    assert not home.exists() or not any(home.iterdir())
 
 
-def test_import_never_replaces_another_file_without_overwrite(home, standin, lpips_file):
-    store.import_file(lpips_file, "lpips_alex_lin")
-    other = standin("lpips_alex_lin", salt="other")
+def test_import_never_replaces_another_file_without_overwrite(home, standin):
+    first, other = standin("model_ir_se50"), standin("model_ir_se50", salt="other")
+    store.import_file(first, "ir_se50")
     with pytest.raises(UsageError, match="--overwrite"):
-        store.import_file(other, "lpips_alex_lin")
-    assert (home / "alex.pth").read_bytes() == lpips_file.read_bytes()
-    store.import_file(lpips_file, "lpips_alex_lin")  # the same file again is fine
-    dest = store.import_file(other, "lpips_alex_lin", overwrite=True)
-    assert dest.read_bytes() == other.read_bytes()
+        store.import_file(other, "ir_se50")
+    assert hashlib.sha256((home / "model_ir_se50.pth").read_bytes()).hexdigest() == \
+        hashlib.sha256(first.read_bytes()).hexdigest()
+    store.import_file(first, "ir_se50")  # the same file again is fine
+    dest = store.import_file(other, "ir_se50", overwrite=True, check=False)
+    assert dest.stat().st_size == other.stat().st_size
+    assert store.status(registry.get("ir_se50"))["verified"] == "sha256"  # not load-checked
 
 
 def test_import_of_safetensors_keeps_its_suffix(home, lpips_file, tmp_path):
     from safetensors.torch import save_file
-    state = torch.load(lpips_file, weights_only=True)
+    state = torch.load(lpips_file, map_location="cpu", weights_only=True)
     st = tmp_path / "alex.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(st))
-    dest = store.import_file(st, "lpips_alex_lin")
-    assert dest == home / "alex.safetensors"
-    assert store.resolve_checkpoint("lpips_alex_lin") == dest
+    dest = store.import_file(st, "dex_age", check=False)  # only the file name is under test
+    assert dest == home / "dex_age_classifier.safetensors"
+    assert store.resolve_checkpoint("dex_age") == dest
 
 
 def test_import_unknown_name_or_missing_file(home, lpips_file, tmp_path):
@@ -209,15 +225,27 @@ def test_import_unknown_name_or_missing_file(home, lpips_file, tmp_path):
 # -- verify --------------------------------------------------------------------------------
 
 
-def test_verify_ok_then_changed_file_is_bad(home, lpips_file):
-    store.import_file(lpips_file, "lpips_alex_lin")
-    report = store.verify("lpips_alex_lin")
-    assert report.ok and "lpips_lin_state" in report.checks and "sha256 matches the manifest" in report.checks
-    cached = home / "alex.pth"
-    cached.write_bytes(cached.read_bytes()[:-10] + b"0123456789")
-    report = store.verify("lpips_alex_lin")
+def test_verify_ok_then_changed_file_is_bad(home, standin):
+    store.import_file(standin("model_ir_se50"), "ir_se50")
+    report = store.verify("ir_se50", load=False)
+    assert report.ok and "sha256 matches the manifest" in report.checks
+    cached = home / "model_ir_se50.pth"
+    with open(cached, "r+b") as f:  # one byte changed in the middle of the data
+        f.seek(cached.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    report = store.verify("ir_se50")
     assert not report.ok and "changed since it was recorded" in report.problem
-    assert store.status(registry.get("lpips_alex_lin"))["verified"] == "changed"
+    assert store.status(registry.get("ir_se50"))["verified"] == "changed"
+
+
+def test_verify_load_checks_and_records(home, lpips_file):
+    store.import_file(lpips_file, "lpips_alex_lin", check=False)
+    assert store.status(registry.get("lpips_alex_lin"))["verified"] == "sha256"
+    report = store.verify("lpips_alex_lin")
+    assert report.ok and "lpips_lin_state" in report.checks
+    assert store.status(registry.get("lpips_alex_lin"))["verified"] == "yes"
 
 
 def test_verify_a_file_dropped_into_the_cache_by_hand(home):

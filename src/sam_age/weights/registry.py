@@ -33,12 +33,19 @@ class WeightsFile:
     size: Optional[int] = None    # approximate bytes, where published
     sha256: Optional[str] = None  # full hex digest, where published
     sha256_prefix: Optional[str] = None  # e.g. torchvision's 8-hex prefix in the file name
-    package: Optional[str] = None         # pip package that ships the file (not downloaded)
-    package_path: Optional[str] = None    # the file inside that package
+    # (package, path inside it) of pip packages that ship the file, first found wins;
+    # such files are never downloaded
+    packaged_in: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def packaged(self) -> bool:
-        return self.package is not None
+        return bool(self.packaged_in)
+
+    @property
+    def package(self) -> Optional[str]:
+        """The pip package to install when the file is missing (the last one listed:
+        earlier ones are this package itself)."""
+        return self.packaged_in[-1][0] if self.packaged_in else None
 
     @property
     def env_url(self) -> str:
@@ -48,7 +55,7 @@ class WeightsFile:
     @property
     def source(self) -> str:
         if self.packaged:
-            return f"pip package {self.package} ({self.package_path})"
+            return ", ".join(f"{pkg}/{path}" for pkg, path in self.packaged_in)
         return self.urls[0] if self.urls else "unknown"
 
     def matches_checksum(self, digest: str) -> Optional[bool]:
@@ -92,17 +99,18 @@ REGISTRY: Tuple[WeightsFile, ...] = (
         licence="BSD-3 (torchvision)", loader="load_alexnet", flag="--alexnet_weights",
         urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
         size=int(233.1 * MB), sha256_prefix="7be5be79"),
-    WeightsFile(
+    WeightsFile(  # sam-age ships a copy (sam_age/data/lpips, sha256 of lpips 0.1.4's file)
         name="lpips_alex_lin", filename="alex.pth", kind="lpips_lin",
         used_for="LPIPS v0.1 alex linear layers (training: LPIPS loss)",
         licence="BSD-2 (lpips)", loader="lpips_lin_state", flag="--lpips_lin_weights",
-        package="lpips", package_path="weights/v0.1/alex.pth"),
+        size=6009, sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+        packaged_in=(("sam_age", "data/lpips/alex_v0.1.pth"), ("lpips", "weights/v0.1/alex.pth"))),
     WeightsFile(
         name="dlib_68", filename="shape_predictor_68_face_landmarks.dat", kind="dlib",
         used_for="dlib 68-landmark model (face alignment)",
         licence="see dlib (iBUG 300-W data: non-commercial)", loader="dlib.shape_predictor",
-        flag="(face alignment)", package="face_recognition_models",
-        package_path="models/shape_predictor_68_face_landmarks.dat"),
+        flag="(face alignment)",
+        packaged_in=(("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat"),)),
 )
 
 _BY_NAME = {w.name: w for w in REGISTRY}

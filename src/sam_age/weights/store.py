@@ -83,17 +83,16 @@ def record(entry: WeightsFile, path: Path, sha256: str, source: str,
 
 
 def package_file(entry: WeightsFile) -> Optional[Path]:
-    """The file inside its pip package, found without importing the package."""
-    if not entry.packaged:
-        return None
-    try:
-        spec = importlib.util.find_spec(entry.package)
-    except (ImportError, ValueError):
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(folder) / entry.package_path
-        if candidate.is_file():
-            return candidate
+    """The file inside a pip package that ships it, found without importing the package."""
+    for package, inner in entry.packaged_in:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidate = Path(folder) / inner
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -119,8 +118,9 @@ def manual_steps(entry: WeightsFile, reason: str = "") -> str:
     folder = cache_dir()
     why = f" ({reason.rstrip('.')})" if reason else ""
     if entry.packaged:
-        return (f"{entry.name} ({entry.filename}) comes with the pip package {entry.package}, which is "
-                f"not installed{why}: run `pip install {_pip_name(entry)}`, or get {entry.filename} by hand "
+        shipped = " or ".join(f"{pkg}/{inner}" for pkg, inner in entry.packaged_in)
+        return (f"{entry.name} ({entry.filename}) ships inside {shipped}, and no such file is installed "
+                f"here{why}: run `pip install {_pip_name(entry)}`, or get {entry.filename} by hand "
                 f"and run `sam-age weights import FILE --name {entry.name}`")
     where = " or ".join(entry.urls) or "the SAM authors' release page"
     return (f"{entry.name} ({entry.filename}{_size_text(entry)}) is not in the weights cache {folder} and "
