@@ -32,6 +32,8 @@ class LoopbackServer:
         self.payload = payload
         self.cuts_left = cut_first
         self.requests: List[Tuple[str, Optional[str]]] = []
+        self.full_requests: List[Tuple[str, dict]] = []  # (path, all headers)
+        self.etag: Optional[str] = None  # when set: sent as ETag, and If-Range honoured
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,7 @@ class LoopbackServer:
 
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
+                server.full_requests.append((self.path, dict(self.headers)))
                 parts = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(parts.query))
                 route = parts.path
@@ -82,6 +85,9 @@ class LoopbackServer:
             def _send_file(self, honour_range: bool, cut: bool = False):
                 data, start = server.payload, 0
                 rng = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if if_range is not None and if_range != server.etag:
+                    rng = None  # RFC 9110: a changed file is sent whole
                 if rng and honour_range:
                     start = int(rng.split("=")[1].split("-")[0])
                     if start >= len(data):
@@ -95,6 +101,8 @@ class LoopbackServer:
                     self.send_response(200)
                 body = data[start:]
                 self.send_header("Content-Type", "application/octet-stream")
+                if server.etag:
+                    self.send_header("ETag", server.etag)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if cut:  # promise everything, deliver half, hang up

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -26,7 +27,7 @@ def test_full_download_checks_sha_and_renames(server, tmp_path):
     path, digest = download(server.url("/file.bin"), dest, sha256=SHA, progress=False)
     assert path == dest and digest == SHA
     assert dest.read_bytes() == PAYLOAD
-    assert not (tmp_path / "w" / "file.pt.part").exists()
+    assert list((tmp_path / "w").iterdir()) == [dest]  # no .part, no sidecar, no temp
     assert server.requests == [("/file.bin", None)]
 
 
@@ -54,14 +55,50 @@ def test_one_call_retries_and_resumes(server, tmp_path):
 
 def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     dest = tmp_path / "file.pt"
-    (tmp_path / "file.pt.part").write_bytes(b"stale bytes from elsewhere")
+    _left_over(tmp_path, "file.pt", b"first bytes", server.url("/norange.bin"))
     _, digest = download(server.url("/norange.bin"), dest, sha256=SHA, progress=False)
     assert digest == SHA and dest.read_bytes() == PAYLOAD
+    assert server.requests == [("/norange.bin", "bytes=11-")]  # asked, got 200, started over
+
+
+def test_part_file_from_another_url_is_not_resumed(server, tmp_path):
+    dest = tmp_path / "file.pt"
+    _left_over(tmp_path, "file.pt", b"bytes of another file", "http://mirror.invalid/x")
+    _, digest = download(server.url("/file.bin"), dest, sha256=SHA, progress=False)
+    assert digest == SHA and server.requests == [("/file.bin", None)]
+    assert list(tmp_path.iterdir()) == [dest]  # no .part, no sidecar
+
+
+def test_changed_file_on_the_server_is_sent_whole(server, tmp_path):
+    """If-Range: the part came from version "v1"; the server now has v2 and sends all of it."""
+    dest = tmp_path / "file.pt"
+    server.etag = '"v2"'
+    _left_over(tmp_path, "file.pt", b"old version bytes", server.url("/file.bin"), '"v1"')
+    _, digest = download(server.url("/file.bin"), dest, sha256=SHA, progress=False)
+    assert digest == SHA
+    _, headers = server.full_requests[-1]
+    assert headers["Range"] == "bytes=17-" and headers["If-Range"] == '"v1"'
+
+
+def test_resume_sends_if_range_with_the_etag(server, tmp_path):
+    server.etag = '"v1"'
+    dest = tmp_path / "file.pt"
+    with pytest.raises(DownloadError):
+        download(server.url("/cut.bin"), dest, sha256=SHA, progress=False, retries=0)
+    download(server.url("/cut.bin"), dest, sha256=SHA, progress=False, retries=0)
+    assert server.full_requests[-1][1]["If-Range"] == '"v1"'
+    assert dest.read_bytes() == PAYLOAD
+
+
+def _left_over(tmp_path, name, data, url, validator=None):
+    """A ``.part`` file (and its sidecar) as an interrupted download leaves it."""
+    (tmp_path / f"{name}.part").write_bytes(data)
+    (tmp_path / f"{name}.part.json").write_text(json.dumps({"url": url, "validator": validator}))
 
 
 def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
     dest = tmp_path / "file.pt"
-    (tmp_path / "file.pt.part").write_bytes(PAYLOAD)
+    _left_over(tmp_path, "file.pt", PAYLOAD, server.url("/file.bin"))
     _, digest = download(server.url("/file.bin"), dest, sha256=SHA, progress=False)
     assert digest == SHA and dest.read_bytes() == PAYLOAD
     assert server.requests == [("/file.bin", f"bytes={len(PAYLOAD)}-")]  # answered 416
@@ -71,7 +108,7 @@ def test_checksum_mismatch_leaves_nothing_in_place(server, tmp_path):
     dest = tmp_path / "file.pt"
     with pytest.raises(DownloadError, match="sha256"):
         download(server.url("/file.bin"), dest, sha256="0" * 64, progress=False)
-    assert not dest.exists() and not (tmp_path / "file.pt.part").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sha256_prefix_is_enough(server, tmp_path):
@@ -93,8 +130,9 @@ def test_drive_confirm_form_is_followed(server, tmp_path):
 
 def test_drive_confirm_after_interruption_resumes(server, tmp_path):
     dest = tmp_path / "sam.pt"
-    (tmp_path / "sam.pt.part").write_bytes(PAYLOAD[:1000])
-    _, digest = download(server.url("/uc?export=download&id=ABC123"), dest, sha256=SHA, progress=False)
+    url = server.url("/uc?export=download&id=ABC123")
+    _left_over(tmp_path, "sam.pt", PAYLOAD[:1000], url)
+    _, digest = download(url, dest, sha256=SHA, progress=False)
     assert digest == SHA
     assert server.requests[-1][1] == "bytes=1000-"  # the HTML page was not appended
 

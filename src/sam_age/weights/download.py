@@ -11,9 +11,11 @@ adds the manual steps.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import html
 import http.client
+import json
 import http.cookiejar
 import os
 import re
@@ -110,11 +112,44 @@ def _lock(f) -> None:
         raise DownloadError("another process is downloading this file; wait for it", f.name) from None
 
 
-def _open(opener, url: str, offset: int, timeout: float):
+def _open(opener, url: str, offset: int, timeout: float, validator: Optional[str] = None):
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if validator:  # "send the rest only if the file is still the one we started"
+            headers["If-Range"] = validator
     return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+# The ``.part`` file's sidecar remembers which URL it came from and the server's
+# validator (strong ETag or Last-Modified), so that bytes of two different files are
+# never glued together: another URL starts afresh, a changed file is re-sent whole.
+
+def _sidecar(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _read_sidecar(part: Path) -> dict:
+    try:
+        data = json.loads(_sidecar(part).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _validator(response) -> Optional[str]:
+    etag = response.headers.get("ETag")
+    if etag and not etag.startswith("W/"):  # weak ETags are not allowed in If-Range
+        return etag
+    return response.headers.get("Last-Modified")
+
+
+def _drop_part(part: Path) -> None:
+    for f in (part, _sidecar(part)):
+        try:
+            f.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _total_size(response, offset: int) -> Optional[int]:
@@ -138,10 +173,13 @@ def _fetch(opener, url: str, part: Path, timeout: float, progress: bool, desc: s
     leaving the bytes received so far in ``part``."""
     from tqdm.auto import tqdm
 
+    origin = url
+    if part.exists() and _read_sidecar(part).get("url") != origin:
+        _drop_part(part)  # bytes from elsewhere (or of unknown origin): never mix files
     for _hop in range(3):  # page -> confirm -> file (at most)
         offset = part.stat().st_size if part.exists() else 0
         try:
-            response = _open(opener, url, offset, timeout)
+            response = _open(opener, url, offset, timeout, _read_sidecar(part).get("validator"))
         except urllib.error.HTTPError as e:
             if e.code == 416 and offset:  # we already have every byte
                 return
@@ -156,7 +194,10 @@ def _fetch(opener, url: str, part: Path, timeout: float, progress: bool, desc: s
                 url = nxt
                 continue
             if offset and response.status != 206:
-                offset = 0  # the server ignored Range: start again
+                offset = 0  # the server ignored Range, or the file changed: start again
+            if not offset:
+                _sidecar(part).write_text(json.dumps({"url": origin, "validator": _validator(response)}),
+                                          encoding="utf-8")
             total = _total_size(response, offset)
             if total is not None:
                 _check_space(part.parent, total - offset)
@@ -213,6 +254,8 @@ def download(urls, dest, *, sha256: Optional[str] = None, sha256_prefix: Optiona
                 continue
             except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
                     http.client.HTTPException, OSError) as e:
+                if _is_local_write_error(e):
+                    raise DownloadError(f"cannot write the download ({e.strerror or e})", part) from None
                 reason = _network_reason(url, e)
                 if isinstance(e, urllib.error.URLError) and not isinstance(
                         getattr(e, "reason", None), (socket.timeout, TimeoutError, ConnectionResetError)):
@@ -221,14 +264,23 @@ def download(urls, dest, *, sha256: Optional[str] = None, sha256_prefix: Optiona
             digest = sha256_of(part)
             expected = sha256 or sha256_prefix
             if expected and not digest.lower().startswith(expected.lower()):
-                part.unlink()
+                _drop_part(part)
                 raise DownloadError(f"downloaded file has sha256 {digest}, expected "
                                     f"{expected}{'...' if not sha256 else ''}; deleted it", dest)
             os.replace(part, dest)
+            _drop_part(part)  # the sidecar
             return dest, digest
         reasons.append(reason)
     kept = f" (partial download kept in {part}; run again to resume)" if part.exists() else ""
     raise DownloadError("; ".join(reasons) + kept)
+
+
+def _is_local_write_error(e: BaseException) -> bool:
+    if isinstance(e, (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
+                      http.client.HTTPException)):
+        return False
+    return getattr(e, "filename", None) is not None or getattr(e, "errno", None) in (
+        errno.ENOSPC, errno.EACCES, errno.EROFS, getattr(errno, "EDQUOT", -1))
 
 
 def _network_reason(url: str, e: BaseException) -> str:
