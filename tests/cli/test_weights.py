@@ -93,15 +93,16 @@ def test_download_usage_errors(home, capsys):
     assert main(["weights"]) == 2
 
 
-def test_import_then_checkpoint_name_resolves_to_it(home, small_sam_path, capsys):
-    """``weights import --link`` of a SAM file; ``--checkpoint sam_ffhq_aging`` finds it."""
-    from sam_age.weights import resolve_checkpoint
-    assert main(["weights", "import", str(small_sam_path), "--name", "sam_ffhq_aging", "--link"]) == 0
-    cached = home / "sam_ffhq_aging.pt"
-    assert cached.is_symlink() and small_sam_path.exists()
-    assert resolve_checkpoint("sam_ffhq_aging", download=False) == cached
+def test_import_link_then_the_name_resolves_to_it(home, standin, capsys):
+    """``weights import --link``; afterwards a weights flag given ``ir_se50`` finds it."""
+    from sam_age.weights import resolve_weights
+    user_file = standin("model_ir_se50")
+    assert main(["weights", "import", str(user_file), "--name", "ir_se50", "--link"]) == 0
+    cached = home / "model_ir_se50.pth"
+    assert cached.is_symlink() and user_file.exists()
+    assert resolve_weights(None, "ir_se50", download=False) == cached
     capsys.readouterr()
-    assert main(["weights", "verify", "sam_ffhq_aging", "--no-load", "--json"]) == 0
+    assert main(["weights", "verify", "ir_se50", "--no-load", "--json"]) == 0
     (report,) = json.loads(capsys.readouterr().out)
     assert report["ok"] and "sha256 matches the manifest" in report["checks"]
 

@@ -108,7 +108,7 @@ REGISTRY: Tuple[WeightsFile, ...] = (
     WeightsFile(
         name="dlib_68", filename="shape_predictor_68_face_landmarks.dat", kind="dlib",
         used_for="dlib 68-landmark model (face alignment)",
-        licence="see dlib (iBUG 300-W data: non-commercial)", loader="dlib.shape_predictor",
+        licence="see dlib (trained on iBUG 300-W: ask before commercial use)", loader="dlib.shape_predictor",
         flag="(face alignment)",
         packaged_in=(("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat"),)),
 )
