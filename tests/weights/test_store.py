@@ -47,6 +47,13 @@ def test_existing_path_is_returned_as_is(home, tmp_path):
     assert store.resolve_checkpoint(str(f)) == f
 
 
+def test_a_folder_named_like_an_entry_is_not_taken_for_it(home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ir_se50").mkdir()
+    with pytest.raises(WeightsUnavailableError):
+        store.resolve_checkpoint("ir_se50", download=False)
+
+
 def test_registry_name_resolves_from_the_cache_without_network(home, small_sam_path, monkeypatch):
     """``--checkpoint sam_ffhq_aging`` with the file in the cache: no download is tried."""
     home.mkdir()

@@ -179,9 +179,9 @@ def resolve_checkpoint(name_or_path: PathLike, *, download: bool = True, progres
     if name_or_path is None or str(name_or_path).strip() == "":
         raise UsageError("no weights file given")
     path = Path(name_or_path).expanduser()
-    if path.exists():
-        return path
     entry = registry.lookup(str(name_or_path))
+    if path.is_file() or (path.exists() and entry is None):  # a folder named like an entry is not it
+        return path
     if entry is None:
         raise CheckpointError(f"file not found (and not a weights name: {', '.join(registry.names())})", path)
     have = cached_file(entry)
