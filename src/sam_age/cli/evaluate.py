@@ -1,0 +1,125 @@
+"""``sam-age evaluate``: age a folder of faces and measure the results like the paper.
+
+    sam-age evaluate --checkpoint sam_ffhq_aging --data faces/ --ages 0:100:10 --output eval/
+
+writes ``results.csv``, ``summary.json`` and two plots into ``--output``. Bad images are
+named on stderr and counted in the summary (exit 1); bad flags or weights exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "evaluate", help="measure aging accuracy (DEX) and identity (IR-SE-50) on a folder of faces",
+        description="Age every face in --data to every age in --ages and measure the outputs: "
+                    "the age DEX predicts (and its error against the target) and the IR-SE-50 "
+                    "identity similarity between input and output. Writes results.csv, "
+                    "summary.json and plots into --output.")
+    p.add_argument("--checkpoint", required=True, metavar="PATH_OR_NAME",
+                   help="SAM weights: a file or a registry name (e.g. sam_ffhq_aging)")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of face photos")
+    p.add_argument("--ages", default="0:100:10", metavar="AGES",
+                   help="target ages: a list (0,30,60) or a range start:stop:step, stop included "
+                        "(default 0:100:10)")
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument("--ir_se50_weights", default=None, metavar="PATH_OR_NAME",
+                   help="IR-SE-50 identity net (default: the registry's ir_se50)")
+    p.add_argument("--age_predictor_weights", default=None, metavar="PATH_OR_NAME",
+                   help="DEX age classifier (default: the registry's dex_age)")
+    p.add_argument("--fid", action="store_true",
+                   help="also FID per age group against the inputs (needs torch-fidelity or "
+                        "clean-fid with their Inception weights on disk; skipped otherwise)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--dtype", default=None, help="float32 (exact), bfloat16 or float16")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, metavar="N",
+                   help="images per forward pass")
+    p.add_argument("--no-align", dest="align", action="store_false",
+                   help="the images are already aligned 256 px FFHQ crops")
+    p.add_argument("--all-faces", dest="all_faces", action="store_true",
+                   help="evaluate every face of a photo, not only the most confident one")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --output")
+    p.set_defaults(run=run)
+    return p
+
+
+def _weights(value, name: str):
+    """A weights flag's value -> a path (``None`` means the registry's official file)."""
+    try:
+        from ..weights.store import resolve_weights
+    except ImportError:  # the weights manager is optional for a plain path
+        if value is None:
+            from ..errors import UsageError
+            raise UsageError(f"give the {name} weights file")
+        return Path(value)
+    return resolve_weights(value, name)
+
+
+def run(args) -> int:
+    from ..errors import UsageError
+    from ..images import list_inputs
+    from .age import parse_ages
+
+    ages = parse_ages(args.ages)
+    data = Path(args.data).expanduser()
+    if not data.is_dir():
+        raise UsageError("not a folder of images", data)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
+    paths, _ = list_inputs([str(data)])
+    if not paths:
+        raise UsageError("no images in this folder", data)
+
+    from ..evaluation import OUTPUT_FILES
+    output = Path(args.output).expanduser()
+    existing = [name for name in OUTPUT_FILES if (output / name).exists()]
+    if existing and not args.overwrite:
+        raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", output)
+    if output.exists() and not output.is_dir():
+        raise UsageError("exists and is not a folder", output)
+
+    ir_se50 = _weights(args.ir_se50_weights, "ir_se50")
+    dex = _weights(args.age_predictor_weights, "dex_age")
+
+    from ..engine import resolve_device
+    from ..evaluation import Evaluator, run_evaluation, summarize
+    from ..pipeline import AgePipeline
+
+    device = resolve_device(args.device)
+    pipeline = AgePipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
+                                           batch_size=args.batch_size, progress=True)
+    evaluator = Evaluator.from_weights(pipeline, ir_se50, dex, device=device,
+                                       batch_size=args.batch_size or 8)
+
+    def on_error(name: str, message: str) -> None:
+        print(f"sam-age evaluate: skipped {message}", file=sys.stderr)
+
+    def on_note(message: str) -> None:
+        print(f"sam-age evaluate: {message}", file=sys.stderr)
+
+    report = run_evaluation(evaluator, paths, ages, output, align=args.align,
+                            all_faces=args.all_faces, fid=args.fid, on_error=on_error,
+                            on_note=on_note, progress=True)
+    _print_summary(summarize(report), output)
+    return 1 if report.failures else 0
+
+
+def _print_summary(summary: dict, output: Path) -> None:
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    fid = (summary.get("fid") or {}).get("per_target_age") or {}
+    print(f"{'target age':>10}  {'n':>4}  {'mean |age error|':>16}  {'mean identity':>13}"
+          + ("  FID" if fid else ""))
+    for age, s in summary["per_target_age"].items():
+        line = (f"{age:>10}  {s['n']:>4}  {fmt(s['mean_age_error'], '16.2f')}  "
+                f"{fmt(s['mean_identity_similarity'], '13.3f')}")
+        print(line + (f"  {fmt(fid.get(age), '.2f')}" if fid else ""))
+    o, c = summary["overall"], summary["counts"]
+    print(f"{'overall':>10}  {o['n']:>4}  {fmt(o['mean_age_error'], '16.2f')}  "
+          f"{fmt(o['mean_identity_similarity'], '13.3f')}")
+    print(f"{c['succeeded']} of {c['inputs']} images evaluated ({c['faces']} faces), "
+          f"{c['failed']} failed; results in {output}")

@@ -1,0 +1,60 @@
+"""``sam-age serve``: the web demo on Gradio's server (``pip install 'sam-age[web]'``).
+
+    sam-age serve --checkpoint sam_ffhq_aging --port 7860
+
+The model is loaded once, before the server starts; visitors share it through Gradio's queue.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve", help="run the web demo (Gradio)",
+        description="Serve a web page where a visitor uploads a portrait (or takes the bundled "
+                    "sample) and sees it at other ages: a strip, a gallery per face, an "
+                    "animation and the photo with the aged face pasted back.")
+    p.add_argument("--checkpoint", required=True, metavar="PATH_OR_NAME",
+                   help="SAM weights: a file or a registry name (e.g. sam_ffhq_aging)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--dtype", default=None, help="float32 (exact), bfloat16 or float16")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, metavar="N",
+                   help="images per forward pass")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: everyone)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true",
+                   help="also open a temporary public *.gradio.live link (needs the internet)")
+    p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=20.0, metavar="N",
+                   help="refuse uploads larger than this (default 20)")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    from ..errors import UsageError
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be 1..65535, not {args.port}")
+    if args.max_upload_mb <= 0:
+        raise UsageError(f"--max-upload-mb must be positive, not {args.max_upload_mb:g}")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise UsageError("the web demo needs Gradio: pip install 'sam-age[web]'") from None
+
+    from ..pipeline import AgePipeline
+    from ..web import build_app, launch
+
+    pipeline = AgePipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype,
+                                           batch_size=args.batch_size, progress=True)
+    demo = build_app(pipeline, max_upload_mb=args.max_upload_mb)
+    print(f"sam-age serve: model on {pipeline.device}; open http://{args.host}:{args.port} "
+          "(Ctrl+C stops)", file=sys.stderr)
+    try:
+        launch(demo, host=args.host, port=args.port, share=args.share,
+               max_upload_mb=args.max_upload_mb, block=True)
+    except OSError as e:  # port taken, address not available
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {e}") from None
+    return 0

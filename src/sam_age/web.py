@@ -1,0 +1,300 @@
+"""The Gradio web demo: upload a portrait (or take the bundled sample), see it at other ages.
+
+    from sam_age import AgePipeline
+    from sam_age.web import build_app, launch
+    launch(build_app(AgePipeline.from_pretrained("sam_ffhq_aging")), port=7860)
+
+Everything the page shows comes from :class:`~sam_age.pipeline.AgePipeline` (the same
+calls as ``sam-age age``); this module only turns its results into page content.
+:class:`WebDemo` holds the handlers as plain methods so they can be tested without a
+server; :func:`build_app` wires them to a ``gr.Blocks`` page.
+
+A bad upload (not an image, no face, a decompression bomb, too big) becomes a readable
+message in the page, never a stack trace, and the server goes on serving.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from PIL import Image
+
+from .errors import ImageReadError, InputError, SamAgeError, UsageError
+
+# No usage statistics from a demo that may run on a private machine.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AGES = "0, 20, 40, 60, 80, 100"
+DEFAULT_MAX_UPLOAD_MB = 20
+MAX_AGES = 21          # one strip of 0:100:5 at most: keeps one request from hogging the server
+MAX_FACES_SHOWN = 4    # galleries on the page; more faces still appear in the strip
+ANIMATION_FPS = 12
+
+
+@dataclass
+class Outputs:
+    """What one "Age" run shows; ``message`` is Markdown (an error or a short report)."""
+
+    message: str
+    ok: bool = False
+    strip: Optional[Image.Image] = None                  # one row per face
+    faces: List[List[Tuple[Image.Image, str]]] = field(default_factory=list)  # per face: (image, caption)
+    gif: Optional[str] = None
+    mp4: Optional[str] = None
+    pasted: Optional[Image.Image] = None                 # the photo at the oldest age asked
+
+
+def sample_path() -> Path:
+    """The bundled sample portrait (scikit-image's public-domain astronaut)."""
+    from .cli.age import sample_path as bundled  # the CLI's `sample`, the same file
+    return Path(bundled())
+
+
+def parse_ages_text(text: str) -> List[float]:
+    """The page's age box: ``0, 30, 60`` or ``0:100:10`` (the CLI's syntax)."""
+    from .cli.age import parse_ages  # the one parser of age lists
+    if not str(text or "").strip():
+        raise UsageError("type at least one age, e.g. 0, 30, 60 or 0:100:20")
+    try:
+        ages = parse_ages(str(text))
+    except UsageError as e:  # the CLI's message names its flag; the page has a box
+        raise UsageError(e.reason.replace("--ages: ", "ages: ")) from None
+    if len(ages) > MAX_AGES:
+        raise UsageError(f"at most {MAX_AGES} ages at a time (got {len(ages)})")
+    return ages
+
+
+def error_message(exc: BaseException, upload: Optional[str] = None) -> str:
+    """One readable line (Markdown) for the page. A bad photo is named by its original file
+    name (Gradio keeps an upload as ``<temp>/<hash>/<name>``), never by its temp path."""
+    if isinstance(exc, InputError):
+        where = exc.path or (str(upload) if upload else None)
+        text = f"{Path(where).name}: {exc.reason}" if where else exc.reason
+        return f"**Could not use this photo.** {text}"
+    if isinstance(exc, SamAgeError):
+        return f"**Cannot run.** {exc.reason}"
+    return f"**Something went wrong.** Unexpected error ({type(exc).__name__}: {exc})"
+
+
+class WebDemo:
+    """The page's handlers, with one pipeline loaded once and shared by every visitor."""
+
+    def __init__(self, pipeline, workdir: Optional[Path] = None,
+                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, frames_per_age: int = 4):
+        self.pipeline = pipeline
+        self.frames_per_age = frames_per_age
+        self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
+        # Gradio serves what handlers return from the system temp folder; keep ours there.
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sam-age-web-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # one model, one job at a time (the queue also says so)
+
+    # -- inputs ----------------------------------------------------------------------------
+    def sample(self) -> str:
+        """A copy of the sample portrait where Gradio may serve it from."""
+        src = sample_path()
+        dst = self.workdir / src.name
+        if not dst.exists():
+            shutil.copyfile(src, dst)
+        return str(dst)
+
+    def _check_upload(self, upload) -> str:
+        if upload is None or str(upload) == "":
+            raise UsageError("upload a photo first (or press “Use the sample portrait”)")
+        path = Path(str(upload))
+        if path.exists() and path.stat().st_size > self.max_upload_bytes:
+            raise ImageReadError(f"file too large ({path.stat().st_size / 2**20:.2g} MB; "
+                                 f"the limit is {self.max_upload_bytes / 2**20:.2g} MB)", path)
+        return str(path)
+
+    def preview(self, upload) -> Tuple[Optional[Image.Image], str]:
+        """Show the uploaded photo, or say at once why it cannot be used."""
+        from .images import read_image
+        if upload is None:
+            return None, ""
+        try:
+            photo = read_image(self._check_upload(upload))
+        except SamAgeError as e:
+            return None, error_message(e, upload)
+        photo.thumbnail((512, 512))
+        return photo, f"Loaded **{Path(str(upload)).name}**. Pick ages and press **Age**."
+
+    # -- running ---------------------------------------------------------------------------
+    def quick(self, upload, age: float) -> Tuple[Optional[Image.Image], str]:
+        """One age, the best face only: the slider's fast answer."""
+        try:
+            path = self._check_upload(upload)
+            with self._lock:
+                result = self.pipeline(path, [float(age)])
+        except Exception as e:  # the page must always get an answer; the server goes on
+            return None, self._report(e, upload)
+        return result.faces[0].images[0], f"Age {float(age):g}: done."
+
+    def age(self, upload, ages_text: str, all_faces: bool = False, paste_back: bool = True,
+            animate: bool = False) -> Outputs:
+        """The strip, a gallery per face, the animation and the pasted-back photo."""
+        start = time.perf_counter()
+        try:
+            path = self._check_upload(upload)
+            ages = parse_ages_text(ages_text)
+            with self._lock:
+                result = self.pipeline(path, ages, all_faces=all_faces, paste_back=paste_back)
+                out = self._outputs(result, animate)
+        except Exception as e:
+            return Outputs(self._report(e, upload))
+        n = len(result.faces)
+        out.message = (f"Done: {n} face{'s' if n != 1 else ''} x {len(ages)} ages "
+                       f"in {time.perf_counter() - start:.1f} s.")
+        return out
+
+    def _outputs(self, result, animate: bool) -> Outputs:
+        from .render import make_strip
+        strips = [make_strip(f.aligned, f.images) for f in result.faces]
+        strip = Image.new("RGB", (strips[0].width, sum(s.height for s in strips)), "white")
+        y = 0
+        for s in strips:
+            strip.paste(s, (0, y))
+            y += s.height
+        faces = [[(im, f"face {k + 1}, age {a:g}") for im, a in zip(f.images, f.ages)]
+                 for k, f in enumerate(result.faces)]
+        out = Outputs("", ok=True, strip=strip, faces=faces)
+        if result.pasted:
+            oldest = max(range(len(result.ages)), key=lambda i: result.ages[i])
+            out.pasted = result.pasted[oldest]
+        if animate and len(result.ages) > 1:
+            out.gif, out.mp4 = self._animation(result.faces[0])
+        return out
+
+    def _animation(self, face) -> Tuple[str, Optional[str]]:
+        from .render import mp4_available, save_gif, save_mp4
+        frames = self.pipeline.animate(face, frames_per_age=self.frames_per_age)
+        job = self.workdir / uuid.uuid4().hex[:12]
+        job.mkdir()
+        gif = save_gif(frames, job / "aging.gif", fps=ANIMATION_FPS)
+        mp4 = save_mp4(frames, job / "aging.mp4", fps=ANIMATION_FPS) if mp4_available() else None
+        return str(gif), (str(mp4) if mp4 else None)
+
+    def _report(self, exc: BaseException, upload) -> str:
+        message = error_message(exc, upload)
+        if isinstance(exc, SamAgeError):
+            log.info("web request failed: %s", exc)
+        else:  # a bug: keep the traceback in the server log, show one line in the page
+            log.exception("web request failed")
+        _warn(message)
+        return message
+
+
+def _warn(message: str) -> None:
+    """Also a toast in the page, when called inside a Gradio request."""
+    try:
+        import gradio as gr
+        from gradio.context import LocalContext
+    except ImportError:
+        return
+    if LocalContext.blocks.get(None) is not None:
+        gr.Warning(message.replace("**", ""))
+
+
+# ------------------------------------------------------------------------------ the page
+
+
+def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+              workdir: Optional[Path] = None, frames_per_age: int = 4,
+              title: str = "SAM age demo"):
+    """The ``gr.Blocks`` page around ``pipeline`` (queued: one model job at a time, the
+    other visitors wait their turn). Launch it with :func:`launch`."""
+    import gradio as gr
+
+    demo_handlers = WebDemo(pipeline, workdir=workdir, max_upload_mb=max_upload_mb,
+                            frames_per_age=frames_per_age)
+
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {title}\nSee a face at other ages with SAM (*Only a Matter of Style*, "
+                    "Alaluf et al. 2021). Upload a portrait or take the sample, then age it. "
+                    f"<small>(model: {_model_note(pipeline)})</small>")
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label=f"Photo (up to {max_upload_mb:g} MB)", type="filepath",
+                                 elem_id="photo")
+                sample = gr.Button("Use the sample portrait", elem_id="sample", size="sm")
+                preview = gr.Image(label="Input", type="pil", interactive=False, elem_id="preview",
+                                   height=256)
+                status = gr.Markdown("", elem_id="status")
+                with gr.Group():
+                    age = gr.Slider(0, 100, value=60, step=1, label="Age for a quick result",
+                                    elem_id="age")
+                    quick = gr.Button("Quick result", elem_id="quick")
+                    quick_result = gr.Image(label="Quick result", type="pil", interactive=False,
+                                            elem_id="quick-result", height=256)
+                with gr.Group():
+                    ages = gr.Textbox(DEFAULT_AGES, label="Ages for the strip (0, 30, 60 or 0:100:20)",
+                                      elem_id="ages")
+                    with gr.Row():
+                        all_faces = gr.Checkbox(False, label="All faces", elem_id="all-faces")
+                        paste_back = gr.Checkbox(True, label="Paste back", elem_id="paste-back")
+                        animate = gr.Checkbox(False, label="Animation (slower)", elem_id="animate")
+                    run = gr.Button("Age", variant="primary", elem_id="run")
+            with gr.Column(scale=2):
+                strip = gr.Image(label="Strip: input, then every age", type="pil",
+                                 interactive=False, elem_id="strip")
+                galleries = [gr.Gallery(label=f"Face {k + 1}", columns=6, fit_columns=False,
+                                        height=260, visible=k == 0, elem_id=f"face-{k + 1}")
+                             for k in range(MAX_FACES_SHOWN)]
+                with gr.Row():
+                    gif = gr.Image(label="Animation (GIF)", type="filepath", interactive=False,
+                                   elem_id="gif", height=300)
+                    mp4 = gr.Video(label="Animation (MP4)", interactive=False, elem_id="mp4",
+                                   height=300)
+                pasted = gr.Image(label="Pasted back into the photo (oldest age)", type="pil",
+                                  interactive=False, elem_id="pasted")
+
+        def on_age(upload_value, ages_value, all_value, paste_value, animate_value):
+            out = demo_handlers.age(upload_value, ages_value, all_value, paste_value, animate_value)
+            updates = [gr.Gallery(value=out.faces[k] if k < len(out.faces) else None,
+                                  visible=k == 0 or k < len(out.faces))
+                       for k in range(MAX_FACES_SHOWN)]
+            return [out.message, out.strip, *updates, out.gif, out.mp4, out.pasted]
+
+        # Every model call shares one concurrency slot: a single model, used by one job at a time.
+        model_slot = dict(concurrency_id="model", concurrency_limit=1)
+        sample.click(demo_handlers.sample, None, upload, api_name=False)
+        upload.change(demo_handlers.preview, upload, [preview, status], api_name=False)
+        quick.click(demo_handlers.quick, [upload, age], [quick_result, status], api_name="quick",
+                    **model_slot)
+        age.release(demo_handlers.quick, [upload, age], [quick_result, status], api_name=False,
+                    **model_slot)
+        run.click(on_age, [upload, ages, all_faces, paste_back, animate],
+                  [status, strip, *galleries, gif, mp4, pasted], api_name="age", **model_slot)
+
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    demo.sam_age = demo_handlers  # the handlers, for tests and for launch()
+    demo.sam_age_max_upload_mb = max_upload_mb
+    return demo
+
+
+def _model_note(pipeline) -> str:
+    try:
+        return f"{pipeline.output_size} px generator on {pipeline.device}"
+    except Exception:  # a stand-in pipeline in a test
+        return type(pipeline).__name__
+
+
+def launch(demo, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           max_upload_mb: Optional[float] = None, block: bool = True, quiet: bool = False):
+    """Serve ``demo`` with Gradio's own server (its upload route as shipped), refusing
+    uploads above ``max_upload_mb``. ``block=False`` returns at once (tests)."""
+    mb = max_upload_mb if max_upload_mb is not None else getattr(demo, "sam_age_max_upload_mb",
+                                                                 DEFAULT_MAX_UPLOAD_MB)
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=f"{mb:g}mb",
+                       prevent_thread_lock=not block, show_error=False, quiet=quiet,
+                       inbrowser=False, footer_links=["gradio"])

@@ -1,0 +1,80 @@
+"""The demo's handlers, called directly (no server): good photos age, bad ones explain."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sam_age.web import MAX_AGES, WebDemo, build_app, parse_ages_text
+
+
+@pytest.fixture(scope="module")
+def demo(web_pipeline, tmp_path_factory):
+    return WebDemo(web_pipeline, workdir=tmp_path_factory.mktemp("web"), frames_per_age=1)
+
+
+def test_build_app_is_a_queued_blocks_page(web_pipeline, tmp_path):
+    import gradio as gr
+    app = build_app(web_pipeline, workdir=tmp_path, max_upload_mb=3)
+    assert isinstance(app, gr.Blocks)
+    assert isinstance(app.sam_age, WebDemo) and app.sam_age.pipeline is web_pipeline
+    assert app.sam_age.max_upload_bytes == 3 * 2**20
+    assert app._queue is not None  # queued: concurrent visitors wait their turn
+    ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
+    assert {"photo", "sample", "age", "ages", "run", "strip", "face-1", "gif", "mp4", "pasted",
+            "status"} <= ids
+
+
+def test_sample_portrait_ages_into_strip_gallery_animation_and_photo(demo):
+    sample = demo.sample()
+    assert Path(sample).is_relative_to(demo.workdir) and Path(sample).stat().st_size > 0
+    preview, message = demo.preview(sample)
+    assert isinstance(preview, Image.Image) and "astronaut" in message
+
+    out = demo.age(sample, "20, 70", all_faces=False, paste_back=True, animate=True)
+    assert out.ok, out.message
+    assert out.message.startswith("Done: 1 face x 2 ages")
+    assert out.strip.size == (3 * 256, 256)  # input + two ages
+    assert [c for _, c in out.faces[0]] == ["face 1, age 20", "face 1, age 70"]
+    assert all(im.size == (256, 256) for im, _ in out.faces[0])
+    gif = Image.open(out.gif)
+    assert gif.format == "GIF" and gif.n_frames >= 2
+    assert out.mp4 is None or Path(out.mp4).stat().st_size > 0
+    assert out.pasted.size == Image.open(sample).size  # the whole photo, aged face put back
+
+
+def test_quick_result_is_one_face_at_the_slider_age(demo):
+    image, message = demo.quick(demo.sample(), 45)
+    assert image.size == (256, 256) and "45" in message
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("notes.png", "not an image"),
+    ("bomb.png", "decompression bomb"),
+])
+def test_unreadable_uploads_explain_themselves(demo, bad_uploads, name, reason):
+    preview, message = demo.preview(str(bad_uploads / name))
+    assert preview is None
+    assert name in message and reason in message and "Traceback" not in message
+    out = demo.age(str(bad_uploads / name), "20, 70")
+    assert not out.ok and out.strip is None and reason in out.message
+    image, quick_message = demo.quick(str(bad_uploads / name), 30)
+    assert image is None and reason in quick_message
+
+
+def test_photo_without_a_face_explains_itself(demo, bad_uploads):
+    out = demo.age(str(bad_uploads / "grey.png"), "30")
+    assert not out.ok and "grey.png" in out.message and "face" in out.message.lower()
+
+
+def test_too_big_upload_and_bad_ages_explain_themselves(web_pipeline, demo, tmp_path):
+    small = WebDemo(web_pipeline, workdir=tmp_path, max_upload_mb=0.001)
+    out = small.age(demo.sample(), "30")
+    assert not out.ok and "file too large" in out.message
+    assert "upload a photo first" in demo.age(None, "30").message
+    assert "ages" in demo.age(demo.sample(), "ten, twenty").message
+    assert "0..100" in demo.age(demo.sample(), "150").message
+    with pytest.raises(Exception, match="at most"):
+        parse_ages_text("0:100:1")
+    assert len(parse_ages_text("0:100:5")) == MAX_AGES
