@@ -78,3 +78,15 @@ def test_too_big_upload_and_bad_ages_explain_themselves(web_pipeline, demo, tmp_
     with pytest.raises(Exception, match="at most"):
         parse_ages_text("0:100:1")
     assert len(parse_ages_text("0:100:5")) == MAX_AGES
+
+
+def test_serve_refuses_bad_flags_before_loading_the_model(tmp_path, capsys):
+    from sam_age.cli.main import main
+    missing = str(tmp_path / "missing.pt")
+    assert main(["serve", "--checkpoint", missing, "--port", "0"]) == 2
+    assert "--port" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", missing, "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", missing]) == 2  # no such checkpoint: exit 2, one line
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and "Traceback" not in err

@@ -94,11 +94,13 @@ def run(args) -> int:
     evaluator = Evaluator.from_weights(pipeline, ir_se50, dex, device=device,
                                        batch_size=args.batch_size or 8)
 
-    def on_error(name: str, message: str) -> None:
-        print(f"sam-age evaluate: skipped {message}", file=sys.stderr)
+    from tqdm.auto import tqdm
 
-    def on_note(message: str) -> None:
-        print(f"sam-age evaluate: {message}", file=sys.stderr)
+    def on_note(message: str) -> None:  # through tqdm, so the progress bar stays whole
+        tqdm.write(f"sam-age evaluate: {message}", file=sys.stderr)
+
+    def on_error(name: str, message: str) -> None:
+        on_note(f"skipped {message}")
 
     report = run_evaluation(evaluator, paths, ages, output, align=args.align,
                             all_faces=args.all_faces, fid=args.fid, on_error=on_error,

@@ -54,7 +54,8 @@ def run(args) -> int:
           "(Ctrl+C stops)", file=sys.stderr)
     try:
         launch(demo, host=args.host, port=args.port, share=args.share,
-               max_upload_mb=args.max_upload_mb, block=True)
+               max_upload_mb=args.max_upload_mb, block=True,
+               quiet=not args.share)  # our line above says where; Gradio's would say share=True
     except OSError as e:  # port taken, address not available
         raise UsageError(f"cannot serve on {args.host}:{args.port}: {e}") from None
     return 0
