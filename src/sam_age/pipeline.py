@@ -209,8 +209,15 @@ class AgePipeline:
         codes = face.latents[order]
         if len(order) < 2:
             return [face.images[order[0]]]
-        steps = interpolate_codes(codes, frames_per_age)
-        frames = self.generate(steps, size=size or face.size)
+        k = max(1, int(frames_per_age))
+        steps = interpolate_codes(codes, k)
+        size = size or face.size
+        # The key frames are the ages already generated: only the in-between ones cost.
+        reuse = size == face.size
+        todo = [i for i in range(steps.shape[0]) if not (reuse and i % k == 0)]
+        made = iter(self.generate(steps[todo], size=size)) if todo else iter(())
+        frames = [face.images[order[i // k]] if (reuse and i % k == 0) else next(made)
+                  for i in range(steps.shape[0])]
         return ping_pong(frames)
 
     # -- style mixing ------------------------------------------------------------------------

@@ -160,7 +160,7 @@ class Batch:
     def fail(self, name: str, reason: str, path=None) -> None:
         self.records.append({"input": str(path) if path else name, "name": name, "ok": False,
                              "error": reason, "files": []})
-        self.bar.write(f"sam-age {self.command}: {name}: {reason}", file=sys.stderr)
+        self.bar.write(f"sam-age {self.command}: {path or name}: {reason}", file=sys.stderr)
 
     def run(self, name: str, path: Path, work: Callable[[], dict]) -> None:
         t0 = time.perf_counter()
