@@ -115,3 +115,14 @@ def test_errors(pipe):
         pipe(str(SAMPLE), [10], size=1024)  # the small stand-in generates 256 px only
     with pytest.raises(NoFaceError):
         pipe(Image.new("RGB", (128, 128), (90, 90, 90)), [10])
+
+
+def test_mp4(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from sam_age.render import save_mp4
+    frames = [Image.new("RGB", (64, 64), (i * 25, 0, 0)) for i in range(6)]
+    path = save_mp4(frames, tmp_path / "a.mp4")
+    import imageio.v2 as imageio
+    with imageio.get_reader(str(path)) as reader:
+        assert reader.count_frames() == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]  # no temporary left

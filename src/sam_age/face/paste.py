@@ -1,7 +1,7 @@
 """Put an aligned (aged) face back where it came from in the original photo.
 
 The alignment quad is a parallelogram, so the aligned crop is an affine image of the
-photo; pasting inverts that affine map. A feathered square mask hides the seam, and the
+photo; pasting inverts that affine map. A feathered, rounded square mask hides the seam, and the
 photo outside the quad stays bit-for-bit the same.
 """
 from __future__ import annotations
@@ -11,15 +11,17 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-FEATHER = 0.06  # fraction of the face size over which the mask fades in
-INSET = 0.04  # keep the mask off the crop's edge, where reflection padding may show
+FEATHER = 0.08  # fraction of the face size over which the mask fades in
+INSET = 0.03  # keep the mask off the crop's edge, where reflection padding may show
+CORNER = 0.3  # rounded corners: the crop's corners are background, not face
 
 
 def face_mask(size: int, feather: float = FEATHER, inset: float = INSET) -> Image.Image:
-    """A white square with soft edges, ``size`` x ``size`` (mode L)."""
+    """A white rounded square with soft edges, ``size`` x ``size`` (mode L)."""
     mask = Image.new("L", (size, size), 0)
     margin = int(round(size * (inset + feather)))
-    ImageDraw.Draw(mask).rectangle([margin, margin, size - 1 - margin, size - 1 - margin], fill=255)
+    ImageDraw.Draw(mask).rounded_rectangle([margin, margin, size - 1 - margin, size - 1 - margin],
+                                           radius=int(size * CORNER), fill=255)
     radius = max(1.0, size * feather / 2.0)
     return mask.filter(ImageFilter.GaussianBlur(radius))
 
