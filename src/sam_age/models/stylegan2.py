@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import fused_leaky_relu, make_kernel, upfirdn2d
+from ..ops.modconv import (SQRT2, modulated_weight, styled_conv_fast, styled_conv_shared, to_rgb_fast,
+                          use_fast_modconv)
 
 BLUR_KERNEL = (1, 3, 3, 1)
 
@@ -238,9 +240,13 @@ class Generator(nn.Module):
         return self.style(z).mean(0, keepdim=True)
 
     def synthesis(self, latent: torch.Tensor, noise: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
-        """``latent`` is W+ ``[N, n_latent, style_dim]``; returns the image ``[N, 3, size, size]``."""
+        """``latent`` is W+ ``[N, n_latent, style_dim]``; returns the image ``[N, 3, size, size]``.
+        Without autograd the fast form runs (``sam_age.ops.modconv``), otherwise the
+        reference below."""
         if noise is None:
             noise = [None] * self.num_layers
+        if use_fast_modconv():
+            return self.synthesis_fast(latent, noise)
         out = self.input(latent.shape[0])
         out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
@@ -250,6 +256,57 @@ class Generator(nn.Module):
             out = conv1(out, latent[:, i], noise=noise1)
             out = conv2(out, latent[:, i + 1], noise=noise2)
             skip = to_rgb(out, latent[:, i + 2], skip)
+            i += 2
+        return skip
+
+    def synthesis_fast(self, latent: torch.Tensor, noise: Sequence[Optional[torch.Tensor]],
+                       form: str = "auto") -> torch.Tensor:
+        """Same function as the reference synthesis with fewer passes over the activations
+        (see ``sam_age.ops.modconv``). ``form``: "per_sample" runs the images one by one in
+        channels-last with per-sample weights (CPU: the depthwise blur is ~3x faster in
+        channels-last, and one image's activations at a time keep the memory low);
+        "shared" runs the batch through shared-weight convs (GPU); "auto" picks by device."""
+        if form == "auto":
+            form = "per_sample" if latent.device.type == "cpu" else "shared_cl"
+        if form == "per_sample":
+            images = []
+            for i in range(latent.shape[0]):
+                sample_noise = [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise]
+                images.append(self._synthesis_fast(latent[i:i + 1], sample_noise, False, True))
+            return torch.cat(images).contiguous()
+        if form not in ("shared", "shared_cl"):
+            raise ValueError(f"unknown fast synthesis form {form!r}")
+        return self._synthesis_fast(latent, noise, True, form == "shared_cl").contiguous()
+
+    def _synthesis_fast(self, latent, noise, shared: bool, channels_last: bool) -> torch.Tensor:
+        # activations are carried divided by sqrt(2); consumers fold it into their weights
+        def styled(layer: StyledConv, x, style, noise_i, gain):
+            conv = layer.conv
+            blur = conv.blur.kernel if conv.upsample else None
+            if shared:
+                return styled_conv_shared(x, conv.weight, conv.scale, conv.modulation(style),
+                                          layer.activate.bias, noise_i, layer.noise.weight,
+                                          conv.upsample, blur, gain)
+            w = modulated_weight(conv.weight, conv.scale, conv.modulation(style), True, gain, dtype=x.dtype)
+            return styled_conv_fast(x, w, layer.activate.bias, noise_i, layer.noise.weight,
+                                    upsample=conv.upsample, blur=blur)
+
+        def rgb(layer: ToRGB, x, style):
+            conv = layer.conv
+            w = modulated_weight(conv.weight, conv.scale, conv.modulation(style), False, SQRT2, dtype=x.dtype)
+            return to_rgb_fast(x, w, layer.bias.reshape(-1))
+
+        out = self.input(latent.shape[0]).to(latent.dtype)
+        if channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
+        out = styled(self.conv1, out, latent[:, 0], noise[0], 1.0)
+        skip = rgb(self.to_rgb1, out, latent[:, 1])
+        i = 1
+        for conv1, conv2, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2],
+                                                        noise[1::2], noise[2::2], self.to_rgbs):
+            out = styled(conv1, out, latent[:, i], noise1, SQRT2)
+            out = styled(conv2, out, latent[:, i + 1], noise2, SQRT2)
+            skip = rgb(to_rgb, out, latent[:, i + 2]).add_(to_rgb.upsample(skip))
             i += 2
         return skip
 
