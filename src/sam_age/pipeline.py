@@ -183,10 +183,11 @@ class AgePipeline:
 
     @staticmethod
     def paste(photo: Image.Image, faces: Sequence[FaceResult], age_index: int) -> Image.Image:
-        """The photo with every face's ``age_index``-th result put back."""
+        """The photo with every face's ``age_index``-th result put back (the best face
+        last, so it wins where crops overlap)."""
         from .face.paste import paste_face
         out = photo
-        for f in faces:
+        for f in reversed(list(faces)):
             if f.quad is not None:
                 out = paste_face(out, f.images[age_index], f.quad)
         return out
