@@ -41,3 +41,18 @@ def test_mix_bad_flags(small_sam_path, tmp_path, capsys):
     assert main(base + ["--alpha", "2"]) == 2
     assert main(base + ["--reference", str(tmp_path / "nope.jpg")]) == 2
     assert "--reference" in capsys.readouterr().err
+
+
+def test_mix_reference_guided(small_sam_path, tmp_path, capsys):
+    from ..face.images_for_tests import sample
+    ref = tmp_path / "ref.png"
+    sample().transpose(Image.FLIP_LEFT_RIGHT).save(ref)
+    out = tmp_path / "mix"
+    code = main(["mix", "sample", "--checkpoint", str(small_sam_path), "--ages", "40", "--reference", str(ref),
+                 "--alpha", "0.5", "--latent-mask", "10,11", "--output", str(out), "--json", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    rec = json.loads(captured.out)["inputs"][0]
+    assert rec["sources"] == ["reference"] and rec["latent_mask"] == [10, 11] and rec["alpha"] == 0.5
+    assert (out / "astronaut" / "reference" / "age_040.png").is_file()
+    assert Image.open(out / "astronaut" / "grid.png").size == (512, 512)
