@@ -335,7 +335,11 @@ def run_evaluation(evaluator: Evaluator, paths: Sequence, ages: Sequence[float],
                 report.fid_note = "skipped: FID needs at least two faces"
                 note(f"FID {report.fid_note}")
             else:
-                report.fid = fid_per_age(Path(images_dir), ages, backend)
-                report.fid_note = f"computed with {backend} against the aligned inputs"
+                try:
+                    report.fid = fid_per_age(Path(images_dir), ages, backend)
+                    report.fid_note = f"computed with {backend} against the aligned inputs"
+                except Exception as e:  # an optional extra must not cost the whole evaluation
+                    report.fid_note = f"failed: {backend}: {type(e).__name__}: {e}"
+                    note(f"FID {report.fid_note}")
     write_report(report, output)
     return report

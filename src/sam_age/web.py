@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 from PIL import Image
 
@@ -256,7 +256,7 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                     mp4 = gr.Video(label="Animation (MP4)", interactive=False, elem_id="mp4",
                                    height=300)
                 pasted = gr.Image(label="Pasted back into the photo (oldest age)", type="pil",
-                                  interactive=False, elem_id="pasted")
+                                  interactive=False, elem_id="pasted", height=420)
 
         def on_age(upload_value, ages_value, all_value, paste_value, animate_value):
             out = demo_handlers.age(upload_value, ages_value, all_value, paste_value, animate_value)

@@ -110,3 +110,50 @@ def test_empty_report_still_writes_everything(tmp_path):
     assert all(p.exists() for p in paths.values())
     assert (tmp_path / "results.csv").read_text().strip() == ",".join(CSV_COLUMNS)
     assert json.loads((tmp_path / "summary.json").read_text())["per_target_age"]["10"]["n"] == 0
+
+
+class _FakePipeline:
+    """Reads with the package's reader (so bad files fail as in real use), 'ages' nothing."""
+
+    def __call__(self, path, ages, all_faces=False, align=True):
+        from types import SimpleNamespace
+        from sam_age.images import read_image
+        face = read_image(path).resize((256, 256))
+        return SimpleNamespace(faces=[SimpleNamespace(aligned=face, images=[face] * len(ages))])
+
+
+class _FakeNets:
+    def predict_ages(self, x):
+        return (x.mean(dim=(1, 2, 3)) + 1) * 50
+
+    def features(self, x):
+        import torch.nn.functional as F
+        return F.normalize(x.flatten(1)[:, :16], dim=1)
+
+
+def test_fid_runs_per_age_when_a_backend_is_present(data_dir, tmp_path, monkeypatch):
+    import sys
+    import types
+    from sam_age import evaluation
+
+    calls = []
+    fake = types.ModuleType("torch_fidelity")
+
+    def calculate_metrics(input1, input2, **kwargs):
+        calls.append((Path(input1).name, Path(input2).name, len(list(Path(input1).iterdir()))))
+        return {"frechet_inception_distance": 12.5}
+
+    fake.calculate_metrics = calculate_metrics
+    monkeypatch.setitem(sys.modules, "torch_fidelity", fake)
+    monkeypatch.setattr(evaluation, "fid_backend", lambda: ("torch-fidelity", None))
+    evaluator = evaluation.Evaluator(_FakePipeline(), _FakeNets(), _FakeNets())
+    errors = []
+    report = evaluation.run_evaluation(evaluator, sorted(data_dir.iterdir()), [10, 60], tmp_path,
+                                       fid=True, on_error=lambda name, msg: errors.append(name))
+    assert [Path(e).name for e in errors] == ["broken.png"]
+    assert calls == [("age_10", "inputs", 2), ("age_60", "inputs", 2)]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["fid"]["per_target_age"] == {"10": 12.5, "60": 12.5}
+    # Identical input and output: identity 1, and the fake DEX reads the same age for both.
+    assert all(abs(r.identity_similarity - 1) < 1e-5 for r in report.rows)
+    assert all(abs(r.predicted_age - r.input_predicted_age) < 1e-4 for r in report.rows)
