@@ -57,6 +57,12 @@ class IDLoss(_FrozenLoss):
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
                 weights: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, float]:
+        loss, improvement = self.loss_and_improvement(y_hat, y, x, weights)
+        return loss, float(improvement)
+
+    def loss_and_improvement(self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
+                             weights: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """As ``forward`` but the improvement stays a tensor (no device sync per step)."""
         f_hat = self.features(y_hat)
         with torch.no_grad():  # the target and the input are constants (the original detaches them)
             f_y = self.features(y)
@@ -66,7 +72,7 @@ class IDLoss(_FrozenLoss):
         if weights is not None:
             per_sample = weights.to(per_sample.dtype) * per_sample
         sim_views = (f_y * f_x).sum(dim=1)
-        improvement = float((sim_target.detach() - sim_views).mean())
+        improvement = (sim_target.detach() - sim_views).mean()
         return per_sample.mean(), improvement
 
 

@@ -1,0 +1,36 @@
+"""The training run under ``torchrun --nproc_per_node 2 -m sam_age train`` (gloo, CPU).
+
+This file sorts before test_train.py on purpose: it runs while the pytest process is
+still small, because the two training processes need most of a small machine's memory.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .test_train import _args, _check_run, data, weights  # noqa: F401 (fixtures)
+
+
+def _torchrun():
+    exe = Path(sys.executable).parent / "torchrun"
+    return str(exe) if exe.exists() else shutil.which("torchrun")
+
+
+@pytest.mark.torchrun
+@pytest.mark.skipif(_torchrun() is None, reason="torchrun is not installed")
+def test_torchrun_two_processes(tmp_path, weights, data):
+    exp = tmp_path / "exp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    base = [_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "sam_age"]
+    # Adam keeps two buffers per weight where Ranger keeps three: two 256 px SAMs must fit
+    # beside the rest of the test suite in the memory of a small machine.
+    common = ["--batch_size", "1", "--test_batch_size", "1", "--save_interval", "2", "--optim_name", "adam"]
+    for extra in (["--max_steps", "2"], ["--max_steps", "3", "--resume"]):
+        run = subprocess.run(base + _args(exp, weights, data, *common, *extra), env=env,
+                             capture_output=True, text=True, timeout=1500)
+        assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("finished: 3 steps") == 1  # one writer
+    _check_run(exp, weights, world=2, ranger=False)
