@@ -131,21 +131,43 @@ def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
 
     The generator size, the encoder's input channels and the start mode come from the
     file. Returns the model in **eval mode** on ``device`` (parameters keep
-    ``requires_grad``; training code decides what to freeze)."""
+    ``requires_grad``; training code decides what to freeze).
+
+    The model is built on the meta device and the file's tensors are *assigned* to it
+    (``load_state_dict(assign=True)``): a ``.pt`` zip is memory-mapped by ``torch.load``,
+    so float32 weights on the CPU are never copied, and a ``dtype`` conversion converts
+    one tensor at a time (never two full copies of the model)."""
     fmt, obj, path = _read(source)
     state, opts, latent_avg = _sam_state(fmt, obj, path)
+    del obj
     cfg = _infer_sam_config(state, opts, path)
-    model = SAM(**cfg)
-    own = model.state_dict()
-    if fmt == "pdparams":
-        state = paddle_to_torch(state, own)
-        optional = re.compile(r"(^|\.)num_batches_tracked$|^decoder\.noises\.")
-    else:
-        state = {k: to_tensor(v, k) for k, v in state.items()}
-        optional = OPTIONAL_KEYS
-    _load_state(model, state, path, "SAM", optional=optional)
     if latent_avg is None:
         raise CheckpointError("SAM checkpoint has no latent_avg", path)
+    if fmt == "pdparams":
+        # Paddle files may lack the generator's noise buffers: start from a real module.
+        model = SAM(**cfg)
+        state = paddle_to_torch(state, model.state_dict())
+        _load_state(model, state, path, "SAM",
+                    optional=re.compile(r"(^|\.)num_batches_tracked$|^decoder\.noises\."))
+    else:
+        with torch.device("meta"):
+            model = SAM(**cfg)
+        state = {k: to_tensor(v, k) for k, v in state.items()}
+        _load_state(model, state, path, "SAM")  # checks names and shapes (copies to meta: no-op)
+        own = model.state_dict()
+        for k in list(state):
+            v = state.pop(k)
+            if k not in own:
+                continue
+            want = dtype if dtype is not None and v.is_floating_point() else own[k].dtype
+            state[k] = v.to(device=device, dtype=want)
+        for k, v in own.items():  # optional keys the file lacked (num_batches_tracked)
+            if k not in state:
+                state[k] = torch.zeros(v.shape, dtype=v.dtype, device=device)
+        model.load_state_dict(state, assign=True)
+        model.face_pool = model.face_pool.to(device)
+        model.latent_avg = torch.zeros(model.latent_avg.shape, device=device)
+        del state
     latent_avg = latent_avg.float().reshape(-1, model.latent_avg.shape[-1])
     if latent_avg.shape[0] == 1:
         latent_avg = latent_avg.repeat(model.n_styles, 1)
