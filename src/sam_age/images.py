@@ -116,7 +116,7 @@ def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
             img = _to_rgb(img)
     except ImageReadError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError("image too large (over PIL's pixel limit): possible decompression bomb, "
                              "refused before decoding", name) from None
     except FileNotFoundError:

@@ -84,6 +84,39 @@ def check_ages(ages: Sequence[float]) -> List[float]:
     return out
 
 
+def parse_ages(text: str, what: str = "ages") -> List[float]:
+    """'0,10,20' / '0:100:10' (inclusive, like the original's 0..100 by 10) / mixed."""
+    import numpy as np
+    ages: List[float] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if ":" in part:
+                bits = [float(b) for b in part.split(":")]
+                if len(bits) == 2:
+                    bits.append(1.0 if bits[1] >= bits[0] else -1.0)
+                start, stop, step = bits
+                if step == 0 or (stop - start) * step < 0:
+                    raise ValueError
+                n = int(np.floor((stop - start) / step + 1e-9)) + 1
+                ages += [round(start + i * step, 6) for i in range(n)]
+            else:
+                ages.append(float(part))
+        except ValueError:
+            raise UsageError(f"{what}: cannot read {part!r}; use '0,10,20' or '0:100:10'") from None
+    seen = set()
+    ages = [a for a in ages if not (a in seen or seen.add(a))]
+    if not ages:
+        raise UsageError(f"{what}: give at least one age")
+    return check_ages(ages)
+
+
+def sample_path() -> Path:
+    """The bundled sample portrait (scikit-image's public-domain astronaut)."""
+    return Path(__file__).resolve().parent / "data" / "astronaut.jpg"
+
+
 def fine_layers(n_styles: int) -> List[int]:
     return list(range(FINE_LAYERS_FROM, n_styles))
 

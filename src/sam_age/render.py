@@ -1,7 +1,6 @@
 """Turning results into files: strips, animations, atomic image writes."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import List, Sequence
 

@@ -28,6 +28,7 @@ from typing import List, Optional, Tuple
 from PIL import Image
 
 from .errors import ImageReadError, InputError, SamAgeError, UsageError
+from .pipeline import parse_ages, sample_path
 
 # No usage statistics from a demo that may run on a private machine.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -54,21 +55,11 @@ class Outputs:
     pasted: Optional[Image.Image] = None                 # the photo at the oldest age asked
 
 
-def sample_path() -> Path:
-    """The bundled sample portrait (scikit-image's public-domain astronaut)."""
-    from .cli.age import sample_path as bundled  # the CLI's `sample`, the same file
-    return Path(bundled())
-
-
 def parse_ages_text(text: str) -> List[float]:
     """The page's age box: ``0, 30, 60`` or ``0:100:10`` (the CLI's syntax)."""
-    from .cli.age import parse_ages  # the one parser of age lists
     if not str(text or "").strip():
         raise UsageError("type at least one age, e.g. 0, 30, 60 or 0:100:20")
-    try:
-        ages = parse_ages(str(text))
-    except UsageError as e:  # the CLI's message names its flag; the page has a box
-        raise UsageError(e.reason.replace("--ages: ", "ages: ")) from None
+    ages = parse_ages(str(text))
     if len(ages) > MAX_AGES:
         raise UsageError(f"at most {MAX_AGES} ages at a time (got {len(ages)})")
     return ages

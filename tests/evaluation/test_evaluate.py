@@ -15,7 +15,7 @@ from sam_age.evaluation import CSV_COLUMNS, Report, Row, summarize, write_report
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """Two aligned 256 px crops (the sample's face, and its mirror) and one corrupt file."""
-    from sam_age.cli.age import sample_path
+    from sam_age.pipeline import sample_path
     d = tmp_path_factory.mktemp("faces")
     face = Image.open(sample_path()).convert("RGB").crop((128, 20, 384, 276))
     face.save(d / "a.png")

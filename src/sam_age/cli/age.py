@@ -6,9 +6,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
-from ..errors import InputError, SamAgeError, UsageError
+from ..errors import InputError, UsageError
+from ..pipeline import parse_ages, sample_path  # noqa: F401  (shared with web and evaluate)
 
 SAMPLE = "sample"
 DESCRIPTION = """\
@@ -66,41 +67,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 # -- helpers shared with ``mix`` ------------------------------------------------------------
-def parse_ages(text: str) -> List[float]:
-    """'0,10,20' / '0:100:10' (inclusive, like the original's 0..100 by 10) / mixed."""
-    import numpy as np
-    from ..pipeline import check_ages
-    ages: List[float] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if ":" in part:
-                bits = [float(b) for b in part.split(":")]
-                if len(bits) == 2:
-                    bits.append(1.0 if bits[1] >= bits[0] else -1.0)
-                start, stop, step = bits
-                if step == 0 or (stop - start) * step < 0:
-                    raise ValueError
-                n = int(np.floor((stop - start) / step + 1e-9)) + 1
-                ages += [round(start + i * step, 6) for i in range(n)]
-            else:
-                ages.append(float(part))
-        except ValueError:
-            raise UsageError(f"--ages: cannot read {part!r}; use '0,10,20' or '0:100:10'") from None
-    seen = set()
-    ages = [a for a in ages if not (a in seen or seen.add(a))]
-    if not ages:
-        raise UsageError("--ages: give at least one age")
-    return check_ages(ages)
-
-
 def age_label(age: float) -> str:
     return f"{int(age):03d}" if float(age).is_integer() else f"{age:05.1f}"
-
-
-def sample_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
 
 
 def collect_inputs(args) -> tuple:
@@ -196,7 +164,7 @@ def prepare_run(args):
     list inputs. The model itself loads at the first face (bad inputs cost nothing)."""
     from ..engine import resolve_device
     from ..pipeline import resolve_weights
-    ages = parse_ages(args.ages)
+    ages = parse_ages(args.ages, "--ages")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     named, missing = collect_inputs(args)

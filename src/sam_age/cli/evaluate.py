@@ -61,9 +61,9 @@ def _weights(value, name: str):
 def run(args) -> int:
     from ..errors import UsageError
     from ..images import list_inputs
-    from .age import parse_ages
+    from ..pipeline import parse_ages
 
-    ages = parse_ages(args.ages)
+    ages = parse_ages(args.ages, "--ages")
     data = Path(args.data).expanduser()
     if not data.is_dir():
         raise UsageError("not a folder of images", data)
