@@ -302,13 +302,14 @@ class Generator(nn.Module):
         out = styled(self.conv1, out, latent[:, 0], noise[0], 1.0)
         # the RGB skip sums 2 * log2(size) - 2 layers: it is kept in float32 whatever the
         # activations are (3 channels, so it costs nothing)
-        skip = rgb(self.to_rgb1, out, latent[:, 1]).float()
+        acc = torch.promote_types(latent.dtype, torch.float32)
+        skip = rgb(self.to_rgb1, out, latent[:, 1]).to(acc)
         i = 1
         for conv1, conv2, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2],
                                                         noise[1::2], noise[2::2], self.to_rgbs):
             out = styled(conv1, out, latent[:, i], noise1, SQRT2)
             out = styled(conv2, out, latent[:, i + 1], noise2, SQRT2)
-            skip = rgb(to_rgb, out, latent[:, i + 2]).float().add_(to_rgb.upsample(skip))
+            skip = rgb(to_rgb, out, latent[:, i + 2]).to(acc).add_(to_rgb.upsample(skip))
             i += 2
         return skip
 

@@ -65,13 +65,18 @@ def use_fast_modconv() -> bool:
     return _mode == "fast"
 
 
+def _acc(weight: torch.Tensor) -> torch.dtype:
+    """Accumulation dtype for the modulation math: float32, or float64 for float64 models."""
+    return torch.promote_types(weight.dtype, torch.float32)
+
+
 def modulation_factors(weight: torch.Tensor, scale: float, styles: torch.Tensor, demodulate: bool,
                        eps: float = 1e-8):
-    """``(s [B, in], demod [B, out] or None)`` in float32 such that the reference modulated
+    """``(s [B, in], demod [B, out] or None)`` in float32 (at least) such that the reference modulated
     weight is ``weight[0] * s[:, None, :, None, None] * demod[:, :, None, None, None]``.
     The demodulation uses ``sum_i s_i^2 sum_k w_oik^2`` (a small matmul) instead of a pass
     over the ``[B, out, in, k, k]`` weights."""
-    s = styles.float() * scale
+    s = styles.to(_acc(weight)) * scale
     if not demodulate:
         return s, None
     return s, torch.rsqrt(s.square() @ _squared_norms(weight).t() + eps)
@@ -81,12 +86,12 @@ def _squared_norms(weight: torch.Tensor) -> torch.Tensor:
     """``sum_k w_oik^2`` as ``[out, in]`` float32; without autograd it is cached on the
     weight tensor itself (keyed by its version, so an in-place update recomputes it)."""
     if torch.is_grad_enabled() and weight.requires_grad:
-        return weight[0].float().square().sum([2, 3])
+        return weight[0].to(_acc(weight)).square().sum([2, 3])
     key = (weight._version, weight.data_ptr())
     hit = getattr(weight, "_sam_age_sq_norms", None)
     if hit is not None and hit[0] == key:
         return hit[1]
-    w2 = weight[0].detach().float().square().sum([2, 3])
+    w2 = weight[0].detach().to(_acc(weight)).square().sum([2, 3])
     weight._sam_age_sq_norms = (key, w2)
     return w2
 
@@ -101,7 +106,7 @@ def modulated_weight(weight: torch.Tensor, scale: float, styles: torch.Tensor, d
     coef = (s * in_gain)[:, None, :]
     if demod is not None:
         coef = coef * demod[:, :, None]
-    w = weight[0].float()[None] * coef[..., None, None]
+    w = weight[0].to(coef.dtype)[None] * coef[..., None, None]
     return w.to(dtype or weight.dtype)
 
 

@@ -1,0 +1,103 @@
+"""The generator's fast form, the precision policy and the no-copy loader against their
+references."""
+import math
+
+import pytest
+import torch
+
+from sam_age import load_sam
+from sam_age import engine
+from sam_age.models.stylegan2 import Generator
+from sam_age.ops.modconv import modconv_mode
+
+
+def _psnr(a: torch.Tensor, ref: torch.Tensor) -> float:
+    mse = float(((a.double() - ref.double()) ** 2).mean())
+    peak = float(ref.max() - ref.min())
+    return math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)
+
+
+@pytest.fixture(scope="module")
+def small_generator():
+    torch.manual_seed(0)
+    return Generator(32, style_dim=64, n_mlp=2, channel_multiplier=1).eval()
+
+
+@pytest.mark.parametrize("form", ["per_sample", "shared", "shared_cl"])
+@pytest.mark.parametrize("fixed_noise", [True, False])
+def test_fast_synthesis_equals_reference(small_generator, form, fixed_noise):
+    g = small_generator.double()
+    torch.manual_seed(1)
+    latent = torch.randn(3, g.n_latent, 64, dtype=torch.float64)
+    noise = g.fixed_noise() if fixed_noise else [torch.randn(3, 1, n.shape[2], n.shape[3], dtype=torch.float64)
+                                                 for n in g.fixed_noise()]
+    with torch.no_grad():
+        with modconv_mode("reference"):
+            ref = g.synthesis(latent, noise)
+        fast = g.synthesis_fast(latent, noise, form)
+    g.float()
+    assert fast.shape == ref.shape and fast.is_contiguous()
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-10 * float(ref.abs().max()))
+
+
+def test_auto_mode_picks_fast_without_grad(small_generator, monkeypatch):
+    calls = []
+    real = Generator.synthesis_fast
+    monkeypatch.setattr(Generator, "synthesis_fast", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    latent = torch.randn(1, small_generator.n_latent, 64)
+    with torch.no_grad():
+        small_generator.synthesis(latent)
+    assert calls == [1]
+    small_generator.synthesis(latent)  # autograd on: the reference
+    assert calls == [1]
+
+
+def test_bf16_generator_agrees_with_float32(small_generator):
+    torch.manual_seed(2)
+    latent = torch.randn(2, small_generator.n_latent, 64)
+    g16 = Generator(32, style_dim=64, n_mlp=2, channel_multiplier=1).eval()
+    g16.load_state_dict(small_generator.state_dict())
+    g16.to(torch.bfloat16)
+    with torch.no_grad():
+        with modconv_mode("reference"):
+            ref = small_generator.synthesis(latent, small_generator.fixed_noise())
+        out = g16.synthesis(latent.bfloat16(), g16.fixed_noise())
+    assert out.dtype == torch.float32  # the RGB skip is accumulated in float32
+    assert _psnr(out, ref) >= 35.0
+
+
+def test_cpu_bf16_detection(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512_bf16 amx_tile\n")
+    assert "avx512_bf16" in engine.cpu_flags(info)
+    assert engine.cpu_flags(tmp_path / "missing") == frozenset()
+    assert engine.cpu_has_native_bf16(frozenset({"avx2", "avx512_bf16"}))
+    assert engine.cpu_has_native_bf16(frozenset({"amx_bf16"}))
+    if "AMX" not in torch.backends.cpu.get_cpu_capability().upper():
+        assert not engine.cpu_has_native_bf16(frozenset({"avx2", "avx512f"}))
+
+
+def test_dtype_policy(monkeypatch):
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
+    assert engine.resolve_dtype(None, torch.device("cpu")) == torch.bfloat16
+    assert engine.resolve_dtype("auto", "cpu") == torch.bfloat16
+    assert engine.resolve_dtype("float32", "cpu") == torch.float32  # asked: always exact
+    assert engine.resolve_dtype(torch.float32, "cpu") == torch.float32
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    assert engine.resolve_dtype(None, "cpu") == torch.float32
+    assert engine.resolve_dtype(None, torch.device("cuda")) == torch.float16
+    assert engine.resolve_dtype("bf16", "cuda") == torch.bfloat16
+    with pytest.raises(ValueError):
+        engine.resolve_dtype("float8", "cpu")
+
+
+def test_load_sam_mmap_equals_copy(small_sam_path):
+    mapped = load_sam(small_sam_path)  # torch.load(mmap=True) + assign
+    copied = load_sam(torch.load(small_sam_path, map_location="cpu", weights_only=True))  # in-memory object
+    a, b = mapped.state_dict(), copied.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(mapped.latent_avg, copied.latent_avg)
+    assert not mapped.training and all(p.device.type == "cpu" for p in mapped.parameters())
+    half = load_sam(small_sam_path, dtype=torch.bfloat16)
+    assert all(v.dtype == torch.bfloat16 for v in half.state_dict().values() if v.is_floating_point())
+    assert torch.equal(half.decoder.convs[0].conv.weight, a["decoder.convs.0.conv.weight"].bfloat16())
