@@ -27,6 +27,7 @@ DeviceLike = Union[str, torch.device, None]
 DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPU_MAX_BATCH = 4
 
 
 def default_device() -> torch.device:
@@ -124,6 +125,10 @@ def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size
     runs in its own dtype (see :func:`prepare_model`)."""
     param = next(model.parameters())
     faces = faces.to(device=param.device, dtype=param.dtype)
+    if param.device.type == "cpu":
+        # the CPU generator runs image by image anyway; bigger encoder batches buy no
+        # speed on a few cores and cost peak memory
+        batch_size = min(batch_size, CPU_MAX_BATCH)
     n, a = faces.shape[0], len(ages)
     base = None
     if model.start_from_encoded_w_plus:
