@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from ..errors import InputError, UsageError
+from .main import add_device_arguments
 from ..pipeline import parse_ages, sample_path  # noqa: F401  (shared with web and evaluate)
 
 SAMPLE = "sample"
@@ -42,9 +43,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", default="results", metavar="DIR", help="output folder (default: %(default)s)")
     p.add_argument("--size", type=int, choices=(256, 1024), default=256,
                    help="output size: 256 (pooled, as the original) or 1024 (the generator's own)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="compute precision (auto: the device's default fast path)")
+    add_device_arguments(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
     p.add_argument("--no-align", action="store_true", help="inputs are already aligned 256 px face crops")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .main import add_device_arguments
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -33,8 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fid", action="store_true",
                    help="also FID per age group against the inputs (needs torch-fidelity or "
                         "clean-fid with their Inception weights on disk; skipped otherwise)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
-    p.add_argument("--dtype", default=None, help="float32 (exact), bfloat16 or float16")
+    add_device_arguments(p)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None, metavar="N",
                    help="images per forward pass")
     p.add_argument("--no-align", dest="align", action="store_false",

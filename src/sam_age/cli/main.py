@@ -17,6 +17,13 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 SUBCOMMANDS = ("age", "mix", "weights", "train", "serve", "evaluate")
 
 
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``, spelled the same in every command that runs the model."""
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: the best available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="compute precision: auto (the device's default fast path) or float32 (the exact path)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's default exit code is already 2
         self.print_usage(sys.stderr)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .main import add_device_arguments
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -18,8 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "animation and the photo with the aged face pasted back.")
     p.add_argument("--checkpoint", required=True, metavar="PATH_OR_NAME",
                    help="SAM weights: a file or a registry name (e.g. sam_ffhq_aging)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
-    p.add_argument("--dtype", default=None, help="float32 (exact), bfloat16 or float16")
+    add_device_arguments(p)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None, metavar="N",
                    help="images per forward pass")
     p.add_argument("--host", default="127.0.0.1",

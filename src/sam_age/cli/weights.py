@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+from .main import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
