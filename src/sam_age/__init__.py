@@ -23,6 +23,7 @@ _LAZY = {
     "build_sam_for_training": "sam_age.checkpoints.load",
     "AgePipeline": "sam_age.pipeline",
     "AgingResult": "sam_age.pipeline",
+    "StyleMixer": "sam_age.mixing",
     "CheckpointError": "sam_age.errors",
     "SamAgeError": "sam_age.errors",
 }

@@ -10,11 +10,17 @@ from typing import Optional, Union
 
 PathLike = Union[str, Path]
 
+# The exit codes of every command (the CLI maps errors to them once, in cli/main.py).
+EXIT_OK = 0            # everything worked
+EXIT_SOME_FAILED = 1   # some inputs failed (each named on stderr), the rest were done
+EXIT_USAGE = 2         # bad flags, or a weights/checkpoint problem: nothing was done
+EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT, as shells report it)
+
 
 class SamAgeError(Exception):
     """Base class. ``exit_code`` is what the CLI returns when this stops a command."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, path: Optional[PathLike] = None):
         self.path = None if path is None else str(path)
@@ -41,7 +47,7 @@ class UsageError(SamAgeError):
 class InputError(SamAgeError):
     """One input (an image) cannot be used; a batch goes on past it (exit 1 overall)."""
 
-    exit_code = 1
+    exit_code = EXIT_SOME_FAILED
 
 
 class ImageReadError(InputError):

@@ -25,8 +25,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
+from .defaults import DEFAULT_BATCH_SIZE
 from .errors import InputError
+from .fileio import atomic_write, write_text
 from .images import to_tensor
+from .losses import AgingLoss, IDLoss
 
 CSV_COLUMNS = ("image", "face", "target_age", "predicted_age", "age_error", "signed_age_error",
                "identity_similarity", "input_predicted_age", "age_gap")
@@ -69,7 +72,7 @@ class Evaluator:
     training losses' networks (:class:`~sam_age.losses.AgingLoss`,
     :class:`~sam_age.losses.IDLoss`), so evaluation measures what training optimised."""
 
-    def __init__(self, pipeline, age_net, identity_net, device="cpu", batch_size: int = 8,
+    def __init__(self, pipeline, age_net, identity_net, device="cpu", batch_size: int = DEFAULT_BATCH_SIZE,
                  save_dir: Optional[Path] = None):
         self.pipeline = pipeline
         self.device = torch.device(device)
@@ -81,8 +84,7 @@ class Evaluator:
 
     @classmethod
     def from_weights(cls, pipeline, ir_se50_weights, age_predictor_weights, device="cpu",
-                     batch_size: int = 8) -> "Evaluator":
-        from .losses import AgingLoss, IDLoss
+                     batch_size: int = DEFAULT_BATCH_SIZE) -> "Evaluator":
         return cls(pipeline, AgingLoss(age_predictor_weights, device=device),
                    IDLoss(ir_se50_weights, device=device), device=device, batch_size=batch_size)
 
@@ -185,7 +187,6 @@ def _age_key(age: float) -> str:
 def write_report(report: Report, output: Path) -> Dict[str, Path]:
     """Write the table, the summary and the two plots into ``output`` (each atomically:
     a crash never leaves half a file that looks finished); returns their paths."""
-    from .checkpoints.formats import atomic_write
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     paths = {name: output / name for name in OUTPUT_FILES}
@@ -195,9 +196,9 @@ def write_report(report: Report, output: Path) -> Dict[str, Path]:
     writer.writeheader()
     for row in report.rows:
         writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(row).items()})
-    atomic_write(paths[RESULTS_CSV], lambda f: f.write(table.getvalue().encode()))
+    write_text(paths[RESULTS_CSV], table.getvalue())
     summary = json.dumps(summarize(report), indent=2) + "\n"
-    atomic_write(paths[SUMMARY_JSON], lambda f: f.write(summary.encode()))
+    write_text(paths[SUMMARY_JSON], summary)
     for name, plot in ((AGE_PLOT, plot_age_accuracy), (IDENTITY_PLOT, plot_identity_vs_gap)):
         fig = plot(report)
         try:

@@ -7,26 +7,37 @@
 
 The CLI, the web demo and the evaluation all go through this class, and it goes through
 :func:`sam_age.engine.age_faces` for the tensors (the pretrained encoder once per face,
-all ages of a face batched).
+all ages of a face batched). Style mixing builds on it in :mod:`sam_age.mixing`.
+
+Randomness, as diffusers pipelines take it: every method with ``randomize_noise`` also
+takes ``generator=`` (a :class:`torch.Generator`); with one, the noise maps are drawn from
+a seed taken from that generator, so a run repeats exactly and the global RNG is left
+alone. Without ``randomize_noise`` (the default) the generator's fixed noise is used and
+nothing is random.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .checkpoints.load import load_sam
+from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
 from .engine import age_faces, resolve_device, resolve_dtype
 from .errors import UsageError
+from .face.align import align_faces
+from .face.paste import paste_face
 from .images import read_image, to_pil, to_tensor
 from .models.sam import SAM
 from .render import interpolate_codes, ping_pong
+from .weights.store import resolve_weights
 
 INPUT_SIZE = 256  # SAM's encoder always sees 256 px aligned faces
-FINE_LAYERS_FROM = 8  # the original style-mixing examples inject layers 8.. (colour, texture)
 
 
 @dataclass
@@ -60,17 +71,6 @@ class AgingResult:
         return self.faces[0].latents
 
 
-@dataclass
-class MixResult:
-    """Style mixing: ``images[s][a]`` is the face at ``ages[a]`` with style source ``s``."""
-    aligned: Image.Image
-    quad: Optional[np.ndarray]
-    ages: List[float]
-    labels: List[str]  # "random_0", ... or "reference"
-    images: List[List[Image.Image]]
-    plain: List[Image.Image] = field(default_factory=list)  # the unmixed aging, per age
-
-
 def check_ages(ages: Sequence[float]) -> List[float]:
     try:
         out = [float(a) for a in ages]
@@ -86,7 +86,6 @@ def check_ages(ages: Sequence[float]) -> List[float]:
 
 def parse_ages(text: str, what: str = "ages") -> List[float]:
     """'0,10,20' / '0:100:10' (inclusive, like the original's 0..100 by 10) / mixed."""
-    import numpy as np
     ages: List[float] = []
     for part in str(text).replace(" ", "").split(","):
         if not part:
@@ -117,12 +116,22 @@ def sample_path() -> Path:
     return Path(__file__).resolve().parent / "data" / "astronaut.jpg"
 
 
-def fine_layers(n_styles: int) -> List[int]:
-    return list(range(FINE_LAYERS_FROM, n_styles))
-
-
 def _images_to_pil(batch: torch.Tensor) -> List[Image.Image]:
     return [to_pil(t) for t in batch]
+
+
+@contextlib.contextmanager
+def noise_from(generator: Optional[torch.Generator], device: torch.device) -> Iterator[None]:
+    """Inside: the global RNG of ``device`` seeded from ``generator`` (one draw), restored
+    afterwards. Nothing changes without a generator."""
+    if generator is None:
+        yield
+        return
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 PreparedFace = Tuple[Image.Image, Optional[np.ndarray], float]  # (aligned 256 px, quad, score)
@@ -138,20 +147,28 @@ def prepare_faces(image, all_faces: bool = False, align: bool = True,
     if not align:
         face = photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
         return photo, [(face, None, 0.0)]
-    from .face.align import align_faces
     found = align_faces(photo, all_faces=all_faces, output_size=INPUT_SIZE, name=name)
     return photo, [(f.image, f.quad, f.score) for f in found]
 
 
 class AgePipeline:
     def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None):
-        self.device = resolve_device(device) if device is not None else next(model.parameters()).device
-        self.dtype = resolve_dtype(dtype, self.device) if dtype is not None else next(model.parameters()).dtype
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        self.batch_size = int(batch_size) if batch_size else 8
+        self.model = model
+        self.to(device, dtype)
+        self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
+
+    def to(self, device=None, dtype=None) -> "AgePipeline":
+        """Move the model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...) and/or
+        ``dtype`` (``"auto"`` = the device's fast default, ``"float32"`` = exact); ``None``
+        keeps the current one. In place (parameter by parameter); returns the pipeline."""
+        param = next(self.model.parameters())
+        self.device = resolve_device(device) if device is not None else param.device
+        self.dtype = resolve_dtype(dtype, self.device) if dtype is not None else param.dtype
+        self.model = self.model.to(device=self.device, dtype=self.dtype).eval()
+        return self
 
     @classmethod
-    def from_pretrained(cls, checkpoint: Union[str, Path, SAM] = "sam_ffhq_aging", device=None, dtype=None,
+    def from_pretrained(cls, checkpoint: Union[str, Path, SAM] = DEFAULT_CHECKPOINT, device=None, dtype=None,
                         batch_size: Optional[int] = None, progress: bool = False) -> "AgePipeline":
         """``checkpoint``: a registry name (fetched into the cache when missing), a path
         (.pt, .pdparams, .safetensors) or an already built :class:`SAM`."""
@@ -159,7 +176,6 @@ class AgePipeline:
         dt = resolve_dtype(dtype, dev)
         if isinstance(checkpoint, SAM):
             return cls(checkpoint, dev, dt, batch_size)
-        from .checkpoints.load import load_sam
         path = resolve_weights(checkpoint, progress=progress)
         return cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size)
 
@@ -176,7 +192,8 @@ class AgePipeline:
         raise UsageError(f"size must be {INPUT_SIZE} or {self.model.output_size} for this checkpoint, got {size}")
 
     def age_aligned(self, faces: Union[torch.Tensor, Sequence[Image.Image]], ages: Sequence[float],
-                    size: int = 256, randomize_noise: bool = False):
+                    size: int = 256, randomize_noise: bool = False,
+                    generator: Optional[torch.Generator] = None):
         """Aligned faces (tensor ``[N,3,256,256]`` in [-1,1], or PIL images) -> ``(images
         [N,A,3,S,S], codes [N,A,n_styles,512])`` as float32 CPU tensors."""
         ages = check_ages(ages)
@@ -184,12 +201,14 @@ class AgePipeline:
         if not isinstance(faces, torch.Tensor):
             faces = torch.stack([to_tensor(f.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
                                            if f.size != (INPUT_SIZE, INPUT_SIZE) else f) for f in faces])
-        images, codes = age_faces(self.model, faces, ages, batch_size=self.batch_size, resize=resize,
-                                  randomize_noise=randomize_noise)
+        with noise_from(generator if randomize_noise else None, self.device):
+            images, codes = age_faces(self.model, faces, ages, batch_size=self.batch_size, resize=resize,
+                                      randomize_noise=randomize_noise)
         return images.float().cpu(), codes.float().cpu()
 
     def __call__(self, image, ages: Sequence[float], *, all_faces: bool = False, align: bool = True,
-                 paste_back: bool = False, size: int = 256, randomize_noise: bool = False) -> AgingResult:
+                 paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
+                 generator: Optional[torch.Generator] = None) -> AgingResult:
         """Age the best face in ``image`` (path, bytes, PIL or numpy) to every age.
 
         ``all_faces`` ages every detected face; ``align=False`` takes the image as an
@@ -199,14 +218,15 @@ class AgePipeline:
         self._check_size(size)
         photo, aligned = prepare_faces(image, all_faces=all_faces, align=align)
         return self.age_prepared(photo, aligned, ages, paste_back=paste_back, size=size,
-                                 randomize_noise=randomize_noise)
+                                 randomize_noise=randomize_noise, generator=generator)
 
     def age_prepared(self, photo: Image.Image, aligned: Sequence[PreparedFace], ages: Sequence[float], *,
-                     paste_back: bool = False, size: int = 256, randomize_noise: bool = False) -> AgingResult:
+                     paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
+                     generator: Optional[torch.Generator] = None) -> AgingResult:
         """The model half of ``__call__``, for faces from :func:`prepare_faces`."""
         ages = check_ages(ages)
         images, codes = self.age_aligned([a[0] for a in aligned], ages, size=size,
-                                         randomize_noise=randomize_noise)
+                                         randomize_noise=randomize_noise, generator=generator)
         faces = [FaceResult(img, quad, list(ages), _images_to_pil(images[i]), codes[i], score, size)
                  for i, (img, quad, score) in enumerate(aligned)]
         pasted = None
@@ -218,7 +238,6 @@ class AgePipeline:
     def paste(photo: Image.Image, faces: Sequence[FaceResult], age_index: int) -> Image.Image:
         """The photo with every face's ``age_index``-th result put back (the best face
         last, so it wins where crops overlap)."""
-        from .face.paste import paste_face
         out = photo
         for f in reversed(list(faces)):
             if f.quad is not None:
@@ -227,13 +246,15 @@ class AgePipeline:
 
     # -- animation -----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, codes: torch.Tensor, size: int = 256, randomize_noise: bool = False) -> List[Image.Image]:
+    def generate(self, codes: torch.Tensor, size: int = 256, randomize_noise: bool = False,
+                 generator: Optional[torch.Generator] = None) -> List[Image.Image]:
         """W+ codes ``[K, n_styles, 512]`` -> images, in batches."""
         resize = self._check_size(size)
         out: List[Image.Image] = []
-        for start in range(0, codes.shape[0], self.batch_size):
-            c = codes[start:start + self.batch_size].to(device=self.device, dtype=self.dtype)
-            out += _images_to_pil(self.model.generate(c, resize=resize, randomize_noise=randomize_noise))
+        with noise_from(generator if randomize_noise else None, self.device):
+            for start in range(0, codes.shape[0], self.batch_size):
+                c = codes[start:start + self.batch_size].to(device=self.device, dtype=self.dtype)
+                out += _images_to_pil(self.model.generate(c, resize=resize, randomize_noise=randomize_noise))
         return out
 
     def animate(self, face: FaceResult, frames_per_age: int = 4, size: Optional[int] = None) -> List[Image.Image]:
@@ -253,70 +274,3 @@ class AgePipeline:
         frames = [face.images[order[i // k]] if (reuse and i % k == 0) else next(made)
                   for i in range(steps.shape[0])]
         return ping_pong(frames)
-
-    # -- style mixing ------------------------------------------------------------------------
-    @torch.no_grad()
-    def random_styles(self, n: int, seed: Optional[int] = 0) -> torch.Tensor:
-        """``n`` W+ codes from random z through the mapping network (as the original
-        ``net(z, input_code=True, return_latents=True)``): ``[n, n_styles, 512]``."""
-        z = np.random.RandomState(seed).randn(n, 512).astype(np.float32)
-        z = torch.from_numpy(z).to(device=self.device, dtype=self.dtype)
-        w = self.model.decoder.style(z)
-        return w[:, None].expand(n, self.model.n_styles, w.shape[-1]).float().cpu()
-
-    @torch.no_grad()
-    def mix_codes(self, codes: torch.Tensor, inject: torch.Tensor, latent_mask: Sequence[int],
-                  alpha: Optional[float] = None) -> torch.Tensor:
-        """The original forward's injection: layers in ``latent_mask`` take ``inject``'s
-        code (or ``alpha * inject + (1 - alpha) * code``)."""
-        out = codes.clone()
-        for i in latent_mask:
-            if not 0 <= i < out.shape[-2]:
-                raise UsageError(f"latent mask layer {i} is out of range 0..{out.shape[-2] - 1}")
-            out[..., i, :] = inject[..., i, :] if alpha is None else (
-                alpha * inject[..., i, :] + (1 - alpha) * out[..., i, :])
-        return out
-
-    def style_sources(self, ages: Sequence[float], *, reference: Optional[FaceResult] = None,
-                      n_random: int = 5, seed: Optional[int] = 0):
-        """``[(label, codes [A, n_styles, 512])]``: the reference face's codes at each age,
-        or ``n_random`` random styles (the same style for every age)."""
-        if reference is not None:
-            return [("reference", reference.latents)]
-        if n_random < 1:
-            raise UsageError("n_random must be at least 1")
-        styles = self.random_styles(n_random, seed)
-        return [(f"random_{i}", styles[i:i + 1].expand(len(ages), *styles.shape[1:])) for i in range(n_random)]
-
-    def mix_face(self, face: FaceResult, sources, latent_mask: Optional[Sequence[int]] = None,
-                 alpha: Optional[float] = None, randomize_noise: bool = False) -> List[List[Image.Image]]:
-        """``face``'s aging with each source's styles in ``latent_mask`` (default: fine layers)."""
-        mask = list(latent_mask) if latent_mask is not None else fine_layers(self.model.n_styles)
-        return [self.generate(self.mix_codes(face.latents, inject, mask, alpha), size=face.size,
-                              randomize_noise=randomize_noise) for _, inject in sources]
-
-    def mix(self, image, ages: Sequence[float], *, reference=None, n_random: int = 5, seed: Optional[int] = 0,
-            latent_mask: Optional[Sequence[int]] = None, alpha: Optional[float] = None, align: bool = True,
-            size: int = 256, randomize_noise: bool = False) -> MixResult:
-        """Style mixing (random styles) or reference-guided aging (the reference face's
-        styles at the same target age) injected into ``latent_mask`` layers (default: the
-        fine layers 8..), as the original style-mixing script."""
-        ages = check_ages(ages)
-        face = self(image, ages, align=align, size=size, randomize_noise=randomize_noise).faces[0]
-        ref = None
-        if reference is not None:
-            ref = self(reference, ages, align=align, size=size, randomize_noise=randomize_noise).faces[0]
-        sources = self.style_sources(ages, reference=ref, n_random=n_random, seed=seed)
-        images = self.mix_face(face, sources, latent_mask, alpha, randomize_noise)
-        return MixResult(face.aligned, face.quad, list(ages), [s[0] for s in sources], images, face.images)
-
-
-def resolve_weights(checkpoint, progress: bool = False) -> Path:
-    """A registry name or a path -> a local file (the weights manager, when present)."""
-    try:
-        from .weights.store import resolve_checkpoint
-    except ModuleNotFoundError as e:  # weights manager not installed in this tree
-        if not (e.name or "").startswith("sam_age.weights"):
-            raise
-        return Path(checkpoint)
-    return resolve_checkpoint(checkpoint, download=True, progress=progress)

@@ -1,4 +1,4 @@
-"""Turning results into files: strips, animations, atomic image writes."""
+"""Turning results into files: strips, animations, atomic image writes (floor 1)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,8 @@ from typing import List, Sequence
 import torch
 from PIL import Image
 
-from .checkpoints.formats import atomic_write
+from .errors import SamAgeError
+from .fileio import atomic_write
 
 
 def make_strip(aligned: Image.Image, images: Sequence[Image.Image]) -> Image.Image:
@@ -68,7 +69,6 @@ def mp4_available() -> bool:
 
 def save_mp4(frames: Sequence[Image.Image], path, fps: float = 12.0) -> Path:
     """H.264 MP4 through imageio + imageio-ffmpeg (``pip install 'sam-age[demo]'``)."""
-    from .errors import SamAgeError
     if not mp4_available():
         raise SamAgeError("writing MP4 needs imageio and imageio-ffmpeg: "
                           "pip install 'sam-age[demo]' (or use --gif)")

@@ -10,7 +10,8 @@ import sys
 import pytest
 from PIL import Image
 
-from sam_age.cli.age import check_output_dir, parse_ages
+from sam_age.cli.common import check_output_dir
+from sam_age.pipeline import parse_ages
 from sam_age.cli.main import main
 from sam_age.errors import InputError, UsageError
 

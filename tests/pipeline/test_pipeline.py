@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from sam_age.errors import NoFaceError, UsageError
+from sam_age.mixing import StyleMixer
 from sam_age.render import interpolate_codes, make_strip, ping_pong, save_gif
 
 from ..face.images_for_tests import SAMPLE
@@ -20,7 +21,7 @@ AGES = [0, 100]
 
 @pytest.fixture(scope="module")
 def pipe(small_sam_path):
-    from sam_age.cli.age import load_pipeline  # shares the loaded model with the CLI tests
+    from sam_age.cli.common import load_pipeline  # shares the loaded model with the CLI tests
     return load_pipeline(small_sam_path, "cpu", None, 8)
 
 
@@ -92,20 +93,21 @@ def test_interpolation_helpers():
 def test_mixing_differs_from_plain_aging(pipe, result):
     face = result.faces[0]
     one_age = dataclasses.replace(face, ages=face.ages[:1], images=face.images[:1], latents=face.latents[:1])
-    sources = pipe.style_sources(one_age.ages, n_random=1, seed=3)
-    mixed = pipe.mix_face(one_age, sources)[0]
+    mixer = StyleMixer(pipe)
+    sources = mixer.style_sources(one_age.ages, n_random=1, seed=3)
+    mixed = mixer.mix_face(one_age, sources)[0]
     assert len(mixed) == 1
     plain = np.asarray(face.images[0], float)
     assert np.abs(np.asarray(mixed[0], float) - plain).mean() > 0.5
     # only the fine layers changed in the codes
     lat = one_age.latents
-    new = pipe.mix_codes(lat, sources[0][1], range(8, pipe.model.n_styles))
+    new = mixer.mix_codes(lat, sources[0][1], range(8, pipe.model.n_styles))
     torch.testing.assert_close(new[:, :8], lat[:, :8])
     assert not torch.equal(new[:, 8:], lat[:, 8:])
-    half = pipe.mix_codes(lat, sources[0][1], [8], alpha=0.5)
+    half = mixer.mix_codes(lat, sources[0][1], [8], alpha=0.5)
     torch.testing.assert_close(half[:, 8], 0.5 * (lat[:, 8] + sources[0][1][:, 8]))
     # reference-guided: the reference face's own codes, per age
-    assert pipe.style_sources(face.ages, reference=face)[0][1] is face.latents
+    assert mixer.style_sources(face.ages, reference=face)[0][1] is face.latents
 
 
 def test_errors(pipe):
@@ -126,3 +128,24 @@ def test_mp4(tmp_path):
     with imageio.get_reader(str(path)) as reader:
         assert reader.count_frames() == 6
     assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]  # no temporary left
+
+
+def test_generator_makes_the_random_parts_repeat(pipe, result):
+    """``generator=`` (a torch.Generator, as diffusers takes it): the same seed gives the same
+    random styles and noise; the global RNG is left alone."""
+    mixer = StyleMixer(pipe)
+    a = mixer.random_styles(2, generator=torch.Generator().manual_seed(5))
+    b = mixer.random_styles(2, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, mixer.random_styles(2, generator=torch.Generator().manual_seed(6)))
+    codes = result.faces[0].latents[:1]
+    state = torch.get_rng_state()
+    one = pipe.generate(codes, randomize_noise=True, generator=torch.Generator().manual_seed(1))
+    two = pipe.generate(codes, randomize_noise=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert np.array_equal(np.asarray(one[0]), np.asarray(two[0]))
+
+
+def test_to_moves_and_returns_the_pipeline(pipe):
+    assert pipe.to("cpu") is pipe and pipe.device.type == "cpu"
+    assert next(pipe.model.parameters()).device.type == "cpu"

@@ -9,19 +9,18 @@ Every failure becomes a one-line :class:`CheckpointError` naming the file.
 from __future__ import annotations
 
 import collections
-import io
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from ..fileio import atomic_write, write_bytes
 
 PathLike = "str | os.PathLike[str]"
 
@@ -157,27 +156,6 @@ def read_any(path) -> Tuple[str, Any]:
     return "torch", obj
 
 
-def atomic_write(path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename over ``path``:
-    a crash never leaves a half-written file where a good one was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
 def save_torch(obj: Any, path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
@@ -187,7 +165,7 @@ def save_safetensors(tensors: Dict[str, torch.Tensor], path, metadata: Optional[
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     data = st_save(flat, metadata=meta)
-    return atomic_write(path, lambda f: f.write(data))
+    return write_bytes(path, data)
 
 
 def to_tensor(value: Any, key: str = "") -> torch.Tensor:

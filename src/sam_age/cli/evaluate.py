@@ -11,7 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .main import add_device_arguments
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from .common import (add_ages_argument, add_batch_size_argument, add_checkpoint_argument, add_device_arguments,
+                     check_batch_size)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,12 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "the age DEX predicts (and its error against the target) and the IR-SE-50 "
                     "identity similarity between input and output. Writes results.csv, "
                     "summary.json and plots into --output.")
-    p.add_argument("--checkpoint", required=True, metavar="PATH_OR_NAME",
-                   help="SAM weights: a file or a registry name (e.g. sam_ffhq_aging)")
+    add_checkpoint_argument(p)
     p.add_argument("--data", required=True, metavar="DIR", help="folder of face photos")
-    p.add_argument("--ages", default="0:100:10", metavar="AGES",
-                   help="target ages: a list (0,30,60) or a range start:stop:step, stop included "
-                        "(default 0:100:10)")
+    add_ages_argument(p)
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the results")
     p.add_argument("--ir_se50_weights", default=None, metavar="PATH_OR_NAME",
                    help="IR-SE-50 identity net (default: the registry's ir_se50)")
@@ -36,8 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="also FID per age group against the inputs (needs torch-fidelity or "
                         "clean-fid with their Inception weights on disk; skipped otherwise)")
     add_device_arguments(p)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, metavar="N",
-                   help="images per forward pass")
+    add_batch_size_argument(p)
     p.add_argument("--no-align", dest="align", action="store_false",
                    help="the images are already aligned 256 px FFHQ crops")
     p.add_argument("--all-faces", dest="all_faces", action="store_true",
@@ -47,29 +45,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _weights(value, name: str):
-    """A weights flag's value -> a path (``None`` means the registry's official file)."""
-    try:
-        from ..weights.store import resolve_weights
-    except ImportError:  # the weights manager is optional for a plain path
-        if value is None:
-            from ..errors import UsageError
-            raise UsageError(f"give the {name} weights file")
-        return Path(value)
-    return resolve_weights(value, name)
-
-
 def run(args) -> int:
-    from ..errors import UsageError
     from ..images import list_inputs
     from ..pipeline import parse_ages
+    from ..weights.store import resolve_weights
 
     ages = parse_ages(args.ages, "--ages")
     data = Path(args.data).expanduser()
     if not data.is_dir():
         raise UsageError("not a folder of images", data)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
+    check_batch_size(args.batch_size)
     paths, _ = list_inputs([str(data)])
     if not paths:
         raise UsageError("no images in this folder", data)
@@ -82,8 +67,8 @@ def run(args) -> int:
     if output.exists() and not output.is_dir():
         raise UsageError("exists and is not a folder", output)
 
-    ir_se50 = _weights(args.ir_se50_weights, "ir_se50")
-    dex = _weights(args.age_predictor_weights, "dex_age")
+    ir_se50 = resolve_weights(args.ir_se50_weights, "ir_se50")
+    dex = resolve_weights(args.age_predictor_weights, "dex_age")
 
     from ..engine import resolve_device
     from ..evaluation import Evaluator, run_evaluation, summarize
@@ -92,8 +77,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     pipeline = AgePipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
                                            batch_size=args.batch_size, progress=True)
-    evaluator = Evaluator.from_weights(pipeline, ir_se50, dex, device=device,
-                                       batch_size=args.batch_size or 8)
+    evaluator = Evaluator.from_weights(pipeline, ir_se50, dex, device=device, batch_size=args.batch_size)
 
     from tqdm.auto import tqdm
 
@@ -107,7 +91,7 @@ def run(args) -> int:
                             all_faces=args.all_faces, fid=args.fid, on_error=on_error,
                             on_note=on_note, progress=True)
     _print_summary(summarize(report), output)
-    return 1 if report.failures else 0
+    return EXIT_SOME_FAILED if report.failures else EXIT_OK
 
 
 def _print_summary(summary: dict, output: Path) -> None:

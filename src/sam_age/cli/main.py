@@ -2,7 +2,9 @@
 
 Each subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int`` and
 imports heavy things (torch, gradio, ...) inside ``run`` so that ``--help`` stays fast.
-Exit codes, everywhere: 0 ok, 1 some inputs failed, 2 usage or checkpoint error.
+Exit codes, everywhere: 0 ok, 1 some inputs failed, 2 usage or checkpoint error (the named
+constants of :mod:`sam_age.errors`); each error class carries its code, mapped here once.
+Shared flags and the per-input loop are in :mod:`sam_age.cli.common`.
 """
 from __future__ import annotations
 
@@ -11,17 +13,9 @@ import importlib
 import sys
 from typing import List, Optional
 
-from ..errors import SamAgeError
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError  # noqa: F401
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 SUBCOMMANDS = ("age", "mix", "weights", "train", "serve", "evaluate")
-
-
-def add_device_arguments(p: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--dtype``, spelled the same in every command that runs the model."""
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: the best available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="compute precision: auto (the device's default fast path) or float32 (the exact path)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,13 +47,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.run(args) or 0)
+        return int(args.run(args) or EXIT_OK)
     except SamAgeError as e:
         print(f"sam-age {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"sam-age {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

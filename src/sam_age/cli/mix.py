@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import InputError, UsageError
-from .age import Batch, add_common_arguments, age_label, check_output_dir, prepare_run
+from .common import Batch, add_common_arguments, age_label, check_output_dir, prepare_run
 
 DESCRIPTION = """\
 Mix styles into aged faces.
@@ -31,11 +31,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_common_arguments(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--reference", metavar="IMG", help="take the styles from this face (aged to each target age)")
-    src.add_argument("--n-random", type=int, default=5, help="number of random styles (default: %(default)s)")
+    src.add_argument("--n-random", "--n_outputs_to_generate", dest="n_random", type=int, default=5,
+                     help="number of random styles (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random styles (default: %(default)s)")
-    p.add_argument("--latent-mask", default=None,
+    p.add_argument("--latent-mask", "--latent_mask", dest="latent_mask", default=None,
                    help="comma-separated W+ layers to inject (default: the fine layers 8..n_styles-1)")
-    p.add_argument("--alpha", type=float, default=None,
+    p.add_argument("--alpha", "--mix_alpha", dest="alpha", type=float, default=None,
                    help="blend: alpha * injected + (1 - alpha) * own (default: replace)")
     p.set_defaults(run=run)
     return p
@@ -54,7 +55,8 @@ def parse_mask(text: Optional[str]) -> Optional[List[int]]:
 
 
 def run(args) -> int:
-    from ..pipeline import fine_layers, prepare_faces
+    from ..mixing import StyleMixer, fine_layers
+    from ..pipeline import prepare_faces
     from ..render import make_strip, save_image
     from PIL import Image
 
@@ -74,10 +76,7 @@ def run(args) -> int:
             raise UsageError(f"--reference {e}") from None
 
     batch = Batch("mix", args, len(named) + len(missing))
-    for msg in missing:
-        arg, _, reason = msg.partition(": ")
-        batch.fail(arg, reason)
-        batch.bar.update(1)
+    batch.fail_missing(missing)
     ref_face = {}
 
     def process(name: str, path: Path) -> dict:
@@ -88,9 +87,10 @@ def run(args) -> int:
         base = pipe.age_prepared(photo, faces[:1], ages, size=args.size).faces[0]
         if reference is not None and "face" not in ref_face:  # aged once for the whole batch
             ref_face["face"] = pipe.age_prepared(reference[0], reference[1][:1], ages, size=args.size).faces[0]
-        sources = pipe.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
+        mixer = StyleMixer(pipe)
+        sources = mixer.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
         files, rows = [], [make_strip(base.aligned, base.images)]
-        for (label, _), images in zip(sources, pipe.mix_face(base, sources, mask, args.alpha)):
+        for (label, _), images in zip(sources, mixer.mix_face(base, sources, mask, args.alpha)):
             for age, img in zip(ages, images):
                 files.append(save_image(img, folder / label / f"age_{age_label(age)}.png"))
             rows.append(make_strip(base.aligned, images))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .main import add_device_arguments
+from ..errors import EXIT_OK, UsageError
+from .common import add_batch_size_argument, add_checkpoint_argument, add_device_arguments, check_batch_size
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -18,11 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Serve a web page where a visitor uploads a portrait (or takes the bundled "
                     "sample) and sees it at other ages: a strip, a gallery per face, an "
                     "animation and the photo with the aged face pasted back.")
-    p.add_argument("--checkpoint", required=True, metavar="PATH_OR_NAME",
-                   help="SAM weights: a file or a registry name (e.g. sam_ffhq_aging)")
+    add_checkpoint_argument(p)
     add_device_arguments(p)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, metavar="N",
-                   help="images per forward pass")
+    add_batch_size_argument(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: everyone)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -35,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..errors import UsageError
+    check_batch_size(args.batch_size)
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be 1..65535, not {args.port}")
     if args.max_upload_mb <= 0:
@@ -59,4 +58,4 @@ def run(args) -> int:
                quiet=not args.share)  # our line above says where; Gradio's would say share=True
     except OSError as e:  # port taken, address not available
         raise UsageError(f"cannot serve on {args.host}:{args.port}: {e}") from None
-    return 0
+    return EXIT_OK

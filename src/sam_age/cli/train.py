@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import EXIT_OK
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from ..training.options import RECIPE, add_train_arguments
@@ -20,4 +22,4 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import run_training
     opts = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("run", "command")})
     run_training(opts)
-    return 0
+    return EXIT_OK

@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .main import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from ..fileio import format_size
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -65,15 +66,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _human(n) -> str:
-    if not n:
-        return "?"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
 def run_list(args) -> int:
     from ..weights import registry, store
     rows = [store.status(entry) for entry in registry.REGISTRY]
@@ -81,7 +73,7 @@ def run_list(args) -> int:
         print(json.dumps({"cache": str(store.cache_dir()), "files": rows}, indent=2))
         return EXIT_OK
     table = [("NAME", "FILE", "SIZE", "CACHED", "VERIFIED", "LICENCE", "SOURCE")]
-    table += [(r["name"], r["file"], _human(r["size"]), "yes" if r["cached"] else "no", r["verified"],
+    table += [(r["name"], r["file"], format_size(r["size"]), "yes" if r["cached"] else "no", r["verified"],
                r["licence"], r["source"]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
@@ -148,7 +140,7 @@ def run_convert(args) -> int:
     from ..checkpoints import load_sam, save_sam
     from ..errors import UsageError
     from ..weights import store
-    src = store.resolve_checkpoint(args.source, download=False)
+    src = store.resolve_weights(args.source, download=False)
     out = Path(args.output).expanduser()
     fmt = args.format or ("pt" if out.suffix in (".pt", ".pth") else "safetensors")
     if out.is_dir() or not out.suffix or str(args.output).endswith(("/", "\\")):

