@@ -15,10 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SAM_AGE_SHARED", REPO.parent / "shared")).resolve()
-REFERENCE = SHARED / "reference"
-CASES = REFERENCE / "cases"
+from .helpers.paths import CASES, REFERENCE, REPO, SHARED  # noqa: F401
 
 
 def _make_checkpoint_module():

@@ -28,7 +28,9 @@ from typing import List, Optional, Tuple
 from PIL import Image
 
 from .errors import ImageReadError, InputError, SamAgeError, UsageError
+from .images import read_image
 from .pipeline import parse_ages, sample_path
+from .render import make_strip, mp4_available, save_gif, save_mp4
 
 # No usage statistics from a demo that may run on a private machine.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -110,7 +112,6 @@ class WebDemo:
 
     def preview(self, upload) -> Tuple[Optional[Image.Image], str]:
         """Show the uploaded photo, or say at once why it cannot be used."""
-        from .images import read_image
         if upload is None:
             return None, ""
         try:
@@ -149,7 +150,6 @@ class WebDemo:
         return out
 
     def _outputs(self, result, animate: bool) -> Outputs:
-        from .render import make_strip
         strips = [make_strip(f.aligned, f.images) for f in result.faces]
         strip = Image.new("RGB", (strips[0].width, sum(s.height for s in strips)), "white")
         y = 0
@@ -167,7 +167,6 @@ class WebDemo:
         return out
 
     def _animation(self, face) -> Tuple[str, Optional[str]]:
-        from .render import mp4_available, save_gif, save_mp4
         frames = self.pipeline.animate(face, frames_per_age=self.frames_per_age)
         job = self.workdir / uuid.uuid4().hex[:12]
         job.mkdir()

@@ -9,7 +9,7 @@ from sam_age.checkpoints import (build_sam_for_training, load_alexnet, load_dex,
                                  load_psp_encoder, load_stylegan2)
 from sam_age.errors import CheckpointError, UnsafeCheckpointError
 
-from .paddle_writer import write_pdparams
+from ..helpers.paddle_writer import write_pdparams
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_pdparams_matches_pt(small, tmp_path, numpy1_names):
 
 
 def test_pdparams_nested_under_state_dict(small, tmp_path):
-    from .paddle_writer import to_paddle_tree
+    from ..helpers.paddle_writer import to_paddle_tree
     tree = to_paddle_tree(small.state_dict(), small.latent_avg)
     latent_avg = tree.pop("latent_avg")
     path = tmp_path / "nested.pdparams"

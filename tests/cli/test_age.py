@@ -15,7 +15,7 @@ from sam_age.pipeline import parse_ages
 from sam_age.cli.main import main
 from sam_age.errors import InputError, UsageError
 
-from ..face.images_for_tests import write_bad_files, write_grey16, write_rotated
+from ..helpers.images import write_bad_files, write_grey16, write_rotated
 
 pytest.importorskip("dlib")
 

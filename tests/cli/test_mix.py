@@ -44,7 +44,7 @@ def test_mix_bad_flags(small_sam_path, tmp_path, capsys):
 
 
 def test_mix_reference_guided(small_sam_path, tmp_path, capsys):
-    from ..face.images_for_tests import sample
+    from ..helpers.images import sample
     ref = tmp_path / "ref.png"
     sample().transpose(Image.FLIP_LEFT_RIGHT).save(ref)
     out = tmp_path / "mix"

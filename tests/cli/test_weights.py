@@ -10,7 +10,7 @@ import torch
 
 from sam_age.cli.main import main
 
-from ..weights.server import LoopbackServer, closed_port_url, isolate_weights_env
+from ..helpers.server import LoopbackServer, closed_port_url, isolate_weights_env
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ pytest.importorskip("dlib")
 from sam_age.errors import NoFaceError  # noqa: E402
 from sam_age.face import align_faces, detect_faces, face_quad, paste_face, rank_detections  # noqa: E402
 
-from .images_for_tests import sample  # noqa: E402
+from ..helpers.images import sample  # noqa: E402
 
 
 @pytest.fixture(scope="module")

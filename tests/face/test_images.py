@@ -11,7 +11,7 @@ from PIL import Image
 from sam_age.errors import ImageReadError
 from sam_age.images import list_inputs, read_image, to_pil, to_tensor
 
-from .images_for_tests import sample, write_bad_files, write_grey16, write_rgba, write_rotated
+from ..helpers.images import sample, write_bad_files, write_grey16, write_rgba, write_rotated
 
 
 @pytest.fixture(scope="module")

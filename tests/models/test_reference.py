@@ -5,7 +5,7 @@ import torch
 
 from sam_age import load_sam
 
-from ..conftest import CASES
+from ..helpers.paths import CASES
 
 
 def rel_err(ours, ref) -> float:

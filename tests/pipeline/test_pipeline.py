@@ -12,7 +12,7 @@ from sam_age.errors import NoFaceError, UsageError
 from sam_age.mixing import StyleMixer
 from sam_age.render import interpolate_codes, make_strip, ping_pong, save_gif
 
-from ..face.images_for_tests import SAMPLE
+from ..helpers.images import SAMPLE
 
 pytest.importorskip("dlib")
 

@@ -6,7 +6,7 @@ import torch
 from sam_age.losses import (LPIPS, AgingLoss, IDLoss, crop_face, default_lpips_lin_path,
                             id_loss_weights, w_norm_loss)
 
-from ..conftest import CASES
+from ..helpers.paths import CASES
 
 
 def _close(got, want, rel=1e-4):

@@ -4,7 +4,7 @@ import torch
 
 from sam_age.optim import Ranger
 
-from ..conftest import CASES
+from ..helpers.paths import CASES
 
 
 def _problem(reference_dir):

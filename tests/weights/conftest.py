@@ -1,6 +1,6 @@
 import pytest
 
-from .server import isolate_weights_env
+from ..helpers.server import isolate_weights_env
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from sam_age.errors import WeightsUnavailableError
 from sam_age.weights.download import DownloadError, confirm_url, download
 
-from .server import COOKIE_TOKEN, LoopbackServer, closed_port_url
+from ..helpers.server import COOKIE_TOKEN, LoopbackServer, closed_port_url
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # several chunks, not a multiple of one
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

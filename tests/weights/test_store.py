@@ -13,7 +13,7 @@ import torch
 from sam_age.errors import CheckpointError, UsageError, WeightsUnavailableError
 from sam_age.weights import registry, store
 
-from .server import LoopbackServer, closed_port_url
+from ..helpers.server import LoopbackServer, closed_port_url
 
 # -- where the cache is --------------------------------------------------------------------
 

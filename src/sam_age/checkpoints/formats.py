@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SamAgeError
-from ..weights import registry
+from ..weights.registry import get, package_file
 
-LANDMARKS_ENTRY = registry.get("dlib_68")
+LANDMARKS_ENTRY = get("dlib_68")
 LANDMARKS_FILE = LANDMARKS_ENTRY.filename
 DETECT_MAX_SIDE = 1024  # larger photos are detected on a downscaled copy (fast, same faces)
 UPSAMPLE = 1  # as the original: dlib.get_frontal_face_detector()(img, 1)
@@ -48,7 +48,7 @@ def _import_dlib():
 
 
 def landmarks_model_path() -> Path:
-    path = registry.package_file(LANDMARKS_ENTRY)
+    path = package_file(LANDMARKS_ENTRY)
     if path is not None:
         return path
     raise SamAgeError(f"the dlib landmark model {LANDMARKS_FILE} was not found: "

@@ -1,5 +1,8 @@
 """The official SAM training step and loop (spec §2), resumable and data-parallel.
 
+The process group lives in :mod:`.distributed`, the loss networks and the weighted loss
+in :mod:`.criteria`; this module holds the step, validation, checkpoints and the loop.
+
 One step, per process (batch (x, y), y = x):
   input ages = DEX(x) / 100; with probability 1/3 (per batch, as the original) no aging,
   else uniform integer targets 0..100 (or --target_age); forward on [x, target] ->
@@ -19,97 +22,31 @@ import random
 import sys
 import time
 from argparse import Namespace
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from ..checkpoints import build_sam_for_training, load_sam, save_sam
 from ..checkpoints.formats import read_torch, save_torch
 from ..errors import CheckpointError, SamAgeError, UsageError
-from ..losses import LPIPS, AgingLoss, IDLoss, crop_face, id_loss_weights, w_norm_loss
 from ..optim import Ranger
+from ..weights.store import resolve_weights
+from .criteria import LossNets, uses_lpips
 from .data import SkipLog, images_per_epoch, list_images, make_loader
+from .distributed import Proc, end_processes, start_processes
 from .options import DEFAULT_WEIGHTS, validate_options
+from .visuals import face_grid
 
 STATE_FILE = "training_state.pt"
 
 
-# -- processes ----------------------------------------------------------------------------
-
-@dataclass
-class Proc:
-    """Where this process stands in a (possibly single-process) run."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def pick_device(flag: str, local_rank: int) -> torch.device:
-    if flag in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank if launched_by_torchrun() else torch.cuda.current_device())
-        return torch.device("cpu")
-    device = torch.device(flag)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {flag}: CUDA is not available")
-        if launched_by_torchrun() and device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
-def start_processes(device_flag: str) -> Proc:
-    """Join the torchrun group when launched by torchrun (NCCL on GPU, gloo on CPU)."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_flag, local_rank)
-    if not launched_by_torchrun():
-        return Proc(device=device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
-    return Proc(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, device=device)
-
-
 # -- weights ------------------------------------------------------------------------------
-
-def resolve(value: Optional[str], flag: str) -> Path:
-    """A weights flag (path or registry name; None = the registry default) -> a file."""
-    try:
-        from ..weights.store import resolve_weights
-    except ImportError:  # registry not available: the value must be a path
-        if value is None:
-            raise UsageError(f"--{flag} is required")
-        resolve_weights = None
-    if resolve_weights is not None:
-        return Path(resolve_weights(value, DEFAULT_WEIGHTS[flag]))
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise CheckpointError("file not found", path)
-    return path
-
 
 @dataclass
 class WeightFiles:
@@ -122,15 +59,16 @@ class WeightFiles:
     lpips_lin: Optional[Path] = None
 
 
-def uses_lpips(opts) -> bool:
-    return opts.lpips_lambda > 0 or opts.lpips_lambda_crop > 0
+def resolve(value: Optional[str], flag: str) -> Path:
+    """A weights flag (path or registry name; None = the registry default) -> a file."""
+    return resolve_weights(value, DEFAULT_WEIGHTS[flag])
 
 
 def resolve_weight_files(opts, fresh_model: bool) -> WeightFiles:
     """Only the files this run needs, so a missing one is reported before any work."""
     w = WeightFiles()
     if opts.checkpoint_path is not None and fresh_model:
-        w.checkpoint = _existing(opts.checkpoint_path)
+        w.checkpoint = resolve_weights(opts.checkpoint_path)
     if fresh_model and w.checkpoint is None:
         w.stylegan = resolve(opts.stylegan_weights, "stylegan_weights")
         if opts.start_from_encoded_w_plus:
@@ -143,67 +81,6 @@ def resolve_weight_files(opts, fresh_model: bool) -> WeightFiles:
         if opts.lpips_lin_weights is not None:
             w.lpips_lin = resolve(opts.lpips_lin_weights, "lpips_lin_weights")
     return w
-
-
-def _existing(value) -> Path:
-    try:
-        from ..weights.store import resolve_checkpoint
-        return Path(resolve_checkpoint(value))
-    except ImportError:
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise CheckpointError("file not found", path) from None
-        return path
-
-
-# -- losses -------------------------------------------------------------------------------
-
-class LossNets:
-    def __init__(self, opts, files: WeightFiles, device):
-        self.opts = opts
-        self.aging = AgingLoss(files.dex, device=device)  # input ages are needed in every run
-        self.id = IDLoss(files.ir_se50, device=device) if opts.id_lambda > 0 else None
-        self.lpips = LPIPS(files.alexnet, files.lpips_lin, device=device) if uses_lpips(opts) else None
-
-    def __call__(self, x, y, y_hat, codes, latent_avg, target_ages, input_ages, no_aging: bool,
-                 data_type: str) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """The original ``calc_loss``: (weighted total before cycle_lambda, detached terms)."""
-        o = self.opts
-        terms: Dict[str, torch.Tensor] = {}
-        loss = y_hat.new_zeros((), dtype=torch.float32)
-        aging_pass = data_type == "real" and not no_aging
-        if o.id_lambda > 0:
-            weights = id_loss_weights((target_ages - input_ages).abs()) if o.use_weighted_id_loss else None
-            loss_id, improvement = self.id.loss_and_improvement(y_hat, y, x, weights)
-            terms[f"loss_id_{data_type}"] = loss_id.detach()
-            terms[f"id_improve_{data_type}"] = improvement
-            loss = loss + loss_id * o.id_lambda
-        if o.l2_lambda > 0:
-            loss_l2 = F.mse_loss(y_hat, y)
-            terms[f"loss_l2_{data_type}"] = loss_l2.detach()
-            loss = loss + loss_l2 * (o.l2_lambda_aging if aging_pass else o.l2_lambda)
-        if o.lpips_lambda > 0:
-            loss_lpips = self.lpips(y_hat, y)
-            terms[f"loss_lpips_{data_type}"] = loss_lpips.detach()
-            loss = loss + loss_lpips * (o.lpips_lambda_aging if aging_pass else o.lpips_lambda)
-        if o.lpips_lambda_crop > 0:
-            loss_lpips_crop = self.lpips(crop_face(y_hat), crop_face(y))
-            terms[f"loss_lpips_crop_{data_type}"] = loss_lpips_crop.detach()
-            loss = loss + loss_lpips_crop * o.lpips_lambda_crop
-        if o.l2_lambda_crop > 0:
-            loss_l2_crop = F.mse_loss(crop_face(y_hat), crop_face(y))
-            terms[f"loss_l2_crop_{data_type}"] = loss_l2_crop.detach()
-            loss = loss + loss_l2_crop * o.l2_lambda_crop
-        if o.w_norm_lambda > 0:
-            loss_w = w_norm_loss(codes, latent_avg)
-            terms[f"loss_w_norm_{data_type}"] = loss_w.detach()
-            loss = loss + loss_w * o.w_norm_lambda
-        if o.aging_lambda > 0:
-            loss_aging = self.aging(y_hat, target_ages)
-            terms[f"loss_aging_{data_type}"] = loss_aging.detach()
-            loss = loss + loss_aging * o.aging_lambda
-        terms[f"loss_{data_type}"] = loss.detach()
-        return loss, terms
 
 
 def with_age(images: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
@@ -251,7 +128,6 @@ class Trainer:
         self.losses = LossNets(opts, self.files, self.device)
         self.net = self.model
         if self.proc.distributed:
-            from torch.nn.parallel import DistributedDataParallel
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 gradient_as_bucket_view=True)
@@ -416,7 +292,6 @@ class Trainer:
         self.logger.flush()
 
     def _log_images(self, split: str, images) -> None:
-        from .visuals import face_grid
         x, y_hat, y_rec, input_ages, target_ages = images
         n = min(2, x.shape[0])
         with torch.no_grad(), self._autocast():
@@ -428,7 +303,6 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         grid.save(path, quality=90)
         if self.logger is not None:
-            import numpy as np
             self.logger.add_image(f"images/{split}/faces", np.asarray(grid), self.step, dataformats="HWC")
 
     def _append_timestamp(self, text: str) -> None:
@@ -492,12 +366,10 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------
     def train(self) -> dict:
         o = self.opts
-        from tqdm import tqdm
         bar = tqdm(total=o.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not self.proc.main, file=sys.stderr)
         per_epoch = images_per_epoch(self.train_loader)
         started, first_step = time.time(), self.step
-        last_val: Optional[Dict[str, float]] = None
         while self.step < o.max_steps:
             self.train_loader.sampler.set_epoch(self.epoch, self.batch_in_epoch, o.batch_size)
             for faces, failed in self.train_loader:
@@ -521,7 +393,7 @@ class Trainer:
                   f"s/step), best val loss {self.best_val_loss}, checkpoints in {self.ckpt_dir}, "
                   f"{len(self.skipped)} unreadable image(s) skipped", file=sys.stderr)
         return {"steps": self.step, "best_val_loss": self.best_val_loss, "skipped_images": len(self.skipped),
-                "seconds": elapsed, "last_val": last_val}
+                "seconds": elapsed}
 
     def _after_step(self, terms, images, bar) -> None:
         o, step = self.opts, self.step
@@ -554,10 +426,7 @@ class Trainer:
 
 def run_training(opts: Namespace) -> dict:
     """What ``sam-age train`` does: set up (every input checked first), train, clean up."""
-    trainer = None
     try:
-        trainer = Trainer(opts)
-        return trainer.train()
+        return Trainer(opts).train()
     finally:
-        if launched_by_torchrun() and dist.is_initialized():
-            dist.destroy_process_group()
+        end_processes()
