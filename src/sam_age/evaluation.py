@@ -215,6 +215,16 @@ def _pyplot():
     return plt
 
 
+def _finish_plot(fig, ax, xlabel: str, ylabel: str, title: str, legend: str):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def plot_age_accuracy(report: Report):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=100)
@@ -227,13 +237,7 @@ def plot_age_accuracy(report: Report):
         ax.plot(*zip(*means), "o-", color="C1", label="mean")
     lo, hi = 0, max([100.0] + targets + predicted)
     ax.plot([lo, hi], [lo, hi], "--", color="grey", linewidth=1, label="ideal")
-    ax.set_xlabel("target age")
-    ax.set_ylabel("predicted age (DEX)")
-    ax.set_title("Aging accuracy")
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish_plot(fig, ax, "target age", "predicted age (DEX)", "Aging accuracy", "upper left")
 
 
 def plot_identity_vs_gap(report: Report):
@@ -250,13 +254,8 @@ def plot_identity_vs_gap(report: Report):
         centres = sorted(bins)
         ax.plot([(b + 0.5) * width for b in centres], [_mean(bins[b]) for b in centres], "o-",
                 color="C1", label=f"mean per {int(width)} years")
-    ax.set_xlabel("|target age - input age (DEX)|")
-    ax.set_ylabel("identity similarity (IR-SE-50 cosine)")
-    ax.set_title("Identity preservation vs age gap")
-    ax.legend(loc="lower left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish_plot(fig, ax, "|target age - input age (DEX)|", "identity similarity (IR-SE-50 cosine)",
+                        "Identity preservation vs age gap", "lower left")
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:
