@@ -24,6 +24,9 @@ _LAZY = {
     "AgePipeline": "sam_age.pipeline",
     "AgingResult": "sam_age.pipeline",
     "StyleMixer": "sam_age.mixing",
+    "AgeEstimator": "sam_age.estimate",
+    "RelativeAge": "sam_age.ages",
+    "parse_ages": "sam_age.ages",
     "CheckpointError": "sam_age.errors",
     "SamAgeError": "sam_age.errors",
 }

@@ -18,14 +18,16 @@ nothing is random.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .ages import (Age, RelativeAge, ResolvedAge, absolute_ages, age_label, clamp_note,  # noqa: F401
+                   format_age, is_relative, parse_ages, resolve_ages)
 from .checkpoints.load import load_sam
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
 from .engine import age_faces, resolve_device, resolve_dtype
@@ -49,14 +51,35 @@ class FaceResult:
     latents: torch.Tensor  # [A, n_styles, 512] W+ codes, on the CPU
     score: float = 0.0  # detector score (0 with align=False)
     size: int = 256  # the output size the images were made at
+    landmarks: Optional[np.ndarray] = None  # [68, 2] in the photo (for the paste mask)
+    estimated_age: Optional[float] = None  # DEX's estimate (when relative ages were asked)
+    requested: Optional[list] = None  # the ages asked, per image: floats and RelativeAge
+    resolved: List[ResolvedAge] = field(default_factory=list)
+
+    @property
+    def note(self) -> Optional[str]:
+        """One line when some relative age was clamped to 0..100, else None."""
+        return clamp_note(self.estimated_age, self.resolved) if self.estimated_age is not None else None
 
 
 @dataclass
 class AgingResult:
     source: Image.Image  # the photo as read (upright RGB)
-    ages: List[float]
+    ages: List[float]  # the ages generated for the first face (relative ages resolved)
     faces: List[FaceResult]  # best detection first
-    pasted: Optional[List[Image.Image]] = None  # whole photo per age (paste_back=True)
+    pasted: Optional[List[Image.Image]] = None  # whole photo per age asked (paste_back=True)
+    requested: Optional[list] = None  # the ages asked: floats and RelativeAge ("+20")
+
+    @property
+    def estimated_age(self) -> Optional[float]:
+        """The first face's estimated age (None when no relative age was asked)."""
+        return self.faces[0].estimated_age
+
+    @property
+    def notes(self) -> List[str]:
+        """Lines worth telling the user (clamped relative ages), per face."""
+        return [f"face {i + 1}: {f.note}" if len(self.faces) > 1 else f.note
+                for i, f in enumerate(self.faces) if f.note]
 
     @property
     def images(self) -> List[Image.Image]:
@@ -71,44 +94,10 @@ class AgingResult:
         return self.faces[0].latents
 
 
-def check_ages(ages: Sequence[float]) -> List[float]:
-    try:
-        out = [float(a) for a in ages]
-    except (TypeError, ValueError):
-        raise UsageError(f"ages must be numbers, got {ages!r}") from None
-    if not out:
-        raise UsageError("give at least one target age")
-    bad = [a for a in out if not (0.0 <= a <= 100.0)]
-    if bad:
-        raise UsageError(f"ages must lie in 0..100 (SAM was trained on that range), got {bad}")
-    return out
-
-
-def parse_ages(text: str, what: str = "ages") -> List[float]:
-    """'0,10,20' / '0:100:10' (inclusive, like the original's 0..100 by 10) / mixed."""
-    ages: List[float] = []
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if ":" in part:
-                bits = [float(b) for b in part.split(":")]
-                if len(bits) == 2:
-                    bits.append(1.0 if bits[1] >= bits[0] else -1.0)
-                start, stop, step = bits
-                if step == 0 or (stop - start) * step < 0:
-                    raise ValueError
-                n = int(np.floor((stop - start) / step + 1e-9)) + 1
-                ages += [round(start + i * step, 6) for i in range(n)]
-            else:
-                ages.append(float(part))
-        except ValueError:
-            raise UsageError(f"{what}: cannot read {part!r}; use '0,10,20' or '0:100:10'") from None
-    seen = set()
-    ages = [a for a in ages if not (a in seen or seen.add(a))]
-    if not ages:
-        raise UsageError(f"{what}: give at least one age")
-    return check_ages(ages)
+def check_ages(ages) -> List[float]:
+    """Absolute ages only (a list, a number or the ``--ages`` text) -> floats in 0..100,
+    repeats kept (:func:`sam_age.ages.absolute_ages`)."""
+    return absolute_ages(ages)
 
 
 def sample_path() -> Path:
@@ -134,7 +123,17 @@ def noise_from(generator: Optional[torch.Generator], device: torch.device) -> It
         yield
 
 
-PreparedFace = Tuple[Image.Image, Optional[np.ndarray], float]  # (aligned 256 px, quad, score)
+class PreparedFace(NamedTuple):
+    """A face found in a photo, before the model: the 256 px network input, where it came
+    from (quad, None without alignment), the detector score and the 68 landmarks."""
+    image: Image.Image
+    quad: Optional[np.ndarray]
+    score: float
+    landmarks: Optional[np.ndarray] = None
+
+
+def _landmarks(face) -> Optional[np.ndarray]:
+    return face[3] if len(face) > 3 else None  # plain (image, quad, score) tuples too
 
 
 def prepare_faces(image, all_faces: bool = False, align: bool = True,
@@ -146,16 +145,23 @@ def prepare_faces(image, all_faces: bool = False, align: bool = True,
     photo = read_image(image, name=name)
     if not align:
         face = photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
-        return photo, [(face, None, 0.0)]
+        return photo, [PreparedFace(face, None, 0.0)]
     found = align_faces(photo, all_faces=all_faces, output_size=INPUT_SIZE, name=name)
-    return photo, [(f.image, f.quad, f.score) for f in found]
+    return photo, [PreparedFace(f.image, f.quad, f.score, f.landmarks) for f in found]
 
 
 class AgePipeline:
-    def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None):
+    """SAM on photos. ``age_predictor``: the DEX weights used for relative ages ("+20"):
+    a registry name (default ``dex_age``), a path, or an :class:`~sam_age.estimate.AgeEstimator`;
+    loaded (and fetched when missing) only when a relative age is first asked for."""
+
+    def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None,
+                 age_predictor=None):
         self.model = model
         self.to(device, dtype)
         self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
+        self._estimator = None
+        self.age_predictor = age_predictor
 
     def to(self, device=None, dtype=None) -> "AgePipeline":
         """Move the model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...) and/or
@@ -165,19 +171,54 @@ class AgePipeline:
         self.device = resolve_device(device) if device is not None else param.device
         self.dtype = resolve_dtype(dtype, self.device) if dtype is not None else param.dtype
         self.model = self.model.to(device=self.device, dtype=self.dtype).eval()
+        self._estimator = None  # a loaded age predictor follows at its next use
         return self
 
     @classmethod
     def from_pretrained(cls, checkpoint: Union[str, Path, SAM] = DEFAULT_CHECKPOINT, device=None, dtype=None,
-                        batch_size: Optional[int] = None, progress: bool = False) -> "AgePipeline":
+                        batch_size: Optional[int] = None, progress: bool = False,
+                        age_predictor=None) -> "AgePipeline":
         """``checkpoint``: a registry name (fetched into the cache when missing), a path
-        (.pt, .pdparams, .safetensors) or an already built :class:`SAM`."""
+        (.pt, .pdparams, .safetensors) or an already built :class:`SAM`.
+        ``age_predictor``: see the class (default: the registry's ``dex_age``, lazily)."""
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         if isinstance(checkpoint, SAM):
-            return cls(checkpoint, dev, dt, batch_size)
+            return cls(checkpoint, dev, dt, batch_size, age_predictor)
         path = resolve_weights(checkpoint, progress=progress)
-        return cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size)
+        return cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size, age_predictor)
+
+    # -- the estimated age (relative ages) ---------------------------------------------------
+    @property
+    def age_predictor(self):
+        return self._age_predictor
+
+    @age_predictor.setter
+    def age_predictor(self, value) -> None:
+        """A new name, path or estimator; the loaded one is dropped only when it changes."""
+        old = getattr(self, "_age_predictor", None)
+        same = old is value or (isinstance(old, (str, Path)) and isinstance(value, (str, Path))
+                                and str(old) == str(value))
+        if not same:
+            self._estimator = None
+        self._age_predictor = value
+
+    @property
+    def estimator(self):
+        """The :class:`~sam_age.estimate.AgeEstimator`, loaded at first use."""
+        if self._estimator is None:
+            from .estimate import AgeEstimator
+            value = self._age_predictor
+            if hasattr(value, "estimate_aligned"):
+                self._estimator = value
+            else:
+                dtype = torch.float32 if self.device.type == "cpu" else self.dtype
+                self._estimator = AgeEstimator.from_pretrained(value, device=self.device, dtype=dtype)
+        return self._estimator
+
+    def estimate(self, image, all_faces: bool = False, align: bool = True):
+        """The estimated age of the face(s) in ``image``: an :class:`~sam_age.estimate.EstimateResult`."""
+        return self.estimator(image, all_faces=all_faces, align=align)
 
     @property
     def output_size(self) -> int:
@@ -206,42 +247,70 @@ class AgePipeline:
                                       randomize_noise=randomize_noise)
         return images.float().cpu(), codes.float().cpu()
 
-    def __call__(self, image, ages: Sequence[float], *, all_faces: bool = False, align: bool = True,
+    def __call__(self, image, ages, *, all_faces: bool = False, align: bool = True,
                  paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
-                 generator: Optional[torch.Generator] = None) -> AgingResult:
+                 generator: Optional[torch.Generator] = None, mask: str = "face",
+                 colour_match: bool = True) -> AgingResult:
         """Age the best face in ``image`` (path, bytes, PIL or numpy) to every age.
 
-        ``all_faces`` ages every detected face; ``align=False`` takes the image as an
-        already aligned crop (resized to 256); ``paste_back`` also returns the whole photo
-        with the aged face(s) put back, per age; ``size`` is 256 or the generator's size."""
-        ages = check_ages(ages)
+        ``ages``: as ``--ages`` (:func:`sam_age.ages.parse_ages`): ``[10, 40]``, ``30``,
+        ``"0:100:50"``, and relative ages ``"+20"``, ``["-10", "+10"]`` (years from the
+        face's DEX estimate, clamped to 0..100: see ``result.notes``). ``all_faces`` ages
+        every detected face; ``align=False`` takes the image as an already aligned crop
+        (resized to 256); ``paste_back`` also returns the whole photo with the aged face(s)
+        put back, per age, through ``mask`` ("face": the landmark mask, "box": the rounded
+        box) with ``colour_match``; ``size`` is 256 or the generator's size."""
+        requested = parse_ages(ages, relative=True)
         self._check_size(size)
+        _check_mask(mask)
         photo, aligned = prepare_faces(image, all_faces=all_faces, align=align)
-        return self.age_prepared(photo, aligned, ages, paste_back=paste_back, size=size,
-                                 randomize_noise=randomize_noise, generator=generator)
+        return self.age_prepared(photo, aligned, requested, paste_back=paste_back, size=size,
+                                 randomize_noise=randomize_noise, generator=generator, mask=mask,
+                                 colour_match=colour_match)
 
-    def age_prepared(self, photo: Image.Image, aligned: Sequence[PreparedFace], ages: Sequence[float], *,
+    def age_prepared(self, photo: Image.Image, aligned: Sequence[PreparedFace], ages, *,
                      paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
-                     generator: Optional[torch.Generator] = None) -> AgingResult:
-        """The model half of ``__call__``, for faces from :func:`prepare_faces`."""
-        ages = check_ages(ages)
-        images, codes = self.age_aligned([a[0] for a in aligned], ages, size=size,
-                                         randomize_noise=randomize_noise, generator=generator)
-        faces = [FaceResult(img, quad, list(ages), _images_to_pil(images[i]), codes[i], score, size)
-                 for i, (img, quad, score) in enumerate(aligned)]
+                     generator: Optional[torch.Generator] = None, mask: str = "face",
+                     colour_match: bool = True) -> AgingResult:
+        """The model half of ``__call__``, for faces from :func:`prepare_faces`. Relative
+        ages are resolved per face against its estimated age (DEX on the aligned face)."""
+        requested = parse_ages(ages, relative=True)
+        _check_mask(mask)
+        estimates: List[Optional[float]] = [None] * len(aligned)
+        if any(is_relative(a) for a in requested):
+            estimates = self.estimator.estimate_aligned([a[0] for a in aligned])
+        resolved = [resolve_ages(requested, e) for e in estimates]
+        # faces that share their list of ages are aged together (all of them, unless relative)
+        groups = {}
+        for i, r in enumerate(resolved):
+            groups.setdefault(tuple(x.age for x in r), []).append(i)
+        made = {}
+        for key, idx in groups.items():
+            images, codes = self.age_aligned([aligned[i][0] for i in idx], list(key), size=size,
+                                             randomize_noise=randomize_noise, generator=generator)
+            for j, i in enumerate(idx):
+                made[i] = (images[j], codes[j])
+        faces = [FaceResult(a[0], a[1], [x.age for x in resolved[i]], _images_to_pil(made[i][0]), made[i][1],
+                            float(a[2]), size, _landmarks(a), estimates[i], list(requested), resolved[i])
+                 for i, a in enumerate(aligned)]
         pasted = None
         if paste_back and any(a[1] is not None for a in aligned):
-            pasted = [self.paste(photo, faces, a) for a in range(len(ages))]
-        return AgingResult(photo, list(ages), faces, pasted)
+            pasted = [self.paste(photo, faces, k, mask=mask, colour_match=colour_match)
+                      for k in range(len(requested))]
+        return AgingResult(photo, list(faces[0].ages), faces, pasted, list(requested))
 
     @staticmethod
-    def paste(photo: Image.Image, faces: Sequence[FaceResult], age_index: int) -> Image.Image:
+    def paste(photo: Image.Image, faces: Sequence[FaceResult], age_index: int, mask: str = "face",
+              colour_match: bool = True) -> Image.Image:
         """The photo with every face's ``age_index``-th result put back (the best face
-        last, so it wins where crops overlap)."""
+        last, so it wins where crops overlap). ``mask``: "face" (the landmark mask; the
+        box for faces without landmarks) or "box"; colours are matched to the original."""
+        _check_mask(mask)
         out = photo
         for f in reversed(list(faces)):
             if f.quad is not None:
-                out = paste_face(out, f.images[age_index], f.quad)
+                out = paste_face(out, f.images[age_index], f.quad, mask, landmarks=f.landmarks,
+                                 colour_match=colour_match, reference=photo)
         return out
 
     # -- animation -----------------------------------------------------------------------
@@ -274,3 +343,11 @@ class AgePipeline:
         frames = [face.images[order[i // k]] if (reuse and i % k == 0) else next(made)
                   for i in range(steps.shape[0])]
         return ping_pong(frames)
+
+
+MASKS = ("face", "box")
+
+
+def _check_mask(mask: str) -> None:
+    if mask not in MASKS:
+        raise UsageError(f"mask must be one of {', '.join(MASKS)}, not {mask!r}")

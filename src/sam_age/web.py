@@ -27,6 +27,7 @@ from typing import List, Optional, Tuple
 
 from PIL import Image
 
+from .ages import RelativeAge
 from .errors import ImageReadError, InputError, SamAgeError, UsageError
 from .images import read_image
 from .pipeline import parse_ages, sample_path
@@ -57,11 +58,12 @@ class Outputs:
     pasted: Optional[Image.Image] = None                 # the photo at the oldest age asked
 
 
-def parse_ages_text(text: str) -> List[float]:
-    """The page's age box: ``0, 30, 60`` or ``0:100:10`` (the CLI's syntax)."""
+def parse_ages_text(text: str) -> list:
+    """The page's age box: ``0, 30, 60``, ``0:100:10`` or relative ``+10, +20`` (the CLI's
+    syntax: a leading sign means years from the estimated age)."""
     if not str(text or "").strip():
-        raise UsageError("type at least one age, e.g. 0, 30, 60 or 0:100:20")
-    ages = parse_ages(str(text))
+        raise UsageError("type at least one age, e.g. 0, 30, 60 or 0:100:20 or +20")
+    ages = parse_ages(str(text), relative=True)
     if len(ages) > MAX_AGES:
         raise UsageError(f"at most {MAX_AGES} ages at a time (got {len(ages)})")
     return ages
@@ -132,6 +134,17 @@ class WebDemo:
             return None, self._report(e, upload)
         return result.faces[0].images[0], f"Age {float(age):g}: done."
 
+    def quick_relative(self, upload, years: float) -> Tuple[Optional[Image.Image], str]:
+        """The best face ``years`` from its estimated age (DEX), clamped to 0..100."""
+        try:
+            path = self._check_upload(upload)
+            request = RelativeAge(float(years))
+            with self._lock:
+                result = self.pipeline(path, [request])
+        except Exception as e:
+            return None, self._report(e, upload)
+        return result.faces[0].images[0], f"{request} years: done. {_estimate_text(result)}"
+
     def age(self, upload, ages_text: str, all_faces: bool = False, paste_back: bool = True,
             animate: bool = False) -> Outputs:
         """The strip, a gallery per face, the animation and the pasted-back photo."""
@@ -147,6 +160,8 @@ class WebDemo:
         n = len(result.faces)
         out.message = (f"Done: {n} face{'s' if n != 1 else ''} x {len(ages)} ages "
                        f"in {time.perf_counter() - start:.1f} s.")
+        if result.estimated_age is not None:
+            out.message += " " + _estimate_text(result)
         return out
 
     def _outputs(self, result, animate: bool) -> Outputs:
@@ -156,7 +171,7 @@ class WebDemo:
         for s in strips:
             strip.paste(s, (0, y))
             y += s.height
-        faces = [[(im, f"face {k + 1}, age {a:g}") for im, a in zip(f.images, f.ages)]
+        faces = [[(im, _caption(k, a, r)) for im, a, r in zip(f.images, f.ages, f.requested or f.ages)]
                  for k, f in enumerate(result.faces)]
         out = Outputs("", ok=True, strip=strip, faces=faces)
         if result.pasted:
@@ -182,6 +197,21 @@ class WebDemo:
             log.exception("web request failed")
         _warn(message)
         return message
+
+
+def _caption(k: int, age: float, request) -> str:
+    """'face 1, age 70', or for a relative age 'face 1, age 57.4 (+20)'."""
+    extra = f" ({request})" if isinstance(request, RelativeAge) else ""
+    return f"face {k + 1}, age {age:g}{extra}"
+
+
+def _estimate_text(result) -> str:
+    """'Estimated age 37.4.' (every face's with several), plus what was clamped."""
+    ests = [f.estimated_age for f in result.faces if f.estimated_age is not None]
+    text = (f"Estimated age {ests[0]:.1f}." if len(ests) == 1 else
+            "Estimated ages " + ", ".join(f"{e:.1f}" for e in ests) + ".")
+    notes = result.notes
+    return text + (" " + "; ".join(n[0].upper() + n[1:] for n in notes) + "." if notes else "")
 
 
 def _warn(message: str) -> None:
@@ -221,14 +251,19 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                                    height=256)
                 status = gr.Markdown("", elem_id="status")
                 with gr.Group():
-                    age = gr.Slider(0, 100, value=60, step=1, label="Age for a quick result",
-                                    elem_id="age")
-                    quick = gr.Button("Quick result", elem_id="quick")
+                    with gr.Row():
+                        age = gr.Slider(0, 100, value=60, step=1, label="Age for a quick result",
+                                        elem_id="age")
+                        years = gr.Slider(-60, 60, value=20, step=1,
+                                          label="+N years (from the estimated age)", elem_id="years")
+                    with gr.Row():
+                        quick = gr.Button("Quick result", elem_id="quick")
+                        quick_rel = gr.Button("Quick result, +N years", elem_id="quick-relative")
                     quick_result = gr.Image(label="Quick result", type="pil", interactive=False,
                                             elem_id="quick-result", height=256)
                 with gr.Group():
-                    ages = gr.Textbox(DEFAULT_AGES, label="Ages for the strip (0, 30, 60 or 0:100:20)",
-                                      elem_id="ages")
+                    ages = gr.Textbox(DEFAULT_AGES, label="Ages for the strip (0, 30, 60 or 0:100:20; "
+                                      "+10, +20: years from the estimated age)", elem_id="ages")
                     with gr.Row():
                         all_faces = gr.Checkbox(False, label="All faces", elem_id="all-faces")
                         paste_back = gr.Checkbox(True, label="Paste back", elem_id="paste-back")
@@ -263,6 +298,10 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                     **model_slot)
         age.release(demo_handlers.quick, [upload, age], [quick_result, status], api_name=False,
                     **model_slot)
+        quick_rel.click(demo_handlers.quick_relative, [upload, years], [quick_result, status],
+                        api_name="quick_relative", **model_slot)
+        years.release(demo_handlers.quick_relative, [upload, years], [quick_result, status],
+                      api_name=False, **model_slot)
         run.click(on_age, [upload, ages, all_faces, paste_back, animate],
                   [status, strip, *galleries, gif, mp4, pasted], api_name="age", **model_slot)
 

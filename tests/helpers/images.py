@@ -73,3 +73,39 @@ def write_bad_files(folder: Path) -> dict:
     write_bomb(files["bomb"])
     (folder / "good.jpg").unlink()
     return files
+
+
+GROUP_PHOTO_PACKAGE = "insightface"  # its wheel ships data/images/t1.jpg: 1280x886, six faces
+GROUP_PHOTO = ("data", "images", "t1.jpg")
+
+
+def group_photo_path():
+    """A real photo of several people: the sample ``t1.jpg`` that the ``insightface`` wheel
+    ships (six faces at a table; dlib finds all six). Only the file is used: the package
+    is installed with ``pip install --no-deps insightface==2.1`` (``.ci/run`` does it) and
+    never imported. ``None`` when it is not installed."""
+    import importlib.util
+    spec = importlib.util.find_spec(GROUP_PHOTO_PACKAGE)  # finds the folder, runs nothing
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder).joinpath(*GROUP_PHOTO)
+        if path.is_file():
+            return path
+    return None
+
+
+def group_photo() -> Image.Image:
+    """The group photo, or skip the test (with how to get it)."""
+    import pytest
+    path = group_photo_path()
+    if path is None:
+        pytest.skip("no group photo: pip install --no-deps insightface==2.1 (for its sample t1.jpg)")
+    return Image.open(path).convert("RGB")
+
+
+def standin_like_face(seed: int = 0, size: int = 256) -> Image.Image:
+    """What the random stand-in SAM makes of a face: saturated colour blotches with fine
+    grain (no face at all), reproducible without running the model."""
+    rng = np.random.RandomState(seed)
+    low = Image.fromarray(np.uint8(rng.rand(6, 6, 3) * 255)).resize((size, size), Image.BICUBIC)
+    a = (np.asarray(low, np.float64) - 128.0) * 2.5 + 128.0 + rng.randn(size, size, 3) * 18.0
+    return Image.fromarray(np.uint8(np.clip(a, 0, 255)))

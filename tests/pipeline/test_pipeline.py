@@ -54,6 +54,24 @@ def test_paste_back_full_photo(result):
         assert ys.max() <= q[:, 1].max() + 1
 
 
+def test_seam_of_the_standin_output(pipe, result):
+    """The real stand-in SAM's output (noise), pasted with both masks: the default (face
+    mask + colour matching) leaves less edge energy on the border than the earlier box."""
+    from sam_age.face import paste_face, seam_ratio
+    face = result.faces[0]
+    width = 0.02 * float(np.hypot(*(face.quad[3] - face.quad[0])))
+    ratios = {}
+    for name, kind, colour in (("box", "box", False), ("face+colour", "face", True)):
+        out, mask = paste_face(result.source, face.images[0], face.quad, kind, landmarks=face.landmarks,
+                               colour_match=colour, return_mask=True)
+        ratios[name] = seam_ratio(result.source, out, mask, width)
+    assert ratios["face+colour"] < 0.85 * ratios["box"], ratios
+    pasted = pipe.paste(result.source, result.faces, 0)  # the default is face + colour
+    out = paste_face(result.source, face.images[0], face.quad, "face", landmarks=face.landmarks)
+    assert np.array_equal(np.asarray(pasted), np.asarray(out))
+    assert isinstance(pasted, Image.Image)
+
+
 def test_strip_size():
     tiles = [Image.new("RGB", (256, 256), (i * 40, 0, 0)) for i in range(3)]
     strip = make_strip(Image.new("RGB", (256, 256)), tiles)

@@ -90,3 +90,29 @@ def test_serve_refuses_bad_flags_before_loading_the_model(tmp_path, capsys):
     assert main(["serve", "--checkpoint", missing]) == 2  # no such checkpoint: exit 2, one line
     err = capsys.readouterr().err
     assert "missing.pt" in err and "Traceback" not in err
+
+
+class _FixedEstimator:
+    def __init__(self, age):
+        self.age = age
+
+    def estimate_aligned(self, faces):
+        return [self.age] * len(faces)
+
+
+def test_relative_age_controls_show_the_estimate(web_pipeline, demo, monkeypatch):
+    monkeypatch.setattr(web_pipeline, "age_predictor", _FixedEstimator(40.0))
+    image, message = demo.quick_relative(demo.sample(), 20)
+    assert image.size == (256, 256)
+    assert message.startswith("+20 years: done.") and "Estimated age 40.0." in message
+    out = demo.age(demo.sample(), "+70, 30", paste_back=False)  # 110: clamped, and said so
+    assert out.ok, out.message
+    assert "Estimated age 40.0." in out.message and "+70 -> 110 clamped to 100" in out.message
+    assert [c for _, c in out.faces[0]] == ["face 1, age 100 (+70)", "face 1, age 30"]
+    assert parse_ages_text("-10:+10:10") == parse_ages_text("-10, +0, +10")
+
+
+def test_page_has_the_relative_controls(web_pipeline, tmp_path):
+    app = build_app(web_pipeline, workdir=tmp_path)
+    ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
+    assert {"age", "years", "quick", "quick-relative"} <= ids

@@ -49,8 +49,17 @@ def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
 
 def add_ages_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ages", default=DEFAULT_AGES, metavar="AGES",
-                   help="target ages: a list '0,10,20' and/or inclusive ranges 'START:STOP:STEP' "
+                   help="target ages: a list '0,10,20' and/or ranges 'START:STOP:STEP' (STOP included); "
+                        "'+20', '-10' or '-10:+30:10' are relative to the estimated age "
                         "(default %(default)s = 11 ages)")
+
+
+def add_age_predictor_argument(p: argparse.ArgumentParser) -> None:
+    """``--age_predictor_weights`` (the name ``train`` and ``evaluate`` use): DEX, for
+    relative ages and ``estimate``."""
+    p.add_argument("--age_predictor_weights", default=None, metavar="PATH_OR_NAME",
+                   help="DEX age classifier for relative ages and estimates: a file or a registry name "
+                        "(default: dex_age, fetched into the cache when missing)")
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +68,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", action="store_true", help="also process the bundled sample portrait")
     add_checkpoint_argument(p)
     add_ages_argument(p)
+    add_age_predictor_argument(p)
     p.add_argument("--output", "-o", default="results", metavar="DIR", help="output folder (default: %(default)s)")
     p.add_argument("--size", type=int, choices=(256, 1024), default=256,
                    help="output size: 256 (pooled, as the original) or 1024 (the generator's own)")
@@ -76,8 +86,10 @@ def check_batch_size(value) -> None:
 
 # -- inputs and outputs --------------------------------------------------------------------
 
-def age_label(age: float) -> str:
-    return f"{int(age):03d}" if float(age).is_integer() else f"{age:05.1f}"
+def age_label(age) -> str:
+    """``030``, ``030.21``, ``+20``: unique per distinct age (:func:`sam_age.ages.age_label`)."""
+    from ..ages import age_label as label
+    return label(age)
 
 
 def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
@@ -130,17 +142,34 @@ def prepare_run(args):
     list inputs. The model itself loads at the first face (bad inputs cost nothing).
     -> ``(ages, named inputs, missing-input messages, get_pipeline)``."""
     from ..engine import resolve_device
-    from ..pipeline import parse_ages
+    from ..ages import parse_ages
     from ..weights.store import resolve_weights
-    ages = parse_ages(args.ages, "--ages")
+    ages = parse_ages(args.ages, "--ages", relative=True)
     check_batch_size(args.batch_size)
     named, missing = collect_inputs(args)
     weights = resolve_weights(args.checkpoint, progress=not args.json)
     if not Path(weights).is_file():
         raise CheckpointError("file not found", weights)
+    predictor = age_predictor_for(args, ages)  # only for relative ages (exit 2 now if missing)
     device = resolve_device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
-    return ages, named, missing, lambda: load_pipeline(weights, device, dtype, args.batch_size)
+
+    def get_pipeline():
+        pipe = load_pipeline(weights, device, dtype, args.batch_size)
+        if predictor is not None:
+            pipe.age_predictor = predictor
+        return pipe
+    return ages, named, missing, get_pipeline
+
+
+def age_predictor_for(args, ages):
+    """The age predictor's file when some age is relative (fetched now, so a missing file
+    stops the run with exit 2 before any photo), else None (nothing is loaded)."""
+    from ..ages import is_relative
+    if not any(is_relative(a) for a in ages):
+        return None
+    from ..estimate import resolve_age_predictor
+    return resolve_age_predictor(getattr(args, "age_predictor_weights", None), progress=not args.json)
 
 
 # -- the per-input loop --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError  # noqa: F401
 
-SUBCOMMANDS = ("age", "mix", "weights", "train", "serve", "evaluate")
+SUBCOMMANDS = ("age", "mix", "estimate", "weights", "train", "serve", "evaluate")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,9 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGNED_VALUE_OPTIONS = ("--ages",)  # their values may start with '-' (relative ages: -10,+10)
+
+
+def join_signed_values(argv: List[str]) -> List[str]:
+    """``--ages -10,+10`` -> ``--ages=-10,+10``: argparse reads a value starting with '-'
+    as an option unless it is a plain negative number; a '-' then a digit or '.' after
+    these options is always their value."""
+    out = list(argv)
+    for i in range(len(out) - 1):
+        nxt = out[i + 1]
+        if out[i] in SIGNED_VALUE_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out[i:i + 2] = [f"{out[i]}={nxt}", None]
+    return [a for a in out if a is not None]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_signed_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "command", None) or not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

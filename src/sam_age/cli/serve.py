@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from ..errors import EXIT_OK, UsageError
-from .common import add_batch_size_argument, add_checkpoint_argument, add_device_arguments, check_batch_size
+from .common import (add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument,
+                     add_device_arguments, check_batch_size)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "sample) and sees it at other ages: a strip, a gallery per face, an "
                     "animation and the photo with the aged face pasted back.")
     add_checkpoint_argument(p)
+    add_age_predictor_argument(p)  # for "+N years" (loaded at the first such request)
     add_device_arguments(p)
     add_batch_size_argument(p)
     p.add_argument("--host", default="127.0.0.1",
@@ -48,7 +50,8 @@ def run(args) -> int:
     from ..web import build_app, launch
 
     pipeline = AgePipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype,
-                                           batch_size=args.batch_size, progress=True)
+                                           batch_size=args.batch_size, progress=True,
+                                           age_predictor=args.age_predictor_weights)
     demo = build_app(pipeline, max_upload_mb=args.max_upload_mb)
     print(f"sam-age serve: model on {pipeline.device}; open http://{args.host}:{args.port} "
           "(Ctrl+C stops)", file=sys.stderr)

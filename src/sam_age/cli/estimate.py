@@ -1,0 +1,162 @@
+"""``sam-age estimate``: how old each face looks (DEX, the age predictor of SAM's training
+recipe, on the aligned face) -- the estimate that relative ages (``--ages +20``) start from.
+
+Also the per-input report of relative ages that ``age`` prints (estimate, ages made,
+clamping) for its JSON and notes; the ``--age_predictor_weights`` flag and its lazy
+resolution live in :mod:`sam_age.cli.common` with the other shared flags.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
+from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,  # noqa: F401
+                     age_predictor_for, check_batch_size, collect_inputs)
+
+OUTPUT_FILES = ("estimates.csv", "estimates.json")
+DESCRIPTION = """\
+Print the estimated age of the face in each photo: DEX (the VGG-16 age classifier SAM's
+training uses) on the FFHQ-aligned 256 px face, the expected value over its 101 one-year
+bins. It is the age that `sam-age age --ages +20` counts from.
+
+Prints one line per face (`photo.jpg: 37.4`), or with --json a summary on stdout;
+--output DIR also writes DIR/estimates.csv and DIR/estimates.json.
+Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("estimate", help="print each face's estimated age (DEX)", description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image files, folders or globs ('sample' for the bundled portrait)")
+    p.add_argument("--sample", action="store_true", help="also estimate the bundled sample portrait")
+    add_age_predictor_argument(p)
+    p.add_argument("--output", "-o", default=None, metavar="DIR",
+                   help="also write estimates.csv and estimates.json into DIR (default: print only)")
+    p.add_argument("--all-faces", action="store_true", help="every face, not only the best detection")
+    p.add_argument("--no-align", action="store_true", help="inputs are already aligned 256 px face crops")
+    add_device_arguments(p)
+    add_batch_size_argument(p)
+    p.add_argument("--overwrite", action="store_true", help="replace estimates.csv/json already in --output")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.set_defaults(run=run)
+    return p
+
+
+# -- shared with ``age`` and ``mix`` ------------------------------------------------------------
+
+def relative_report(result) -> dict:
+    """Per input, for the JSON summary: the ages made per face, and with relative ages the
+    estimate per face and what was clamped."""
+    from ..ages import format_age
+    rec = {"requested": [format_age(a) for a in (result.requested or result.ages)],
+           "ages": [[round(a, 6) for a in f.ages] for f in result.faces]}
+    if any(f.estimated_age is not None for f in result.faces):
+        rec["estimated_ages"] = [None if f.estimated_age is None else round(f.estimated_age, 2)
+                                 for f in result.faces]
+        rec["clamped"] = [{"face": i + 1, "request": str(r.request), "asked": r.asked, "age": r.age}
+                          for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
+    return rec
+
+
+def relative_notes(result) -> List[str]:
+    """One line per input for stderr: the estimate(s), and what was clamped."""
+    if not any(f.estimated_age is not None for f in result.faces):
+        return []
+    ests = ", ".join(f"{f.estimated_age:.1f}" for f in result.faces)
+    n = len(result.faces)
+    line = f"estimated age {ests}" if n == 1 else f"estimated ages {ests} (faces 1..{n})"
+    clamped = [f"face {i + 1}: " * (len(result.faces) > 1) + f"{r.request} -> {r.asked:g} clamped to {r.age:g}"
+               for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
+    if clamped:
+        line += "; " + "; ".join(clamped) + " (SAM ages within 0..100)"
+    return [line]
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+def _check_output(args) -> Optional[Path]:
+    if args.output is None:
+        return None
+    out = Path(args.output).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError("exists and is not a folder", out)
+    existing = [n for n in OUTPUT_FILES if (out / n).exists()]
+    if existing and not args.overwrite:
+        raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", out)
+    return out
+
+
+def _write_outputs(out: Path, summary: dict) -> List[Path]:
+    from ..checkpoints.formats import atomic_write
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["input", "face", "estimated_age", "score"])
+    for rec in summary["inputs"]:
+        for face in rec.get("faces", []):
+            writer.writerow([rec["input"], face["face"], face["age"], face["score"]])
+    paths = [out / n for n in OUTPUT_FILES]
+    atomic_write(paths[0], lambda f: f.write(table.getvalue().encode()))
+    atomic_write(paths[1], lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+    return paths
+
+
+def run(args) -> int:
+    check_batch_size(args.batch_size)
+    named, missing = collect_inputs(args)
+    out = _check_output(args)
+    from ..engine import resolve_device
+    from ..estimate import AgeEstimator, resolve_age_predictor
+    from ..pipeline import prepare_faces
+
+    weights = resolve_age_predictor(args.age_predictor_weights, progress=not args.json)
+    device = resolve_device(args.device)
+    estimator = None
+    start = time.perf_counter()
+    records = []
+
+    def fail(name, path, reason):
+        records.append({"input": str(path) if path else name, "name": name, "ok": False, "error": reason, "faces": []})
+        print(f"sam-age estimate: {path or name}: {reason}", file=sys.stderr)
+
+    for msg in missing:
+        arg, _, reason = msg.partition(": ")
+        fail(arg, None, reason)
+    for name, path in named:
+        try:
+            photo, faces = prepare_faces(path, all_faces=args.all_faces, align=not args.no_align)
+            if estimator is None:  # loaded at the first face: bad inputs cost nothing
+                estimator = AgeEstimator.from_pretrained(weights, device=device, dtype=args.dtype,
+                                                         batch_size=args.batch_size)
+            result = estimator.estimate_prepared(photo, faces)
+        except InputError as e:
+            fail(name, path, e.reason)
+            continue
+        rec = {"input": str(path), "name": name, "ok": True,
+               "faces": [{"face": i + 1, "age": round(f.age, 2), "score": round(f.score, 4),
+                          "quad": None if f.quad is None else [[round(float(v), 1) for v in p] for p in f.quad]}
+                         for i, f in enumerate(result.faces)]}
+        records.append(rec)
+        if not args.json:
+            for face in rec["faces"]:
+                where = f"face {face['face']}: " if args.all_faces else ""
+                print(f"{path}: {where}{face['age']:.1f}", flush=True)
+
+    ok = sum(r["ok"] for r in records)
+    summary = {"command": "estimate", "age_predictor": str(weights), "output": None if out is None else str(out),
+               "ok": ok, "failed": len(records) - ok, "seconds": round(time.perf_counter() - start, 3),
+               "inputs": records}
+    if out is not None:
+        _write_outputs(out, summary)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif out is not None:
+        print(f"sam-age estimate: {ok} of {len(records)} inputs done; estimates in {out}", file=sys.stderr)
+    return EXIT_SOME_FAILED if len(records) - ok else EXIT_OK
