@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers.paths import CASES, REFERENCE, REPO, SHARED  # noqa: F401
+# No test may reach the real Hugging Face Hub. Its client reads HF_ENDPOINT once, at import,
+# for its own side requests: point it at a closed loopback port before anything imports it
+# (the weights tests start their own loopback Hub and pass it to each download).
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+from .helpers.paths import CASES, REFERENCE, REPO, SHARED  # noqa: E402,F401
 
 
 def _make_checkpoint_module():

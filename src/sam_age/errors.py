@@ -5,10 +5,28 @@ so a shell user never sees a traceback for a bad input.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional, Union
 
 PathLike = Union[str, Path]
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def brief(text: str, limit: int = 160) -> str:
+    """A foreign message (torch's, dlib's, a server's) made short for a one-line error
+    without cutting a sentence: its first line, as many whole sentences as fit in
+    ``limit`` characters, and always the whole first sentence."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    sentences = _SENTENCE_END.split(lines[0])
+    out = sentences[0]
+    for sentence in sentences[1:]:
+        if len(out) + 1 + len(sentence) > limit:
+            break
+        out = f"{out} {sentence}"
+    return out
 
 # The exit codes of every command (the CLI maps errors to them once, in cli/main.py).
 EXIT_OK = 0            # everything worked

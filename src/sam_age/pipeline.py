@@ -185,7 +185,7 @@ class AgePipeline:
         dt = resolve_dtype(dtype, dev)
         if isinstance(checkpoint, SAM):
             return cls(checkpoint, dev, dt, batch_size, age_predictor)
-        path = resolve_weights(checkpoint, progress=progress)
+        path = resolve_weights(checkpoint, progress=progress, kind="sam")
         return cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size, age_predictor)
 
     # -- the estimated age (relative ages) ---------------------------------------------------

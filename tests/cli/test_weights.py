@@ -10,13 +10,15 @@ import torch
 
 from sam_age.cli.main import main
 
-from ..helpers.server import LoopbackServer, closed_port_url, isolate_weights_env
+from ..helpers.server import (HubServer, LoopbackServer, checkpoint_bytes, closed_port_url,
+                             isolate_weights_env, loopback_only)
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     folder = tmp_path / "cache"
     isolate_weights_env(monkeypatch, folder)
+    loopback_only(monkeypatch)
     return folder
 
 
@@ -36,9 +38,12 @@ def test_list_table_and_json(home, lpips_file, capsys):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     header, *rows = out.splitlines()
-    assert header.split()[:7] == ["NAME", "FILE", "SIZE", "CACHED", "VERIFIED", "LICENCE", "SOURCE"]
+    assert header.split()[:7] == ["NAME", "FILE", "SIZE", "CACHED", "VERIFIED", "LICENCE", "SOURCES"]
     sam_row = next(r for r in rows if r.startswith("sam_ffhq_aging "))
-    assert "2.2 GB" in sam_row and " no " in sam_row and "drive.google.com" in sam_row
+    assert "2.3 GB" in sam_row and " no " in sam_row
+    assert sam_row.endswith("hub:aimi-models/sam-aging/sam_ffhq_aging.pt, "
+                            "hub:deneesk/sam-model/pretrained_models/sam_ffhq_aging.pt, "
+                            "drive:1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC")  # every source, in the order tried
     lpips_row = next(r for r in rows if r.startswith("lpips_alex_lin "))
     assert " yes " in lpips_row and "BSD-2" in lpips_row
     assert out.rstrip().endswith(f"cache: {home}")
@@ -51,24 +56,38 @@ def test_list_table_and_json(home, lpips_file, capsys):
                           "alexnet", "lpips_alex_lin", "dlib_68"}
     assert files["lpips_alex_lin"]["cached"] and files["lpips_alex_lin"]["verified"] == "yes"
     assert files["sam_ffhq_aging"]["cached"] is False and files["sam_ffhq_aging"]["sha256"] is None
+    assert [x["label"] for x in files["sam_ffhq_aging"]["sources"]][-1] == "drive:1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC"
+    assert files["sam_ffhq_aging"]["sources"][0]["url"].endswith("/resolve/f05249c0faa14a1d0c0347fdc2cb8131503db74a"
+                                                                 "/sam_ffhq_aging.pt")
 
 
-def test_download_with_url_then_cached(home, capsys):
-    payload = os.urandom(100_000)
+def test_download_with_url_then_cached_is_checked(home, capsys):
+    """``--url`` (the older spelling of ``--source URL``) through Drive's confirm page; a
+    second ``download`` checks the cached file as ``verify`` does instead of saying ok:
+    this one is a checkpoint but not a DEX classifier."""
+    payload = checkpoint_bytes()
     with LoopbackServer(payload) as server:
         code = main(["weights", "download", "dex_age", "--url", server.url("/uc?id=D"), "--no-progress"])
+        assert code == 2  # a checkpoint, but not a DEX classifier: its loader is the last check
+        assert "load_dex cannot load it (not a DEX age classifier" in capsys.readouterr().err
+        assert not (home / "dex_age_classifier.pth").exists()
+        code = main(["weights", "download", "dex_age", "--url", server.url("/uc?id=D"), "--no-progress",
+                     "--no-load"])
         assert code == 0
         assert (home / "dex_age_classifier.pth").read_bytes() == payload
-        assert main(["weights", "download", "dex_age", "--no-progress"]) == 0  # already there
-        assert len(server.requests) == 2  # the confirm page and the file, nothing more
-    assert "ok   dex_age" in capsys.readouterr().out
+        assert "ok   dex_age" in capsys.readouterr().out
+        assert main(["weights", "download", "dex_age", "--no-progress"]) == 2
+        assert len(server.requests) == 4  # twice the confirm page and the file, nothing more
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a DEX age classifier" in err
+    assert "run `sam-age weights download dex_age --force`" in err
 
 
 def test_download_env_override(home, monkeypatch):
-    with LoopbackServer(b"weights") as server:
+    with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_PSP_FFHQ_ENCODE", server.url("/file.bin"))
-        assert main(["weights", "download", "psp_ffhq_encode", "--no-progress"]) == 0
-    assert (home / "psp_ffhq_encode.pt").read_bytes() == b"weights"
+        assert main(["weights", "download", "psp_ffhq_encode", "--no-progress", "--no-load"]) == 0
+    assert (home / "psp_ffhq_encode.pt").read_bytes() == checkpoint_bytes()
 
 
 def test_download_offline_exit_2_with_manual_steps(home, monkeypatch, capsys):
@@ -77,13 +96,14 @@ def test_download_offline_exit_2_with_manual_steps(home, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "sam-age weights import FILE --name sam_ffhq_aging" in err and "drive.google.com" in err
+    assert "huggingface.co/aimi-models/sam-aging/resolve/" in err or "/aimi-models/sam-aging/resolve/" in err
 
 
 def test_download_some_failed_exit_1(home, monkeypatch):
-    with LoopbackServer(b"x") as server:
+    with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", server.url("/missing"))
-        assert main(["weights", "download", "ir_se50", "dex_age", "--no-progress"]) == 1
+        assert main(["weights", "download", "ir_se50", "dex_age", "--no-progress", "--no-load"]) == 1
 
 
 def test_download_usage_errors(home, capsys):
@@ -133,22 +153,30 @@ def test_verify_reports_each_file_and_exits_1_on_a_bad_one(home, lpips_file, cap
     assert "not in the cache" in capsys.readouterr().out
 
 
-def test_convert_to_safetensors_and_refuse_overwrite(home, small_sam_path, tmp_path, capsys):
+def test_convert_streams_every_tensor_and_refuses_overwrite(home, small_sam_path, tmp_path, capsys):
+    """The streamed converter writes what ``save_sam(load_sam(src))`` writes; the source
+    here was written by ``save_sam``, so every tensor, opts and latent_avg must come out
+    as they are in it. Then: an existing output is never replaced without --overwrite."""
     from safetensors import safe_open
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     assert main(["weights", "convert", str(small_sam_path), "--output", str(out_dir)]) == 0
     out = out_dir / f"{small_sam_path.stem}.safetensors"
-    original = torch.load(small_sam_path, map_location="cpu", weights_only=True, mmap=True)
+    src = torch.load(small_sam_path, map_location="cpu", weights_only=True, mmap=True)
     with safe_open(str(out), framework="pt") as f:
-        assert json.loads(f.metadata()["opts"])["output_size"] == 256
-        torch.testing.assert_close(f.get_tensor("latent_avg"), original["latent_avg"].float())
-        key = "encoder.input_layer.0.weight"
-        torch.testing.assert_close(f.get_tensor(key), original["state_dict"][key].float())
+        assert set(f.keys()) == set(src["state_dict"]) | {"latent_avg"}
+        for key, value in src["state_dict"].items():
+            got = f.get_tensor(key)
+            assert got.dtype == value.dtype and torch.equal(got, value), key
+        assert torch.equal(f.get_tensor("latent_avg"), src["latent_avg"].float())
+        meta = f.metadata()
+    assert meta["kind"] == "sam" and meta["format"] == "sam-age" and json.loads(meta["opts"]) == src["opts"]
+    assert json.loads(meta["opts"])["output_size"] == 256
     before = out.stat().st_mtime_ns
     capsys.readouterr()
     assert main(["weights", "convert", str(small_sam_path), "--output", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err and out.stat().st_mtime_ns == before
+    assert [p.name for p in out_dir.iterdir()] == [out.name]  # no temporary left
 
 
 def test_convert_refuses_other_kinds_and_wrong_suffix(home, lpips_file, tmp_path, capsys):
@@ -174,3 +202,87 @@ def test_main_command_offline_stops_early_with_manual_steps(home, monkeypatch, t
     assert len(err) == 1
     assert "sam-age weights import FILE --name sam_ffhq_aging" in err[0] and "SAM_AGE_HOME" in err[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+# -- sources, bad cached files, kinds ----------------------------------------------------------
+
+def test_download_source_flag(home, capsys):
+    with LoopbackServer(checkpoint_bytes()) as server:
+        assert main(["weights", "download", "ir_se50", "dex_age", "--source", server.url("/file.bin")]) == 2
+        assert "names one place: give exactly one NAME" in capsys.readouterr().err
+        assert main(["weights", "download", "dex_age", "--source", "hub"]) == 2  # it has none
+        assert "dex_age has no hub source" in capsys.readouterr().err
+        assert main(["weights", "download", "dex_age", "--source", "ftp://x"]) == 2
+        assert server.requests == []
+        assert main(["weights", "download", "dex_age", "--source", server.url("/file.bin"), "--no-progress",
+                     "--no-load"]) == 0
+    assert (home / "dex_age_classifier.pth").read_bytes() == checkpoint_bytes()
+
+
+def test_list_download_verify_report_a_truncated_cached_file(home, small_sam_path, capsys):
+    """Issue 17: a 100 kB sam_ffhq_aging.pt in the cache is no longer ``ok`` / cached-and-fine."""
+    home.mkdir()
+    bad = home / "sam_ffhq_aging.pt"
+    with open(small_sam_path, "rb") as f:
+        bad.write_bytes(f.read(100_000))
+    fix = "`sam-age weights download sam_ffhq_aging --force`"
+    assert main(["weights", "download", "sam_ffhq_aging", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "far too small" in err and fix in err
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    row = next(r for r in out.splitlines() if r.startswith("sam_ffhq_aging "))
+    assert " yes " in row and " bad " in row
+    assert f"bad  sam_ffhq_aging  {bad}: far too small" in out and f"fix: {fix}, or delete {bad}" in out
+    assert main(["weights", "verify", "sam_ffhq_aging"]) == 1
+    assert fix in capsys.readouterr().out
+    assert main(["age", "sample", "--output", str(home.parent / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith("or delete the file")
+
+
+def test_a_registry_name_of_another_kind_is_refused_before_any_download(home, tmp_path, capsys):
+    with HubServer({"trysem/pixel2style2pixel/psp_ffhq_encode.pt": checkpoint_bytes()}) as hub:
+        os.environ["HF_ENDPOINT"] = hub.endpoint  # restored by isolate_weights_env's monkeypatch
+        assert main(["age", "sample", "--checkpoint", "psp_ffhq_encode", "--output", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert main(["weights", "convert", "psp_ffhq_encode", "--output", str(tmp_path)]) == 2
+        err2 = capsys.readouterr().err.strip()
+        assert hub.requests == []
+    assert err.endswith("psp_ffhq_encode is a pSp encoder, not a SAM checkpoint; give sam_ffhq_aging or the "
+                        "path of a SAM checkpoint") and len(err.splitlines()) == 1
+    assert "not a SAM checkpoint" in err2
+    assert not home.exists() or not any(home.iterdir())
+
+
+@pytest.mark.slow  # 1.8 GB through the loopback Hub, then the age command: 30-70 s on 2 busy cores
+def test_fresh_clone_age_sample_paste_back_downloads_from_a_loopback_hub_mirror(tmp_path, monkeypatch,
+                                                                                small_sam_path, capsys):
+    """Issue 13's "done when": an empty cache, HF_ENDPOINT at a loopback Hub mirror that holds
+    the 256 px stand-in SAM as aimi-models/sam-aging/sam_ffhq_aging.pt (the registry's
+    first source), and the README's main command: it downloads through huggingface_hub,
+    verifies (the Hub's sha256; the size hint only warns: the stand-in is smaller than the
+    real file), links it into the cache and ages the sample with paste-back."""
+    pytest.importorskip("dlib")
+    from ..helpers.server import sha256_file
+    home = tmp_path / "cache"
+    with HubServer({"aimi-models/sam-aging/sam_ffhq_aging.pt": small_sam_path}) as hub:
+        isolate_weights_env(monkeypatch, home, hub_endpoint=hub.endpoint)
+        loopback_only(monkeypatch)
+        out = tmp_path / "results"
+        code = main(["age", "sample", "--paste-back", "--ages", "30", "--output", str(out), "--device", "cpu"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        heads = [p for m, p, _ in hub.requests if m == "HEAD"]
+        assert heads == ["/aimi-models/sam-aging/resolve/f05249c0faa14a1d0c0347fdc2cb8131503db74a/sam_ffhq_aging.pt"]
+        assert len(hub.gets()) == 1
+    cached = home / "sam_ffhq_aging.pt"
+    rec = json.loads((home / "manifest.json").read_text())["sam_ffhq_aging"]
+    assert rec["source"] == "hub:aimi-models/sam-aging/sam_ffhq_aging.pt"
+    assert rec["sha256"] == sha256_file(small_sam_path) and rec["size"] == small_sam_path.stat().st_size
+    (blob,) = [p for p in (tmp_path / "hf").rglob("blobs/*") if p.is_file()]
+    assert os.path.samefile(blob, cached)  # linked, not a second 1.8 GB copy
+    warning = [ln for ln in captured.err.splitlines() if ln.startswith("sam-age: warning: sam_ffhq_aging")]
+    assert len(warning) == 1 and "where 2,270,547,237 were reported (a hint" in warning[0]
+    for name in ("age_030.png", "pasted_030.png"):
+        assert (out / "astronaut" / name).is_file(), name

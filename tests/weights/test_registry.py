@@ -26,8 +26,9 @@ def test_every_official_file_is_listed_once():
     for entry in registry.REGISTRY:
         file, kind, drive_id = EXPECTED[entry.name]
         assert (entry.filename, entry.kind) == (file, kind)
-        if drive_id:
-            assert entry.urls == (f"https://drive.google.com/uc?export=download&id={drive_id}",)
+        if drive_id:  # the authors' link, tried last (a quota page there is common)
+            assert entry.sources[-1] == registry.drive(drive_id)
+            assert entry.urls[-1] == f"https://drive.google.com/uc?export=download&id={drive_id}"
         assert entry.licence and entry.used_for and entry.flag
 
 
@@ -43,8 +44,10 @@ def test_no_invented_checksums_or_sizes():
         "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
     alexnet = registry.get("alexnet")
     assert alexnet.urls == ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",)
+    assert [s.kind for s in alexnet.sources] == ["url"]
     assert alexnet.sha256_prefix == "7be5be79" and alexnet.sha256_prefix in alexnet.filename
-    assert registry.get("sam_ffhq_aging").size == 2_200_000_000
+    sam = registry.get("sam_ffhq_aging")  # reported, not published: a hint
+    assert sam.size == 2_270_547_237 and not sam.size_exact
     assert registry.get("ir_se50").size is None
 
 
@@ -76,3 +79,55 @@ def test_lookup_by_name_and_published_stem():
     assert registry.get("sam_ffhq_aging").env_url == "SAM_AGE_URL_SAM_FFHQ_AGING"
     with pytest.raises(UsageError, match="unknown weights name 'nope'"):
         registry.get("nope")
+
+
+HUB_MIRRORS = {  # name: [(repo id, file in the repo, commit it was seen at), ...]
+    "sam_ffhq_aging": [("aimi-models/sam-aging", "sam_ffhq_aging.pt", "f05249c0faa14a1d0c0347fdc2cb8131503db74a"),
+                       ("deneesk/sam-model", "pretrained_models/sam_ffhq_aging.pt",
+                        "2302223da4cbb1f0db53e1519c8ea679acec3d6a")],
+    "psp_ffhq_encode": [("trysem/pixel2style2pixel", "psp_ffhq_encode.pt", "1ed74b0e83cd17e3ce3b0070a56f581f54b9b0e3")],
+    "stylegan2_ffhq": [("wmpscc/StyleGene", "stylegan2-ffhq-config-f.pt", "e301280ac9a63ba7ebb4be3311128bb6c9cb9ae2")],
+    "ir_se50": [("lithiumice/ArcFace_PyTorch", "InsightFace_Pytorch+model_ir_se50.pth",
+                 "086811ee76897fdfd94335ea4ff40ae074136022"),
+                ("adirik/stylemc-demo", "pretrained/model_ir_se50.pth", "74880fc98f769a37b6227fb75bd0362b0ddff595")],
+}
+
+
+def test_hub_mirrors_come_first_pinned_to_the_commit_they_were_seen_at():
+    for entry in registry.REGISTRY:
+        hubs = entry.sources_of("hub")
+        assert [(s.location, s.filename, s.revision) for s in hubs] == HUB_MIRRORS.get(entry.name, [])
+        assert list(entry.sources[:len(hubs)]) == list(hubs)  # the Hub before Drive
+        for s in hubs:
+            assert len(s.revision) == 40 and s.note
+            assert (s.sha256 is None) == (s.size is None)  # both seen in an LFS pointer, or neither
+    assert registry.get("dex_age").sources_of("hub") == ()  # none found that could be named with confidence
+
+
+def test_source_labels_and_links(monkeypatch):
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    sam = registry.get("sam_ffhq_aging")
+    assert sam.source == ("hub:aimi-models/sam-aging/sam_ffhq_aging.pt, "
+                          "hub:deneesk/sam-model/pretrained_models/sam_ffhq_aging.pt, "
+                          "drive:1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC")
+    assert sam.urls[0] == ("https://huggingface.co/aimi-models/sam-aging/resolve/"
+                           "f05249c0faa14a1d0c0347fdc2cb8131503db74a/sam_ffhq_aging.pt")
+    space = registry.get("ir_se50").sources[1]
+    assert space.label == "hub:spaces/adirik/stylemc-demo/pretrained/model_ir_se50.pth"
+    assert space.url().startswith("https://huggingface.co/spaces/adirik/stylemc-demo/resolve/")
+    assert "InsightFace_Pytorch%2Bmodel_ir_se50.pth" in registry.get("ir_se50").sources[0].url()
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example/")  # a Hub mirror: the links follow it
+    assert sam.urls[0].startswith("http://mirror.example/aimi-models/sam-aging/resolve/")
+
+
+def test_parse_source():
+    sam = registry.get("sam_ffhq_aging")
+    assert registry.parse_source("https://x.example/f.pt", sam) == registry.url("https://x.example/f.pt",
+                                                                                 note="given on the command line")
+    s = registry.parse_source("hub:me/mirror", sam)
+    assert (s.kind, s.location, s.filename, s.revision) == ("hub", "me/mirror", "sam_ffhq_aging.pt", None)
+    s = registry.parse_source("hub:spaces/me/app/models/sam.pt", sam)
+    assert (s.repo_type, s.location, s.filename) == ("space", "me/app", "models/sam.pt")
+    for bad in ("hub:onlyowner", "ftp://x/y", "gdrive"):
+        with pytest.raises(UsageError, match="--source"):
+            registry.parse_source(bad, sam)

@@ -13,7 +13,7 @@ import torch
 from sam_age.errors import CheckpointError, UsageError, WeightsUnavailableError
 from sam_age.weights import registry, store
 
-from ..helpers.server import LoopbackServer, closed_port_url
+from ..helpers.server import LoopbackServer, checkpoint_bytes, closed_port_url
 
 # -- where the cache is --------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ def test_registry_name_resolves_from_the_cache_without_network(home, small_sam_p
 
 
 def test_missing_registry_file_is_downloaded_and_recorded(home, monkeypatch):
-    payload = os.urandom(50_000)
+    payload = checkpoint_bytes()
     with LoopbackServer(payload) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
         path = store.resolve_checkpoint("ir_se50", progress=False)
@@ -78,10 +78,10 @@ def test_missing_registry_file_is_downloaded_and_recorded(home, monkeypatch):
 
 
 def test_explicit_url_beats_the_environment(home, monkeypatch):
-    with LoopbackServer(b"abc") as server:
+    with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", closed_port_url())
         path = store.resolve_checkpoint("dex_age", url=server.url("/file.bin"), progress=False)
-    assert path.read_bytes() == b"abc"
+    assert path.read_bytes() == checkpoint_bytes()
 
 
 def test_offline_main_job_gives_the_manual_steps(home, monkeypatch):
@@ -99,7 +99,7 @@ def test_offline_main_job_gives_the_manual_steps(home, monkeypatch):
 
 
 def test_downloads_can_be_turned_off(home, monkeypatch):
-    with LoopbackServer(b"abc") as server:
+    with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
         with pytest.raises(WeightsUnavailableError, match="downloads are turned off"):
             store.resolve_checkpoint("ir_se50", download=False)
@@ -259,6 +259,6 @@ def test_verify_a_file_dropped_into_the_cache_by_hand(home):
     home.mkdir()
     (home / "model_ir_se50.pth").write_bytes(b"PK\x03\x04 this is not a checkpoint")
     report = store.verify("ir_se50")
-    assert not report.ok and "corrupt" in report.problem
+    assert not report.ok and "cut short or damaged" in report.problem
     assert not store.verify("dex_age").ok  # not cached at all
     assert "not in the cache" in store.verify("dex_age").problem

@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError, brief
 from ..fileio import atomic_write, write_bytes
 
 PathLike = "str | os.PathLike[str]"
@@ -114,15 +114,15 @@ def read_torch(path: Path, mmap: bool = True) -> Any:
             detail = ""
             for line in msg.splitlines():
                 if "Unsupported" in line:
-                    detail = ": " + line.strip().rstrip(".")[:160]
+                    detail = ": " + brief(line).rstrip(".")
                     break
             if kind == "pickle" and not detail:
                 detail = ""
             raise UnsafeCheckpointError(f"refusing to load a pickle that is not plain weights{detail}", path) from None
-        raise CheckpointError(f"truncated or corrupt checkpoint ({msg.splitlines()[0][:160]})", path) from None
+        raise CheckpointError(f"truncated or corrupt checkpoint ({brief(msg)})", path) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
             AttributeError, TypeError, IndexError, MemoryError) as e:
-        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        first = brief(str(e)) or type(e).__name__
         raise CheckpointError(f"truncated or corrupt checkpoint ({first})", path) from None
 
 
@@ -138,7 +138,7 @@ def read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str
                 tensors[k] = f.get_tensor(k)
         return tensors, meta
     except Exception as e:  # safetensors raises its own SafetensorError and others
-        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        first = brief(str(e)) or type(e).__name__
         raise CheckpointError(f"truncated or corrupt safetensors file ({first})", path) from None
 
 

@@ -147,7 +147,7 @@ def prepare_run(args):
     ages = parse_ages(args.ages, "--ages", relative=True)
     check_batch_size(args.batch_size)
     named, missing = collect_inputs(args)
-    weights = resolve_weights(args.checkpoint, progress=not args.json)
+    weights = resolve_weights(args.checkpoint, progress=not args.json, kind="sam")
     if not Path(weights).is_file():
         raise CheckpointError("file not found", weights)
     predictor = age_predictor_for(args, ages)  # only for relative ages (exit 2 now if missing)

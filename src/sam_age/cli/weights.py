@@ -24,15 +24,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="weights_command", metavar="ACTION",
                                 parser_class=type(parser))
 
-    p = sub.add_parser("list", help="the registry and what is cached")
+    p = sub.add_parser("list", help="the registry, every source of each file, and what is cached")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run_list)
 
-    p = sub.add_parser("download", help="fetch files into the cache (resumable)")
+    p = sub.add_parser(
+        "download", help="fetch files into the cache (verified, resumable, from the next source on failure)",
+        description="Fetch registry files into the cache. Each file's sources (`weights list`) are tried "
+                    "in order until one gives a file that passes every check (not a web page, not far "
+                    "too small, a zip/pickle checkpoint, the right checksum); each skipped source is "
+                    "reported on one line. A file already cached is checked as `verify` does.")
     p.add_argument("names", nargs="+", metavar="NAME")
-    p.add_argument("--url", help="download from this URL instead (one NAME only); "
-                                 "also $SAM_AGE_URL_<NAME>")
-    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.add_argument("--source", "--url", dest="source", metavar="hub|drive|URL",
+                   help="only the Hugging Face Hub mirrors (hub), only Google Drive (drive), or one place: "
+                        "an http(s) URL or hub:OWNER/REPO[/PATH] (one NAME only); default: every source in "
+                        "order, or $SAM_AGE_URL_<NAME> when set. The Hub is reached at $HF_ENDPOINT if set.")
+    p.add_argument("--force", action="store_true", help="download again even if cached (a bad cached file "
+                                                        "is replaced only once the new one passed its checks)")
+    p.add_argument("--no-load", action="store_true",
+                   help="skip the load check (a file is still checked byte-wise: not a web page, not far "
+                        "too small, a zip/pickle checkpoint, the right checksum)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds without data before giving up")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run_download)
@@ -66,18 +77,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _fix(name: str, path) -> str:
+    return f"fix: `sam-age weights download {name} --force`, or delete {path}"
+
+
 def run_list(args) -> int:
     from ..weights import registry, store
     rows = [store.status(entry) for entry in registry.REGISTRY]
     if args.json:
         print(json.dumps({"cache": str(store.cache_dir()), "files": rows}, indent=2))
         return EXIT_OK
-    table = [("NAME", "FILE", "SIZE", "CACHED", "VERIFIED", "LICENCE", "SOURCE")]
+    table = [("NAME", "FILE", "SIZE", "CACHED", "VERIFIED", "LICENCE", "SOURCES (tried in this order)")]
     table += [(r["name"], r["file"], format_size(r["size"]), "yes" if r["cached"] else "no", r["verified"],
                r["licence"], r["source"]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    for r in rows:
+        if r["problem"]:
+            print(f"bad  {r['name']}  {r['path']}: {r['problem']}; {_fix(r['name'], r['path'])}")
     print(f"cache: {store.cache_dir()}")
     return EXIT_OK
 
@@ -91,14 +109,16 @@ def _outcome(failed: int, total: int) -> int:
 def run_download(args) -> int:
     from ..errors import SamAgeError, UsageError
     from ..weights import registry, store
-    if args.url and len(args.names) != 1:
-        raise UsageError("--url needs exactly one NAME")
+    if args.source and args.source not in ("hub", "drive") and len(args.names) != 1:
+        raise UsageError(f"--source {args.source} names one place: give exactly one NAME")
     entries = [registry.get(n) for n in args.names]  # unknown names stop before any transfer
+    for entry in entries:
+        store.sources_for(entry, args.source)  # so does a --source an entry lacks
     failed = 0
     for entry in entries:
         try:
-            path = store.fetch(entry.name, url=args.url, progress=not args.no_progress,
-                               timeout=args.timeout, force=args.force)
+            path = store.fetch(entry.name, source=args.source, progress=not args.no_progress,
+                               timeout=args.timeout, force=args.force, load=not args.no_load)
             print(f"ok   {entry.name}  {path}")
         except SamAgeError as e:
             failed += 1
@@ -124,8 +144,10 @@ def run_verify(args) -> int:
         for r in reports:
             if r.ok:
                 print(f"ok   {r.name}  {r.path}  ({'; '.join(r.checks)})")
+            elif r.path is None:
+                print(f"bad  {r.name}  -: {r.problem}")
             else:
-                print(f"bad  {r.name}  {r.path or '-'}: {r.problem}")
+                print(f"bad  {r.name}  {r.path}: {r.problem}; {_fix(r.name, r.path)}")
     return EXIT_SOME_FAILED if any(not r.ok for r in reports) else EXIT_OK
 
 
@@ -137,10 +159,10 @@ def run_import(args) -> int:
 
 
 def run_convert(args) -> int:
-    from ..checkpoints import load_sam, save_sam
+    from ..checkpoints.convert import convert_sam
     from ..errors import UsageError
     from ..weights import store
-    src = store.resolve_weights(args.source, download=False)
+    src = store.resolve_weights(args.source, download=False, kind="sam")
     out = Path(args.output).expanduser()
     fmt = args.format or ("pt" if out.suffix in (".pt", ".pth") else "safetensors")
     if out.is_dir() or not out.suffix or str(args.output).endswith(("/", "\\")):
@@ -151,7 +173,6 @@ def run_convert(args) -> int:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     if out.resolve() == src.resolve():
         raise UsageError(f"--output {out} is the source file")
-    model = load_sam(src)
-    save_sam(model, out)
+    convert_sam(src, out, fmt)  # streamed: the source mapped, one tensor at a time out
     print(f"ok   {src} -> {out}")
     return EXIT_OK

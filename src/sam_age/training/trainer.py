@@ -68,7 +68,7 @@ def resolve_weight_files(opts, fresh_model: bool) -> WeightFiles:
     """Only the files this run needs, so a missing one is reported before any work."""
     w = WeightFiles()
     if opts.checkpoint_path is not None and fresh_model:
-        w.checkpoint = resolve_weights(opts.checkpoint_path)
+        w.checkpoint = resolve_weights(opts.checkpoint_path, kind="sam")
     if fresh_model and w.checkpoint is None:
         w.stylegan = resolve(opts.stylegan_weights, "stylegan_weights")
         if opts.start_from_encoded_w_plus:

@@ -1,22 +1,27 @@
-"""Resumable HTTP(S) downloads with the standard library.
+"""Resumable HTTP(S) downloads with the standard library, and the checks a fetched file
+must pass before it takes its name in the cache.
 
 - Bytes go to ``DEST.part``; an interrupted transfer keeps it and the next attempt asks for
   the rest with a ``Range`` header (a server that ignores ``Range`` restarts it).
-- The checksum is checked before the file is renamed into place, so ``DEST`` is either
-  absent or complete and right; a file with the wrong checksum is deleted.
+- The file is checked (:func:`check_candidate`: not a web page, not far too small, a zip
+  or pickle checkpoint, the right checksum) before it is renamed into place, so ``DEST``
+  is either absent or complete and right; a file that fails a check is deleted (it is
+  wrong, not incomplete).
 - Google Drive answers large files with a "can't scan for viruses" page; its form (or the
   older ``confirm=`` link / ``download_warning`` cookie) is followed to the real file.
-Every failure is a :class:`DownloadError` with a one-line reason; the caller (``store``)
-adds the manual steps.
+Every failure is a :class:`DownloadError` with a one-line reason; its *type* says what to
+do next (retry the same URL, try the next source, or stop); the caller (``store``) adds
+the manual steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import html
 import http.client
-import json
 import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -24,18 +29,43 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..errors import WeightsUnavailableError
+from ..fileio import format_size
 
 CHUNK = 1 << 20
 USER_AGENT = "sam-age (weights downloader; python urllib)"
+TOO_SMALL = 0.5  # a file under half the expected size is not the file (a page, an error, a stub)
 
 
 class DownloadError(WeightsUnavailableError):
-    """A file could not be fetched; ``reason`` is one line."""
+    """A file could not be fetched; ``reason`` is one line. The subclass says what helps."""
+
+
+class TransientError(DownloadError):
+    """Cut connection, timeout, server error: the same source again (resuming) may work."""
+
+
+class UnreachableError(DownloadError):
+    """No route, refused, unknown host: offline for now; the next source may still work."""
+
+
+class RefusedError(DownloadError):
+    """The source answered, but not with the file (HTTP 4xx, a web page): do not retry it."""
+
+
+class RejectedFile(DownloadError):
+    """A complete answer that is not the file: far too small, not a checkpoint, wrong checksum."""
+
+
+class LocalError(DownloadError):
+    """This machine's side: disk full, folder not writable, another process on the file.
+    Another source would fail the same way: stop."""
 
 
 def sha256_of(path, chunk: int = CHUNK) -> str:
@@ -44,6 +74,88 @@ def sha256_of(path, chunk: int = CHUNK) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# -- what a fetched file must be -----------------------------------------------------------
+
+@dataclass
+class Expect:
+    """What is known about the file before it arrives.
+
+    ``size`` with ``size_exact=False`` is a hint: far below it rejects, any other mismatch
+    only warns. ``sha256s``: ``(digest, where it comes from)``; a full digest must match,
+    a shorter one is a prefix (torchvision's file names)."""
+
+    size: Optional[int] = None
+    size_exact: bool = False
+    sha256s: List[Tuple[str, str]] = field(default_factory=list)
+    checkpoint: bool = True  # must be a zip (torch >= 1.6) or pickle (older torch, Paddle) file
+
+
+def _looks_like_html(head: bytes) -> bool:
+    text = head.lstrip()[:64].lower()
+    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")) or b"<html" in head[:1024].lower()
+
+
+def _safetensors_head(head: bytes, size: int) -> bool:
+    """A safetensors file: a little-endian header length that fits the file, then ``{``."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= size - 8
+
+
+def file_problem(path: Path, expect: Expect) -> Optional[str]:
+    """The cheap checks (no hashing): a web page, empty, far too small (or not the exact
+    size), not a zip/pickle checkpoint, a zip without its directory (cut short). None if
+    the file passes them."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if size == 0:
+        return "empty file"
+    if _looks_like_html(head):
+        return f"a web page ({format_size(size)}), not the file (quota exceeded, sign-in needed, or the link moved)"
+    if expect.size:
+        if expect.size_exact and size != expect.size:
+            return f"{size:,} bytes, the file has {expect.size:,}"
+        if size < expect.size * TOO_SMALL:
+            return (f"far too small: {format_size(size)} ({size:,} bytes) where the file is about "
+                    f"{format_size(expect.size)}; a cut download or an error page")
+    if expect.checkpoint:
+        if head[:4] == b"PK\x03\x04":
+            try:
+                with zipfile.ZipFile(path) as z:
+                    if not any(n.endswith("data.pkl") for n in z.namelist()):
+                        return "a zip file but not a PyTorch checkpoint (no data.pkl)"
+            except (zipfile.BadZipFile, OSError, ValueError):
+                return "a PyTorch zip checkpoint cut short or damaged (its directory at the end is missing)"
+        elif head[:1] != b"\x80" and not _safetensors_head(head, size):
+            return f"not a zip/pickle checkpoint (it starts with {head[:16]!r})"
+    return None
+
+
+def check_candidate(path, expect: Expect, digest: Optional[str] = None) -> Tuple[str, List[str]]:
+    """All checks a fetched file must pass to take the cache name: :func:`file_problem`,
+    then the checksums (``digest``: the file's sha256 when already computed). Returns
+    ``(sha256, warnings)``; raises :class:`RejectedFile`."""
+    path = Path(path)
+    problem = file_problem(path, expect)
+    if problem:
+        raise RejectedFile(problem)
+    digest = digest or sha256_of(path)
+    for want, where in expect.sha256s:
+        if not want:
+            continue
+        ok = digest == want.lower() if len(want) == 64 else digest.startswith(want.lower())
+        if not ok:
+            raise RejectedFile(f"sha256 {digest}, expected {want}{'' if len(want) == 64 else '...'} ({where})")
+    warnings = []
+    size = path.stat().st_size
+    if expect.size and not expect.size_exact and size != expect.size:
+        warnings.append(f"{size:,} bytes where {expect.size:,} were reported (a hint, not a published fact: "
+                        "kept, as its checks passed)")
+    return digest, warnings
 
 
 # -- Google Drive's interstitial page ------------------------------------------------------
@@ -109,7 +221,7 @@ def _lock(f) -> None:
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        raise DownloadError("another process is downloading this file; wait for it", f.name) from None
+        raise LocalError("another process is downloading this file; wait for it", f.name) from None
 
 
 def _open(opener, url: str, offset: int, timeout: float, validator: Optional[str] = None):
@@ -144,7 +256,8 @@ def _validator(response) -> Optional[str]:
     return response.headers.get("Last-Modified")
 
 
-def _drop_part(part: Path) -> None:
+def drop_part(part: Path) -> None:
+    """Delete a ``.part`` file and its sidecar (a wrong file, not an incomplete one)."""
     for f in (part, _sidecar(part)):
         try:
             f.unlink()
@@ -167,15 +280,50 @@ def _is_html(response) -> bool:
     return response.headers.get_content_type() in ("text/html", "application/xhtml+xml")
 
 
+def _classify(url: str, e: BaseException) -> DownloadError:
+    """A network or file-system exception -> the DownloadError type that says what helps."""
+    host = urllib.parse.urlsplit(url).netloc or url
+    if isinstance(e, urllib.error.HTTPError):
+        text = f"HTTP {e.code} {e.reason} from {url}"
+        return TransientError(text) if e.code >= 500 or e.code in (408, 429) else RefusedError(text)
+    detail = e.reason if isinstance(e, urllib.error.URLError) else e
+    if isinstance(detail, (socket.timeout, TimeoutError)):
+        return TransientError(f"{host} timed out")
+    if isinstance(e, urllib.error.URLError) and not isinstance(detail, ConnectionResetError):
+        text = str(detail).strip() or type(detail).__name__
+        return UnreachableError(f"cannot reach {host} ({text})")
+    if isinstance(detail, (ConnectionError, http.client.HTTPException)):
+        text = str(detail).strip() or type(detail).__name__
+        return TransientError(f"connection to {host} broke ({text})")
+    if isinstance(detail, OSError) and (getattr(detail, "filename", None) is not None or detail.errno in (
+            errno.ENOSPC, errno.EACCES, errno.EROFS, getattr(errno, "EDQUOT", -1))):
+        return LocalError(f"cannot write the download ({detail.strerror or detail})")
+    text = str(detail).strip() or type(detail).__name__
+    return TransientError(f"{host}: {text}")
+
+
+_NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
+                   http.client.HTTPException, OSError)
+
+
 def _fetch(opener, url: str, part: Path, timeout: float, progress: bool, desc: str,
            cookies: http.cookiejar.CookieJar) -> None:
-    """Fill ``part`` from ``url``, appending to what is there. Raises on any failure,
-    leaving the bytes received so far in ``part``."""
+    """Fill ``part`` from ``url``, appending to what is there. Raises a DownloadError on
+    any failure, leaving the bytes received so far in ``part``."""
+    try:
+        _fetch_raw(opener, url, part, timeout, progress, desc, cookies)
+    except DownloadError:
+        raise
+    except _NETWORK_ERRORS as e:
+        raise _classify(url, e) from None
+
+
+def _fetch_raw(opener, url, part, timeout, progress, desc, cookies) -> None:
     from tqdm.auto import tqdm
 
     origin = url
     if part.exists() and _read_sidecar(part).get("url") != origin:
-        _drop_part(part)  # bytes from elsewhere (or of unknown origin): never mix files
+        drop_part(part)  # bytes from elsewhere (or of unknown origin): never mix files
     for _hop in range(3):  # page -> confirm -> file (at most)
         offset = part.stat().st_size if part.exists() else 0
         try:
@@ -183,14 +331,14 @@ def _fetch(opener, url: str, part: Path, timeout: float, progress: bool, desc: s
         except urllib.error.HTTPError as e:
             if e.code == 416 and offset:  # we already have every byte
                 return
-            raise DownloadError(f"HTTP {e.code} {e.reason} from {url}") from None
+            raise
         with response:
             if _is_html(response):
                 page = response.read(2 << 20).decode("utf-8", "replace")
                 nxt = confirm_url(page, response.geturl(), cookies)
                 if nxt is None or nxt == url:
-                    raise DownloadError(f"{url} answered with a web page instead of the file "
-                                        "(quota exceeded, sign-in needed, or the link moved)")
+                    raise RefusedError(f"{url} answered with a web page instead of the file "
+                                       "(quota exceeded, sign-in needed, or the link moved)")
                 url = nxt
                 continue
             if offset and response.status != 206:
@@ -216,77 +364,87 @@ def _fetch(opener, url: str, part: Path, timeout: float, progress: bool, desc: s
                     received += len(block)
                     bar.update(len(block))
             if total is not None and received < total:
-                raise DownloadError(f"connection closed after {received} of {total} bytes")
+                raise TransientError(f"connection closed after {received:,} of {total:,} bytes")
             return
-    raise DownloadError(f"{url}: too many confirmation pages")
+    raise RefusedError(f"{url}: too many confirmation pages")
 
 
 def _check_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise DownloadError(f"not enough disk space in {folder}: need {needed / 1e9:.2f} GB, "
-                            f"{free / 1e9:.2f} GB free")
+        raise LocalError(f"not enough disk space in {folder}: need {format_size(needed)}, "
+                         f"{format_size(free)} free")
+
+
+def fetch_to_part(url: str, part, *, progress: bool = True, timeout: float = 30.0, retries: int = 2) -> Path:
+    """Download ``url`` into ``part`` (resuming what is there); returns ``part``.
+
+    A :class:`TransientError` (cut connection, timeout, 5xx) is retried ``retries`` times,
+    each attempt resuming; any other DownloadError is raised at once. The bytes received
+    so far stay in ``part`` (with a sidecar naming the URL) for the next run."""
+    part = Path(part)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    cookies = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    desc = part.name[:-5] if part.name.endswith(".part") else part.name
+    for attempt in range(1 + max(0, retries)):
+        try:
+            _fetch(opener, url, part, timeout, progress, desc, cookies)
+            return part
+        except TransientError:
+            if attempt == max(0, retries):
+                raise
+    return part  # not reached
+
+
+def download_one(url: str, dest, expect: Expect, *, progress: bool = True, timeout: float = 30.0,
+                 retries: int = 2, accept: Optional[Callable[[Path], None]] = None) -> Tuple[str, List[str]]:
+    """Fetch ``url`` into ``dest.part`` (resuming), check it (:func:`check_candidate`, then
+    ``accept(part)`` if given, which raises :class:`RejectedFile`) and only then rename it
+    to ``dest``. Returns ``(sha256, warnings)``. Raises the typed DownloadError: a rejected
+    file is deleted (it is wrong, not incomplete); a transfer that keeps failing leaves its
+    ``.part`` for the next run, and says so."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        fetch_to_part(url, part, progress=progress, timeout=timeout, retries=retries)
+    except (LocalError, RefusedError, UnreachableError):
+        raise
+    except DownloadError as e:
+        if part.exists():
+            raise type(e)(f"{e.reason} (partial download kept in {part}; run again to resume)") from None
+        raise
+    try:
+        digest, warnings = check_candidate(part, expect)
+        if accept is not None:
+            accept(part)
+    except RejectedFile as e:
+        drop_part(part)
+        raise RejectedFile(f"{e.reason}; deleted it") from None
+    os.replace(part, dest)
+    drop_part(part)  # the sidecar
+    return digest, warnings
 
 
 def download(urls, dest, *, sha256: Optional[str] = None, sha256_prefix: Optional[str] = None,
-             progress: bool = True, timeout: float = 30.0, retries: int = 2) -> Tuple[Path, str]:
-    """Download the first of ``urls`` that works into ``dest``; returns ``(dest, sha256)``.
-
-    Each URL gets ``1 + retries`` attempts, each resuming from the ``.part`` file. On a
-    checksum mismatch the partial file is deleted (it is wrong, not incomplete)."""
+             expect: Optional[Expect] = None, progress: bool = True, timeout: float = 30.0,
+             retries: int = 2) -> Tuple[Path, str]:
+    """:func:`download_one` for each of ``urls`` until one works; returns ``(dest, sha256)``.
+    A :class:`LocalError` (disk full, ...) stops at once: another URL would fail the same way."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     if isinstance(urls, str):
         urls = [urls]
+    expect = dataclasses.replace(expect or Expect(checkpoint=False))
+    expect.sha256s = list(expect.sha256s) + [(d, "given") for d in (sha256 or sha256_prefix,) if d]
     reasons = []
     for url in urls:
-        cookies = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
-        for _attempt in range(1 + max(0, retries)):
-            try:
-                _fetch(opener, url, part, timeout, progress, dest.name, cookies)
-            except DownloadError as e:
-                reason = e.reason
-                if reason.startswith("HTTP 4") or "web page" in reason or "disk space" in reason \
-                        or "another process" in reason:
-                    break  # retrying will not help
-                continue
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
-                    http.client.HTTPException, OSError) as e:
-                if _is_local_write_error(e):
-                    raise DownloadError(f"cannot write the download ({e.strerror or e})", part) from None
-                reason = _network_reason(url, e)
-                if isinstance(e, urllib.error.URLError) and not isinstance(
-                        getattr(e, "reason", None), (socket.timeout, TimeoutError, ConnectionResetError)):
-                    break  # no route / refused / DNS: offline, retrying now will not help
-                continue
-            digest = sha256_of(part)
-            expected = sha256 or sha256_prefix
-            if expected and not digest.lower().startswith(expected.lower()):
-                _drop_part(part)
-                raise DownloadError(f"downloaded file has sha256 {digest}, expected "
-                                    f"{expected}{'...' if not sha256 else ''}; deleted it", dest)
-            os.replace(part, dest)
-            _drop_part(part)  # the sidecar
-            return dest, digest
-        reasons.append(reason)
-    kept = f" (partial download kept in {part}; run again to resume)" if part.exists() else ""
-    raise DownloadError("; ".join(reasons) + kept)
-
-
-def _is_local_write_error(e: BaseException) -> bool:
-    if isinstance(e, (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
-                      http.client.HTTPException)):
-        return False
-    return getattr(e, "filename", None) is not None or getattr(e, "errno", None) in (
-        errno.ENOSPC, errno.EACCES, errno.EROFS, getattr(errno, "EDQUOT", -1))
-
-
-def _network_reason(url: str, e: BaseException) -> str:
-    host = urllib.parse.urlsplit(url).netloc or url
-    detail = getattr(e, "reason", None) or e
-    if isinstance(detail, (socket.timeout, TimeoutError)):
-        return f"{host} timed out"
-    text = str(detail).strip() or type(detail).__name__
-    return f"cannot reach {host} ({text})"
+        try:
+            digest, _warnings = download_one(url, dest, expect, progress=progress, timeout=timeout, retries=retries)
+        except LocalError as e:
+            raise DownloadError(e.reason, e.path) from None
+        except DownloadError as e:
+            reasons.append(e.reason)
+            continue
+        return dest, digest
+    raise DownloadError("; ".join(reasons))

@@ -5,7 +5,16 @@ Cache folder: ``$SAM_AGE_HOME`` if set, else the platform cache (``$XDG_CACHE_HO
 or ``~/.cache/sam-age`` on Linux, ``~/Library/Caches/sam-age`` on macOS,
 ``%LOCALAPPDATA%\\sam-age`` on Windows). ``manifest.json`` in it records, per registry name,
 the file, its sha256 and where it came from, so ``weights verify`` can tell later whether a
-file changed. ``SAM_AGE_OFFLINE=1`` turns every download off.
+file changed. ``SAM_AGE_OFFLINE=1`` turns every download off (a file already in the Hugging
+Face cache is still taken from there).
+
+Invariants:
+- A file takes its cache name only after it passed every check (:func:`.download.check_candidate`):
+  a download lands in ``NAME.part`` (Drive/URL) or in the Hugging Face cache (Hub), and is
+  renamed or hard-linked into place; a file that fails is deleted and the next source tried.
+- A cached file is trusted when the manifest vouches for it as it is now (same size and
+  mtime as when it was verified); otherwise every use re-checks it cheaply
+  (:func:`check_cached`) and a bad one is reported with the fix, never silently used.
 """
 from __future__ import annotations
 
@@ -15,13 +24,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from ..errors import CheckpointError, UsageError, WeightsUnavailableError
+from ..errors import CheckpointError, SamAgeError, UsageError, WeightsUnavailableError, brief
 from ..fileio import copy_file, format_size, write_text
-from . import registry
-from .download import DownloadError, download, sha256_of
-from .registry import WeightsFile, package_file
+from . import hub, registry
+from .download import (DownloadError, Expect, LocalError, RejectedFile, check_candidate, download_one, file_problem,
+                       sha256_of)
+from .registry import Source, WeightsFile, package_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 MANIFEST = "manifest.json"
@@ -92,7 +102,7 @@ def cached_file(entry: WeightsFile) -> Optional[Path]:
 # -- messages ------------------------------------------------------------------------------
 
 def _size_text(entry: WeightsFile) -> str:
-    return f", {format_size(entry.size, approx=True)}" if entry.size else ""
+    return f", {format_size(entry.size, approx=not entry.size_exact)}" if entry.size else ""
 
 
 def manual_steps(entry: WeightsFile, reason: str = "") -> str:
@@ -108,8 +118,14 @@ def manual_steps(entry: WeightsFile, reason: str = "") -> str:
     return (f"{entry.name} ({entry.filename}{_size_text(entry)}) is not in the weights cache {folder} and "
             f"could not be downloaded{why}. Manual steps: download it from {where} on a machine with "
             f"network access, then run `sam-age weights import FILE --name {entry.name}` (or copy it to "
-            f"{folder / entry.filename}; set SAM_AGE_HOME to use another cache folder, or "
-            f"{entry.env_url} to download from a mirror)")
+            f"{folder / entry.filename}; set SAM_AGE_HOME to use another cache folder, HF_ENDPOINT for a "
+            f"Hugging Face mirror, or {entry.env_url} to download from another URL)")
+
+
+def bad_cache_text(entry: WeightsFile, problem: str) -> str:
+    """A cached file failed its check: what is wrong and the fix, one line."""
+    return (f"the cached {entry.name} is bad ({problem.rstrip('.')}); run `sam-age weights download "
+            f"{entry.name} --force` to fetch it again, or delete the file")
 
 
 def _pip_name(entry: WeightsFile) -> str:
@@ -118,66 +134,205 @@ def _pip_name(entry: WeightsFile) -> str:
         entry.package, entry.package)
 
 
-# -- flag value -> file --------------------------------------------------------------------
-
-def urls_for(entry: WeightsFile, url: Optional[str] = None) -> List[str]:
-    """``url`` argument, then ``$SAM_AGE_URL_<NAME>``, then the published sources."""
-    if url:
-        return [url]
-    env = os.environ.get(entry.env_url, "").strip()
-    return [env] if env else list(entry.urls)
+def _say(message: str) -> None:
+    print(f"sam-age: {message}", file=sys.stderr)
 
 
-def fetch(name: str, *, url: Optional[str] = None, progress: bool = True,
-          timeout: float = DEFAULT_TIMEOUT, force: bool = False) -> Path:
-    """Download registry file ``name`` into the cache (unless there already, or ``force``)."""
+# -- sources -> a verified file in the cache -------------------------------------------------
+
+def sources_for(entry: WeightsFile, choice: Optional[str] = None) -> List[Source]:
+    """The sources to try, in order. ``choice``: ``hub`` or ``drive`` (that kind only), a
+    URL or ``hub:OWNER/REPO[/PATH]`` (that one only); ``None``: ``$SAM_AGE_URL_<NAME>``
+    when set, else the registry's sources."""
+    if choice is None or not str(choice).strip():
+        env = os.environ.get(entry.env_url, "").strip()
+        return [registry.url(env, note=f"${entry.env_url}")] if env else list(entry.sources)
+    choice = str(choice).strip()
+    if choice in ("hub", "drive"):
+        found = list(entry.sources_of(choice))
+        if not found:
+            raise UsageError(f"{entry.name} has no {choice} source (its sources: {entry.source})")
+        return found
+    return [registry.parse_source(choice, entry)]
+
+
+def expect_for(entry: WeightsFile, source: Optional[Source] = None) -> Expect:
+    """What a file for ``entry`` from ``source`` must be: the source's exact size (its LFS
+    pointer) or the entry's size (a hint unless ``size_exact``), the published checksum
+    and the source's, and a zip/pickle checkpoint (dlib's model is neither)."""
+    sums = []
+    if entry.sha256 or entry.sha256_prefix:
+        sums.append((entry.sha256 or entry.sha256_prefix, "the published checksum"))
+    if source is not None and source.sha256:
+        sums.append((source.sha256, f"as {source.label} was seen"))
+    if source is not None and source.size:
+        size, exact = source.size, True
+    else:
+        size, exact = entry.size, entry.size_exact
+    return Expect(size=size, size_exact=exact, sha256s=sums, checkpoint=entry.kind != "dlib")
+
+
+def _place(blob: Path, dest: Path, accept: Optional[Callable[[Path], None]] = None) -> None:
+    """Give the checked Hub blob its cache name: a hard link (no second copy), or an
+    atomic copy when the two caches are on different file systems. ``accept`` runs on the
+    new name's temporary twin before the rename (a rejected file never takes the name)."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+    if tmp.exists() or tmp.is_symlink():
+        tmp.unlink()
+    try:
+        os.link(blob, tmp)
+    except OSError:
+        with open(blob, "rb") as f:
+            copy_file(f, tmp)
+    try:
+        if accept is not None:
+            accept(tmp)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def _loads(entry: WeightsFile) -> Callable[[Path], None]:
+    """``accept`` for a download: the loader of ``entry`` must open the file."""
+    def accept(path: Path) -> None:
+        try:
+            load_check(entry, path)
+        except CheckpointError as e:
+            raise RejectedFile(f"{entry.loader} cannot load it ({e.reason})") from None
+    return accept
+
+
+def _from_source(entry: WeightsFile, source: Source, dest: Path, *, network: bool, progress: bool,
+                 timeout: float, load: bool = False) -> Tuple[str, List[str]]:
+    """Fetch ``source`` and, once it passed every check (with ``load``: its loader too),
+    give it the name ``dest``. Returns ``(sha256, warnings)``; raises a DownloadError
+    (its type says why)."""
+    expect = expect_for(entry, source)
+    accept = _loads(entry) if load else None
+    if source.kind == "hub":
+        got = hub.fetch(source, offline=not network, timeout=timeout, progress=progress)
+        digest, warnings = check_candidate(got.path, expect, digest=got.sha256)
+        _place(got.path, dest, accept)
+        return digest, warnings
+    return download_one(source.url(), dest, expect, progress=progress, timeout=timeout, accept=accept)
+
+
+def _fetch_from(entry: WeightsFile, sources: List[Source], *, network: bool = True, progress: bool = True,
+                timeout: float = 30.0, say: Optional[Callable[[str], None]] = None, load: bool = False) -> Path:
+    """Try ``sources`` in order until one gives a verified file (see the module doc).
+    Each skipped source is reported on one line through ``say``; when all fail the error
+    carries every reason and the manual steps."""
+    say = say or _say
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / entry.filename
+    reasons = []
+    for i, source in enumerate(sources):
+        if not network and source.kind != "hub":
+            reasons.append(f"{source.label}: downloads are turned off")
+            continue
+        try:
+            digest, warnings = _from_source(entry, source, dest, network=network, progress=progress,
+                                            timeout=timeout, load=load)
+        except LocalError as e:  # another source would fail the same way
+            raise WeightsUnavailableError(manual_steps(entry, f"{source.label}: {e.reason}")) from None
+        except DownloadError as e:
+            reasons.append(f"{source.label}: {e.reason}")
+            if network and i + 1 < len(sources):
+                say(f"{entry.name}: skipped {source.label}: {e.reason}; trying the next source")
+            continue
+        for warning in warnings:
+            say(f"warning: {entry.name} from {source.label}: {warning}")
+        record(entry, dest, digest, source=source.label, loaded=True if load else None)
+        return dest
+    raise WeightsUnavailableError(manual_steps(entry, "; ".join(reasons)))
+
+
+def fetch(name: str, *, source: Optional[str] = None, url: Optional[str] = None, progress: bool = True,
+          timeout: float = DEFAULT_TIMEOUT, force: bool = False, load: bool = True,
+          say: Optional[Callable[[str], None]] = None) -> Path:
+    """Download registry file ``name`` into the cache (unless there already, or ``force``).
+
+    ``source``: ``hub``, ``drive``, a URL or ``hub:OWNER/REPO[/PATH]`` (``url`` is the
+    older spelling of a URL source); default every source of the entry, in order. With
+    ``load`` the file's loader must open it too, before it takes its name (a source whose
+    file it cannot open is skipped like any other bad answer), and a file already cached
+    is checked as ``weights verify`` does (once; the manifest remembers): a bad one is a
+    :class:`CheckpointError` with the fix, not an ``ok``. Without ``load`` (a command that
+    loads the file next anyway) the cached file gets the cheap checks only."""
     entry = registry.get(name)
-    have = cached_file(entry)
-    if have is not None and not force:
-        return have
+    sources = sources_for(entry, source or url)  # a bad --source stops before anything else
+    if not force:
+        have = cached_file(entry)
+        if have is not None:
+            problem = check_cached(entry, have, load=load)
+            if problem:
+                raise CheckpointError(bad_cache_text(entry, problem), have)
+            return have
     if entry.packaged:
         raise WeightsUnavailableError(manual_steps(entry))
-    urls = urls_for(entry, url)
-    if not urls:
-        raise WeightsUnavailableError(manual_steps(entry, "no download URL is known"))
-    dest = cache_dir() / entry.filename
+    if not sources:
+        raise WeightsUnavailableError(manual_steps(entry, "no download source is known"))
+    return _fetch_from(entry, sources, network=not offline(), progress=progress, timeout=timeout, say=say,
+                       load=load)
+
+
+def _from_hub_cache(entry: WeightsFile) -> Optional[Path]:
+    """The file from the Hugging Face cache, without any request (offline), or None."""
+    if not any(s.kind == "hub" for s in entry.sources) or not hub.available():
+        return None
     try:
-        dest, digest = download(urls, dest, sha256=entry.sha256, sha256_prefix=entry.sha256_prefix,
-                                progress=progress, timeout=timeout)
-    except DownloadError as e:
-        raise WeightsUnavailableError(manual_steps(entry, str(e))) from None
-    record(entry, dest, digest, source=urls[0])
-    return dest
+        return _fetch_from(entry, list(entry.sources_of("hub")), network=False, progress=False,
+                           say=lambda message: None)
+    except SamAgeError:
+        return None
 
 
 def resolve_weights(value: Optional[PathLike], default: Optional[str] = None, *, download: bool = True,
-                    progress: bool = True, url: Optional[str] = None,
-                    timeout: float = DEFAULT_TIMEOUT) -> Path:
+                    progress: bool = True, url: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
+                    kind: Optional[str] = None) -> Path:
     """What every weights flag does with its value: the one resolver of the package.
 
     ``value`` is the flag's value; ``None`` (flag not given) means the registry name
-    ``default``. An existing path is returned as is. A registry name (``sam_ffhq_aging``,
-    ...) gives the cached file, downloaded first when missing and ``download`` is allowed
-    (and ``SAM_AGE_OFFLINE`` is not set). Otherwise :class:`WeightsUnavailableError` (exit 2)
-    with the manual steps, or :class:`CheckpointError` "file not found"."""
+    ``default``. An existing path is returned as is (a folder is an error). A registry
+    name (``sam_ffhq_aging``, ...) gives the cached file after a cheap check (a bad one is
+    an error with the fix), else the file from the Hugging Face cache, else downloaded when
+    ``download`` is allowed (and ``SAM_AGE_OFFLINE`` is not set). ``kind`` (``"sam"`` for
+    ``--checkpoint``): a registry name of another kind is refused *before* anything is
+    fetched. Otherwise :class:`WeightsUnavailableError` (exit 2) with the manual steps, or
+    :class:`CheckpointError` "file not found"."""
     name_or_path = default if value is None else value
     if name_or_path is None or str(name_or_path).strip() == "":
         raise UsageError("no weights file given")
     path = Path(name_or_path).expanduser()
     entry = registry.lookup(str(name_or_path))
-    if path.is_file() or (path.exists() and entry is None):  # a folder named like an entry is not it
+    if path.is_file() or (path.exists() and not path.is_dir() and entry is None):
         return path
+    if path.is_dir() and entry is None:  # a folder named like an entry is not it
+        raise CheckpointError("is a folder, expected a weights file (.pt, .pth, .pdparams or .safetensors)", path)
     if entry is None:
         raise CheckpointError(f"file not found (and not a weights name: {', '.join(registry.names())})", path)
+    if kind is not None and entry.kind != kind:
+        what = registry.KIND_NAMES.get(entry.kind, entry.kind)
+        want = registry.KIND_NAMES.get(kind, kind)
+        raise CheckpointError(f"{entry.name} is {what}, not {want}; give "
+                              f"{' or '.join(registry.names_of_kind(kind)) or 'a file'} or the path of {want}")
     have = cached_file(entry)
     if have is not None:
+        problem = check_cached(entry, have, load=False)
+        if problem:
+            raise CheckpointError(bad_cache_text(entry, problem), have)
         return have
     if entry.packaged:
         raise WeightsUnavailableError(manual_steps(entry))
     if not download or offline():
+        found = _from_hub_cache(entry)
+        if found is not None:
+            return found
         reason = "downloads are turned off (SAM_AGE_OFFLINE)" if offline() else "downloads are turned off"
         raise WeightsUnavailableError(manual_steps(entry, reason))
-    return fetch(entry.name, url=url, progress=progress, timeout=timeout)
+    return fetch(entry.name, url=url, progress=progress, timeout=timeout, load=False)
 
 
 # ``resolve_checkpoint(x)`` is ``resolve_weights(x)``: the name the first API gave it.
@@ -197,11 +352,37 @@ def load_check(entry: WeightsFile, path: Path) -> str:
         try:
             dlib.shape_predictor(str(path))
         except RuntimeError as e:
-            raise CheckpointError(f"dlib cannot read it ({str(e).splitlines()[0][:120]})", path) from None
+            raise CheckpointError(f"dlib cannot read it ({brief(str(e))})", path) from None
         return "dlib.shape_predictor"
     from .. import checkpoints  # same floor (3); imported here so that `weights list` needs no torch
     getattr(checkpoints, entry.loader)(path)
     return entry.loader
+
+
+def _vouched(entry: WeightsFile, path: Path, rec: Mapping) -> bool:
+    """The manifest recorded this very file (name, size, mtime) with its sha256."""
+    st = path.stat()
+    return bool(rec.get("file") == path.name and rec.get("size") == st.st_size
+                and rec.get("mtime") == st.st_mtime and rec.get("sha256"))
+
+
+def check_cached(entry: WeightsFile, path: Path, *, load: bool = False) -> Optional[str]:
+    """None if the cached ``path`` is good, else the problem in a few words.
+
+    Trusts the manifest when it vouches for the file as it is now (and, with ``load``,
+    records that a loader opened it). Otherwise: the cheap checks (a web page, far too
+    small, not a zip/pickle checkpoint, a zip cut short), then with ``load`` everything
+    :func:`verify` does (sha256, the loader), recorded so it runs once."""
+    if _in_package(entry, path):
+        return None
+    rec = read_manifest().get(entry.name) or {}
+    if _vouched(entry, path, rec) and (rec.get("loaded") or not load):
+        return None
+    problem = file_problem(path, expect_for(entry))
+    if problem or not load:
+        return problem
+    report = verify(entry.name, load=True)
+    return None if report.ok else report.problem
 
 
 @dataclass
@@ -217,12 +398,17 @@ class Report:
 
 
 def verify(name: str, *, load: bool = True) -> Report:
-    """sha256 against the registry and the manifest, then (``load``) the matching loader."""
+    """The cheap checks, sha256 against the registry and the manifest, then (``load``) the
+    matching loader."""
     entry = registry.get(name)
     path = cached_file(entry)
     if path is None:
         return Report(entry.name, None, False, "not in the cache (run `sam-age weights download "
                                                f"{entry.name}` or `weights import`)")
+    if not _in_package(entry, path):
+        problem = file_problem(path, expect_for(entry))
+        if problem:
+            return Report(entry.name, path, False, problem)
     digest = sha256_of(path)
     report = Report(entry.name, path, True, sha256=digest)
     official = entry.matches_checksum(digest)
@@ -255,22 +441,29 @@ def _in_package(entry: WeightsFile, path: Path) -> bool:
 
 
 def status(entry: WeightsFile) -> dict:
-    """Cheap facts for ``weights list`` (no hashing): path, size, and whether the manifest
-    vouches for the file as it is now."""
+    """Facts for ``weights list`` (no hashing): path, size, every source, and whether the
+    manifest vouches for the file as it is now; a file it does not vouch for gets the
+    cheap checks (``verified: bad`` and ``problem`` when one fails)."""
     path = cached_file(entry)
     rec = read_manifest().get(entry.name) or {}
     out = {"name": entry.name, "file": entry.filename, "kind": entry.kind, "path": None,
-           "size": entry.size, "cached": False, "verified": "-", "sha256": entry.sha256 or rec.get("sha256"),
-           "licence": entry.licence, "source": entry.source, "used_for": entry.used_for,
-           "flag": entry.flag}
+           "size": entry.size, "cached": False, "verified": "-", "problem": None,
+           "sha256": entry.sha256 or rec.get("sha256"), "licence": entry.licence, "source": entry.source,
+           "sources": [{"label": s.label, "kind": s.kind, "url": s.url(), "note": s.note} for s in entry.sources],
+           "used_for": entry.used_for, "flag": entry.flag}
     if path is None:
         return out
     st = path.stat()
     out.update(path=str(path), size=st.st_size, cached=True)
     if _in_package(entry, path):
         out["verified"] = "packaged"
-    elif rec.get("file") == path.name and rec.get("size") == st.st_size and rec.get("mtime") == st.st_mtime:
+        return out
+    if _vouched(entry, path, rec):
         out["verified"] = "yes" if rec.get("loaded") else "sha256"
+        return out
+    problem = file_problem(path, expect_for(entry))
+    if problem:
+        out["verified"], out["problem"] = "bad", problem
     elif rec.get("file") == path.name:
         out["verified"] = "changed"
     return out
