@@ -446,8 +446,9 @@ def status(entry: WeightsFile) -> dict:
     cheap checks (``verified: bad`` and ``problem`` when one fails)."""
     path = cached_file(entry)
     rec = read_manifest().get(entry.name) or {}
+    known = entry.size or next((s.size for s in entry.sources if s.size), None)  # or a mirror's LFS pointer
     out = {"name": entry.name, "file": entry.filename, "kind": entry.kind, "path": None,
-           "size": entry.size, "cached": False, "verified": "-", "problem": None,
+           "size": known, "cached": False, "verified": "-", "problem": None,
            "sha256": entry.sha256 or rec.get("sha256"), "licence": entry.licence, "source": entry.source,
            "sources": [{"label": s.label, "kind": s.kind, "url": s.url(), "note": s.note} for s in entry.sources],
            "used_for": entry.used_for, "flag": entry.flag}
