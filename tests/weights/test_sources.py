@@ -259,6 +259,8 @@ def test_a_checkpoint_of_another_kind_is_refused_before_any_download(home, hub_e
     with pytest.raises(CheckpointError, match="psp_ffhq_encode is a pSp encoder, not a SAM checkpoint; "
                                               "give sam_ffhq_aging or the path of a SAM checkpoint"):
         store.resolve_checkpoint("psp_ffhq_encode", kind="sam")
+    with pytest.raises(CheckpointError, match="sam_ffhq_aging is a SAM checkpoint, not a DEX age classifier"):
+        store.resolve_weights("sam_ffhq_aging", "dex_age")  # a flag's default names its kind
     assert hub.requests == [] and not home.exists()
     assert store.resolve_checkpoint("psp_ffhq_encode", progress=False) == home / "psp_ffhq_encode.pt"
 

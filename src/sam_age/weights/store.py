@@ -299,10 +299,12 @@ def resolve_weights(value: Optional[PathLike], default: Optional[str] = None, *,
     name (``sam_ffhq_aging``, ...) gives the cached file after a cheap check (a bad one is
     an error with the fix), else the file from the Hugging Face cache, else downloaded when
     ``download`` is allowed (and ``SAM_AGE_OFFLINE`` is not set). ``kind`` (``"sam"`` for
-    ``--checkpoint``): a registry name of another kind is refused *before* anything is
-    fetched. Otherwise :class:`WeightsUnavailableError` (exit 2) with the manual steps, or
+    ``--checkpoint``; default: the kind of ``default``): a registry name of another kind is
+    refused *before* anything is fetched. Otherwise :class:`WeightsUnavailableError` (exit 2) with the manual steps, or
     :class:`CheckpointError` "file not found"."""
     name_or_path = default if value is None else value
+    if kind is None and default is not None and registry.lookup(default) is not None:
+        kind = registry.lookup(default).kind  # a flag whose default is dex_age takes DEX files
     if name_or_path is None or str(name_or_path).strip() == "":
         raise UsageError("no weights file given")
     path = Path(name_or_path).expanduser()
