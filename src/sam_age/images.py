@@ -143,14 +143,17 @@ def to_tensor(img: Image.Image):
     return torch.from_numpy(a.transpose(2, 0, 1).copy())
 
 
-def to_pil(tensor) -> Image.Image:
-    """Tensor ``[3, H, W]`` in [-1, 1] -> PIL RGB (clamped, then truncated to 8 bits like
-    the original ``tensor2im``)."""
+def to_uint8(tensor) -> np.ndarray:
+    """Tensor ``[..., 3, H, W]`` in [-1, 1] -> uint8 array ``[..., H, W, 3]`` (clamped, then
+    truncated to 8 bits like the original ``tensor2im``); one pass for a whole batch."""
     t = tensor.detach().float().cpu()
-    if t.ndim == 4:
-        t = t[0]
-    a = ((t.clamp(-1, 1) + 1) / 2 * 255).permute(1, 2, 0).numpy().astype(np.uint8)
-    return Image.fromarray(a, "RGB")
+    return ((t.clamp(-1, 1) + 1) / 2 * 255).movedim(-3, -1).numpy().astype(np.uint8)
+
+
+def to_pil(tensor) -> Image.Image:
+    """Tensor ``[3, H, W]`` in [-1, 1] -> PIL RGB (:func:`to_uint8`)."""
+    t = tensor[0] if tensor.ndim == 4 else tensor
+    return Image.fromarray(to_uint8(t), "RGB")
 
 
 def _has_glob(text: str) -> bool:

@@ -34,7 +34,7 @@ from .engine import age_faces, resolve_device, resolve_dtype
 from .errors import UsageError
 from .face.align import align_faces
 from .face.paste import paste_face
-from .images import read_image, to_pil, to_tensor
+from .images import read_image, to_tensor, to_uint8
 from .models.sam import SAM
 from .render import interpolate_codes, ping_pong
 from .weights.store import resolve_weights
@@ -106,7 +106,7 @@ def sample_path() -> Path:
 
 
 def _images_to_pil(batch: torch.Tensor) -> List[Image.Image]:
-    return [to_pil(t) for t in batch]
+    return [Image.fromarray(a, "RGB") for a in to_uint8(batch)]  # one conversion for the batch
 
 
 @contextlib.contextmanager
@@ -274,30 +274,48 @@ class AgePipeline:
                      colour_match: bool = True) -> AgingResult:
         """The model half of ``__call__``, for faces from :func:`prepare_faces`. Relative
         ages are resolved per face against its estimated age (DEX on the aligned face)."""
+        return self.age_prepared_many([(photo, aligned)], ages, paste_back=paste_back, size=size,
+                                      randomize_noise=randomize_noise, generator=generator, mask=mask,
+                                      colour_match=colour_match)[0]
+
+    def age_prepared_many(self, photos: Sequence[Tuple[Optional[Image.Image], Sequence[PreparedFace]]], ages, *,
+                          paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
+                          generator: Optional[torch.Generator] = None, mask: str = "face",
+                          colour_match: bool = True) -> List[AgingResult]:
+        """:meth:`age_prepared` for several photos at once, ``[(photo, faces), ...]`` -> one
+        result per photo (dataset runs). The faces of all the photos that share their list
+        of ages (all of them, unless relative) go through the model together, so forward
+        passes stay full however few faces each photo has; each face's images depend on
+        that face alone. ``photo`` may be None when nothing is pasted back."""
         requested = parse_ages(ages, relative=True)
         _check_mask(mask)
-        estimates: List[Optional[float]] = [None] * len(aligned)
-        if any(is_relative(a) for a in requested):
-            estimates = self.estimator.estimate_aligned([a[0] for a in aligned])
+        flat = [(p, face) for p, (_, faces) in enumerate(photos) for face in faces]
+        estimates: List[Optional[float]] = [None] * len(flat)
+        if flat and any(is_relative(a) for a in requested):
+            estimates = self.estimator.estimate_aligned([face[0] for _, face in flat])
         resolved = [resolve_ages(requested, e) for e in estimates]
-        # faces that share their list of ages are aged together (all of them, unless relative)
         groups = {}
         for i, r in enumerate(resolved):
             groups.setdefault(tuple(x.age for x in r), []).append(i)
         made = {}
         for key, idx in groups.items():
-            images, codes = self.age_aligned([aligned[i][0] for i in idx], list(key), size=size,
+            images, codes = self.age_aligned([flat[i][1][0] for i in idx], list(key), size=size,
                                              randomize_noise=randomize_noise, generator=generator)
             for j, i in enumerate(idx):
                 made[i] = (images[j], codes[j])
         faces = [FaceResult(a[0], a[1], [x.age for x in resolved[i]], _images_to_pil(made[i][0]), made[i][1],
                             float(a[2]), size, _landmarks(a), estimates[i], list(requested), resolved[i])
-                 for i, a in enumerate(aligned)]
-        pasted = None
-        if paste_back and any(a[1] is not None for a in aligned):
-            pasted = [self.paste(photo, faces, k, mask=mask, colour_match=colour_match)
-                      for k in range(len(requested))]
-        return AgingResult(photo, list(faces[0].ages), faces, pasted, list(requested))
+                 for i, (_, a) in enumerate(flat)]
+        results, start = [], 0
+        for photo, aligned in photos:
+            mine = faces[start:start + len(aligned)]
+            start += len(aligned)
+            pasted = None
+            if paste_back and photo is not None and any(a[1] is not None for a in aligned):
+                pasted = [self.paste(photo, mine, k, mask=mask, colour_match=colour_match)
+                          for k in range(len(requested))]
+            results.append(AgingResult(photo, list(mine[0].ages) if mine else [], mine, pasted, list(requested)))
+        return results
 
     @staticmethod
     def paste(photo: Image.Image, faces: Sequence[FaceResult], age_index: int, mask: str = "face",
@@ -351,3 +369,32 @@ MASKS = ("face", "box")
 def _check_mask(mask: str) -> None:
     if mask not in MASKS:
         raise UsageError(f"mask must be one of {', '.join(MASKS)}, not {mask!r}")
+
+
+# -- what relative ages did, for reports ------------------------------------------------------
+
+def relative_report(result: AgingResult) -> dict:
+    """Per input, for JSON summaries and the dataset manifest: the ages asked and made per
+    face, and with relative ages the estimate per face and what was clamped."""
+    rec = {"requested": [format_age(a) for a in (result.requested or result.ages)],
+           "ages": [[round(a, 6) for a in f.ages] for f in result.faces]}
+    if any(f.estimated_age is not None for f in result.faces):
+        rec["estimated_ages"] = [None if f.estimated_age is None else round(f.estimated_age, 2)
+                                 for f in result.faces]
+        rec["clamped"] = [{"face": i + 1, "request": str(r.request), "asked": r.asked, "age": r.age}
+                          for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
+    return rec
+
+
+def relative_notes(result: AgingResult) -> List[str]:
+    """One line per input for stderr: the estimate(s), and what was clamped."""
+    if not any(f.estimated_age is not None for f in result.faces):
+        return []
+    ests = ", ".join(f"{f.estimated_age:.1f}" for f in result.faces)
+    n = len(result.faces)
+    line = f"estimated age {ests}" if n == 1 else f"estimated ages {ests} (faces 1..{n})"
+    clamped = [f"face {i + 1}: " * (len(result.faces) > 1) + f"{r.request} -> {r.asked:g} clamped to {r.age:g}"
+               for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
+    if clamped:
+        line += "; " + "; ".join(clamped) + " (SAM ages within 0..100)"
+    return [line]

@@ -44,9 +44,20 @@ def ping_pong(frames: List[Image.Image]) -> List[Image.Image]:
     return list(frames) + list(frames[-2:0:-1])
 
 
+# still-image formats by file suffix: (PIL format, save options). Lossy ones at quality 95
+# (the faces are data for other models more often than thumbnails).
+IMAGE_FORMATS = {
+    ".png": ("PNG", {}),
+    ".jpg": ("JPEG", {"quality": 95}),
+    ".jpeg": ("JPEG", {"quality": 95}),
+    ".webp": ("WEBP", {"quality": 95}),
+}
+
+
 def save_image(img: Image.Image, path) -> Path:
-    fmt = "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
-    return atomic_write(path, lambda f: img.save(f, format=fmt))
+    """Write ``img`` in the format its suffix names (PNG when the suffix is unknown), atomically."""
+    fmt, options = IMAGE_FORMATS.get(Path(path).suffix.lower(), IMAGE_FORMATS[".png"])
+    return atomic_write(path, lambda f: img.save(f, format=fmt, **options))
 
 
 def save_gif(frames: Sequence[Image.Image], path, fps: float = 12.0) -> Path:

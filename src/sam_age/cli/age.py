@@ -5,9 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
-from .common import Batch, add_common_arguments, age_label, check_output_dir, prepare_run
-from .estimate import relative_notes, relative_report
+from ..batch.outputs import FORMATS, LAYOUTS
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from .common import Batch, add_common_arguments, prepare_run
 
 DESCRIPTION = """\
 Age the face in each photo to every target age.
@@ -17,8 +17,11 @@ Output, per input NAME (the file name without extension):
   DIR/NAME/strip.png        the aligned input, then every age, in one row
   DIR/NAME/animation.gif    with --gif: young -> old -> young, interpolated (also --mp4)
   DIR/NAME/pasted_030.png   with --paste-back: the whole photo with the aged face put back
+  DIR/manifest.jsonl        one line per input: status, faces, ages, files, request
 With --all-faces every detected face (best first) gets DIR/NAME/face_1/, face_2/, ...
 (age files, strip, animation); pasted_*.png stay in DIR/NAME and show every face aged.
+--layout flat writes DIR/NAME_age_030.png (NAME_face2_age_030.png, ...) and no strips;
+--format jpg|webp changes the still images' format.
 
 Ages (--ages): absolute ages 0..100 ('30', '0,30,60', ranges START:STOP:STEP with
 STOP included, '0:100:10'); a leading + or - makes an age relative to the face's
@@ -27,8 +30,12 @@ results outside 0..100 are clamped, with a note. Relative ages name their files 
 request (age_+20.png); fractional ages keep their decimals (age_030.25.png).
 
 Inputs are files, folders (their images) or globs; 'sample' (or --sample) is a bundled
-portrait (NASA's astronaut photo from scikit-image, public domain). An output folder
-that already has files is left alone (that input fails) unless --overwrite.
+portrait (NASA's astronaut photo from scikit-image, public domain).
+Running again resumes: inputs the manifest records as done for the same ages and options
+are skipped (and count as done), interrupted ones are redone. An existing result for
+another request is left alone (that input fails) unless --overwrite.
+Many processes, GPUs or machines: torchrun --nproc_per_node N -m sam_age age ... splits
+the inputs between them (see the README).
 Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."""
 
 
@@ -46,49 +53,68 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="paste-back mask: face (from the 68 landmarks, feathered; default) or box "
                         "(the rounded square); the aged face's colours are matched to the photo")
     p.add_argument("--all-faces", action="store_true", help="age every face, not only the best detection")
+    p.add_argument("--format", choices=FORMATS, default="png",
+                   help="still images as png (lossless), jpg or webp (quality 95) (default: %(default)s)")
+    p.add_argument("--layout", choices=LAYOUTS, default="per-input",
+                   help="per-input: a folder per input; flat: every file in DIR (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that read and align photos ahead of the model (default: from the "
+                        "CPU count; 0 = in this process)")
     p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
-    from ..pipeline import prepare_faces
-    from ..render import make_strip, mp4_available, save_gif, save_image, save_mp4
+    from ..batch.listing import Item
+    from ..batch.outputs import Request, checkpoint_identity
+    from ..batch.runner import SKIPPED, run_shard
+    from ..launch import Ranks
+    from ..render import mp4_available
 
     if args.mp4 and not mp4_available():
         raise UsageError("--mp4 needs imageio and imageio-ffmpeg: pip install 'sam-age[demo]' (or use --gif)")
     if args.frames_per_age < 1 or args.fps <= 0:
         raise UsageError("--frames-per-age must be >= 1 and --fps > 0")
-    ages, named, missing, get_pipeline = prepare_run(args)
-    out_root = Path(args.output)
-    batch = Batch("age", args, len(named) + len(missing))
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be 0 or more, not {args.workers}")
+    ranks = Ranks.from_env()
+    setup = prepare_run(args)
+    request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
+                      format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
+                      paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
+                      frames_per_age=args.frames_per_age, fps=args.fps)
+    items = [Item(i, name, path) for i, (name, path) in enumerate(setup.named)]
+    missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
+    batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), progress=ranks.main)
     batch.fail_missing(missing)
 
-    def process(name: str, path: Path) -> dict:
-        folder = out_root / name
-        check_output_dir(folder, args.overwrite)
-        photo, faces = prepare_faces(path, all_faces=args.all_faces, align=not args.no_align)
-        pipe = get_pipeline()
-        result = pipe.age_prepared(photo, faces, ages, paste_back=args.paste_back, size=args.size,
-                                   mask=args.mask)
-        for note in relative_notes(result):
-            batch.bar.write(f"sam-age age: {path}: {note}", file=sys.stderr)
-        files = []
-        for i, face in enumerate(result.faces):
-            sub = folder / f"face_{i + 1}" if args.all_faces else folder
-            for age, img in zip(ages, face.images):
-                files.append(save_image(img, sub / f"age_{age_label(age)}.png"))
-            files.append(save_image(make_strip(face.aligned, face.images), sub / "strip.png"))
-            if args.gif or args.mp4:
-                frames = pipe.animate(face, frames_per_age=args.frames_per_age)
-                if args.gif:
-                    files.append(save_gif(frames, sub / "animation.gif", fps=args.fps))
-                if args.mp4:
-                    files.append(save_mp4(frames, sub / "animation.mp4", fps=args.fps))
-        for age, img in zip(ages, result.pasted or []):
-            files.append(save_image(img, folder / f"pasted_{age_label(age)}.png"))
-        return {"faces": len(result.faces), "scores": [round(f.score, 4) for f in result.faces], "files": files,
-                **relative_report(result)}
+    def report(o) -> None:
+        for note in o.notes:  # the estimated age, clamped relative ages
+            batch.bar.write(f"sam-age age: {o.item.path}: {note}", file=sys.stderr)
+        if o.ok:
+            extra = {"skipped": True} if o.status == SKIPPED else {}
+            batch.add(o.item.name, o.item.path, True, faces=o.faces, scores=[round(s, 4) for s in o.scores],
+                      files=[str(f) for f in o.files], seconds=round(o.seconds, 3), **o.report, **extra)
+        else:
+            batch.add(o.item.name, o.item.path, False, o.reason)
 
-    for name, path in named:
-        batch.run(name, path, lambda: process(name, path))
-    return batch.finish()
+    result = run_shard(items, out=Path(args.output), request=request, get_pipeline=setup.get_pipeline,
+                       ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
+                       extra_failed=len(missing), on_outcome=report)
+    if not ranks.distributed:
+        return batch.finish()
+    # Under torchrun: one summary per rank; the last rank to finish also sums up the launch
+    # and alone returns 1 for failures anywhere (see sam_age.batch.handshake).
+    batch.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
+    if not result.last:
+        return EXIT_OK
+    t = result.totals
+    if args.json:
+        import json
+        print(json.dumps({"command": "age", "output": str(args.output), "world": ranks.world, "totals": t,
+                          "manifest": str(result.manifest)}))
+    else:
+        before = f" ({t['skipped']} done before)" if t["skipped"] else ""
+        print(f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done{before}, "
+              f"{t['failed']} failed; manifest: {result.manifest}")
+    return EXIT_SOME_FAILED if t["failed"] else EXIT_OK

@@ -15,9 +15,11 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Tuple
 
+from ..batch.listing import name_items
 from ..defaults import DEFAULT_AGES, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, CheckpointError, InputError, UsageError
 
@@ -102,15 +104,7 @@ def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
         paths.insert(0, sample_path())
     if not paths and not missing:
         raise UsageError("no input images (give files, folders, globs, or 'sample')")
-    named, used = [], set()
-    for p in paths:
-        name, k = p.stem or "image", 1
-        while name in used:
-            k += 1
-            name = f"{p.stem}_{k}"
-        used.add(name)
-        named.append((name, p))
-    return named, missing
+    return [(item.name, item.path) for item in name_items(paths)], missing
 
 
 def check_output_dir(folder: Path, overwrite: bool) -> None:
@@ -137,12 +131,22 @@ def load_pipeline(path: Path, device, dtype, batch_size):
     return pipe
 
 
-def prepare_run(args):
+@dataclass
+class RunSetup:
+    ages: list  # floats and RelativeAge ("+20"), as parsed
+    named: List[Tuple[str, Path]]  # (unique name, path) per input, in listing order
+    missing: List[str]  # "ARG: reason" for the arguments that named nothing
+    weights: Path  # the resolved weights file
+    get_pipeline: Callable[[], object]  # loads the model (once per process) when first called
+
+
+def prepare_run(args) -> RunSetup:
     """Check flags, resolve the weights (may download; exit 2 early when unavailable),
-    list inputs. The model itself loads at the first face (bad inputs cost nothing).
-    -> ``(ages, named inputs, missing-input messages, get_pipeline)``."""
-    from ..engine import resolve_device
+    list inputs, pick this process's device (``cuda:LOCAL_RANK`` under torchrun,
+    :mod:`sam_age.launch`). The model itself loads at the first face (bad inputs cost
+    nothing)."""
     from ..ages import parse_ages
+    from ..launch import Ranks
     from ..weights.store import resolve_weights
     ages = parse_ages(args.ages, "--ages", relative=True)
     check_batch_size(args.batch_size)
@@ -151,7 +155,7 @@ def prepare_run(args):
     if not Path(weights).is_file():
         raise CheckpointError("file not found", weights)
     predictor = age_predictor_for(args, ages)  # only for relative ages (exit 2 now if missing)
-    device = resolve_device(args.device)
+    device = Ranks.from_env().device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
 
     def get_pipeline():
@@ -159,7 +163,7 @@ def prepare_run(args):
         if predictor is not None:
             pipe.age_predictor = predictor
         return pipe
-    return ages, named, missing, get_pipeline
+    return RunSetup(ages, named, missing, Path(weights), get_pipeline)
 
 
 def age_predictor_for(args, ages):
@@ -178,12 +182,13 @@ class Batch:
     """The per-input loop every command shares: progress bar, one stderr line per failed
     input, JSON summary, exit code."""
 
-    def __init__(self, command: str, args, total: int):
+    def __init__(self, command: str, args, total: int, progress: bool = True):
         from tqdm import tqdm
         self.command, self.args = command, args
         self.records: List[dict] = []
         self.start = time.perf_counter()
-        self.bar = tqdm(total=total, unit="image", file=sys.stderr, disable=True if args.json else None,
+        self.bar = tqdm(total=total, unit="image", file=sys.stderr,
+                        disable=True if (args.json or not progress) else None,
                         dynamic_ncols=True, desc=f"sam-age {command}")
 
     def fail(self, name: str, reason: str, path=None) -> None:
@@ -212,16 +217,29 @@ class Batch:
         finally:
             self.bar.update(1)
 
-    def finish(self) -> int:
+    def add(self, name: str, path: Path, ok: bool, reason: str = "", **fields) -> None:
+        """One input settled elsewhere (a dataset run): ``fields`` go into its record."""
+        if ok:
+            self.records.append({"input": str(path), "name": name, "ok": True, **fields})
+        else:
+            self.fail(name, reason, path)
+        self.bar.update(1)
+
+    def finish(self, heading: str = "", extra: Dict[str, object] = None) -> int:
+        """Print the summary (``heading`` before the line; ``extra`` into the JSON) and
+        return the exit code for these records."""
         self.bar.close()
         ok = sum(r["ok"] for r in self.records)
         failed = len(self.records) - ok
+        skipped = sum(bool(r.get("skipped")) for r in self.records)
         seconds = round(time.perf_counter() - self.start, 3)
         if self.args.json:
-            print(json.dumps({"command": self.command, "output": str(self.args.output), "ok": ok,
-                              "failed": failed, "seconds": seconds, "inputs": self.records}, indent=2))
+            summary = {"command": self.command, "output": str(self.args.output), **(extra or {}), "ok": ok,
+                       "failed": failed, "skipped": skipped, "seconds": seconds, "inputs": self.records}
+            print(json.dumps(summary, indent=None if extra else 2))
         else:
             n_files = sum(len(r["files"]) for r in self.records)
-            print(f"{ok} of {len(self.records)} inputs done, {n_files} files in {self.args.output} "
-                  f"({seconds:.1f} s)")
+            before = f" ({skipped} done before)" if skipped else ""
+            print(f"{heading}{ok} of {len(self.records)} inputs done{before}, {n_files} files in "
+                  f"{self.args.output} ({seconds:.1f} s)")
         return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -1,9 +1,10 @@
 """``sam-age estimate``: how old each face looks (DEX, the age predictor of SAM's training
 recipe, on the aligned face) -- the estimate that relative ages (``--ages +20``) start from.
 
-Also the per-input report of relative ages that ``age`` prints (estimate, ages made,
-clamping) for its JSON and notes; the ``--age_predictor_weights`` flag and its lazy
-resolution live in :mod:`sam_age.cli.common` with the other shared flags.
+The per-input report of relative ages that ``age`` prints (estimate, ages made, clamping)
+is :func:`sam_age.pipeline.relative_report` / ``relative_notes``; the
+``--age_predictor_weights`` flag and its lazy resolution live in :mod:`sam_age.cli.common`
+with the other shared flags.
 """
 from __future__ import annotations
 
@@ -48,36 +49,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(run=run)
     return p
-
-
-# -- shared with ``age`` and ``mix`` ------------------------------------------------------------
-
-def relative_report(result) -> dict:
-    """Per input, for the JSON summary: the ages made per face, and with relative ages the
-    estimate per face and what was clamped."""
-    from ..ages import format_age
-    rec = {"requested": [format_age(a) for a in (result.requested or result.ages)],
-           "ages": [[round(a, 6) for a in f.ages] for f in result.faces]}
-    if any(f.estimated_age is not None for f in result.faces):
-        rec["estimated_ages"] = [None if f.estimated_age is None else round(f.estimated_age, 2)
-                                 for f in result.faces]
-        rec["clamped"] = [{"face": i + 1, "request": str(r.request), "asked": r.asked, "age": r.age}
-                          for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
-    return rec
-
-
-def relative_notes(result) -> List[str]:
-    """One line per input for stderr: the estimate(s), and what was clamped."""
-    if not any(f.estimated_age is not None for f in result.faces):
-        return []
-    ests = ", ".join(f"{f.estimated_age:.1f}" for f in result.faces)
-    n = len(result.faces)
-    line = f"estimated age {ests}" if n == 1 else f"estimated ages {ests} (faces 1..{n})"
-    clamped = [f"face {i + 1}: " * (len(result.faces) > 1) + f"{r.request} -> {r.asked:g} clamped to {r.age:g}"
-               for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
-    if clamped:
-        line += "; " + "; ".join(clamped) + " (SAM ages within 0..100)"
-    return [line]
 
 
 # -- the command ---------------------------------------------------------------------------------

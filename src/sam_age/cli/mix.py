@@ -65,7 +65,8 @@ def run(args) -> int:
         raise UsageError("--alpha must lie in 0..1")
     if args.reference is None and args.n_random < 1:
         raise UsageError("--n-random must be at least 1")
-    ages, named, missing, get_pipeline = prepare_run(args)
+    setup = prepare_run(args)
+    ages, named, missing, get_pipeline = setup.ages, setup.named, setup.missing, setup.get_pipeline
     out_root = Path(args.output)
     reference = None
     if args.reference is not None:

@@ -1,0 +1,288 @@
+"""One rank's share of an ``age`` run: decide, prepare, age in batches, write, record.
+
+For each input of this rank's shard (:func:`sam_age.batch.listing.shard`), in order:
+
+1. *Decide* from what ``OUT`` already records (:func:`sam_age.batch.manifest.read_state`):
+   an input whose latest line says ``ok`` for the same request, with its files present, is
+   skipped and reported done; an input whose result place is taken by something this
+   request did not write (another request, or files the manifest does not know) is
+   refused without being read ("already exists (use --overwrite ...)", as before); the
+   rest is to do (``--overwrite``: everything is to do, and replaces).
+2. *Prepare* in ``DataLoader`` workers (:mod:`sam_age.batch.loader`): read, detect, align.
+3. *Age* the faces of all the photos of a batch together
+   (``AgePipeline.age_prepared_many``: relative ages resolved per face, the pretrained
+   encoder once per face, faces x ages in forward passes of ``batch_size``), after
+   committing a ``started`` line per photo to this rank's part.
+4. *Write* each photo's files into staging and rename them into place
+   (:mod:`sam_age.batch.outputs`), then commit the batch's final lines (one fsync).
+5. At the end, close the part, tell the other ranks (:class:`sam_age.batch.ranks.Finish`),
+   and, when last, merge the manifest.
+
+A batch of ``ceil(batch_size / len(ages))`` photos keeps a forward pass full however many
+ages are asked; a kill loses at most that batch.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import UsageError
+from ..launch import Ranks
+from ..pipeline import AgePipeline, AgingResult, relative_notes, relative_report
+from ..render import make_strip, save_gif, save_image, save_mp4
+from .handshake import Finish
+from .listing import Item, shard
+from .loader import PhotoDataset, Prepared, make_loader
+from .manifest import FAILED, OK, STARTED, PartWriter, merge, read_state
+from .outputs import Layout, Plan, Request, Staging
+
+SKIPPED = "skipped"  # an Outcome status: done by an earlier run with the same request
+REPORT_KEYS = ("requested", "ages", "estimated_ages", "clamped")  # relative_report's, in the manifest
+
+
+@dataclass
+class Outcome:
+    item: Item
+    status: str  # ok | skipped | failed | no-face
+    reason: Optional[str] = None
+    files: List[Path] = field(default_factory=list)
+    faces: int = 0
+    scores: List[float] = field(default_factory=list)
+    seconds: float = 0.0
+    refused: bool = False  # its place in OUT is taken: nothing done, nothing recorded
+    report: Dict[str, object] = field(default_factory=dict)  # ages asked and made (relative_report)
+    notes: List[str] = field(default_factory=list)  # one-line notes for the user (estimates, clamping)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (OK, SKIPPED)
+
+
+@dataclass
+class ShardResult:
+    outcomes: List[Outcome]
+    totals: Optional[Dict[str, int]]  # over every rank; None unless this rank finished last
+    manifest: Optional[Path]  # written by this rank (the last one), else None
+
+    @property
+    def last(self) -> bool:
+        return self.totals is not None
+
+
+def exists_reason(path: Path) -> str:
+    return f"output {path} already exists (use --overwrite to replace it)"
+
+
+def decide(items: Sequence[Item], state: Dict[str, dict], request: Request, layout: Layout, out: Path,
+           overwrite: bool) -> Tuple[List[Tuple[Item, bool]], List[Outcome]]:
+    """-> (to do: ``(item, replace)``, already settled: skipped or refused outcomes)."""
+    todo: List[Tuple[Item, bool]] = []
+    settled: List[Outcome] = []
+    for item in items:
+        rec = state.get(item.key)
+        ours = rec is not None and request.same(rec.get("request"))
+        if overwrite:
+            todo.append((item, True))
+            continue
+        if ours and rec.get("status") == OK:
+            files = [out / f for f in rec.get("files", [])]
+            if all(f.is_file() for f in files):
+                report = {k: rec[k] for k in REPORT_KEYS if k in rec}
+                settled.append(Outcome(item, SKIPPED, None, files, int(rec.get("faces", 0)),
+                                       list(rec.get("scores", [])), 0.0, report=report))
+                continue
+        taken = None if ours else layout.occupied(out, item.name)
+        if taken is not None:
+            settled.append(Outcome(item, FAILED, exists_reason(taken), refused=True))
+        else:
+            todo.append((item, ours))
+    return todo, settled
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers(ranks: Ranks, n_batches: int) -> int:
+    per_rank = max(1, _cpus() // max(1, ranks.local_world))
+    return max(0, min(8, per_rank, n_batches - 1))
+
+
+def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipeline: Callable[[], object],
+              ranks: Ranks = Ranks(), overwrite: bool = False, batch_size: int = 8,
+              workers: Optional[int] = None, extra_failed: int = 0,
+              on_outcome: Callable[[Outcome], None] = lambda o: None) -> ShardResult:
+    """Do this rank's share of ``items`` (the whole listing; the split happens here).
+
+    ``get_pipeline()`` returns the loaded :class:`~sam_age.pipeline.AgePipeline` (called
+    at the first face: a shard of bad files never loads the model); ``extra_failed``
+    counts inputs that failed before the listing (missing files), reported by rank 0."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = PartWriter(out, ranks.rank, ranks.world)  # can this process write its record there?
+    except OSError as e:
+        raise UsageError(f"--output {out}: cannot write there ({e.strerror or e})") from None
+    layout = Layout(request)
+    mine = shard(items, ranks.rank, ranks.world)
+    try:
+        todo, outcomes = decide(mine, read_state(out), request, layout, out, overwrite)
+    except BaseException:
+        probe.close()
+        raise
+    for o in outcomes:
+        on_outcome(o)
+    writer = probe
+    try:
+        finish = Finish(ranks)  # connect before the work: a broken launch fails fast
+        staging = Staging(out, writer.stem)
+    except BaseException:
+        writer.close()
+        raise
+    ages = list(request.ages)
+    photos = max(1, math.ceil(max(1, batch_size) / len(ages)))
+    n_batches = math.ceil(len(todo) / photos)
+    workers = default_workers(ranks, n_batches) if workers is None else min(int(workers), max(0, n_batches - 1))
+    dataset = PhotoDataset([it.path for it, _ in todo], align=request.align, all_faces=request.all_faces,
+                           keep_photo=request.paste_back and request.align)
+    finished = False
+    pool = ThreadPoolExecutor(max_workers=min(photos, _cpus(), 8)) if photos > 1 else None
+    try:
+        pipe = None
+        for batch in make_loader(dataset, photos, workers):
+            if pipe is None and any(p.status == OK for p in batch):
+                pipe = get_pipeline()
+                pipe._check_size(request.size)  # UsageError (exit 2) before anything is written
+            for o in _do_batch(batch, todo, pipe, request, layout, out, writer, staging, pool):
+                outcomes.append(o)
+                on_outcome(o)
+        finished = True
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        writer.close()
+        staging.remove()
+        totals = None
+        if finished:
+            counts = {"inputs": len(mine) + (extra_failed if ranks.rank == 0 else 0),
+                      "ok": sum(o.status == OK for o in outcomes),
+                      "skipped": sum(o.status == SKIPPED for o in outcomes),
+                      "failed": sum(not o.ok for o in outcomes) + (extra_failed if ranks.rank == 0 else 0),
+                      "files": sum(len(o.files) for o in outcomes if o.ok)}
+            try:
+                totals = finish.report(counts)
+            except Exception as e:  # the launch's store is gone: merge anyway, let the last one judge
+                print(f"sam-age age: rank {ranks.rank}: cannot report to the other ranks "
+                      f"({' '.join(str(e).split())}); merging the manifest here", file=sys.stderr)
+                finished = False
+        manifest = merge(out) if (totals is not None or not finished) else None
+    return ShardResult(outcomes, totals, manifest)
+
+
+def write_results(staging: Staging, plan: Plan, request: Request, result, frames=None) -> None:
+    """Write one input's files into ``staging``: ``result`` is an
+    :class:`~sam_age.pipeline.AgingResult`; ``frames[k]``: face k's animation frames when
+    the request asks for an animation."""
+    for k, (face, files) in enumerate(zip(result.faces, plan.faces)):
+        for img, rel in zip(face.images, files.ages):
+            save_image(img, staging.path(rel))
+        if files.strip:
+            save_image(make_strip(face.aligned, face.images), staging.path(files.strip))
+        if files.gif:
+            save_gif(frames[k], staging.path(files.gif), fps=request.fps)
+        if files.mp4:
+            staging.path(files.mp4).parent.mkdir(parents=True, exist_ok=True)
+            save_mp4(frames[k], staging.path(files.mp4), fps=request.fps)
+    for img, rel in zip(result.pasted or [], plan.pasted):
+        save_image(img, staging.path(rel))
+
+
+def _record(item: Item, status: str, request: Request, *, reason=None, files: Sequence[str] = (), faces=0,
+            scores=(), seconds=0.0, report=None) -> dict:
+    """A manifest line (``files`` relative to OUT; ``report``: ages asked and made, and with
+    relative ages the estimates, as :func:`sam_age.pipeline.relative_report`)."""
+    return {"input": item.key, "name": item.name, "status": status, "reason": reason, "faces": faces,
+            "scores": [round(float(s), 4) for s in scores], **(report or _asked(request)), "files": list(files),
+            "seconds": round(float(seconds), 3), "request": request.to_json()}
+
+
+def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layout, out: Path,
+              writer: PartWriter, staging: Staging, pool: Optional[ThreadPoolExecutor] = None) -> List[Outcome]:
+    """One batch: intents, the model over every face of the batch
+    (``AgePipeline.age_prepared_many``), the files (written by ``pool``'s threads, one input
+    each: encoders release the GIL), the final lines."""
+    results: List[Outcome] = []
+    ready: List[Prepared] = []
+    for p in batch:
+        item, replace = todo[p.index]
+        if p.status != OK:
+            results.append(Outcome(item, p.status, p.reason, seconds=p.seconds, report=_asked(request)))
+            continue
+        taken = None if replace else layout.occupied(out, item.name, p.n_faces)
+        if taken is not None:  # (flat layout: the files of a second face, seen only now)
+            results.append(Outcome(item, FAILED, exists_reason(taken), seconds=p.seconds, refused=True))
+            continue
+        ready.append(p)
+        writer.add(_record(item, STARTED, request, files=layout.plan(item.name, p.n_faces).all(),
+                           faces=p.n_faces, scores=p.scores, report=_asked(request)))
+    writer.commit()
+
+    if ready:
+        t0 = time.perf_counter()
+        aged = pipe.age_prepared_many([(None, p.prepared_faces()) for p in ready], list(request.ages),
+                                      size=request.size)
+        model_seconds = time.perf_counter() - t0
+        n_total = sum(p.n_faces for p in ready)
+        jobs = []
+        for p, result in zip(ready, aged):
+            frames = ([pipe.animate(f, frames_per_age=request.frames_per_age) for f in result.faces]
+                      if request.gif or request.mp4 else None)  # the model: in this thread
+            share = model_seconds * p.n_faces / max(1, n_total)
+            args = (p, todo[p.index], result, frames, share, request, layout, out, staging)
+            jobs.append(pool.submit(_finish_one, *args) if pool is not None else _finish_one(*args))
+        results += [j.result() if pool is not None else j for j in jobs]
+
+    results.sort(key=lambda o: o.item.index)
+    for o in results:
+        if not o.refused:  # a refusal leaves the input's record (the other request's) alone
+            writer.add(_record(o.item, o.status, request, reason=o.reason, faces=o.faces, scores=o.scores,
+                               files=[str(Path(f).relative_to(out)) for f in o.files], seconds=o.seconds,
+                               report=o.report))
+    writer.commit()
+    return results
+
+
+def _asked(request: Request) -> dict:
+    return {"requested": list(request.ages), "ages": []}
+
+
+def _finish_one(p: Prepared, job: Tuple[Item, bool], result: AgingResult, frames, model_share: float,
+                request: Request, layout: Layout, out: Path, staging: Staging) -> Outcome:
+    """Paste back, write into staging, rename into place: one input, no model."""
+    t1 = time.perf_counter()
+    item, replace = job
+    photo = p.photo_image()
+    if photo is not None and any(q is not None for q in p.quads):
+        result.source = photo
+        result.pasted = [AgePipeline.paste(photo, result.faces, k, mask=request.mask)
+                         for k in range(len(request.ages))]
+    plan = layout.plan(item.name, len(result.faces))
+    try:
+        write_results(staging, plan, request, result, frames)
+        files = staging.place(item.name, plan, layout, replace)
+    except FileExistsError as e:  # a race: the place was free when checked
+        staging.discard(item.name, plan)
+        return Outcome(item, FAILED, exists_reason(Path(str(e))), seconds=p.seconds, report=_asked(request))
+    except OSError as e:  # disk full, permissions, ...: this input fails, the run goes on
+        staging.discard(item.name, plan)
+        return Outcome(item, FAILED, f"cannot write {e.filename or out}: {e.strerror or e}", seconds=p.seconds,
+                       report=_asked(request))
+    seconds = p.seconds + model_share + (time.perf_counter() - t1)
+    return Outcome(item, OK, None, files, len(result.faces), list(p.scores), seconds,
+                   report=relative_report(result), notes=relative_notes(result))
