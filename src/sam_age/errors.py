@@ -74,3 +74,7 @@ class ImageReadError(InputError):
 
 class NoFaceError(InputError):
     """The image was read but no face was found in it."""
+
+
+class VideoReadError(InputError):
+    """Not a video, an image given as a video, empty, truncated, or no video stream."""

@@ -28,10 +28,11 @@ from typing import List, Optional, Tuple
 from PIL import Image
 
 from .ages import RelativeAge
-from .errors import ImageReadError, InputError, SamAgeError, UsageError
+from .errors import ImageReadError, InputError, SamAgeError, UsageError, VideoReadError
 from .images import read_image
 from .pipeline import parse_ages, sample_path
 from .render import make_strip, mp4_available, save_gif, save_mp4
+from .video import VideoAger, VideoJob, probe_video
 
 # No usage statistics from a demo that may run on a private machine.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -43,6 +44,8 @@ DEFAULT_MAX_UPLOAD_MB = 20
 MAX_AGES = 21          # one strip of 0:100:5 at most: keeps one request from hogging the server
 MAX_FACES_SHOWN = 4    # galleries on the page; more faces still appear in the strip
 ANIMATION_FPS = 12
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+MAX_VIDEO_SECONDS = 10.0  # the Video tab is for short clips: `sam-age video` for longer ones
 
 
 @dataclass
@@ -75,6 +78,8 @@ def error_message(exc: BaseException, upload: Optional[str] = None) -> str:
     if isinstance(exc, InputError):
         where = exc.path or (str(upload) if upload else None)
         text = f"{Path(where).name}: {exc.reason}" if where else exc.reason
+        if isinstance(exc, VideoReadError) or Path(str(where or "")).suffix.lower() in VIDEO_SUFFIXES:
+            return f"**Could not use this video.** {text}"
         return f"**Could not use this photo.** {text}"
     if isinstance(exc, SamAgeError):
         return f"**Cannot run.** {exc.reason}"
@@ -85,8 +90,10 @@ class WebDemo:
     """The page's handlers, with one pipeline loaded once and shared by every visitor."""
 
     def __init__(self, pipeline, workdir: Optional[Path] = None,
-                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, frames_per_age: int = 4):
+                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, frames_per_age: int = 4,
+                 max_video_seconds: float = MAX_VIDEO_SECONDS):
         self.pipeline = pipeline
+        self.max_video_seconds = float(max_video_seconds)
         self.frames_per_age = frames_per_age
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
         # Gradio serves what handlers return from the system temp folder; keep ours there.
@@ -103,8 +110,10 @@ class WebDemo:
             shutil.copyfile(src, dst)
         return str(dst)
 
-    def _check_upload(self, upload) -> str:
+    def _check_upload(self, upload, what: str = "") -> str:
         if upload is None or str(upload) == "":
+            if what:
+                raise UsageError(f"upload {what} first")
             raise UsageError("upload a photo first (or press “Use the sample portrait”)")
         path = Path(str(upload))
         if path.exists() and path.stat().st_size > self.max_upload_bytes:
@@ -189,6 +198,30 @@ class WebDemo:
         mp4 = save_mp4(frames, job / "aging.mp4", fps=ANIMATION_FPS) if mp4_available() else None
         return str(gif), (str(mp4) if mp4 else None)
 
+    # -- video -------------------------------------------------------------------------------
+    def video(self, upload, age: float, side_by_side: bool = False) -> Tuple[Optional[str], str]:
+        """Age every person in a short clip (at most ``max_video_seconds``) to ``age``:
+        ``(path of the aged MP4, message)``; the clip's sound is kept."""
+        start = time.perf_counter()
+        try:
+            path = self._check_upload(upload, what="a video clip")
+            info = probe_video(path)
+            if info.duration > self.max_video_seconds:
+                raise UsageError(f"this clip is {info.duration:.1f} s long; the page takes clips up to "
+                                 f"{self.max_video_seconds:g} s (use `sam-age video` for longer ones)")
+            job = self.workdir / uuid.uuid4().hex[:12]
+            with self._lock:
+                result = VideoAger(self.pipeline).run(path, job, VideoJob(ages=[float(age)],
+                                                                          side_by_side=bool(side_by_side)),
+                                                      name=Path(str(upload)).stem or "clip")
+        except Exception as e:
+            return None, self._report(e, upload)
+        n = len(result.aged)
+        notes = "".join(f" ({note})" for note in result.notes)
+        return str(result.files[0]), (f"Done: {n} {'person' if n == 1 else 'people'} aged to "
+                                      f"{float(age):g} over {result.frames} frames in "
+                                      f"{time.perf_counter() - start:.1f} s.{notes}")
+
     def _report(self, exc: BaseException, upload) -> str:
         message = error_message(exc, upload)
         if isinstance(exc, SamAgeError):
@@ -230,58 +263,75 @@ def _warn(message: str) -> None:
 
 def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
               workdir: Optional[Path] = None, frames_per_age: int = 4,
-              title: str = "SAM age demo"):
+              title: str = "SAM age demo", max_video_seconds: float = MAX_VIDEO_SECONDS):
     """The ``gr.Blocks`` page around ``pipeline`` (queued: one model job at a time, the
     other visitors wait their turn). Launch it with :func:`launch`."""
     import gradio as gr
 
     demo_handlers = WebDemo(pipeline, workdir=workdir, max_upload_mb=max_upload_mb,
-                            frames_per_age=frames_per_age)
+                            frames_per_age=frames_per_age, max_video_seconds=max_video_seconds)
 
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {title}\nSee a face at other ages with SAM (*Only a Matter of Style*, "
                     "Alaluf et al. 2021). Upload a portrait or take the sample, then age it. "
                     f"<small>(model: {_model_note(pipeline)})</small>")
-        with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label=f"Photo (up to {max_upload_mb:g} MB)", type="filepath",
-                                 elem_id="photo")
-                sample = gr.Button("Use the sample portrait", elem_id="sample", size="sm")
-                preview = gr.Image(label="Input", type="pil", interactive=False, elem_id="preview",
-                                   height=256)
-                status = gr.Markdown("", elem_id="status")
-                with gr.Group():
+        with gr.Tab("Photo", id="photo-tab", elem_id="photo-tab"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    upload = gr.File(label=f"Photo (up to {max_upload_mb:g} MB)", type="filepath",
+                                     elem_id="photo")
+                    sample = gr.Button("Use the sample portrait", elem_id="sample", size="sm")
+                    preview = gr.Image(label="Input", type="pil", interactive=False, elem_id="preview",
+                                       height=256)
+                    status = gr.Markdown("", elem_id="status")
+                    with gr.Group():
+                        with gr.Row():
+                            age = gr.Slider(0, 100, value=60, step=1, label="Age for a quick result",
+                                            elem_id="age")
+                            years = gr.Slider(-60, 60, value=20, step=1,
+                                              label="+N years (from the estimated age)", elem_id="years")
+                        with gr.Row():
+                            quick = gr.Button("Quick result", elem_id="quick")
+                            quick_rel = gr.Button("Quick result, +N years", elem_id="quick-relative")
+                        quick_result = gr.Image(label="Quick result", type="pil", interactive=False,
+                                                elem_id="quick-result", height=256)
+                    with gr.Group():
+                        ages = gr.Textbox(DEFAULT_AGES, label="Ages for the strip (0, 30, 60 or 0:100:20; "
+                                          "+10, +20: years from the estimated age)", elem_id="ages")
+                        with gr.Row():
+                            all_faces = gr.Checkbox(False, label="All faces", elem_id="all-faces")
+                            paste_back = gr.Checkbox(True, label="Paste back", elem_id="paste-back")
+                            animate = gr.Checkbox(False, label="Animation (slower)", elem_id="animate")
+                        run = gr.Button("Age", variant="primary", elem_id="run")
+                with gr.Column(scale=2):
+                    strip = gr.Image(label="Strip: input, then every age", type="pil",
+                                     interactive=False, elem_id="strip")
+                    galleries = [gr.Gallery(label=f"Face {k + 1}", columns=6, fit_columns=False,
+                                            height=260, visible=k == 0, elem_id=f"face-{k + 1}")
+                                 for k in range(MAX_FACES_SHOWN)]
                     with gr.Row():
-                        age = gr.Slider(0, 100, value=60, step=1, label="Age for a quick result",
-                                        elem_id="age")
-                        years = gr.Slider(-60, 60, value=20, step=1,
-                                          label="+N years (from the estimated age)", elem_id="years")
-                    with gr.Row():
-                        quick = gr.Button("Quick result", elem_id="quick")
-                        quick_rel = gr.Button("Quick result, +N years", elem_id="quick-relative")
-                    quick_result = gr.Image(label="Quick result", type="pil", interactive=False,
-                                            elem_id="quick-result", height=256)
-                with gr.Group():
-                    ages = gr.Textbox(DEFAULT_AGES, label="Ages for the strip (0, 30, 60 or 0:100:20; "
-                                      "+10, +20: years from the estimated age)", elem_id="ages")
-                    with gr.Row():
-                        all_faces = gr.Checkbox(False, label="All faces", elem_id="all-faces")
-                        paste_back = gr.Checkbox(True, label="Paste back", elem_id="paste-back")
-                        animate = gr.Checkbox(False, label="Animation (slower)", elem_id="animate")
-                    run = gr.Button("Age", variant="primary", elem_id="run")
-            with gr.Column(scale=2):
-                strip = gr.Image(label="Strip: input, then every age", type="pil",
-                                 interactive=False, elem_id="strip")
-                galleries = [gr.Gallery(label=f"Face {k + 1}", columns=6, fit_columns=False,
-                                        height=260, visible=k == 0, elem_id=f"face-{k + 1}")
-                             for k in range(MAX_FACES_SHOWN)]
-                with gr.Row():
-                    gif = gr.Image(label="Animation (GIF)", type="filepath", interactive=False,
-                                   elem_id="gif", height=300)
-                    mp4 = gr.Video(label="Animation (MP4)", interactive=False, elem_id="mp4",
-                                   height=300)
-                pasted = gr.Image(label="Pasted back into the photo (oldest age)", type="pil",
-                                  interactive=False, elem_id="pasted", height=420)
+                        gif = gr.Image(label="Animation (GIF)", type="filepath", interactive=False,
+                                       elem_id="gif", height=300)
+                        mp4 = gr.Video(label="Animation (MP4)", interactive=False, elem_id="mp4",
+                                       height=300)
+                    pasted = gr.Image(label="Pasted back into the photo (oldest age)", type="pil",
+                                      interactive=False, elem_id="pasted", height=420)
+
+        with gr.Tab("Video", id="video-tab", elem_id="video-tab"):
+            gr.Markdown(f"Age everyone in a **short clip (up to {max_video_seconds:g} s, "
+                        f"{max_upload_mb:g} MB)**: faces are tracked, steadied and pasted back, the "
+                        "sound is kept. For longer clips use `sam-age video` on the command line.",
+                        elem_id="video-limit")
+            with gr.Row():
+                with gr.Column(scale=1):
+                    video_file = gr.File(label=f"Video clip (up to {max_video_seconds:g} s)", type="filepath",
+                                         elem_id="video-file")
+                    video_age = gr.Slider(0, 100, value=70, step=1, label="Age", elem_id="video-age")
+                    video_sbs = gr.Checkbox(False, label="Side by side (input | aged)", elem_id="video-sbs")
+                    video_run = gr.Button("Age the clip", variant="primary", elem_id="video-run")
+                    video_status = gr.Markdown("", elem_id="video-status")
+                with gr.Column(scale=2):
+                    video_out = gr.Video(label="Aged clip", interactive=False, elem_id="video-result")
 
         def on_age(upload_value, ages_value, all_value, paste_value, animate_value):
             out = demo_handlers.age(upload_value, ages_value, all_value, paste_value, animate_value)
@@ -304,6 +354,8 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                       api_name=False, **model_slot)
         run.click(on_age, [upload, ages, all_faces, paste_back, animate],
                   [status, strip, *galleries, gif, mp4, pasted], api_name="age", **model_slot)
+        video_run.click(demo_handlers.video, [video_file, video_age, video_sbs], [video_out, video_status],
+                        api_name="video", **model_slot)
 
     demo.queue(default_concurrency_limit=1, max_size=64)
     demo.sam_age = demo_handlers  # the handlers, for tests and for launch()

@@ -8,6 +8,8 @@ from PIL import Image
 
 from sam_age.web import MAX_AGES, WebDemo, build_app, parse_ages_text
 
+from ..helpers.clips import sample_clip
+
 
 @pytest.fixture(scope="module")
 def demo(web_pipeline, tmp_path_factory):
@@ -116,3 +118,25 @@ def test_page_has_the_relative_controls(web_pipeline, tmp_path):
     app = build_app(web_pipeline, workdir=tmp_path)
     ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
     assert {"age", "years", "quick", "quick-relative"} <= ids
+
+
+# -- the Video tab ---------------------------------------------------------------------------
+def test_video_tab_ages_a_short_clip_and_refuses_long_or_bad_ones(web_pipeline, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    pytest.importorskip("dlib")
+    from sam_age.video import probe_video
+    demo = WebDemo(web_pipeline, workdir=tmp_path / "web", max_video_seconds=2)
+    clip = sample_clip(tmp_path / "hello.mp4", n=3)
+    path, message = demo.video(str(clip), 60)
+    assert path and "Done: 1 person aged to 60 over 3 frames" in message, message
+    out = probe_video(path)
+    assert Path(path).name == "hello_age060.mp4" and out.frames == 3 and out.audio
+    long_clip = sample_clip(tmp_path / "long.mp4", n=3, seconds_per_frame=1)  # 3 s > 2 s
+    path, message = demo.video(str(long_clip), 60)
+    assert path is None and "3.0 s long" in message and "up to 2 s" in message
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    path, message = demo.video(str(notes), 60)
+    assert path is None and "Could not use this video" in message and "notes.mp4: not a video" in message
+    path, message = demo.video(None, 60)
+    assert path is None and "upload a video clip first" in message

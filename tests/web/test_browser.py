@@ -128,3 +128,36 @@ def test_visitor_ages_the_sample_and_bad_uploads_are_explained(server, browser, 
     with urllib.request.urlopen(server, timeout=30) as r:
         assert r.status == 200
     page.close()
+
+
+def test_visitor_ages_a_short_clip_in_the_video_tab(server, browser, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from playwright.sync_api import expect
+
+    from ..helpers.clips import sample_clip
+    clip = sample_clip(tmp_path / "wave.mp4", n=3)
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Video").click()
+    expect(page.locator("#video-limit")).to_contain_text("up to 10 s", timeout=60_000)
+    status = page.locator("#video-status")
+    file_input = page.locator("#video-file input[type=file]")
+
+    file_input.set_input_files(str(notes))  # not a video: one line in the page
+    expect(page.locator("#video-file").get_by_role("cell", name="notes.mp4")).to_be_visible(timeout=60_000)
+    page.locator("#video-run").click()
+    expect(status).to_contain_text("notes.mp4: not a video", timeout=60_000)
+
+    page.locator("#video-file button[aria-label='Clear']").first.click()
+    file_input.set_input_files(str(clip))
+    expect(page.locator("#video-file").get_by_role("cell", name="wave.mp4")).to_be_visible(timeout=60_000)
+    page.locator("#video-run").click()
+    expect(status).to_contain_text("Done: 1 person aged to 70 over 3 frames", timeout=RUN_TIMEOUT_MS)
+    video = page.locator("#video-result video")
+    expect(video).to_be_visible(timeout=30_000)
+    src = video.get_attribute("src")
+    assert src and "wave_age070.mp4" in src
+    page.close()

@@ -94,3 +94,17 @@ def detect_faces(image: Image.Image, all_faces: bool = False, threshold: float =
             out.append(Detection(boxes[i], float(scores[i]), lm))
     return out
 
+
+def landmarks_in_boxes(image: Image.Image, boxes: Sequence[tuple]) -> List[np.ndarray]:
+    """The 68 landmarks inside each given box (left, top, right, bottom), without running the
+    detector: the video tracker carries faces between detection frames this way."""
+    models = _get_models()
+    rgb = np.asarray(image.convert("RGB"))
+    out = []
+    with _lock:
+        for box in boxes:
+            l, t, r, b = (int(round(float(v))) for v in box)
+            shape = models["predictor"](rgb, models["rect"](l, t, r, b))
+            out.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
+    return out
+
