@@ -8,7 +8,6 @@ import torch
 from sam_age import load_sam
 from sam_age import engine
 from sam_age.models.stylegan2 import Generator
-from sam_age.ops.modconv import modconv_mode
 
 
 def _psnr(a: torch.Tensor, ref: torch.Tensor) -> float:
@@ -23,33 +22,63 @@ def small_generator():
     return Generator(32, style_dim=64, n_mlp=2, channel_multiplier=1).eval()
 
 
-@pytest.mark.parametrize("form", ["per_sample", "shared", "shared_cl"])
+@pytest.mark.parametrize("impl", ["per_sample", "grouped", "shared"])
 @pytest.mark.parametrize("fixed_noise", [True, False])
-def test_fast_synthesis_equals_reference(small_generator, form, fixed_noise):
+def test_fast_synthesis_equals_reference(small_generator, impl, fixed_noise):
     g = small_generator.double()
     torch.manual_seed(1)
     latent = torch.randn(3, g.n_latent, 64, dtype=torch.float64)
     noise = g.fixed_noise() if fixed_noise else [torch.randn(3, 1, n.shape[2], n.shape[3], dtype=torch.float64)
                                                  for n in g.fixed_noise()]
     with torch.no_grad():
-        with modconv_mode("reference"):
-            ref = g.synthesis(latent, noise)
-        fast = g.synthesis_fast(latent, noise, form)
+        ref = g.synthesis(latent, noise, impl="reference")
+        fast = g.synthesis(latent, noise, impl=impl)
     g.float()
     assert fast.shape == ref.shape and fast.is_contiguous()
     torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-10 * float(ref.abs().max()))
 
 
-def test_auto_mode_picks_fast_without_grad(small_generator, monkeypatch):
+@pytest.mark.parametrize("impl", ["grouped", "shared"])
+def test_fast_synthesis_gradients_equal_reference(impl):
+    """The batched fast forms are differentiable: same gradients as the reference for the
+    latent and for every parameter (training may use them)."""
+    torch.manual_seed(0)
+    g = Generator(16, style_dim=32, n_mlp=1, channel_multiplier=1).double()
+    latent = torch.randn(2, g.n_latent, 32, dtype=torch.float64)
+    noise = [torch.randn(2, 1, n.shape[2], n.shape[3], dtype=torch.float64) for n in g.fixed_noise()]
+    target = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    grads = {}
+    for which in ("reference", impl):
+        g.zero_grad(set_to_none=True)
+        lat = latent.clone().requires_grad_(True)
+        loss = ((g.synthesis(lat, noise, impl=which) - target) ** 2).sum()
+        loss.backward()
+        grads[which] = [lat.grad] + [p.grad if p.grad is not None else torch.zeros_like(p)
+                                     for p in g.parameters()]
+    for ref, fast in zip(grads["reference"], grads[impl]):
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9 * max(1.0, float(ref.abs().max())))
+
+
+def test_auto_impl(small_generator, monkeypatch):
     calls = []
-    real = Generator.synthesis_fast
-    monkeypatch.setattr(Generator, "synthesis_fast", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    real = Generator._synthesis_fast
+    monkeypatch.setattr(Generator, "_synthesis_fast", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     latent = torch.randn(1, small_generator.n_latent, 64)
+    assert small_generator.resolve_impl(None, torch.device("cpu")) == "reference"  # autograd on
     with torch.no_grad():
+        assert small_generator.resolve_impl(None, torch.device("cpu")) == "per_sample"
+        assert small_generator.resolve_impl("auto", torch.device("cuda")) == "shared"
+        assert small_generator.resolve_impl("grouped", torch.device("cpu")) == "grouped"
         small_generator.synthesis(latent)
     assert calls == [1]
     small_generator.synthesis(latent)  # autograd on: the reference
     assert calls == [1]
+    with pytest.raises(ValueError):
+        small_generator.resolve_impl("quick", torch.device("cpu"))
+    g = Generator(32, style_dim=64, n_mlp=2, channel_multiplier=1)
+    g.impl = "reference"  # an instance default, as a call's impl= would
+    with torch.no_grad():
+        assert g.resolve_impl(None, torch.device("cpu")) == "reference"
 
 
 def test_bf16_generator_agrees_with_float32(small_generator):
@@ -59,8 +88,7 @@ def test_bf16_generator_agrees_with_float32(small_generator):
     g16.load_state_dict(small_generator.state_dict())
     g16.to(torch.bfloat16)
     with torch.no_grad():
-        with modconv_mode("reference"):
-            ref = small_generator.synthesis(latent, small_generator.fixed_noise())
+        ref = small_generator.synthesis(latent, small_generator.fixed_noise(), impl="reference")
         out = g16.synthesis(latent.bfloat16(), g16.fixed_noise())
     assert out.dtype == torch.float32  # the RGB skip is accumulated in float32
     assert _psnr(out, ref) >= 35.0

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from sam_age.models.stylegan2 import StyledConv, ToRGB
-from sam_age.ops.modconv import (get_modconv_mode, modconv_mode, modulated_weight, set_modconv_mode,
-                                 styled_conv_fast, styled_conv_shared, to_rgb_fast, use_fast_modconv)
+from sam_age.ops.modconv import modulated_weight, styled_conv_fast, styled_conv_shared, to_rgb_fast
 
 SQRT2 = math.sqrt(2.0)
 
@@ -58,9 +57,12 @@ def test_styled_conv_fast_equals_reference(upsample, batch, form):
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-def test_to_rgb_fast_equals_reference(batch):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_to_rgb_fast_equals_reference(batch, channels_last):
     layer = _randomise(ToRGB(6, 8, upsample=False)).double()
     x = torch.randn(batch, 6, 5, 5, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     style = torch.randn(batch, 8, dtype=torch.float64)
     with torch.no_grad():
         ref = layer(x, style)
@@ -72,29 +74,19 @@ def test_to_rgb_fast_equals_reference(batch):
 
 def test_squared_norm_cache_follows_in_place_updates():
     layer = _randomise(StyledConv(4, 3, 3, 8))
+    conv = layer.conv
     style = torch.randn(2, 8)
     with torch.no_grad():
-        s = layer.conv.modulation(style)
-        before = modulated_weight(layer.conv.weight, layer.conv.scale, s, True)
-        layer.conv.weight.mul_(3.0)  # demodulation makes the result scale-free...
-        after = modulated_weight(layer.conv.weight, layer.conv.scale, s, True)
-        layer.conv.weight[:, 0].zero_()  # ...but not when one output's weights change
-        changed = modulated_weight(layer.conv.weight, layer.conv.scale, s, True)
-        ref = layer.conv.modulated_weight(style)
+        s = conv.modulation(style)
+        before = modulated_weight(conv.weight, conv.scale, s, True, sq_norms=conv.squared_norms())
+        assert conv.squared_norms() is conv.squared_norms()  # kept while the weight is unchanged
+        conv.weight.mul_(3.0)  # demodulation makes the result scale-free...
+        after = modulated_weight(conv.weight, conv.scale, s, True, sq_norms=conv.squared_norms())
+        conv.weight[:, 0].zero_()  # ...but not when one output's weights change
+        changed = modulated_weight(conv.weight, conv.scale, s, True, sq_norms=conv.squared_norms())
+        ref = conv.modulated_weight(style)
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(changed, ref, rtol=1e-5, atol=1e-7)
-
-
-def test_mode_switch():
-    assert get_modconv_mode() == "auto"
-    with torch.no_grad():
-        assert use_fast_modconv()
-        with modconv_mode("reference"):
-            assert not use_fast_modconv()
-        assert use_fast_modconv()
-    assert not use_fast_modconv()  # autograd on: the reference
-    with modconv_mode("fast"):
-        assert use_fast_modconv()
-    with pytest.raises(ValueError):
-        set_modconv_mode("quick")
-    assert get_modconv_mode() == "auto"
+    assert not hasattr(conv.weight, "_sam_age_sq_norms")  # nothing hangs on the Parameter
+    conv.double()  # a new tensor: recomputed, in its dtype
+    assert conv.squared_norms().dtype == torch.float64

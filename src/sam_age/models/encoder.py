@@ -1,14 +1,31 @@
-"""pSp's GradualStyleEncoder: IR-SE-50 feature pyramid -> one style vector per generator layer."""
+"""pSp's GradualStyleEncoder: IR-SE-50 feature pyramid -> one style vector per generator layer.
+
+``forward(x, impl=...)`` runs one of two forms of the same function:
+
+- ``"reference"``: the modules as trained (BatchNorm layers, the SE product then the
+  residual sum, ``MaxPool2d(1, 1)`` shortcuts that copy);
+- ``"folded"``: the inference form -- both BatchNorms of every IR-SE unit folded into
+  its convs, the shortcut a view, the SE gate and the residual one ``addcmul``
+  (``sam_age.models.irse.unit_folded``), every conv in the layout the device's kernels
+  prefer (channels-last on CPU and CUDA). The folded weights are computed once and kept
+  beside the module, keyed by the identity and version of every parameter and buffer,
+  so a ``.to()``, a ``load_state_dict`` or an optimizer step refolds on the next call;
+- ``"auto"`` (default): folded in eval mode without autograd, the reference otherwise
+  (training needs the BatchNorm layers themselves).
+"""
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .irse import input_layer, ir_se50_body
+from .irse import fold_input_layer, fold_unit, input_layer, input_layer_folded, ir_se50_body, unit_folded
 from .stylegan2 import EqualLinear
+
+ENCODER_IMPLS = ("auto", "reference", "folded")
 
 # feature taps after these body units: c1 (128ch, 1/4), c2 (256ch, 1/8), c3 (512ch, 1/16)
 TAP_C1, TAP_C2, TAP_C3 = 6, 20, 23
@@ -29,6 +46,12 @@ class GradualStyleBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convs(x).reshape(-1, self.out_c))
+
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Same as ``forward`` (inference): the activations applied in place."""
+        for m in self.convs:
+            x = F.leaky_relu_(x, m.negative_slope) if isinstance(m, nn.LeakyReLU) else m(x)
+        return self.linear(x.reshape(-1, self.out_c))
 
 
 def _upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -61,11 +84,67 @@ class GradualStyleEncoder(nn.Module):
                 c2 = x
         return c1, c2, x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def resolve_impl(self, impl: str = "auto") -> str:
+        if impl not in ENCODER_IMPLS:
+            raise ValueError(f"encoder impl must be one of {ENCODER_IMPLS}, got {impl!r}")
+        if impl == "auto":
+            return "folded" if not self.training and not torch.is_grad_enabled() else "reference"
+        return impl
+
+    def forward(self, x: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+        if self.resolve_impl(impl) == "folded":
+            return self.forward_folded(x)
         c1, c2, c3 = self.features(x)
         latents = [self.styles[j](c3) for j in range(min(COARSE_END, self.style_count))]
         p2 = _upsample_add(c3, self.latlayer1(c2))
         latents += [self.styles[j](p2) for j in range(COARSE_END, min(MIDDLE_END, self.style_count))]
         p1 = _upsample_add(p2, self.latlayer2(c1))
         latents += [self.styles[j](p1) for j in range(MIDDLE_END, self.style_count)]
+        return torch.stack(latents, dim=1)
+
+    # -- the folded inference form ------------------------------------------------------
+    def _fold_key(self) -> tuple:
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in
+                     list(self.input_layer.parameters()) + list(self.input_layer.buffers())
+                     + list(self.body.parameters()) + list(self.body.buffers()))
+
+    def folded(self) -> dict:
+        """The folded weights (built on first use, rebuilt when a weight changes)."""
+        key = self._fold_key()
+        hit: Optional[tuple] = self.__dict__.get("_folded_cache")
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        self.__dict__["_folded_cache"] = None  # drop the old copy before building the new
+        dtype = self.input_layer[0].weight.dtype
+        fmt = torch.channels_last
+        with torch.no_grad():
+            data = {"input": fold_input_layer(self.input_layer, dtype, fmt),
+                    "body": [fold_unit(u, dtype, fmt) for u in self.body]}
+        self.__dict__["_folded_cache"] = (key, data)
+        return data
+
+    def features_folded(self, x: torch.Tensor):
+        f = self.folded()
+        x = input_layer_folded(x.contiguous(memory_format=torch.channels_last), f["input"])
+        c1 = c2 = None
+        for i, unit in enumerate(f["body"]):
+            x = unit_folded(x, unit)
+            if i == TAP_C1:
+                c1 = x
+            elif i == TAP_C2:
+                c2 = x
+        return c1, c2, x
+
+    def forward_folded(self, x: torch.Tensor) -> torch.Tensor:
+        c1, c2, c3 = self.features_folded(x)
+        # the style heads read 512x512 weights at small sizes: the plain layout is faster
+        # for them (measured, fp32 and bf16), and the in-place activation saves a pass
+        fmt = self.__dict__.get("_head_format", torch.contiguous_format)
+        c3 = c3.contiguous(memory_format=fmt)
+        n = self.style_count
+        latents = [self.styles[j].forward_fast(c3) for j in range(min(COARSE_END, n))]
+        p2 = _upsample_add(c3, self.latlayer1(c2.contiguous(memory_format=fmt)))
+        latents += [self.styles[j].forward_fast(p2) for j in range(COARSE_END, min(MIDDLE_END, n))]
+        p1 = _upsample_add(p2, self.latlayer2(c1.contiguous(memory_format=fmt)))
+        latents += [self.styles[j].forward_fast(p1) for j in range(MIDDLE_END, n)]
         return torch.stack(latents, dim=1)

@@ -1,11 +1,22 @@
-"""IR-SE-50 (ArcFace) in the TreB1eN/pSp layout: the encoder body and the ID-loss network."""
+"""IR-SE-50 (ArcFace) in the TreB1eN/pSp layout: the encoder body and the ID-loss network.
+
+Each unit has its reference ``forward`` (the modules as trained) and a folded inference
+form (:func:`fold_unit` + :func:`unit_folded`): both BatchNorms folded into the convs
+(``sam_age.ops.convbn``), the stride-1 ``MaxPool2d(1, 1)`` shortcut an identity and the
+stride-2 one a strided view instead of a copy, and the SE product and the residual sum
+one ``addcmul``. Same function (``tests/models/test_encoder_fast.py``: float64 parity).
+"""
 from __future__ import annotations
 
-from typing import List
+from dataclasses import dataclass
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..ops.convbn import (BorderFix, bn_scale_shift, fold_bn_after, fold_bn_before, se_residual,
+                          squeeze_excite)
 
 # (in_channel, depth, units) per stage; the first unit of every stage has stride 2.
 IR50_STAGES = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))
@@ -75,3 +86,67 @@ class IRSEBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.output_layer(self.body(self.input_layer(x)))
         return F.normalize(x, p=2, dim=1)
+
+
+@dataclass
+class FoldedUnit:
+    """One :class:`BottleneckIRSE` with its BatchNorms folded (see :func:`fold_unit`)."""
+    w1: torch.Tensor
+    b1: torch.Tensor
+    fix1: BorderFix
+    alpha: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    stride: int
+    se1: torch.Tensor
+    se2: torch.Tensor
+    ws: Optional[torch.Tensor] = None  # 1x1 shortcut conv (folded BN) or None: subsampling
+    bs: Optional[torch.Tensor] = None
+
+
+def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.contiguous_format) -> FoldedUnit:
+    """The unit's weights with both BatchNorms folded in (float64 math, cast to ``dtype``
+    once); conv weights in ``memory_format``."""
+    bn0, conv1, prelu, conv2, bn2, se = unit.res_layer
+    w1, b1, fix1 = fold_bn_before(conv1.weight, *bn_scale_shift(bn0), padding=conv1.padding[0])
+    w2, b2 = fold_bn_after(conv2.weight, None, *bn_scale_shift(bn2))
+    ws = bs = None
+    if isinstance(unit.shortcut_layer, nn.Sequential):
+        conv_s, bn_s = unit.shortcut_layer
+        ws, bs = fold_bn_after(conv_s.weight, None, *bn_scale_shift(bn_s))
+
+    def cast(t, weight=False):
+        if t is None:
+            return None
+        t = t.to(device=conv1.weight.device, dtype=dtype)
+        return t.contiguous(memory_format=memory_format) if weight else t
+
+    return FoldedUnit(cast(w1, True), cast(b1), fix1, prelu.weight.detach().to(dtype), cast(w2, True), cast(b2),
+                      conv2.stride[0], se.fc1.weight.detach().flatten(1), se.fc2.weight.detach().flatten(1),
+                      cast(ws, True), cast(bs))
+
+
+def unit_folded(x: torch.Tensor, f: FoldedUnit) -> torch.Tensor:
+    """The folded unit: ``conv1 -> border fix -> PReLU -> conv2 -> SE * + shortcut``."""
+    z = f.fix1.apply_(F.conv2d(x, f.w1, f.b1, padding=f.fix1.padding))
+    z = F.prelu(z, f.alpha)
+    u = F.conv2d(z, f.w2, f.b2, stride=f.stride, padding=1)
+    if f.ws is None:
+        shortcut = x if f.stride == 1 else x[:, :, ::f.stride, ::f.stride]
+    else:
+        shortcut = F.conv2d(x, f.ws, f.bs, stride=f.stride)
+    return se_residual(shortcut, u, squeeze_excite(u, f.se1, f.se2))
+
+
+def fold_input_layer(layer: nn.Sequential, dtype: torch.dtype, memory_format=torch.contiguous_format):
+    """``(w, b, alpha)`` of ``conv -> BN -> PReLU`` with the BN folded into the conv."""
+    conv, bn, prelu = layer
+    w, b = fold_bn_after(conv.weight, None, *bn_scale_shift(bn))
+    dev = conv.weight.device
+    return (w.to(device=dev, dtype=dtype).contiguous(memory_format=memory_format), b.to(device=dev, dtype=dtype),
+            prelu.weight.detach().to(dtype))
+
+
+def input_layer_folded(x: torch.Tensor, folded) -> torch.Tensor:
+    w, b, alpha = folded
+    return F.prelu(F.conv2d(x, w, b, padding=1), alpha)

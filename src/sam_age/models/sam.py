@@ -81,9 +81,10 @@ class SAM(nn.Module):
         return codes if base is None else codes + base
 
     def generate(self, codes: torch.Tensor, resize: bool = True, randomize_noise: bool = True,
-                 input_is_latent: bool = True, return_latents: bool = False):
+                 input_is_latent: bool = True, return_latents: bool = False, impl: Optional[str] = None):
+        """Codes -> images; ``impl`` picks the generator's form (``Generator.synthesis``)."""
         images, latents = self.decoder([codes], input_is_latent=input_is_latent,
-                                       randomize_noise=randomize_noise, return_latents=return_latents)
+                                       randomize_noise=randomize_noise, return_latents=return_latents, impl=impl)
         if resize:
             images = self.face_pool(images)
         return (images, latents) if return_latents else images

@@ -3,6 +3,25 @@
 The state dict of :class:`Generator` has exactly the keys of a ``g_ema`` checkpoint, so
 official files load without renaming. The math follows the spec §1.1; everything runs in
 plain PyTorch (see ``sam_age.ops``).
+
+The synthesis network runs in one of several forms of the same function, chosen by
+``impl`` (an argument of :meth:`Generator.synthesis` and ``forward``, default
+``Generator.impl``, itself "auto"), as NVlabs' ops take ``impl=``:
+
+- ``"reference"``: module by module, as the original code (autograd-friendly, the spec);
+- ``"per_sample"``: the fast form (``sam_age.ops.modconv``: per-sample modulated weights,
+  bias/noise/activation fused, ``sqrt(2)`` folded into the next weights) image by image in
+  channels-last -- the CPU's best (one image's activations at a time stay in cache);
+- ``"grouped"``: the fast form for the whole batch in one grouped conv per layer; under
+  autograd it keeps about one activation per layer for backward (the reference keeps
+  three to four), so it is the memory-lean training form;
+- ``"shared"``: the fast form with shared-weight convs for the whole batch and the
+  activations modulated (NVlabs' ``fused_modconv=False``), channels-last -- the GPU's best;
+- ``"auto"``: without autograd ``per_sample`` on the CPU and ``shared`` elsewhere; with
+  autograd the reference.
+
+``tests/models/test_fast_paths.py`` holds every form to the reference in float64
+(outputs, and gradients for the forms used in training).
 """
 from __future__ import annotations
 
@@ -14,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import fused_leaky_relu, make_kernel, upfirdn2d
-from ..ops.modconv import (SQRT2, modulated_weight, styled_conv_fast, styled_conv_shared, to_rgb_fast,
-                          use_fast_modconv)
+from ..ops.modconv import SQRT2, modulated_weight, squared_norms, styled_conv_fast, styled_conv_shared, to_rgb_fast
 
 BLUR_KERNEL = (1, 3, 3, 1)
+SYNTHESIS_IMPLS = ("auto", "reference", "per_sample", "grouped", "shared")
 
 
 def channels_for(channel_multiplier: int = 2) -> dict:
@@ -105,6 +124,20 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
         self.demodulate = demodulate
+
+    def squared_norms(self) -> torch.Tensor:
+        """``sum_k w^2`` per (out, in) for the fast forms' demodulation. Without autograd it
+        is kept beside the module, keyed by the weight's identity and version (so a
+        ``.to()``, a load or an optimizer step recomputes it on the next call)."""
+        w = self.weight
+        if torch.is_grad_enabled() and w.requires_grad:
+            return squared_norms(w)
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        hit = self.__dict__.get("_sq_norms")
+        if hit is None or hit[0] != key:
+            hit = (key, squared_norms(w.detach()))
+            self.__dict__["_sq_norms"] = hit
+        return hit[1]
 
     def modulated_weight(self, style: torch.Tensor) -> torch.Tensor:
         """``[B, out, in, k, k]`` weights for each sample: scale, modulate, demodulate."""
@@ -239,14 +272,37 @@ class Generator(nn.Module):
         z = torch.randn(n_latent, self.style_dim, device=self.input.input.device)
         return self.style(z).mean(0, keepdim=True)
 
-    def synthesis(self, latent: torch.Tensor, noise: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
-        """``latent`` is W+ ``[N, n_latent, style_dim]``; returns the image ``[N, 3, size, size]``.
-        Without autograd the fast form runs (``sam_age.ops.modconv``), otherwise the
-        reference below."""
+    impl = "auto"  # the synthesis form when a call does not name one (see the module docstring)
+
+    def resolve_impl(self, impl: Optional[str], device: torch.device) -> str:
+        impl = self.impl if impl is None else impl
+        if impl not in SYNTHESIS_IMPLS:
+            raise ValueError(f"synthesis impl must be one of {SYNTHESIS_IMPLS}, got {impl!r}")
+        if impl == "auto":
+            if torch.is_grad_enabled():
+                return "reference"
+            return "per_sample" if device.type == "cpu" else "shared"
+        return impl
+
+    def synthesis(self, latent: torch.Tensor, noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
+                  impl: Optional[str] = None) -> torch.Tensor:
+        """``latent`` is W+ ``[N, n_latent, style_dim]``; returns the image ``[N, 3, size, size]``
+        (float32 at least: the RGB skip is accumulated in float32 in the fast forms).
+        ``impl``: see the module docstring (default ``self.impl``, "auto")."""
         if noise is None:
             noise = [None] * self.num_layers
-        if use_fast_modconv():
-            return self.synthesis_fast(latent, noise)
+        impl = self.resolve_impl(impl, latent.device)
+        if impl == "reference":
+            return self.synthesis_reference(latent, noise)
+        if impl == "per_sample":
+            images = []
+            for i in range(latent.shape[0]):
+                sample_noise = [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise]
+                images.append(self._synthesis_fast(latent[i:i + 1], sample_noise, shared=False))
+            return torch.cat(images).contiguous()
+        return self._synthesis_fast(latent, noise, shared=impl == "shared").contiguous()
+
+    def synthesis_reference(self, latent: torch.Tensor, noise: Sequence[Optional[torch.Tensor]]) -> torch.Tensor:
         out = self.input(latent.shape[0])
         out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
@@ -259,26 +315,7 @@ class Generator(nn.Module):
             i += 2
         return skip
 
-    def synthesis_fast(self, latent: torch.Tensor, noise: Sequence[Optional[torch.Tensor]],
-                       form: str = "auto") -> torch.Tensor:
-        """Same function as the reference synthesis with fewer passes over the activations
-        (see ``sam_age.ops.modconv``). ``form``: "per_sample" runs the images one by one in
-        channels-last with per-sample weights (CPU: the depthwise blur is ~3x faster in
-        channels-last, and one image's activations at a time keep the memory low);
-        "shared" runs the batch through shared-weight convs (GPU); "auto" picks by device."""
-        if form == "auto":
-            form = "per_sample" if latent.device.type == "cpu" else "shared_cl"
-        if form == "per_sample":
-            images = []
-            for i in range(latent.shape[0]):
-                sample_noise = [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise]
-                images.append(self._synthesis_fast(latent[i:i + 1], sample_noise, False, True))
-            return torch.cat(images).contiguous()
-        if form not in ("shared", "shared_cl"):
-            raise ValueError(f"unknown fast synthesis form {form!r}")
-        return self._synthesis_fast(latent, noise, True, form == "shared_cl").contiguous()
-
-    def _synthesis_fast(self, latent, noise, shared: bool, channels_last: bool) -> torch.Tensor:
+    def _synthesis_fast(self, latent, noise, shared: bool) -> torch.Tensor:
         # activations are carried divided by sqrt(2); consumers fold it into their weights
         def styled(layer: StyledConv, x, style, noise_i, gain):
             conv = layer.conv
@@ -286,8 +323,9 @@ class Generator(nn.Module):
             if shared:
                 return styled_conv_shared(x, conv.weight, conv.scale, conv.modulation(style),
                                           layer.activate.bias, noise_i, layer.noise.weight,
-                                          conv.upsample, blur, gain)
-            w = modulated_weight(conv.weight, conv.scale, conv.modulation(style), True, gain, dtype=x.dtype)
+                                          conv.upsample, blur, gain, sq_norms=conv.squared_norms())
+            w = modulated_weight(conv.weight, conv.scale, conv.modulation(style), True, gain, dtype=x.dtype,
+                                 sq_norms=conv.squared_norms())
             return styled_conv_fast(x, w, layer.activate.bias, noise_i, layer.noise.weight,
                                     upsample=conv.upsample, blur=blur)
 
@@ -296,9 +334,7 @@ class Generator(nn.Module):
             w = modulated_weight(conv.weight, conv.scale, conv.modulation(style), False, SQRT2, dtype=x.dtype)
             return to_rgb_fast(x, w, layer.bias.reshape(-1))
 
-        out = self.input(latent.shape[0]).to(latent.dtype)
-        if channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
+        out = self.input(latent.shape[0]).to(latent.dtype).contiguous(memory_format=torch.channels_last)
         out = styled(self.conv1, out, latent[:, 0], noise[0], 1.0)
         # the RGB skip sums 2 * log2(size) - 2 layers: it is kept in float32 whatever the
         # activations are (3 channels, so it costs nothing)
@@ -309,7 +345,7 @@ class Generator(nn.Module):
                                                         noise[1::2], noise[2::2], self.to_rgbs):
             out = styled(conv1, out, latent[:, i], noise1, SQRT2)
             out = styled(conv2, out, latent[:, i + 1], noise2, SQRT2)
-            skip = rgb(to_rgb, out, latent[:, i + 2]).to(acc).add_(to_rgb.upsample(skip))
+            skip = rgb(to_rgb, out, latent[:, i + 2]).to(acc) + to_rgb.upsample(skip)
             i += 2
         return skip
 
@@ -317,7 +353,7 @@ class Generator(nn.Module):
                 inject_index: Optional[int] = None, truncation: float = 1.0,
                 truncation_latent: Optional[torch.Tensor] = None, input_is_latent: bool = False,
                 noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
-                randomize_noise: bool = True):
+                randomize_noise: bool = True, impl: Optional[str] = None):
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
         if noise is None:
@@ -333,5 +369,5 @@ class Generator(nn.Module):
             latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
             latent2 = styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)
             latent = torch.cat([latent, latent2], 1)
-        image = self.synthesis(latent, noise)
+        image = self.synthesis(latent, noise, impl=impl)
         return (image, latent) if return_latents else (image, None)

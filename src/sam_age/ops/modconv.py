@@ -19,50 +19,19 @@ Upsampling stays a stride-2 transposed 3x3 conv followed by the 4x4 blur: foldin
 one 6x6 transposed conv would be exact but costs 4x the multiply-adds of the 3x3 conv (every
 output phase then reads 3x3 inputs instead of 2.25 on average), more than the blur it saves.
 
-Which form runs is chosen by :func:`modconv_mode` ("auto": fast whenever autograd is off).
+Which form runs is chosen by the caller (``Generator.synthesis(..., impl=...)``); these
+functions hold no state. The per-layer ``sum_k w^2`` that the demodulation needs is passed
+in (``sq_norms``): the generator's layers keep it (see ``ModulatedConv2d.squared_norms``).
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 SQRT2 = math.sqrt(2.0)
-_MODES = ("auto", "fast", "reference")
-_mode = "auto"
-
-
-def set_modconv_mode(mode: str) -> str:
-    """Select the generator's math: "auto" (fast when no gradient is recorded), "fast" or
-    "reference". Returns the previous mode."""
-    global _mode
-    if mode not in _MODES:
-        raise ValueError(f"modconv mode must be one of {_MODES}, got {mode!r}")
-    previous, _mode = _mode, mode
-    return previous
-
-
-def get_modconv_mode() -> str:
-    return _mode
-
-
-@contextlib.contextmanager
-def modconv_mode(mode: str) -> Iterator[None]:
-    """``with modconv_mode("reference"): ...`` runs the reference generator math."""
-    previous = set_modconv_mode(mode)
-    try:
-        yield
-    finally:
-        set_modconv_mode(previous)
-
-
-def use_fast_modconv() -> bool:
-    if _mode == "auto":
-        return not torch.is_grad_enabled()
-    return _mode == "fast"
 
 
 def _acc(weight: torch.Tensor) -> torch.dtype:
@@ -70,39 +39,32 @@ def _acc(weight: torch.Tensor) -> torch.dtype:
     return torch.promote_types(weight.dtype, torch.float32)
 
 
+def squared_norms(weight: torch.Tensor) -> torch.Tensor:
+    """``sum_k w_oik^2`` as ``[out, in]`` (float32 at least) for ``weight [1, out, in, k, k]``."""
+    return weight[0].to(_acc(weight)).square().sum([2, 3])
+
+
 def modulation_factors(weight: torch.Tensor, scale: float, styles: torch.Tensor, demodulate: bool,
-                       eps: float = 1e-8):
+                       eps: float = 1e-8, sq_norms: Optional[torch.Tensor] = None):
     """``(s [B, in], demod [B, out] or None)`` in float32 (at least) such that the reference modulated
     weight is ``weight[0] * s[:, None, :, None, None] * demod[:, :, None, None, None]``.
     The demodulation uses ``sum_i s_i^2 sum_k w_oik^2`` (a small matmul) instead of a pass
-    over the ``[B, out, in, k, k]`` weights."""
+    over the ``[B, out, in, k, k]`` weights; ``sq_norms`` is :func:`squared_norms` of the
+    weight when the caller keeps it (computed here otherwise)."""
     s = styles.to(_acc(weight)) * scale
     if not demodulate:
         return s, None
-    return s, torch.rsqrt(s.square() @ _squared_norms(weight).t() + eps)
-
-
-def _squared_norms(weight: torch.Tensor) -> torch.Tensor:
-    """``sum_k w_oik^2`` as ``[out, in]`` float32; without autograd it is cached on the
-    weight tensor itself (keyed by its version, so an in-place update recomputes it)."""
-    if torch.is_grad_enabled() and weight.requires_grad:
-        return weight[0].to(_acc(weight)).square().sum([2, 3])
-    key = (weight._version, weight.data_ptr())
-    hit = getattr(weight, "_sam_age_sq_norms", None)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    w2 = weight[0].detach().to(_acc(weight)).square().sum([2, 3])
-    weight._sam_age_sq_norms = (key, w2)
-    return w2
+    w2 = squared_norms(weight) if sq_norms is None else sq_norms
+    return s, torch.rsqrt(s.square() @ w2.t() + eps)
 
 
 def modulated_weight(weight: torch.Tensor, scale: float, styles: torch.Tensor, demodulate: bool,
                      in_gain: float = 1.0, eps: float = 1e-8,
-                     dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+                     dtype: Optional[torch.dtype] = None, sq_norms: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``[B, out, in, k, k]`` per-sample weights from ``weight [1, out, in, k, k]`` and the
     modulation ``styles [B, in]``; demodulated like the reference (the demodulation sees
     the weight *before* ``in_gain``, which only compensates an unscaled input)."""
-    s, demod = modulation_factors(weight, scale, styles, demodulate, eps)
+    s, demod = modulation_factors(weight, scale, styles, demodulate, eps, sq_norms)
     coef = (s * in_gain)[:, None, :]
     if demod is not None:
         coef = coef * demod[:, :, None]
@@ -151,11 +113,11 @@ def styled_conv_fast(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
 def styled_conv_shared(x: torch.Tensor, weight: torch.Tensor, scale: float, styles: torch.Tensor,
                        bias: torch.Tensor, noise: Optional[torch.Tensor], noise_weight: torch.Tensor,
                        upsample: bool = False, blur: Optional[torch.Tensor] = None, in_gain: float = 1.0,
-                       negative_slope: float = 0.2) -> torch.Tensor:
+                       negative_slope: float = 0.2, sq_norms: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The same StyledConv with one shared-weight conv for the whole batch (NVlabs'
     ``fused_modconv=False``): ``x * s`` -> conv -> ``* demod + bias``. Better where a batch
     is worth more than the extra passes (GPUs)."""
-    s, demod = modulation_factors(weight, scale, styles, True)
+    s, demod = modulation_factors(weight, scale, styles, True, sq_norms=sq_norms)
     xs = x * (s * in_gain).to(x.dtype)[:, :, None, None]
     w = weight[0].to(x.dtype)
     if upsample:
@@ -171,6 +133,11 @@ def to_rgb_fast(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.T
     b, c_in, h, wd = x.shape
     if b == 1:
         return F.conv2d(x, w[0], bias=bias.to(x.dtype))
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # [b, h*w, c] is a view of a channels-last tensor: no copy of the activations
+        xt = x.permute(0, 2, 3, 1).reshape(b, h * wd, c_in)
+        out = torch.baddbmm(bias.to(x.dtype).reshape(1, 1, -1), xt, w.reshape(b, -1, c_in).transpose(1, 2))
+        return out.view(b, h, wd, -1).permute(0, 3, 1, 2)
     out = torch.baddbmm(bias.to(x.dtype).reshape(1, -1, 1), w.reshape(b, -1, c_in),
                         x.reshape(b, c_in, h * wd))
     return out.view(b, -1, h, wd)
