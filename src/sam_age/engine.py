@@ -4,18 +4,24 @@ the benchmarks: aligned faces in, aged faces out.
 The original inference script runs the pretrained encoder again for every age and one
 age at a time; here it runs once per face and all ages of a face go through the
 age encoder and the generator together (in batches of ``batch_size`` images). Without
-autograd the generator takes its fast form (``sam_age.ops.modconv``).
+autograd the networks take their inference forms (the encoders' folded BatchNorms,
+``models.encoder``; the generator's fast forms, ``models.stylegan2``), which also put
+the activations in the layout the device's kernels prefer -- so there is no separate
+"prepare the model for this device" step: the one place that decides a layout is the
+inference form itself.
 
 Precision policy (:func:`resolve_dtype`): float32 is the exact path and what you get when
 you ask for it. ``None``/"auto" picks the fast path of the device: float16 on CUDA (the
 modulated weights are built in float32, which does what NVlabs' fp16 pre-normalisation
 does), bfloat16 on CPUs that compute it natively (avx512_bf16 / AMX), float32 on every
 other CPU -- without native bf16 units oneDNN emulates it and runs 10-100x *slower*
-than float32 (measured on an AMD EPYC with AVX2 only).
+than float32 (measured on an AMD EPYC with AVX2 only). Asking for a half precision the
+CPU only emulates still works, with one :class:`EmulatedPrecisionWarning`.
 """
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -27,7 +33,12 @@ DeviceLike = Union[str, torch.device, None]
 DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+NATIVE_FP16_FLAGS = ("amx_fp16",)
 CPU_MAX_BATCH = 4
+
+
+class EmulatedPrecisionWarning(UserWarning):
+    """A half precision asked for on a CPU that only emulates it (slower than float32)."""
 
 
 def default_device() -> torch.device:
@@ -68,9 +79,35 @@ def cpu_has_native_bf16(flags: Optional[Iterable[str]] = None) -> bool:
     return "AMX" in capability.upper()
 
 
+def cpu_has_native_fp16(flags: Optional[Iterable[str]] = None) -> bool:
+    """True when the CPU has float16 matrix units (AMX-FP16); without them oneDNN converts
+    float16 to float32 and back around every op (no faster than float32, often much slower)."""
+    flags = frozenset(flags) if flags is not None else cpu_flags()
+    return any(f in flags for f in NATIVE_FP16_FLAGS)
+
+
+def emulation_note(dtype: torch.dtype, device: DeviceLike) -> Optional[str]:
+    """One line saying that ``dtype`` is emulated on ``device`` (a CPU without the units),
+    or None where it is native."""
+    device = torch.device(device)
+    if device.type != "cpu":
+        return None
+    if dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        need = "avx512_bf16/AMX"
+    elif dtype == torch.float16 and not cpu_has_native_fp16():
+        need = "AMX-FP16"
+    else:
+        return None
+    name = str(dtype).replace("torch.", "")
+    return (f"{name} is emulated on this CPU (no {need}): expect it to run many times slower than "
+            f"float32; use --dtype auto or float32 here")
+
+
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     """``None``/"auto" -> the default fast path for the device (see the module docstring);
-    otherwise the dtype asked (a ``torch.dtype`` or a name such as "float32", "bf16")."""
+    otherwise the dtype asked (a ``torch.dtype`` or a name such as "float32", "bf16"). A
+    half precision the CPU only emulates is kept (it was asked for) with one
+    :class:`EmulatedPrecisionWarning`."""
     device = torch.device(device)
     if dtype in (None, "auto"):
         if device.type == "cuda":
@@ -81,22 +118,11 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     if isinstance(dtype, str):
         if dtype not in DTYPE_NAMES:
             raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_NAMES)} or auto")
-        return DTYPE_NAMES[dtype]
+        dtype = DTYPE_NAMES[dtype]
+    note = emulation_note(dtype, device)
+    if note:
+        warnings.warn(note, EmulatedPrecisionWarning, stacklevel=2)
     return dtype
-
-
-def prepare_model(model: SAM, device: DeviceLike = None, dtype=None) -> SAM:
-    """Move/convert ``model`` for inference on ``device`` in the resolved dtype, in place
-    (parameter by parameter: never two full copies), eval mode; on CUDA the encoders go
-    channels-last (cuDNN's fast layout for half precision)."""
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    model = model.to(device=dev, dtype=dt).eval()
-    if dev.type == "cuda":
-        for enc in (model.encoder, model.pretrained_encoder):
-            if enc is not None:
-                enc.to(memory_format=torch.channels_last)
-    return model
 
 
 def age_channel(faces: torch.Tensor, ages: Sequence[float]) -> torch.Tensor:
@@ -109,10 +135,6 @@ def age_channel(faces: torch.Tensor, ages: Sequence[float]) -> torch.Tensor:
     return torch.cat([rgb, age], dim=2).reshape(n * len(ages), 4, h, w)
 
 
-def _encoder_layout(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
-
-
 @torch.no_grad()
 def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size: int = 8,
               resize: bool = True, randomize_noise: bool = False,
@@ -122,7 +144,7 @@ def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size
     ``faces``: ``[N, 3, 256, 256]`` in [-1, 1] (aligned). Returns ``(images, codes)`` with
     ``images [N, A, 3, S, S]`` (S = 256 with ``resize``, else the generator size) and
     ``codes [N, A, n_styles, 512]``, both float32 whatever the model's dtype. The model
-    runs in its own dtype (see :func:`prepare_model`)."""
+    runs in its own dtype and device (``load_sam(path, device, dtype)``)."""
     param = next(model.parameters())
     faces = faces.to(device=param.device, dtype=param.dtype)
     if param.device.type == "cpu":
@@ -132,7 +154,7 @@ def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size
     n, a = faces.shape[0], len(ages)
     base = None
     if model.start_from_encoded_w_plus:
-        base = torch.cat([model.encode_w_plus(_encoder_layout(faces[i:i + batch_size]))
+        base = torch.cat([model.encode_w_plus(faces[i:i + batch_size])
                           for i in range(0, n, batch_size)])
         base = base.repeat_interleave(a, dim=0)
     inputs = age_channel(faces, ages)
@@ -140,7 +162,7 @@ def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size
     codes: List[torch.Tensor] = []
     for start in range(0, n * a, batch_size):
         stop = min(start + batch_size, n * a)
-        c = model.age_codes(_encoder_layout(inputs[start:stop]), None if base is None else base[start:stop])
+        c = model.age_codes(inputs[start:stop], None if base is None else base[start:stop])
         images.append(model.generate(c, resize=resize, randomize_noise=randomize_noise).float())
         codes.append(c.float())
     img = torch.cat(images)

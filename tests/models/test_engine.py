@@ -23,3 +23,34 @@ def test_age_faces_equals_forward(small_sam_path):
     torch.testing.assert_close(codes.reshape(4, 14, 512), ref_codes, rtol=0, atol=1e-5)
     # batch composition changes float summation order: hold to 1e-4 of the image range
     torch.testing.assert_close(images.reshape(4, 3, 256, 256), ref, rtol=0, atol=1e-4 * float(ref.abs().max()))
+
+
+def test_emulated_half_precision_warns_once_per_call(monkeypatch):
+    import warnings
+
+    import pytest
+
+    from sam_age import engine
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda flags=None: False)
+    monkeypatch.setattr(engine, "cpu_has_native_fp16", lambda flags=None: False)
+    for name in ("bfloat16", "float16"):
+        with pytest.warns(engine.EmulatedPrecisionWarning, match=f"{name} is emulated on this CPU.*float32"):
+            assert engine.resolve_dtype(name, "cpu") == getattr(torch, name)  # still what was asked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert engine.resolve_dtype(None, "cpu") == torch.float32  # auto never picks an emulated dtype
+        assert engine.resolve_dtype("float32", "cpu") == torch.float32
+        assert engine.resolve_dtype("bfloat16", "cuda") == torch.bfloat16  # native on GPUs
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda flags=None: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert engine.resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+        assert engine.resolve_dtype(None, "cpu") == torch.bfloat16
+
+
+def test_cli_prints_the_warning_on_one_line():
+    from sam_age import engine
+    from sam_age.cli.main import _one_line_warning
+    note = engine.emulation_note(torch.bfloat16, "cpu") or "bfloat16 is emulated on this CPU"
+    text = _one_line_warning(note, engine.EmulatedPrecisionWarning, "x.py", 1)
+    assert text.count("\n") == 1 and text.startswith("sam-age: warning: bfloat16 is")

@@ -32,7 +32,11 @@ def add_device_arguments(p: argparse.ArgumentParser) -> None:
     """``--device`` and ``--dtype``, spelled the same in every command that runs the model."""
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: the best available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="compute precision: auto (the device's default fast path) or float32 (the exact path)")
+                   help="compute precision. auto (default): the device's fast path -- float16 on CUDA, bfloat16 "
+                        "on a CPU with avx512_bf16/AMX, float32 on other CPUs. float32: the exact path, on every "
+                        "device. bfloat16: fast on CUDA and avx512_bf16/AMX CPUs, emulated (many times slower "
+                        "than float32) on other CPUs. float16: fast on CUDA, emulated on CPUs without AMX-FP16 "
+                        "(a one-line warning says so)")
 
 
 def add_checkpoint_argument(p: argparse.ArgumentParser) -> None:

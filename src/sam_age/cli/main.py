@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import List, Optional
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError  # noqa: F401
@@ -55,7 +56,12 @@ def join_signed_values(argv: List[str]) -> List[str]:
     return [a for a in out if a is not None]
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"sam-age: warning: {message}\n"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    warnings.formatwarning = _one_line_warning  # library warnings (e.g. an emulated --dtype) as one line
     parser = build_parser()
     args = parser.parse_args(join_signed_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "command", None) or not hasattr(args, "run"):
