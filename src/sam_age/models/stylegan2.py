@@ -130,8 +130,8 @@ class ModulatedConv2d(nn.Module):
         is kept beside the module, keyed by the weight's identity and version (so a
         ``.to()``, a load or an optimizer step recomputes it on the next call)."""
         w = self.weight
-        if torch.is_grad_enabled() and w.requires_grad:
-            return squared_norms(w)
+        if (torch.is_grad_enabled() and w.requires_grad) or torch.compiler.is_compiling():
+            return squared_norms(w)  # (a graph being traced keeps no state)
         key = (w.data_ptr(), w._version, w.dtype, w.device)
         hit = self.__dict__.get("_sq_norms")
         if hit is None or hit[0] != key:
