@@ -80,10 +80,31 @@ def _noise_lrelu_(out: torch.Tensor, noise: Optional[torch.Tensor], noise_weight
     return F.leaky_relu_(out, negative_slope)
 
 
+class _FixedBlur(torch.autograd.Function):
+    """Depthwise conv with a constant kernel that keeps nothing for backward: the input
+    gradient is the transposed conv with the same kernel, and the kernel has none. (A
+    plain ``F.conv2d`` would keep its input -- one 4x-upsampled activation per upsampling
+    layer -- for a weight gradient nobody asks for.)"""
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias):
+        ctx.kernel = kernel
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, kernel, bias=bias, padding=1, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        gx = F.conv_transpose2d(grad, ctx.kernel, padding=1, groups=grad.shape[1])
+        gb = grad.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, None, gb
+
+
 def _blur(x: torch.Tensor, blur: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     # the kernel is symmetric, so correlation == convolution; pad (1, 1) as the reference Blur
     c = x.shape[1]
     kb = blur.to(x.dtype)[None, None].expand(c, 1, *blur.shape)
+    if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+        return _FixedBlur.apply(x, kb, bias)
     return F.conv2d(x, kb, bias=bias, padding=1, groups=c)
 
 
