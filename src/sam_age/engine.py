@@ -35,6 +35,7 @@ DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torc
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 NATIVE_FP16_FLAGS = ("amx_fp16",)
 CPU_MAX_BATCH = 4
+DEFAULT_BATCH = {"cuda": 16, "cpu": CPU_MAX_BATCH, "other": 8}
 
 
 class EmulatedPrecisionWarning(UserWarning):
@@ -135,36 +136,126 @@ def age_channel(faces: torch.Tensor, ages: Sequence[float]) -> torch.Tensor:
     return torch.cat([rgb, age], dim=2).reshape(n * len(ages), 4, h, w)
 
 
+class CudaGraphs:
+    """Captured CUDA graphs of fixed-shape calls, replayed (``torch.cuda.CUDAGraph``).
+
+    On a GPU one face at one age is a few hundred small kernels: launching them costs more
+    than running them. A graph launches them all at once. ``run(key, fn, *inputs)``
+    captures ``fn`` on first use for these input shapes (after two warm-up calls on a side
+    stream, which also fill the folded-weight caches) and replays it afterwards, with the
+    inputs copied into the graph's own buffers and the outputs cloned out. Only for
+    inference with fixed noise (nothing random, nothing that syncs with the host)."""
+
+    def __init__(self):
+        self._graphs = {}
+
+    def run(self, key, fn, *inputs: torch.Tensor):
+        entry = self._graphs.get(key)
+        if entry is None:
+            static = [x.clone() for x in inputs]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    fn(*static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = fn(*static)
+            entry = self._graphs[key] = (graph, static, out)
+        graph, static, out = entry
+        for buf, x in zip(static, inputs):
+            buf.copy_(x)
+        graph.replay()
+        return tuple(o.clone() for o in out) if isinstance(out, tuple) else out.clone()
+
+
+def _graphs_of(model: SAM) -> CudaGraphs:
+    graphs = model.__dict__.get("_cuda_graphs")
+    if graphs is None:
+        graphs = model.__dict__["_cuda_graphs"] = CudaGraphs()
+    return graphs
+
+
+def _batch_size(device: torch.device, batch_size: Optional[int]) -> int:
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH[device.type] if device.type in DEFAULT_BATCH else DEFAULT_BATCH["other"]
+    if device.type == "cpu":
+        # the CPU generator runs image by image anyway; bigger encoder batches buy no
+        # speed on a few cores and cost peak memory
+        batch_size = min(batch_size, CPU_MAX_BATCH)
+    return max(1, int(batch_size))
+
+
 @torch.no_grad()
-def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size: int = 8,
+def encode_faces(model: SAM, faces: torch.Tensor, batch_size: Optional[int] = None,
+                 cuda_graphs: bool = False) -> Optional[torch.Tensor]:
+    """The age-independent part, once per face: ``encode_w_plus`` ``[N, n_styles, 512]``
+    in the model's dtype (None for a SAM that starts from ``latent_avg``). Keep it to age
+    the same face again (:func:`age_encoded`: one age encoder + one generator per age)."""
+    if not model.start_from_encoded_w_plus:
+        return None
+    param = next(model.parameters())
+    faces = faces.to(device=param.device, dtype=param.dtype)
+    bs = _batch_size(param.device, batch_size)
+    graphs = _graphs_of(model) if cuda_graphs and param.device.type == "cuda" else None
+    out = []
+    for i in range(0, faces.shape[0], bs):
+        chunk = faces[i:i + bs]
+        if graphs is not None:
+            out.append(graphs.run(("encode", tuple(chunk.shape), chunk.dtype), model.encode_w_plus, chunk))
+        else:
+            out.append(model.encode_w_plus(chunk))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def age_encoded(model: SAM, faces: torch.Tensor, base: Optional[torch.Tensor], ages: Sequence[float],
+                batch_size: Optional[int] = None, resize: bool = True, randomize_noise: bool = False,
+                cuda_graphs: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Age faces whose :func:`encode_faces` result ``base`` is known: per image one age
+    encoder and one generator call. Returns what :func:`age_faces` returns."""
+    param = next(model.parameters())
+    faces = faces.to(device=param.device, dtype=param.dtype)
+    bs = _batch_size(param.device, batch_size)
+    n, a = faces.shape[0], len(ages)
+    if base is not None:
+        base = base.to(device=param.device, dtype=param.dtype).repeat_interleave(a, dim=0)
+    graphs = (_graphs_of(model) if cuda_graphs and param.device.type == "cuda" and not randomize_noise
+              else None)
+
+    def step(x, b=None):
+        c = model.age_codes(x, b)
+        return model.generate(c, resize=resize, randomize_noise=randomize_noise), c
+
+    inputs = age_channel(faces, ages)
+    images: List[torch.Tensor] = []
+    codes: List[torch.Tensor] = []
+    for start in range(0, n * a, bs):
+        stop = min(start + bs, n * a)
+        args = (inputs[start:stop],) if base is None else (inputs[start:stop], base[start:stop])
+        if graphs is not None:
+            img, c = graphs.run(("age", tuple(args[0].shape), args[0].dtype, resize, len(args)), step, *args)
+        else:
+            img, c = step(*args)
+        images.append(img.float())
+        codes.append(c.float())
+    img = torch.cat(images)
+    cod = torch.cat(codes)
+    return img.reshape(n, a, *img.shape[1:]), cod.reshape(n, a, *cod.shape[1:])
+
+
+def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size: Optional[int] = None,
               resize: bool = True, randomize_noise: bool = False,
-              generator_input: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+              cuda_graphs: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """Age every face to every age.
 
     ``faces``: ``[N, 3, 256, 256]`` in [-1, 1] (aligned). Returns ``(images, codes)`` with
     ``images [N, A, 3, S, S]`` (S = 256 with ``resize``, else the generator size) and
     ``codes [N, A, n_styles, 512]``, both float32 whatever the model's dtype. The model
-    runs in its own dtype and device (``load_sam(path, device, dtype)``)."""
-    param = next(model.parameters())
-    faces = faces.to(device=param.device, dtype=param.dtype)
-    if param.device.type == "cpu":
-        # the CPU generator runs image by image anyway; bigger encoder batches buy no
-        # speed on a few cores and cost peak memory
-        batch_size = min(batch_size, CPU_MAX_BATCH)
-    n, a = faces.shape[0], len(ages)
-    base = None
-    if model.start_from_encoded_w_plus:
-        base = torch.cat([model.encode_w_plus(faces[i:i + batch_size])
-                          for i in range(0, n, batch_size)])
-        base = base.repeat_interleave(a, dim=0)
-    inputs = age_channel(faces, ages)
-    images: List[torch.Tensor] = []
-    codes: List[torch.Tensor] = []
-    for start in range(0, n * a, batch_size):
-        stop = min(start + batch_size, n * a)
-        c = model.age_codes(inputs[start:stop], None if base is None else base[start:stop])
-        images.append(model.generate(c, resize=resize, randomize_noise=randomize_noise).float())
-        codes.append(c.float())
-    img = torch.cat(images)
-    cod = torch.cat(codes)
-    return img.reshape(n, a, *img.shape[1:]), cod.reshape(n, a, *cod.shape[1:])
+    runs in its own dtype and device (``load_sam(path, device, dtype)``). ``batch_size``
+    images go through the networks together (default per device: :data:`DEFAULT_BATCH`);
+    ``cuda_graphs`` replays captured CUDA graphs per batch shape (CUDA, fixed noise only;
+    ignored elsewhere), which removes the kernel-launch cost that bounds small batches."""
+    base = encode_faces(model, faces, batch_size, cuda_graphs=cuda_graphs)
+    return age_encoded(model, faces, base, ages, batch_size, resize, randomize_noise, cuda_graphs)

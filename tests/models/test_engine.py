@@ -54,3 +54,18 @@ def test_cli_prints_the_warning_on_one_line():
     note = engine.emulation_note(torch.bfloat16, "cpu") or "bfloat16 is emulated on this CPU"
     text = _one_line_warning(note, engine.EmulatedPrecisionWarning, "x.py", 1)
     assert text.count("\n") == 1 and text.startswith("sam-age: warning: bfloat16 is")
+
+
+def test_encode_once_then_age_equals_age_faces(small_sam_path):
+    """The slider's path (face encoded once, then one age encoder + one generator per age)
+    gives what age_faces gives; cuda_graphs is ignored off CUDA."""
+    from sam_age.engine import age_encoded, encode_faces
+    model = load_sam(small_sam_path)
+    torch.manual_seed(1)
+    faces = torch.rand(1, 3, 256, 256) * 2 - 1
+    images, codes = age_faces(model, faces, [30, 60], cuda_graphs=True)
+    base = encode_faces(model, faces)
+    assert base.shape == (1, 14, 512)
+    one_img, one_code = age_encoded(model, faces, base, [60])
+    torch.testing.assert_close(one_code[0, 0], codes[0, 1], rtol=0, atol=1e-5)
+    torch.testing.assert_close(one_img[0, 0], images[0, 1], rtol=0, atol=1e-4 * float(images.abs().max()))
