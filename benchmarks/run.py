@@ -1,27 +1,40 @@
-"""One command for every speed number of sam-age (issue 8).
+"""One command for every speed number of sam-age, with its peers in the same run.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--device cpu|cuda] [--checkpoint PATH]
+    python benchmarks/run.py                      # CPU: ours, original, peers, training (~10 min)
+    python benchmarks/run.py --quick              # CI smoke run: 256 px stand-in, 2 ages
+    python benchmarks/run.py --device cuda        # GPU: throughput, latency, CUDA graphs, training
+    python benchmarks/run.py --cases ours,openvino --repeat 3
 
-Cases (each runs in its own subprocess so that peak memory does not mix):
-  original   the original's schedule re-created with our float32 model: one age after the
-             other, the pretrained encoder recomputed for every age, reference generator math
-  default    our default path (resolve_dtype(None)): pretrained encoder once, ages batched,
-             fast generator; one face x all ages at 256 px out
-  float32    the same with dtype float32 (the exact path); skipped when default is float32
-  latency    one face, one age, default path
-  agreement  default path vs the original code's outputs on the reference case
-             (cases/sam_forward.npz; needs the 1024 stand-in) -- PSNR and max abs error
-  training   s/step and peak memory: CPU batch 2 at 256 px, CUDA batch 6 at 1024 px
-             (forward + backward + Adam step of the encoder, MSE to the input; the full
-             loss set of sam_age.training is not included)
+Cases (each in its own subprocess, so peak memory does not mix):
+  ours        sam-age's float32 path (exact) and its default dtype (resolve_dtype(None): bf16 on
+              CPUs with avx512_bf16/AMX, fp16 on CUDA), A/B interleaved in one process: each
+              network per call (batch 1), the 11-age encode-once schedule (engine.age_faces),
+              one face at one age, a slider move (face encoded: one age encoder + one
+              generator), agreement with the original code's outputs (cases/sam_forward.npz,
+              1024 stand-in) and between the default and float32.
+              CUDA adds a multi-face throughput run and CUDA-graph replay.
+  rss         the default path alone in a fresh process: peak RSS for one face x 11 ages.
+  original    the original inference script's schedule on our float32 model with the
+              reference math: one age per forward, the pretrained encoder again every age.
+  onnxruntime / openvino
+              the networks that ``sam-age export`` wrote (ONNX, float32; cached under
+              benchmarks/.cache), run per call and in the same encode-once schedule (one age
+              per call); OpenVINO in f32 and in its own default precision (bf16 on AMX CPUs).
+              Skipped with a note when the ``bench`` extra is not installed, and on CUDA.
+  training    s/step and memory of forward + backward + Adam on the age encoder (MSE loss,
+              not the full SAM loss set) for the generator's reference and lean ("grouped")
+              forms (and "shared" on CUDA): CPU batch 2 at 256 px, CUDA batch 6 at 1024 px.
 Without ``--checkpoint`` the weights are the deterministic stand-ins built from the shared
 reference folder (random weights: the timings are real, the images mean nothing).
-Results: benchmarks/results/<device>.json and .md (``--quick``: <device>-quick.*).
+GFLOP/s per network = the network's multiply-adds x 2 (counted by torch's FlopCounterMode
+on the meta device) / seconds per call. Results: benchmarks/results/<device>[-quick].json
+and .md; every case is written as soon as it ends.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -34,20 +47,48 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+CACHE = REPO / "benchmarks" / ".cache"
 AGES_11 = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+NETS = ("pretrained_encoder", "age_encoder", "generator")
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
+CPU_CASES = "ours,rss,original,onnxruntime,openvino,training"
+CUDA_CASES = "ours,original,training"
 
 
 # -- helpers run inside the case subprocess ---------------------------------------------
 
+def _shared() -> Path:
+    return Path(os.environ.get("SAM_AGE_SHARED", REPO.parent / "shared")).resolve()
+
+
+def _cache_dir() -> Path:
+    import tempfile
+    d = Path(os.environ.get("SAM_AGE_TEST_CACHE") or Path(tempfile.gettempdir()) / "sam-age-test-cache")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def _standin(name: str) -> Path:
-    sys.path.insert(0, str(REPO))
-    from tests.conftest import build_standin  # the same deterministic stand-ins as the tests
-    return build_standin(name)
+    """The same deterministic stand-ins as tests/conftest.py (same cache file names), built
+    with the shared reference folder's make_checkpoint.py -- without importing pytest."""
+    import importlib.util
+    import torch
+    reference = _shared() / "reference"
+    manifest = reference / f"{name}.manifest.json"
+    out = _cache_dir() / f"{name}-{int(manifest.stat().st_mtime)}.pt"
+    if not out.exists():
+        spec = importlib.util.spec_from_file_location("make_checkpoint", reference / "make_checkpoint.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        obj = mod.build(json.loads(manifest.read_text()), "")
+        tmp = out.with_suffix(".tmp")
+        torch.save(obj, tmp)
+        os.replace(tmp, out)
+    return out
 
 
 def _small_sam() -> Path:
     import torch
-    from tests.conftest import _cache_dir
     out = _cache_dir() / "small_sam_256.pt"
     if not out.exists():
         from sam_age import build_sam_for_training, save_sam
@@ -63,100 +104,274 @@ def _checkpoint(args) -> Path:
     return _small_sam() if args.quick else _standin("sam_ffhq_aging")
 
 
+def _ages(args):
+    return AGES_11 if args.ages >= 11 else AGES_11[:: max(1, len(AGES_11) // args.ages)][:args.ages]
+
+
 def _sync(device):
     import torch
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def _peak_memory_mib(device) -> float:
-    import torch
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2 ** 20
+def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _face(model, device):
+def _face(n: int = 1):
     import torch
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(1, 3, 256, 256, generator=g) * 2 - 1).to(device)
+    return torch.rand(n, 3, 256, 256, generator=g) * 2 - 1
 
 
 def _psnr(a, b) -> float:
-    import torch
     a, b = a.double(), b.double()
     peak = float(b.max() - b.min())
     mse = float(((a - b) ** 2).mean())
     return math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)
 
 
-def run_case(case: str, args) -> dict:
-    import torch
-    from sam_age import load_sam
-    from sam_age.engine import age_channel, age_faces, resolve_dtype
-    from sam_age.ops.modconv import modconv_mode
-
-    device = torch.device(args.device)
-    ages = AGES_11[:: max(1, len(AGES_11) // args.ages)][:args.ages] if args.ages < 11 else AGES_11
-    dtype = torch.float32 if case in ("original", "float32", "training") else resolve_dtype(None, device)
-    t0 = time.perf_counter()
-    ckpt = _checkpoint(args)
-    if case == "training" and device.type == "cpu" and not args.checkpoint:
-        ckpt = _small_sam()  # CPU training is measured at 256 px (batch 2)
-    model = load_sam(ckpt, device=device, dtype=dtype)
-    load_s = time.perf_counter() - t0
-    out = {"case": case, "dtype": str(dtype).replace("torch.", ""), "load_s": round(load_s, 2)}
-    face = _face(model, device)
-
-    def timed(fn):
-        times = []
-        for _ in range(args.repeat):
+def _interleaved(fns: dict, repeat: int, device, warm: bool = True) -> dict:
+    """A/B: every callable once per round, ``repeat`` rounds; min seconds per callable."""
+    if warm:
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
             _sync(device)
             t = time.perf_counter()
-            result = fn()
+            fn()
             _sync(device)
-            times.append(time.perf_counter() - t)
-        return min(times), result
+            times[k].append(time.perf_counter() - t)
+    return {k: min(v) for k, v in times.items()}
 
-    if case == "original":
-        def original():
-            with torch.no_grad(), modconv_mode("reference"):
-                for age in ages:  # as the original inference script: one age per forward
-                    model(age_channel(face, [age]), randomize_noise=False, resize=True)
-        secs, _ = timed(original)
-        out.update(seconds_per_face=secs, ages=len(ages), seconds_per_image=secs / len(ages))
-    elif case in ("default", "float32"):
-        age_faces(model, face, ages[:1], batch_size=args.batch_size)  # warm-up (oneDNN primitives)
-        secs, _ = timed(lambda: age_faces(model, face, ages, batch_size=args.batch_size))
-        out.update(seconds_per_face=secs, ages=len(ages), seconds_per_image=secs / len(ages),
-                   images_per_s=len(ages) / secs)
-    elif case == "latency":
-        age_faces(model, face, [50])
-        secs, _ = timed(lambda: age_faces(model, face, [50]))
-        out.update(seconds=secs)
-    elif case == "agreement":
+
+def network_flops(checkpoint) -> dict:
+    """Multiply-adds x 2 per call (batch 1) of each network, counted on the meta device."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from sam_age.checkpoints.load import _infer_sam_config, _read, _sam_state
+    from sam_age.models.sam import SAM
+    fmt, obj, path = _read(checkpoint)
+    state, opts, _ = _sam_state(fmt, obj, path)
+    cfg = _infer_sam_config(state, opts, path)
+    del obj, state
+    with torch.device("meta"):
+        sam = SAM(**cfg).eval()
+        x4 = torch.empty(1, 4, 256, 256)
+        codes = torch.empty(1, sam.n_styles, 512)
+    out = {}
+    with torch.no_grad():
+        for name, fn in (("pretrained_encoder", lambda: sam.pretrained_encoder(x4[:, :3], impl="reference")),
+                         ("age_encoder", lambda: sam.encoder(x4, impl="reference")),
+                         ("generator", lambda: sam.generate(codes, randomize_noise=False, impl="reference"))):
+            if name == "pretrained_encoder" and sam.pretrained_encoder is None:
+                continue
+            counter = FlopCounterMode(display=False)
+            with counter:
+                fn()
+            out[name] = counter.get_total_flops()
+    return out
+
+
+def case_ours(args, device) -> dict:
+    import torch
+    from sam_age import load_sam
+    from sam_age.engine import age_channel, age_encoded, age_faces, encode_faces, resolve_dtype
+    ckpt = _checkpoint(args)
+    ages = _ages(args)
+    default = resolve_dtype(None, device)
+    dtypes = [torch.float32] + ([default] if default != torch.float32 else [])
+    t0 = time.perf_counter()
+    models = {str(d).replace("torch.", ""): load_sam(ckpt, device=device, dtype=d) for d in dtypes}
+    out = {"case": "ours", "load_s": round(time.perf_counter() - t0, 2), "default_dtype": str(default).replace("torch.", ""),
+           "dtypes": list(models), "ages": len(ages), "batch_size": args.batch_size}
+    face = _face().to(device)
+    x4 = age_channel(face, [50])
+    res = {}
+    for name, m in models.items():
+        dt_ = next(m.parameters()).dtype
+        xf, x4d = face.to(dt_), x4.to(dt_)
+        base = encode_faces(m, xf)
+        with torch.no_grad():
+            c = m.age_codes(x4d, base)
+        res[name] = dict(m=m, xf=xf, x4=x4d, base=base, codes=c)
+    fns = {}
+    for name, r in res.items():
+        m = r["m"]
+        if m.pretrained_encoder is not None:
+            fns[f"{name}/pretrained_encoder"] = (lambda m=m, r=r: m.encode_w_plus(r["xf"]))
+        fns[f"{name}/age_encoder"] = (lambda m=m, r=r: torch.no_grad()(m.encoder)(r["x4"]))
+        fns[f"{name}/generator"] = (lambda m=m, r=r: torch.no_grad()(m.generate)(r["codes"], randomize_noise=False))
+    per_call = _interleaved(fns, args.repeat, device)
+    sched = {}
+    for name, r in res.items():
+        m = r["m"]
+        sched[f"{name}/schedule"] = (lambda m=m: age_faces(m, face, ages, batch_size=args.batch_size))
+        sched[f"{name}/latency"] = (lambda m=m: age_faces(m, face, [50], batch_size=args.batch_size))
+        sched[f"{name}/slider"] = (lambda m=m, r=r: age_encoded(m, face, r["base"], [50], batch_size=args.batch_size))
+    if device.type == "cuda":
+        for name, r in res.items():
+            m = r["m"]
+            sched[f"{name}/latency_graphs"] = (lambda m=m: age_faces(m, face, [50], cuda_graphs=True))
+            sched[f"{name}/slider_graphs"] = (lambda m=m, r=r: age_encoded(m, face, r["base"], [50], cuda_graphs=True))
+            faces = _face(args.faces).to(device)
+            big = args.faces * len(ages)
+            sched[f"{name}/throughput"] = (lambda m=m, faces=faces: age_faces(m, faces, ages, batch_size=args.batch_size))
+            sched[f"{name}/throughput_graphs"] = (lambda m=m, faces=faces: age_faces(
+                m, faces, ages, batch_size=args.batch_size, cuda_graphs=True))
+            sched[f"{name}/throughput_big_graphs"] = (lambda m=m, faces=faces, big=big: age_faces(
+                m, faces, ages, batch_size=big, cuda_graphs=True))
+    whole = _interleaved(sched, args.repeat, device)
+    out["per_call_s"] = {k: round(v, 4) for k, v in per_call.items()}
+    out["seconds"] = {k: round(v, 4) for k, v in whole.items()}
+    out["faces"] = args.faces if device.type == "cuda" else 1
+    # agreement: each path vs the original code's outputs, and default vs float32
+    agree = {}
+    with torch.no_grad():
+        imgs = {name: age_faces(r["m"], face, ages, batch_size=args.batch_size)[0] for name, r in res.items()}
+    if len(imgs) > 1:
+        agree["default_vs_float32_psnr_db"] = _psnr(imgs[out["default_dtype"]], imgs["float32"])
+    try:
         import numpy as np
-        sys.path.insert(0, str(REPO))
-        from tests.conftest import CASES
-        ref = np.load(CASES / "sam_forward.npz")
+        ref = np.load(_shared() / "reference" / "cases" / "sam_forward.npz")
         x = torch.from_numpy(ref["x"]).to(device)
-        rgb, age_values = x[:1, :3], [float(a) * 100 for a in x[:, 3, 0, 0]]
-        same_face = bool((x[:, :3] == x[:1, :3]).all())
-        faces = rgb if same_face else x[:, :3]
-        images, _ = age_faces(model, faces, age_values if same_face else [0], batch_size=args.batch_size)
-        if same_face:
-            ours = images[0].cpu()
-        else:
-            ours = torch.cat([age_faces(model, x[i:i + 1, :3], [age_values[i]])[0][0] for i in range(len(x))]).cpu()
         theirs = torch.from_numpy(ref["images_256"])
-        out.update(psnr_db=_psnr(ours, theirs), max_abs_err=float((ours - theirs).abs().max()),
-                   reference="original code's images_256 (float32)")
-    elif case == "training":
-        batch, size = (6, 1024) if device.type == "cuda" else (2, None)
-        model.train()
-        params = list(model.encoder.parameters())
-        opt = torch.optim.Adam(params, lr=1e-4)
-        x = age_channel(face.repeat(batch, 1, 1, 1), [30.0] * batch)
+        if (not args.quick and x.shape[-1] == 256 and theirs.shape[0] == x.shape[0]
+                and res["float32"]["m"].output_size == 1024 and not args.checkpoint):
+            for name, r in res.items():
+                ours = torch.cat([age_faces(r["m"], x[i:i + 1, :3], [float(x[i, 3, 0, 0]) * 100])[0][0]
+                                  for i in range(x.shape[0])]).cpu()
+                agree[f"{name}_vs_original_psnr_db"] = _psnr(ours, theirs)
+                agree[f"{name}_vs_original_max_abs"] = float((ours - theirs).abs().max())
+    except (OSError, KeyError, ImportError) as e:  # no reference folder: say so
+        agree["note"] = f"no reference case ({type(e).__name__})"
+    out["agreement"] = agree
+    try:
+        out["flops"] = network_flops(ckpt)
+    except Exception as e:  # counting is informative only
+        out["flops_error"] = str(e)[:200]
+    if device.type == "cuda":
+        out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+    else:
+        out["peak_memory_mib"] = round(_peak_rss_mib(), 1)
+    return out
+
+
+def case_rss(args, device) -> dict:
+    import torch
+    from sam_age import load_sam
+    from sam_age.engine import age_faces, resolve_dtype
+    dtype = resolve_dtype(None, device)
+    model = load_sam(_checkpoint(args), device=device, dtype=dtype)
+    t = time.perf_counter()
+    age_faces(model, _face().to(device), _ages(args), batch_size=args.batch_size)
+    return {"case": "rss", "dtype": str(dtype).replace("torch.", ""), "first_run_s": round(time.perf_counter() - t, 2),
+            "peak_memory_mib": round(_peak_rss_mib(), 1), "ages": args.ages,
+            "note": "peak RSS of a fresh process: load + one face x all ages on the default path"}
+
+
+def case_original(args, device) -> dict:
+    import torch
+    from sam_age import load_sam
+    from sam_age.engine import age_channel
+    model = load_sam(_checkpoint(args), device=device, dtype=torch.float32)
+    ages = _ages(args)
+    face = _face().to(device)
+    for net in (model.encoder, model.pretrained_encoder, model.decoder):  # the reference modules
+        if net is not None:
+            net.impl = "reference"
+
+    def original():
+        with torch.no_grad():
+            for age in ages:  # as the original inference script: one age per forward
+                model(age_channel(face, [age]), randomize_noise=False, resize=True)
+    secs = _interleaved({"original": original}, max(1, min(args.repeat, 1 if not args.quick else 1)), device,
+                        warm=device.type == "cuda")["original"]
+    out = {"case": "original", "seconds_per_face": secs, "ages": len(ages), "seconds_per_image": secs / len(ages)}
+    out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda"
+                                   else _peak_rss_mib(), 1)
+    return out
+
+
+def _peer_networks(args) -> dict:
+    manifest = json.loads((Path(args.export_dir) / "manifest.json").read_text())
+    return {n: Path(args.export_dir) / v["file"] for n, v in manifest["networks"].items()}
+
+
+def _peer_schedule(runners: dict, face, ages) -> None:
+    """The encode-once schedule on exported networks, one age per call (as their per-call
+    numbers multiply up)."""
+    import numpy as np
+    f = face.numpy()
+    w_plus = runners["pretrained_encoder"](f) if "pretrained_encoder" in runners else None
+    for age in ages:
+        x = np.concatenate([f, np.full((1, 1, 256, 256), age / 100.0, dtype=np.float32)], axis=1)
+        codes = runners["age_encoder"](x, w_plus) if w_plus is not None else runners["age_encoder"](x)
+        runners["generator"](codes)
+
+
+def case_peer(args, device, runtime: str) -> dict:
+    import numpy as np
+    from sam_age.export import Runner
+    files = _peer_networks(args)
+    face = _face()
+    ages = _ages(args)
+    variants = {"onnxruntime": [("onnxruntime", "f32")],
+                "openvino": [("openvino", "f32"), ("openvino", "default")]}[runtime]
+    t0 = time.perf_counter()
+    sets = {}
+    for rt, precision in variants:
+        label = rt if rt == "onnxruntime" else f"openvino-{precision}"
+        if precision == "default":
+            import openvino as ov
+            hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+            label = f"openvino-default-{hint}"
+        sets[label] = {n: Runner(p, rt, threads=args.threads, precision=None if precision == "default" else "f32")
+                       for n, p in files.items()}
+    load_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    x4 = np.concatenate([face.numpy(), np.full((1, 1, 256, 256), 0.5, np.float32)], axis=1)
+    n_styles = json.loads((Path(args.export_dir) / "manifest.json").read_text())["n_styles"]
+    w = rng.standard_normal((1, n_styles, 512)).astype(np.float32) * 0.3
+    fns = {}
+    for label, runners in sets.items():
+        for n, r in runners.items():
+            if n == "pretrained_encoder":
+                fns[f"{label}/{n}"] = (lambda r=r: r(face.numpy()))
+            elif n == "age_encoder":
+                fns[f"{label}/{n}"] = (lambda r=r: r(x4, w) if len(r.inputs) == 2 else r(x4))
+            else:
+                fns[f"{label}/{n}"] = (lambda r=r: r(w))
+    per_call = _interleaved(fns, args.repeat, device)
+    sched = _interleaved({f"{label}/schedule": (lambda rs=rs: _peer_schedule(rs, face, ages)) for label, rs in sets.items()},
+                         args.repeat, device, warm=False)
+    import importlib
+    mod = importlib.import_module(runtime)
+    return {"case": runtime, "version": getattr(mod, "__version__", "?"), "load_s": round(load_s, 2),
+            "per_call_s": {k: round(v, 4) for k, v in per_call.items()},
+            "seconds": {k: round(v, 4) for k, v in sched.items()}, "ages": len(ages),
+            "peak_memory_mib": round(_peak_rss_mib(), 1), "threads": args.threads}
+
+
+def case_training(args, device) -> dict:
+    import torch
+    from sam_age import load_sam
+    from sam_age.engine import age_channel
+    cuda = device.type == "cuda"
+    ckpt = _checkpoint(args) if (cuda or args.checkpoint) else _small_sam()  # CPU: 256 px
+    model = load_sam(ckpt, device=device, dtype=torch.float32)
+    batch = args.train_batch or (6 if cuda else 2)
+    model.train()
+    params = list(model.encoder.parameters())
+    opt = torch.optim.Adam(params, lr=1e-4)
+    x = age_channel(_face().to(device).repeat(batch, 1, 1, 1), [30.0] * batch)
+    impls = ["reference", "grouped"] + (["shared"] if cuda else [])
+    out = {"case": "training", "batch": batch, "size": model.output_size, "impls": {},
+           "note": "age encoder forward+backward+Adam with an MSE loss (not the full SAM loss set)"}
+    for impl in impls:
+        model.decoder.impl = impl
 
         def step():
             y = model(x, randomize_noise=True, resize=True)
@@ -164,30 +379,56 @@ def run_case(case: str, args) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        step()
-        secs, _ = timed(step)
-        out.update(seconds_per_step=secs, batch=batch, samples_per_s=batch / secs, size=model.output_size,
-                   note="encoder forward+backward+Adam with an MSE loss (not the full SAM loss set)")
-    else:
-        raise SystemExit(f"unknown case {case}")
-    out["peak_memory_mib"] = round(_peak_memory_mib(device), 1)
-    out["peak_memory_kind"] = "max_memory_allocated" if device.type == "cuda" else "peak RSS (ru_maxrss)"
+        try:
+            step()  # warm-up (cuDNN autotuning allocations are not counted below)
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            secs = _interleaved({impl: step}, args.repeat, device, warm=False)[impl]
+            r = {"seconds_per_step": round(secs, 3), "samples_per_s": round(batch / secs, 3)}
+            if cuda:
+                r["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+            out["impls"][impl] = r
+        except RuntimeError as e:  # CUDA out of memory included: the other forms still run
+            out["impls"][impl] = {"error": (str(e).splitlines() or ["failed"])[0][:160]}
+            if cuda:
+                torch.cuda.empty_cache()
+    out["peak_memory_mib"] = round(_peak_rss_mib(), 1) if not cuda else None
     return out
+
+
+def run_case(case: str, args) -> dict:
+    import torch
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if case == "ours":
+        return case_ours(args, device)
+    if case == "rss":
+        return case_rss(args, device)
+    if case == "original":
+        return case_original(args, device)
+    if case in ("onnxruntime", "openvino"):
+        return case_peer(args, device, case)
+    if case == "training":
+        return case_training(args, device)
+    raise SystemExit(f"unknown case {case}")
 
 
 # -- the driver -------------------------------------------------------------------------
 
-def _device_name(device: str) -> str:
-    import torch
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
+def cpu_info() -> dict:
+    model, flags = platform.processor() or "cpu", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("model name") and model in ("cpu", platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith(("flags", "Features")) and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or "cpu"
+    return {"model": model, "flags": [f for f in FLAGS if f in flags], "cores": os.cpu_count()}
 
 
 def _commit() -> str:
@@ -198,46 +439,142 @@ def _commit() -> str:
         return "unknown"
 
 
-def _markdown(report: dict) -> str:
-    r = {c["case"]: c for c in report["cases"] if "error" not in c}
-    lines = [f"# sam-age benchmark: {report['device_name']} ({report['device']})", "",
-             f"{report['date']} - torch {report['torch']} - {report['threads']} threads - commit "
-             f"{report['commit']} - load average at start {report['load_average']}", "",
-             f"Command: `{report['command']}`", "",
-             f"Weights: {report['weights']}", "",
-             "| case | what | result | peak memory |", "|---|---|---|---|"]
+def _has(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
 
-    def mem(c):
-        return f"{c['peak_memory_mib'] / 1024:.2f} GiB" if "peak_memory_mib" in c else ""
-    if "original" in r:
-        c = r["original"]
-        lines.append(f"| (a) original schedule, float32 | {c['ages']} ages, one after another | "
-                     f"{c['seconds_per_face']:.1f} s/face ({c['seconds_per_image']:.2f} s/image) | {mem(c)} |")
-    for key, label in (("default", "(b) default path"), ("float32", "(c) float32 path")):
-        if key in r:
-            c = r[key]
-            speedup = (f", {r['original']['seconds_per_face'] / c['seconds_per_face']:.2f}x the original"
-                       if "original" in r and r["original"]["ages"] == c["ages"] else "")
-            lines.append(f"| {label}, {c['dtype']} | {c['ages']} ages batched | {c['seconds_per_face']:.1f} s/face "
-                         f"({c['images_per_s']:.2f} images/s{speedup}) | {mem(c)} |")
-    if "float32" not in r and "default" in r and r["default"]["dtype"] == "float32":
-        lines.append("| (c) float32 path | | same as (b): the default is float32 on this device | |")
-    if "latency" in r:
-        c = r["latency"]
-        lines.append(f"| (d) latency, {c['dtype']} | one face, one age | {c['seconds']:.2f} s | {mem(c)} |")
-    if "agreement" in r:
-        c = r["agreement"]
-        lines.append(f"| (f) agreement, {c['dtype']} | vs the original's outputs | {c['psnr_db']:.1f} dB PSNR, "
-                     f"max abs err {c['max_abs_err']:.2e} | {mem(c)} |")
+
+def ensure_export(args, env) -> Path:
+    """The ONNX files ``sam-age export`` writes for this checkpoint, cached by its path,
+    size and date and by the source of the exported code."""
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    if ckpt is None:
+        sys.path.insert(0, str(REPO))
+        sys.path.insert(0, str(REPO / "src"))
+        ckpt = _checkpoint(args)
+    st = ckpt.stat()
+    src = b"".join((REPO / "src" / "sam_age" / f).read_bytes() for f in
+                   ("export.py", "models/stylegan2.py", "models/encoder.py", "models/irse.py", "ops/modconv.py"))
+    key = hashlib.sha1(f"{ckpt.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode() + src).hexdigest()[:12]
+    out = Path(args.export_dir or CACHE / f"export-{key}")
+    if not (out / "manifest.json").exists():
+        print(f"[bench] exporting ONNX to {out} (once per checkpoint) ...", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, "-m", "sam_age", "export", "--checkpoint", str(ckpt), "--format", "onnx",
+                               "--output", str(out), "--overwrite", "--quiet"], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError((proc.stderr.strip().splitlines() or ["export failed"])[-1])
+    return out
+
+
+def _fmt_s(v):
+    return "" if v is None else (f"{v:.3f} s" if v < 10 else f"{v:.1f} s")
+
+
+def _markdown(report: dict) -> str:
+    r = {c["case"]: c for c in report["cases"] if "error" not in c and "skipped" not in c}
+    info = report["cpu"]
+    lines = [f"# sam-age benchmark: {report['device_name']} ({report['device']})", "",
+             f"{report['date']} - torch {report['torch']} - {report['threads']} threads - commit {report['commit']} - "
+             f"load average at start {report['load_average']}, at end {report.get('load_average_end', '?')}", "",
+             f"CPU: {info['model']}, {info['cores']} cores, flags: {' '.join(info['flags']) or 'none of ' + '/'.join(FLAGS)}",
+             "", f"Command: `{report['command']}`", "", f"Weights: {report['weights']}", ""]
+    ours = r.get("ours")
+    flops = (ours or {}).get("flops", {})
+    # per network
+    rows = []
+    if ours:
+        for d in ours["dtypes"]:
+            label = f"sam-age {d}" + (" (default)" if d == ours["default_dtype"] else "") + (" (exact)" if d == "float32" else "")
+            rows.append((label, {n: ours["per_call_s"].get(f"{d}/{n}") for n in NETS},
+                         ours["seconds"].get(f"{d}/schedule")))
+    for peer in ("onnxruntime", "openvino"):
+        c = r.get(peer)
+        if c:
+            for label in sorted({k.split("/")[0] for k in c["per_call_s"]}):
+                rows.append((f"{label} {c['version']}", {n: c["per_call_s"].get(f"{label}/{n}") for n in NETS},
+                             c["seconds"].get(f"{label}/schedule")))
+    if rows:
+        n_ages = (ours or {}).get("ages", report["ages"])
+        lines += [f"## Per network call (batch 1) and the encode-once schedule ({n_ages} ages, one face)", "",
+                  "| runtime | pretrained encoder | age encoder | generator | schedule, s/face |", "|---|---|---|---|---|"]
+        for label, per, sched in rows:
+            cells = []
+            for n in NETS:
+                v = per.get(n)
+                g = f" ({flops[n] / v / 1e9:.0f} GFLOP/s)" if v and n in flops else ""
+                cells.append(f"{_fmt_s(v)}{g}" if v else "")
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {_fmt_s(sched)} |")
+        if flops:
+            lines += ["", "GFLOP per call: " + ", ".join(f"{n} {v / 1e9:.1f}" for n, v in flops.items()) + "."]
+        lines.append("")
+    # ratios
+    if ours:
+        d, s = ours["default_dtype"], ours["seconds"]
+        lines += ["## Against the references", "", "| what | result |", "|---|---|"]
+        f32 = s.get("float32/schedule")
+        if "original" in r and f32:
+            o = r["original"]
+            lines.append(f"| original schedule (float32, reference math, one age per forward) | "
+                         f"{o['seconds_per_face']:.1f} s/face ({o['ages']} ages) |")
+            lines.append(f"| float32 path vs original | {o['seconds_per_face'] / f32:.2f}x faster |")
+            if d != "float32":
+                lines.append(f"| default ({d}) vs original | {o['seconds_per_face'] / s[f'{d}/schedule']:.2f}x faster |")
+        if d != "float32" and f32:
+            lines.append(f"| default ({d}) vs float32 path | {f32 / s[f'{d}/schedule']:.2f}x faster (schedule) |")
+        for peer_label in [k for k in (r.get("openvino") or {}).get("seconds", {})] + \
+                          [k for k in (r.get("onnxruntime") or {}).get("seconds", {})]:
+            peer = r["openvino"] if peer_label.startswith("openvino") else r["onnxruntime"]
+            pv = peer["seconds"][peer_label]
+            name = peer_label.split("/")[0]
+            if f32:
+                lines.append(f"| float32 path vs {name} | {pv / f32:.2f}x |")
+            if d != "float32":
+                lines.append(f"| default ({d}) vs {name} | {pv / s[f'{d}/schedule']:.2f}x |")
+        for key, what in (("latency", "one face, one age"), ("slider", "slider move (face encoded: age encoder + generator)"),
+                          ("latency_graphs", "one face, one age, CUDA graphs"),
+                          ("slider_graphs", "slider move, CUDA graphs")):
+            for dd in ours["dtypes"]:
+                v = s.get(f"{dd}/{key}")
+                if v is not None:
+                    lines.append(f"| {what}, {dd} | {v * 1000:.1f} ms |" if v < 1 else f"| {what}, {dd} | {v:.2f} s |")
+        n_img = ours.get("faces", 1) * ours["ages"]
+        for key, batch in (("throughput", ours["batch_size"] or "default (16)"),
+                           ("throughput_graphs", ours["batch_size"] or "default (16)"),
+                           ("throughput_big_graphs", n_img)):
+            for dd in ours["dtypes"]:
+                v = s.get(f"{dd}/{key}")
+                if v is not None:
+                    what = "throughput" + (", CUDA graphs" if "graphs" in key else "")
+                    lines.append(f"| {what}, {dd}, {ours['faces']} faces x {ours['ages']} ages, batch {batch} | "
+                                 f"{n_img / v:.1f} images/s ({v / ours['faces']:.3f} s/face) |")
+        a = ours.get("agreement", {})
+        if "default_vs_float32_psnr_db" in a:
+            lines.append(f"| agreement, default ({d}) vs float32 | {a['default_vs_float32_psnr_db']:.1f} dB PSNR |")
+        for dd in ours["dtypes"]:
+            if f"{dd}_vs_original_psnr_db" in a:
+                lines.append(f"| agreement, {dd} vs the original code's images | {a[f'{dd}_vs_original_psnr_db']:.1f} dB "
+                             f"PSNR, max abs err {a[f'{dd}_vs_original_max_abs']:.2e} |")
+        mem = "max_memory_allocated" if report["device"] == "cuda" else "peak RSS"
+        if "rss" in r:
+            lines.append(f"| peak RSS, default path alone (load + 11 ages) | {r['rss']['peak_memory_mib'] / 1024:.2f} GiB |")
+        lines.append(f"| {mem}, the A/B process (all dtypes loaded) | {ours['peak_memory_mib'] / 1024:.2f} GiB |")
+        lines.append("")
     if "training" in r:
-        c = r["training"]
-        lines.append(f"| (g) training, float32 | batch {c['batch']}, {c.get('size', '')} px | {c['seconds_per_step']:.2f} s/step "
-                     f"({c['samples_per_s']:.2f} samples/s) | {mem(c)} |")
-    for c in report["cases"]:
-        if "error" in c:
-            lines.append(f"| {c['case']} | failed | {c['error'][:120]} | |")
-    lines += ["", "(e) peak memory: peak RSS of the case's own process on CPU (includes loading the "
-              "weights), torch.cuda.max_memory_allocated on CUDA.", ""]
+        t = r["training"]
+        lines += [f"## Training step (batch {t['batch']}, {t['size']} px; {t['note']})", "",
+                  "| generator form | s/step | samples/s | peak memory |", "|---|---|---|---|"]
+        for impl, v in t["impls"].items():
+            if "error" in v:
+                lines.append(f"| {impl} | failed: {v['error']} | | |")
+            else:
+                m = f"{v['peak_memory_mib'] / 1024:.2f} GiB" if v.get("peak_memory_mib") else \
+                    (f"{t['peak_memory_mib'] / 1024:.2f} GiB (process, all forms)" if t.get("peak_memory_mib") else "")
+                lines.append(f"| {impl} | {v['seconds_per_step']:.2f} | {v['samples_per_s']:.2f} | {m} |")
+        lines.append("")
+    notes = [f"- {c['case']}: skipped ({c['skipped']})" for c in report["cases"] if "skipped" in c]
+    notes += [f"- {c['case']}: failed ({c['error'][:200]})" for c in report["cases"] if "error" in c]
+    if notes:
+        lines += ["## Notes", ""] + notes + [""]
     return "\n".join(lines)
 
 
@@ -245,19 +582,26 @@ def _write(report: dict, args) -> None:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.device + ("-quick" if args.quick else "")
-    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / f"{stem}.md").write_text(_markdown(report))
+    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", _markdown(report))):
+        tmp = out_dir / f".{stem}{suffix}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out_dir / f"{stem}{suffix}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI smoke run: 256 px stand-in, 2 ages, 1 repeat")
+    p.add_argument("--quick", action="store_true", help="CI smoke run: 256 px stand-in, 2 ages, 1 repeat, no peers")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--checkpoint", default=None, help="a SAM checkpoint (default: the stand-in)")
     p.add_argument("--ages", type=int, default=None, help="ages per face (default 11; --quick: 2)")
-    p.add_argument("--repeat", type=int, default=None, help="timed repeats, best kept (default 2; --quick: 1)")
-    p.add_argument("--batch_size", type=int, default=None, help="images per batch (default: engine default)")
-    p.add_argument("--cases", default="default,original,float32,latency,agreement,training")
+    p.add_argument("--repeat", type=int, default=None, help="timed rounds, A/B interleaved, best kept (default 2; --quick: 1)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default 2 on CPU)")
+    p.add_argument("--batch_size", "--batch-size", type=int, default=None,
+                   help="images per batch (default: the engine's per-device default)")
+    p.add_argument("--faces", type=int, default=4, help="faces in the CUDA throughput run (default 4)")
+    p.add_argument("--train_batch", type=int, default=None, help="training batch (default: CPU 2, CUDA 6)")
+    p.add_argument("--cases", default=None, help=f"comma-separated (CPU default {CPU_CASES}; CUDA {CUDA_CASES})")
+    p.add_argument("--export_dir", default=None, help="exported ONNX folder for the peers (default: cached export)")
     p.add_argument("--output", default=str(RESULTS), help="results folder")
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -266,43 +610,66 @@ def main(argv=None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.ages = args.ages or (2 if args.quick else 11)
     args.repeat = args.repeat or (1 if args.quick else 2)
-    args.batch_size = args.batch_size or 8
+    args.threads = args.threads or (2 if args.device == "cpu" else torch.get_num_threads())
     if args.case:  # inside a case subprocess
         print(json.dumps(run_case(args.case, args)))
         return 0
 
-    cases = [c for c in args.cases.split(",") if c]
-    if args.quick:  # the reference case is for the 1024 px model
-        cases = [c for c in cases if c != "agreement"]
-    from sam_age.engine import resolve_dtype
-    if "float32" in cases and resolve_dtype(None, torch.device(args.device)) == torch.float32:
-        cases.remove("float32")  # the default path *is* the float32 path here
-    report = {"device": args.device, "device_name": _device_name(args.device), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "commit": _commit(), "python": platform.python_version(),
+    cases = [c for c in (args.cases or (CUDA_CASES if args.device == "cuda" else CPU_CASES)).split(",") if c]
+    if args.quick and args.cases is None:
+        cases = ["ours", "original"]
+    info = cpu_info()
+    device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else info["model"]
+    report = {"device": args.device, "device_name": device_name, "cpu": info, "torch": torch.__version__,
+              "threads": args.threads, "commit": _commit(), "python": platform.python_version(),
               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
               "command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "weights": args.checkpoint or ("256 px stand-in SAM (random weights)" if args.quick
                                              else "1024 px stand-in SAM (random weights)"),
               "ages": args.ages, "repeat": args.repeat, "cases": []}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS=str(args.threads))
     base = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--ages", str(args.ages),
-            "--repeat", str(args.repeat), "--batch_size", str(args.batch_size)]
+            "--repeat", str(args.repeat), "--threads", str(args.threads), "--faces", str(args.faces)]
+    for flag, value in (("--batch_size", args.batch_size), ("--train_batch", args.train_batch),
+                        ("--checkpoint", args.checkpoint)):
+        if value is not None:
+            base += [flag, str(value)]
     if args.quick:
         base.append("--quick")
-    if args.checkpoint:
-        base += ["--checkpoint", args.checkpoint]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
     for case in cases:
+        extra = []
+        if case in ("onnxruntime", "openvino"):
+            module = "onnxruntime" if case == "onnxruntime" else "openvino"
+            if args.device != "cpu":
+                report["cases"].append({"case": case, "skipped": "CPU peers; this run is on " + args.device})
+                continue
+            missing = [m for m in (module, "onnx", "onnxscript") if not _has(m)]
+            if missing:
+                report["cases"].append({"case": case, "skipped": f"{', '.join(missing)} not installed "
+                                                                  "(pip install 'sam-age[bench]')"})
+                _write(report, args)
+                continue
+            try:
+                args.export_dir = str(ensure_export(args, env))
+            except RuntimeError as e:
+                report["cases"].append({"case": case, "error": f"export failed: {e}"})
+                continue
+            extra = ["--export_dir", args.export_dir]
         print(f"[bench] {case} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(base + ["--case", case], capture_output=True, text=True, env=env)
+        t = time.perf_counter()
+        proc = subprocess.run(base + extra + ["--case", case], capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
             report["cases"].append({"case": case, "error": err})
             print(f"[bench] {case} failed: {err}", file=sys.stderr)
         else:
             result = json.loads(proc.stdout.strip().splitlines()[-1])
+            result["wall_s"] = round(time.perf_counter() - t, 1)
             report["cases"].append(result)
-            print(f"[bench] {json.dumps(result)}", file=sys.stderr, flush=True)
+            print(f"[bench] {case} done in {result['wall_s']} s", file=sys.stderr, flush=True)
+        report["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         _write(report, args)  # after every case: a long run that is cut short keeps its numbers
     print(_markdown(report))
     return 1 if any("error" in c for c in report["cases"]) else 0

@@ -257,7 +257,9 @@ class Runner:
     """One exported network in ONNX Runtime or OpenVINO: ``runner(*numpy arrays) -> array``."""
 
     def __init__(self, path: Union[str, Path], runtime: str, threads: Optional[int] = None,
-                 precision: str = "f32"):
+                 precision: Optional[str] = "f32"):
+        """``precision``: OpenVINO's inference precision ("f32"; None: the device's default,
+        bf16 on CPUs with AMX/avx512_bf16)."""
         self.path, self.runtime = Path(path), runtime
         if runtime == "onnxruntime":
             ort = _need("onnxruntime", "bench", "ONNX Runtime")
@@ -270,7 +272,7 @@ class Runner:
         elif runtime == "openvino":
             ov = _need("openvino", "bench", "OpenVINO")
             core = ov.Core()
-            config = {"INFERENCE_PRECISION_HINT": precision}
+            config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
             self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)

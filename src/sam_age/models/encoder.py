@@ -12,6 +12,9 @@
   so a ``.to()``, a ``load_state_dict`` or an optimizer step refolds on the next call;
 - ``"auto"`` (default): folded in eval mode without autograd, the reference otherwise
   (training needs the BatchNorm layers themselves).
+
+``impl`` is an argument of ``forward`` (default ``self.impl``, itself "auto"), as the
+generator's (``models.stylegan2``).
 """
 from __future__ import annotations
 
@@ -84,14 +87,17 @@ class GradualStyleEncoder(nn.Module):
                 c2 = x
         return c1, c2, x
 
-    def resolve_impl(self, impl: str = "auto") -> str:
+    impl = "auto"  # the form when a call does not name one (see the module docstring)
+
+    def resolve_impl(self, impl: Optional[str] = None) -> str:
+        impl = self.impl if impl is None else impl
         if impl not in ENCODER_IMPLS:
             raise ValueError(f"encoder impl must be one of {ENCODER_IMPLS}, got {impl!r}")
         if impl == "auto":
             return "folded" if not self.training and not torch.is_grad_enabled() else "reference"
         return impl
 
-    def forward(self, x: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, impl: Optional[str] = None) -> torch.Tensor:
         if self.resolve_impl(impl) == "folded":
             return self.forward_folded(x)
         c1, c2, c3 = self.features(x)
