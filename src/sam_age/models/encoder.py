@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.packed import pack_conv
 from .irse import fold_input_layer, fold_unit, input_layer, input_layer_folded, ir_se50_body, unit_folded
 from .stylegan2 import EqualLinear
 
@@ -50,11 +51,22 @@ class GradualStyleBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convs(x).reshape(-1, self.out_c))
 
-    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """Same as ``forward`` (inference): the activations applied in place."""
-        for m in self.convs:
-            x = F.leaky_relu_(x, m.negative_slope) if isinstance(m, nn.LeakyReLU) else m(x)
-        return self.linear(x.reshape(-1, self.out_c))
+    def packed(self, pack: bool = True):
+        """``(convs, weight, bias)``: each conv + LeakyReLU as one :class:`PackedConv`, and
+        the equalised linear's effective weight and bias."""
+        convs = [m for m in self.convs if isinstance(m, nn.Conv2d)]
+        slopes = [m.negative_slope for m in self.convs if isinstance(m, nn.LeakyReLU)]
+        lin = self.linear
+        bias = None if lin.bias is None else lin.bias.detach() * lin.lr_mul
+        return [pack_conv(c, s, pack) for c, s in zip(convs, slopes)], lin.weight.detach() * lin.scale, bias
+
+    @staticmethod
+    def forward_packed(x: torch.Tensor, packed) -> torch.Tensor:
+        """Same as ``forward`` (inference) from :meth:`packed`."""
+        convs, weight, bias = packed
+        for conv in convs:
+            x = conv(x)
+        return F.linear(x.reshape(x.shape[0], -1), weight, bias)
 
 
 def _upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -109,13 +121,17 @@ class GradualStyleEncoder(nn.Module):
         return torch.stack(latents, dim=1)
 
     # -- the folded inference form ------------------------------------------------------
+    pack_heads = True  # pack the style heads' weights too (a copy of ~0.9 GB in float32)
+
     def _fold_key(self) -> tuple:
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in
-                     list(self.input_layer.parameters()) + list(self.input_layer.buffers())
-                     + list(self.body.parameters()) + list(self.body.buffers()))
+        return (self.pack_heads,) + tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                                          for t in list(self.parameters()) + list(self.buffers()))
 
     def folded(self) -> dict:
-        """The folded weights (built on first use, rebuilt when a weight changes)."""
+        """The folded and packed weights (built on first use, rebuilt when a weight
+        changes): the body's BatchNorms folded into its convs, every conv packed for
+        oneDNN on the CPU (``sam_age.ops.packed``; the style heads with their LeakyReLU
+        fused, when ``pack_heads``)."""
         key = self._fold_key()
         hit: Optional[tuple] = self.__dict__.get("_folded_cache")
         if hit is not None and hit[0] == key:
@@ -125,7 +141,10 @@ class GradualStyleEncoder(nn.Module):
         fmt = torch.channels_last
         with torch.no_grad():
             data = {"input": fold_input_layer(self.input_layer, dtype, fmt),
-                    "body": [fold_unit(u, dtype, fmt) for u in self.body]}
+                    "body": [fold_unit(u, dtype, fmt) for u in self.body],
+                    "heads": [s.packed(self.pack_heads) for s in self.styles],
+                    "lat1": pack_conv(self.latlayer1, pack=self.pack_heads),
+                    "lat2": pack_conv(self.latlayer2, pack=self.pack_heads)}
         self.__dict__["_folded_cache"] = (key, data)
         return data
 
@@ -142,15 +161,13 @@ class GradualStyleEncoder(nn.Module):
         return c1, c2, x
 
     def forward_folded(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.folded()
         c1, c2, c3 = self.features_folded(x)
-        # the style heads read 512x512 weights at small sizes: the plain layout is faster
-        # for them (measured, fp32 and bf16), and the in-place activation saves a pass
-        fmt = self.__dict__.get("_head_format", torch.contiguous_format)
-        c3 = c3.contiguous(memory_format=fmt)
-        n = self.style_count
-        latents = [self.styles[j].forward_fast(c3) for j in range(min(COARSE_END, n))]
-        p2 = _upsample_add(c3, self.latlayer1(c2.contiguous(memory_format=fmt)))
-        latents += [self.styles[j].forward_fast(p2) for j in range(COARSE_END, min(MIDDLE_END, n))]
-        p1 = _upsample_add(p2, self.latlayer2(c1.contiguous(memory_format=fmt)))
-        latents += [self.styles[j].forward_fast(p1) for j in range(MIDDLE_END, n)]
+        heads, n = f["heads"], self.style_count
+        run = GradualStyleBlock.forward_packed
+        latents = [run(c3, heads[j]) for j in range(min(COARSE_END, n))]
+        p2 = _upsample_add(c3, f["lat1"](c2))
+        latents += [run(p2, heads[j]) for j in range(COARSE_END, min(MIDDLE_END, n))]
+        p1 = _upsample_add(p2, f["lat2"](c1))
+        latents += [run(p1, heads[j]) for j in range(MIDDLE_END, n)]
         return torch.stack(latents, dim=1)

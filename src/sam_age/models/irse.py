@@ -17,6 +17,7 @@ from torch import nn
 
 from ..ops.convbn import (BorderFix, bn_scale_shift, fold_bn_after, fold_bn_before, se_residual,
                           squeeze_excite)
+from ..ops.packed import PackedConv
 
 # (in_channel, depth, units) per stage; the first unit of every stage has stride 2.
 IR50_STAGES = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))
@@ -90,23 +91,23 @@ class IRSEBackbone(nn.Module):
 
 @dataclass
 class FoldedUnit:
-    """One :class:`BottleneckIRSE` with its BatchNorms folded (see :func:`fold_unit`)."""
-    w1: torch.Tensor
-    b1: torch.Tensor
+    """One :class:`BottleneckIRSE` with its BatchNorms folded (see :func:`fold_unit`); the
+    convs are :class:`~sam_age.ops.packed.PackedConv` (weights packed once for oneDNN on
+    the CPU, dense elsewhere)."""
+    conv1: PackedConv
     fix1: BorderFix
     alpha: torch.Tensor
-    w2: torch.Tensor
-    b2: torch.Tensor
+    conv2: PackedConv
     stride: int
     se1: torch.Tensor
     se2: torch.Tensor
-    ws: Optional[torch.Tensor] = None  # 1x1 shortcut conv (folded BN) or None: subsampling
-    bs: Optional[torch.Tensor] = None
+    shortcut: Optional[PackedConv] = None  # 1x1 conv (folded BN), or None: subsampling
 
 
-def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.contiguous_format) -> FoldedUnit:
+def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.contiguous_format,
+              pack: bool = True) -> FoldedUnit:
     """The unit's weights with both BatchNorms folded in (float64 math, cast to ``dtype``
-    once); conv weights in ``memory_format``."""
+    once); conv weights in ``memory_format``, packed for oneDNN where it can (``pack``)."""
     bn0, conv1, prelu, conv2, bn2, se = unit.res_layer
     w1, b1, fix1 = fold_bn_before(conv1.weight, *bn_scale_shift(bn0), padding=conv1.padding[0])
     w2, b2 = fold_bn_after(conv2.weight, None, *bn_scale_shift(bn2))
@@ -121,32 +122,35 @@ def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.cont
         t = t.to(device=conv1.weight.device, dtype=dtype)
         return t.contiguous(memory_format=memory_format) if weight else t
 
-    return FoldedUnit(cast(w1, True), cast(b1), fix1, prelu.weight.detach().to(dtype), cast(w2, True), cast(b2),
-                      conv2.stride[0], se.fc1.weight.detach().flatten(1), se.fc2.weight.detach().flatten(1),
-                      cast(ws, True), cast(bs))
+    stride = conv2.stride[0]
+    return FoldedUnit(PackedConv(cast(w1, True), cast(b1), 1, fix1.padding, pack=pack), fix1,
+                      prelu.weight.detach().to(dtype),
+                      PackedConv(cast(w2, True), cast(b2), stride, 1, pack=pack), stride,
+                      se.fc1.weight.detach().flatten(1), se.fc2.weight.detach().flatten(1),
+                      None if ws is None else PackedConv(cast(ws, True), cast(bs), stride, 0, pack=pack))
 
 
 def unit_folded(x: torch.Tensor, f: FoldedUnit) -> torch.Tensor:
     """The folded unit: ``conv1 -> border fix -> PReLU -> conv2 -> SE * + shortcut``."""
-    z = f.fix1.apply_(F.conv2d(x, f.w1, f.b1, padding=f.fix1.padding))
-    z = F.prelu(z, f.alpha)
-    u = F.conv2d(z, f.w2, f.b2, stride=f.stride, padding=1)
-    if f.ws is None:
+    z = F.prelu(f.fix1.apply_(f.conv1(x)), f.alpha)
+    u = f.conv2(z)
+    if f.shortcut is None:
         shortcut = x if f.stride == 1 else x[:, :, ::f.stride, ::f.stride]
     else:
-        shortcut = F.conv2d(x, f.ws, f.bs, stride=f.stride)
+        shortcut = f.shortcut(x)
     return se_residual(shortcut, u, squeeze_excite(u, f.se1, f.se2))
 
 
-def fold_input_layer(layer: nn.Sequential, dtype: torch.dtype, memory_format=torch.contiguous_format):
-    """``(w, b, alpha)`` of ``conv -> BN -> PReLU`` with the BN folded into the conv."""
+def fold_input_layer(layer: nn.Sequential, dtype: torch.dtype, memory_format=torch.contiguous_format,
+                     pack: bool = True):
+    """``(conv, alpha)`` of ``conv -> BN -> PReLU`` with the BN folded into the conv."""
     conv, bn, prelu = layer
     w, b = fold_bn_after(conv.weight, None, *bn_scale_shift(bn))
     dev = conv.weight.device
-    return (w.to(device=dev, dtype=dtype).contiguous(memory_format=memory_format), b.to(device=dev, dtype=dtype),
-            prelu.weight.detach().to(dtype))
+    return (PackedConv(w.to(device=dev, dtype=dtype).contiguous(memory_format=memory_format),
+                       b.to(device=dev, dtype=dtype), 1, 1, pack=pack), prelu.weight.detach().to(dtype))
 
 
 def input_layer_folded(x: torch.Tensor, folded) -> torch.Tensor:
-    w, b, alpha = folded
-    return F.prelu(F.conv2d(x, w, b, padding=1), alpha)
+    conv, alpha = folded
+    return F.prelu(conv(x), alpha)

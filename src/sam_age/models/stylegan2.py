@@ -139,6 +139,23 @@ class ModulatedConv2d(nn.Module):
             self.__dict__["_sq_norms"] = hit
         return hit[1]
 
+    def style_scales(self, style: torch.Tensor) -> torch.Tensor:
+        """``self.modulation(style)`` for the fast forms, in float32 at least whatever the
+        model's dtype: half-precision GEMVs of a single style are slow on CPUs and the
+        demodulation wants the precision. A half-precision model's modulation weights are
+        kept as float32 copies beside the module (small: 512 x 512 per layer)."""
+        lin = self.modulation
+        acc = torch.promote_types(lin.weight.dtype, torch.float32)
+        if (lin.weight.dtype == acc or (torch.is_grad_enabled() and lin.weight.requires_grad)
+                or torch.compiler.is_compiling()):
+            return lin(style.to(lin.weight.dtype)).to(acc)
+        key = (lin.weight.data_ptr(), lin.weight._version, lin.bias.data_ptr(), lin.bias._version, lin.weight.device)
+        hit = self.__dict__.get("_style_fp32")
+        if hit is None or hit[0] != key:
+            hit = (key, lin.weight.detach().to(acc) * lin.scale, lin.bias.detach().to(acc) * lin.lr_mul)
+            self.__dict__["_style_fp32"] = hit
+        return F.linear(style.to(acc), hit[1], hit[2])
+
     def modulated_weight(self, style: torch.Tensor) -> torch.Tensor:
         """``[B, out, in, k, k]`` weights for each sample: scale, modulate, demodulate."""
         batch = style.shape[0]
@@ -321,17 +338,17 @@ class Generator(nn.Module):
             conv = layer.conv
             blur = conv.blur.kernel if conv.upsample else None
             if shared:
-                return styled_conv_shared(x, conv.weight, conv.scale, conv.modulation(style),
+                return styled_conv_shared(x, conv.weight, conv.scale, conv.style_scales(style),
                                           layer.activate.bias, noise_i, layer.noise.weight,
                                           conv.upsample, blur, gain, sq_norms=conv.squared_norms())
-            w = modulated_weight(conv.weight, conv.scale, conv.modulation(style), True, gain, dtype=x.dtype,
+            w = modulated_weight(conv.weight, conv.scale, conv.style_scales(style), True, gain, dtype=x.dtype,
                                  sq_norms=conv.squared_norms())
             return styled_conv_fast(x, w, layer.activate.bias, noise_i, layer.noise.weight,
                                     upsample=conv.upsample, blur=blur)
 
         def rgb(layer: ToRGB, x, style):
             conv = layer.conv
-            w = modulated_weight(conv.weight, conv.scale, conv.modulation(style), False, SQRT2, dtype=x.dtype)
+            w = modulated_weight(conv.weight, conv.scale, conv.style_scales(style), False, SQRT2, dtype=x.dtype)
             return to_rgb_fast(x, w, layer.bias.reshape(-1))
 
         out = self.input(latent.shape[0]).to(latent.dtype).contiguous(memory_format=torch.channels_last)

@@ -68,8 +68,12 @@ def modulated_weight(weight: torch.Tensor, scale: float, styles: torch.Tensor, d
     coef = (s * in_gain)[:, None, :]
     if demod is not None:
         coef = coef * demod[:, :, None]
-    w = weight[0].to(coef.dtype)[None] * coef[..., None, None]
-    return w.to(dtype or weight.dtype)
+    dtype = dtype or weight.dtype
+    if torch.is_grad_enabled() and (weight.requires_grad or coef.requires_grad):
+        return (weight[0].to(coef.dtype)[None] * coef[..., None, None]).to(dtype)
+    # one pass: the (say bf16) weight is read, multiplied in float32, stored in ``dtype``
+    out = torch.empty((coef.shape[0],) + tuple(weight.shape[1:]), dtype=dtype, device=weight.device)
+    return torch.mul(weight[0][None], coef[..., None, None], out=out)
 
 
 def _noise_lrelu_(out: torch.Tensor, noise: Optional[torch.Tensor], noise_weight: torch.Tensor,
