@@ -204,7 +204,7 @@ def case_ours(args, device) -> dict:
             fns[f"{name}/pretrained_encoder"] = (lambda m=m, r=r: m.encode_w_plus(r["xf"]))
         fns[f"{name}/age_encoder"] = (lambda m=m, r=r: torch.no_grad()(m.encoder)(r["x4"]))
         fns[f"{name}/generator"] = (lambda m=m, r=r: torch.no_grad()(m.generate)(r["codes"], randomize_noise=False))
-    per_call = _interleaved(fns, args.repeat, device)
+    per_call = _interleaved(fns, args.repeat, device, warm=not args.quick)
     sched = {}
     for name, r in res.items():
         m = r["m"]
@@ -223,7 +223,7 @@ def case_ours(args, device) -> dict:
                 m, faces, ages, batch_size=args.batch_size, cuda_graphs=True))
             sched[f"{name}/throughput_big_graphs"] = (lambda m=m, faces=faces, big=big: age_faces(
                 m, faces, ages, batch_size=big, cuda_graphs=True))
-    whole = _interleaved(sched, args.repeat, device)
+    whole = _interleaved(sched, args.repeat, device, warm=not args.quick)
     out["per_call_s"] = {k: round(v, 4) for k, v in per_call.items()}
     out["seconds"] = {k: round(v, 4) for k, v in whole.items()}
     out["faces"] = args.faces if device.type == "cuda" else 1
