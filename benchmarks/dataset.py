@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     run = _bench_run()
     weights, label = _checkpoint(args.checkpoint)
     folder = Path(tempfile.mkdtemp(prefix="sam-age-bench-photos-"))
-    report = {"device": args.device, "device_name": run._device_name("cuda" if args.device.startswith("cuda") else "cpu"),
+    report = {"device": args.device, "device_name": (torch.cuda.get_device_name(0) if args.device.startswith("cuda") else run.cpu_info()["model"]),
               "torch": torch.__version__, "cpus": os.cpu_count(), "cpu_flags": _cpu_flags(), "commit": run._commit(),
               "python": platform.python_version(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "load_average_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
