@@ -59,17 +59,19 @@ class _TTY(io.StringIO):
 
 # -- 1. output that cannot be written -----------------------------------------------------
 
-@pytest.mark.parametrize("command", ["age", "mix", "evaluate"])
+@pytest.mark.parametrize("command", ["age", "mix", "evaluate", "estimate"])
 def test_output_folder_checked_before_anything_else(command, tmp_path, capsys, face):
     afile = tmp_path / "afile"
     afile.write_text("x")
     missing_ckpt = str(tmp_path / "none.pt")  # were the weights looked at first, this would be the error
     for output, reason in ((afile, "is a file, not a folder"), (afile / "sub", "cannot be made")):
         if command == "evaluate":
-            argv = ["evaluate", "--data", str(face.parent), "--output", str(output)]
+            argv = ["evaluate", "--data", str(face.parent), "--output", str(output), "--checkpoint", missing_ckpt]
+        elif command == "estimate":
+            argv = ["estimate", str(face), "--output", str(output), "--age_predictor_weights", missing_ckpt]
         else:
-            argv = [command, str(face), "--output", str(output)]
-        assert main([*argv, "--checkpoint", missing_ckpt]) == 2
+            argv = [command, str(face), "--output", str(output), "--checkpoint", missing_ckpt]
+        assert main(argv) == 2
         err = _lines(capsys.readouterr().err)
         assert len(err) == 1 and "--output" in err[0] and reason in err[0], err
     assert afile.read_text() == "x"
@@ -164,13 +166,14 @@ def test_check_device():
             check_device(d)
 
 
-@pytest.mark.parametrize("command", ["age", "mix", "evaluate", "serve", "train"])
+@pytest.mark.parametrize("command", ["age", "mix", "evaluate", "estimate", "serve", "train"])
 def test_unknown_device_exit_2_at_once(command, tmp_path, capsys, face):
     missing = str(tmp_path / "none.pt")  # the device is refused before the weights are looked at
     argv = {
         "age": ["age", str(face), "--output", str(tmp_path / "o"), "--checkpoint", missing],
         "mix": ["mix", str(face), "--output", str(tmp_path / "o"), "--checkpoint", missing],
         "evaluate": ["evaluate", "--data", str(face.parent), "--output", str(tmp_path / "o"), "--checkpoint", missing],
+        "estimate": ["estimate", str(face), "--output", str(tmp_path / "o"), "--age_predictor_weights", missing],
         "serve": ["serve", "--checkpoint", missing, "--port", "1"],
         "train": ["train", "--exp_dir", str(tmp_path / "e"), "--train_dir", str(tmp_path / "t"),
                   "--test_dir", str(tmp_path / "t"), "--id_lambda", "0.1"],
