@@ -315,7 +315,7 @@ class Batch:
     model makes), advanced by the model's forward passes through :meth:`advance`; it is
     off with ``--json`` or ``--quiet`` and when stderr is not a terminal. A write error
     (:class:`WriteError`) fails its input; a full or read-only disk also stops the run
-    (the inputs not started are counted as failed, in one line)."""
+    (the inputs not started are counted as failed, in one line at the end)."""
 
     def __init__(self, command: str, args, total: int, per_input: int = 1, unit: str = "image",
                  progress: bool = True):
@@ -325,7 +325,9 @@ class Batch:
         self.start = time.perf_counter()
         self.per_input = max(1, int(per_input))
         self.stopped: Optional[str] = None
-        self._done = 0  # units of the current input
+        self.not_done = 0
+        self._done = 0  # units of the current input (inside :meth:`run`)
+        self._in_run = False
         quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False) or not progress)
         self.bar = tqdm(total=total * self.per_input, unit=unit, file=sys.stderr, disable=True if quiet else None,
                         dynamic_ncols=True, desc=f"sam-age {command}")
@@ -333,7 +335,7 @@ class Batch:
     def advance(self, n: int) -> None:
         """``n`` more units of the current input (more than ``per_input`` in all, as with
         several faces in a photo, grows the total)."""
-        if self._done + n > self.per_input and not self.bar.disable:
+        if self._in_run and self._done + n > self.per_input and not self.bar.disable:
             self.bar.total += self._done + n - max(self.per_input, self._done)
         self._done += n
         self.bar.update(n)
@@ -357,7 +359,7 @@ class Batch:
 
     def run(self, name: str, path: Path, work: Callable[[], dict]) -> None:
         t0 = time.perf_counter()
-        self._done = 0
+        self._done, self._in_run = 0, True
         try:
             rec = work()
         except InputError as e:
@@ -373,34 +375,49 @@ class Batch:
             self.records.append(rec)
         finally:
             self._input_done()
+            self._in_run = False
 
     def run_each(self, named: Sequence[Tuple[str, Path]], work: Callable[[str, Path], dict]) -> None:
         """:meth:`run` for each input in turn, stopping after a disk-full (or read-only)
         error: the rest are recorded as not done, in one stderr line."""
         for i, (name, path) in enumerate(named):
             if self.stopped:
-                rest = named[i:]
-                self.bar.write(f"sam-age {self.command}: stopped: {len(rest)} input(s) not done "
-                               f"({self.stopped})", file=sys.stderr)
-                for n, p in rest:
-                    self.records.append({"input": str(p), "name": n, "ok": False,
-                                         "error": f"not done: the run stopped ({self.stopped})", "files": []})
-                    self._input_done()
+                for n, p in named[i:]:
+                    self.skip_stopped(n, p, self.stopped)
                 return
             self.run(name, path, lambda: work(name, path))
 
-    def add(self, name: str, path: Path, ok: bool, reason: str = "", **fields) -> None:
-        """One input settled elsewhere (a dataset run): ``fields`` go into its record."""
+    def skip_stopped(self, name: str, path: Path, reason: str) -> None:
+        """An input never started because the run stopped: counted as failed, without a
+        line of its own (:meth:`finish` says how many, once)."""
+        self.stopped = self.stopped or reason
+        self.not_done += 1
+        self.records.append({"input": str(path), "name": name, "ok": False,
+                             "error": f"not done: the run stopped ({self.stopped})", "files": []})
+        self.bar.update(self.per_input)
+
+    def add(self, name: str, path: Path, ok: bool, reason: str = "", units: int = 0, **fields) -> None:
+        """One input settled elsewhere (a dataset run): ``fields`` go into its record;
+        ``units``: what the model did for it (already counted through :meth:`advance`),
+        0 when it never reached the model (its share is counted now)."""
         if ok:
             self.records.append({"input": str(path), "name": name, "ok": True, **fields})
         else:
             self.fail(name, reason, path)
-        self.bar.update(1)
+        if units:
+            if not self.bar.disable:
+                self.bar.total += units - self.per_input
+                self.bar.refresh()
+        else:
+            self.bar.update(self.per_input)
 
     def finish(self, heading: str = "", extra: Dict[str, object] = None) -> int:
         """Print the summary (``heading`` before the line; ``extra`` into the JSON) and
         return the exit code for these records."""
         self.bar.close()
+        if self.not_done:
+            print(f"sam-age {self.command}: stopped: {self.not_done} input(s) not done ({self.stopped})",
+                  file=sys.stderr)
         ok = sum(r["ok"] for r in self.records)
         failed = len(self.records) - ok
         skipped = sum(bool(r.get("skipped")) for r in self.records)
