@@ -151,6 +151,50 @@ def test_mix_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path
     assert list(out.iterdir()) == []  # the partial result of the first input is gone
 
 
+def test_age_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path, tmp_path, capsys, face,
+                                                                   monkeypatch):
+    second = tmp_path / "second.png"
+    Image.open(face).save(second)
+    out = tmp_path / "out"
+    calls = []
+    real_save = Image.Image.save
+
+    def save(self, fp, *a, **k):  # the disk fills after the first image (age_030.png)
+        calls.append(fp)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *a, **k)
+    monkeypatch.setattr(Image.Image, "save", save)
+    code = main(["age", str(face), str(second), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30",
+                 "--output", str(out), "--device", "cpu", "--batch-size", "1", "--workers", "0"])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    err = _lines(captured.err)
+    assert len(err) == 2, err
+    assert err[0] == f"sam-age age: {face}: cannot write {out / 'face' / 'strip.png'}: No space left on device"
+    assert err[1].startswith("sam-age age: stopped: 1 input(s) not done (cannot write")
+    assert "0 of 2 inputs done" in captured.out
+    assert not (out / "face").exists() and not (out / "second").exists()  # no partial result
+    assert not [p for p in out.rglob("*.png")]
+
+
+def test_age_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_path, face, monkeypatch, umask022):
+    out = tmp_path / "out"
+    stale = out / "face" / "age_090.png"  # an earlier run's result for other ages
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    code = main(["age", str(face), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30,40",
+                 "--output", str(out), "--device", "cpu", "--overwrite", "--workers", "0"])
+    assert code == 0, tty.getvalue()
+    assert sorted(p.name for p in (out / "face").iterdir()) == ["age_030.png", "age_040.png", "strip.png"]
+    for p in [out / "face", *(out / "face").iterdir()]:
+        assert _mode(p) == (0o755 if p.is_dir() else 0o644), p
+    bar = tty.getvalue()
+    assert "sam-age age" in bar and "2/2" in bar and "face-age" in bar  # 1 face x 2 ages
+
+
 # -- 2. --device that does not exist here ------------------------------------------------
 
 def _absent_devices():
@@ -255,12 +299,16 @@ def test_progress_bar_off_with_quiet_and_counts_face_ages(tmp_path, monkeypatch,
         output = tmp_path
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
-    b = Batch("age", Args, total=2, per_input=3, unit="face-age")
+    b = Batch("age", Args, total=4, per_input=3, unit="face-age")
     b.run("a", Path("a.jpg"), lambda: (b.advance(2), b.advance(2), {"files": []})[-1])  # two faces: grows
     b.run("b", Path("b.jpg"), lambda: (_ for _ in ()).throw(InputError("no face")))
-    assert b.bar.total == 7 and b.bar.n == 7
+    assert b.bar.total == 13 and b.bar.n == 7  # (4 inputs x 3, one more for the second face)
+    b.advance(6)  # a dataset run: the model's passes first, then each input settled
+    b.add("c", Path("c.jpg"), True, units=6, files=[])  # two faces x 3 ages
+    b.add("d", Path("d.jpg"), False, "no face")  # never reached the model: its share now
+    assert b.bar.total == 16 and b.bar.n == 16
     b.finish()
-    assert "7/7" in tty.getvalue() and "face-age" in tty.getvalue()
+    assert "16/16" in tty.getvalue() and "face-age" in tty.getvalue()
     Args.quiet = True
     tty2 = _TTY()
     monkeypatch.setattr(sys, "stderr", tty2)

@@ -79,7 +79,7 @@ def flag_notes(args, ages) -> None:
 def run(args) -> int:
     from ..batch.listing import Item
     from ..batch.outputs import Request, checkpoint_identity
-    from ..batch.runner import SKIPPED, run_shard
+    from ..batch.runner import NOT_DONE, SKIPPED, run_shard
     from ..launch import Ranks
     from ..render import mp4_available
 
@@ -98,22 +98,28 @@ def run(args) -> int:
                       frames_per_age=args.frames_per_age, fps=args.fps)
     items = [Item(i, name, path) for i, (name, path) in enumerate(setup.named)]
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
-    batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), progress=ranks.main)
+    n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
+    batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), per_input=n_ages,
+                  unit="face-age", progress=ranks.main)
     batch.fail_missing(missing)
 
     def report(o) -> None:
         for line in o.notes:  # the estimated age, clamped relative ages
             batch.bar.write(f"sam-age age: {o.item.path}: {line}", file=sys.stderr)
-        if o.ok:
+        units = o.faces * n_ages if o.aged else 0  # (already counted, pass by pass)
+        if o.status == NOT_DONE:
+            batch.skip_stopped(o.item.name, o.item.path, o.reason)
+        elif o.ok:
             extra = {"skipped": True} if o.status == SKIPPED else {}
-            batch.add(o.item.name, o.item.path, True, faces=o.faces, scores=[round(s, 4) for s in o.scores],
-                      files=[str(f) for f in o.files], seconds=round(o.seconds, 3), **o.report, **extra)
+            batch.add(o.item.name, o.item.path, True, units=units, faces=o.faces,
+                      scores=[round(s, 4) for s in o.scores], files=[str(f) for f in o.files],
+                      seconds=round(o.seconds, 3), **o.report, **extra)
         else:
-            batch.add(o.item.name, o.item.path, False, o.reason)
+            batch.add(o.item.name, o.item.path, False, o.reason, units=units)
 
     result = run_shard(items, out=Path(args.output), request=request, get_pipeline=setup.get_pipeline,
                        ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
-                       extra_failed=len(missing), on_outcome=report)
+                       extra_failed=len(missing), on_outcome=report, on_progress=batch.advance)
     if not ranks.distributed:
         return batch.finish()
     # Under torchrun: one summary per rank; the last rank to finish also sums up the launch
