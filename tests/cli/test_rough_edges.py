@@ -59,7 +59,7 @@ class _TTY(io.StringIO):
 
 # -- 1. output that cannot be written -----------------------------------------------------
 
-@pytest.mark.parametrize("command", ["age", "mix", "evaluate", "estimate"])
+@pytest.mark.parametrize("command", ["age", "mix", "evaluate", "estimate", "video", "export"])
 def test_output_folder_checked_before_anything_else(command, tmp_path, capsys, face):
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -69,6 +69,8 @@ def test_output_folder_checked_before_anything_else(command, tmp_path, capsys, f
             argv = ["evaluate", "--data", str(face.parent), "--output", str(output), "--checkpoint", missing_ckpt]
         elif command == "estimate":
             argv = ["estimate", str(face), "--output", str(output), "--age_predictor_weights", missing_ckpt]
+        elif command == "export":
+            argv = ["export", "--output", str(output), "--checkpoint", missing_ckpt]
         else:
             argv = [command, str(face), "--output", str(output), "--checkpoint", missing_ckpt]
         assert main(argv) == 2
@@ -210,7 +212,7 @@ def test_check_device():
             check_device(d)
 
 
-@pytest.mark.parametrize("command", ["age", "mix", "evaluate", "estimate", "serve", "train"])
+@pytest.mark.parametrize("command", ["age", "mix", "evaluate", "estimate", "video", "serve", "train"])
 def test_unknown_device_exit_2_at_once(command, tmp_path, capsys, face):
     missing = str(tmp_path / "none.pt")  # the device is refused before the weights are looked at
     argv = {
@@ -218,6 +220,7 @@ def test_unknown_device_exit_2_at_once(command, tmp_path, capsys, face):
         "mix": ["mix", str(face), "--output", str(tmp_path / "o"), "--checkpoint", missing],
         "evaluate": ["evaluate", "--data", str(face.parent), "--output", str(tmp_path / "o"), "--checkpoint", missing],
         "estimate": ["estimate", str(face), "--output", str(tmp_path / "o"), "--age_predictor_weights", missing],
+        "video": ["video", str(tmp_path / "clip.mp4"), "--output", str(tmp_path / "o"), "--checkpoint", missing],
         "serve": ["serve", "--checkpoint", missing, "--port", "1"],
         "train": ["train", "--exp_dir", str(tmp_path / "e"), "--train_dir", str(tmp_path / "t"),
                   "--test_dir", str(tmp_path / "t"), "--id_lambda", "0.1"],
