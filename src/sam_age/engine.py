@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -227,9 +227,11 @@ def encode_faces(model: SAM, faces: torch.Tensor, batch_size: Optional[int] = No
 @torch.no_grad()
 def age_encoded(model: SAM, faces: torch.Tensor, base: Optional[torch.Tensor], ages: Sequence[float],
                 batch_size: Optional[int] = None, resize: bool = True, randomize_noise: bool = False,
-                cuda_graphs: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+                cuda_graphs: bool = False,
+                progress: Optional[Callable[[int], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Age faces whose :func:`encode_faces` result ``base`` is known: per image one age
-    encoder and one generator call. Returns what :func:`age_faces` returns."""
+    encoder and one generator call. Returns what :func:`age_faces` returns;
+    ``progress(k)`` after each forward pass (k face-ages done: a progress bar's hook)."""
     param = next(model.parameters())
     faces = faces.to(device=param.device, dtype=param.dtype)
     bs = _batch_size(param.device, batch_size)
@@ -255,6 +257,8 @@ def age_encoded(model: SAM, faces: torch.Tensor, base: Optional[torch.Tensor], a
             img, c = step(*args)
         images.append(img.float())
         codes.append(c.float())
+        if progress is not None:
+            progress(stop - start)
     img = torch.cat(images)
     cod = torch.cat(codes)
     return img.reshape(n, a, *img.shape[1:]), cod.reshape(n, a, *cod.shape[1:])
@@ -262,8 +266,9 @@ def age_encoded(model: SAM, faces: torch.Tensor, base: Optional[torch.Tensor], a
 
 def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size: Optional[int] = None,
               resize: bool = True, randomize_noise: bool = False,
-              cuda_graphs: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Age every face to every age.
+              cuda_graphs: bool = False,
+              progress: Optional[Callable[[int], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Age every face to every age (``progress(k)`` after each forward pass: k face-ages done).
 
     ``faces``: ``[N, 3, 256, 256]`` in [-1, 1] (aligned). Returns ``(images, codes)`` with
     ``images [N, A, 3, S, S]`` (S = 256 with ``resize``, else the generator size) and
@@ -273,4 +278,4 @@ def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size
     ``cuda_graphs`` replays captured CUDA graphs per batch shape (CUDA, fixed noise only;
     ignored elsewhere), which removes the kernel-launch cost that bounds small batches."""
     base = encode_faces(model, faces, batch_size, cuda_graphs=cuda_graphs)
-    return age_encoded(model, faces, base, ages, batch_size, resize, randomize_noise, cuda_graphs)
+    return age_encoded(model, faces, base, ages, batch_size, resize, randomize_noise, cuda_graphs, progress)

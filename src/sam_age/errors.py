@@ -5,6 +5,7 @@ so a shell user never sees a traceback for a bad input.
 """
 from __future__ import annotations
 
+import errno as _errno
 import re
 from pathlib import Path
 from typing import Optional, Union
@@ -33,6 +34,9 @@ EXIT_OK = 0            # everything worked
 EXIT_SOME_FAILED = 1   # some inputs failed (each named on stderr), the rest were done
 EXIT_USAGE = 2         # bad flags, or a weights/checkpoint problem: nothing was done
 EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT, as shells report it)
+
+# Write errors after which no later input can be written either: a batch stops (exit 1).
+STOP_ERRNOS = frozenset(e for e in (getattr(_errno, n, None) for n in ("ENOSPC", "EDQUOT", "EROFS")) if e)
 
 
 class SamAgeError(Exception):
@@ -66,6 +70,16 @@ class InputError(SamAgeError):
     """One input (an image) cannot be used; a batch goes on past it (exit 1 overall)."""
 
     exit_code = EXIT_SOME_FAILED
+
+
+class WriteError(InputError):
+    """An input's results could not be written (disk full, quota, read-only, ...): that
+    input fails and its partial result is removed. ``errno`` says whether the next input
+    can fare better: a full or read-only disk stops the run (:data:`STOP_ERRNOS`)."""
+
+    def __init__(self, message: str, path: Optional[PathLike] = None, errno: Optional[int] = None):
+        super().__init__(message, path)
+        self.errno = errno
 
 
 class ImageReadError(InputError):

@@ -19,7 +19,7 @@ releases used, so ``--seed`` keeps giving the same styles); a ``generator=``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -98,11 +98,14 @@ class StyleMixer:
     def mix_face(self, face: FaceResult, sources: Sequence[StyleSource],
                  latent_mask: Optional[Sequence[int]] = None, alpha: Optional[float] = None,
                  randomize_noise: bool = False,
-                 generator: Optional[torch.Generator] = None) -> List[List[Image.Image]]:
-        """``face``'s aging with each source's styles in ``latent_mask`` (default: fine layers)."""
+                 generator: Optional[torch.Generator] = None,
+                 progress: Optional[Callable[[int], None]] = None) -> List[List[Image.Image]]:
+        """``face``'s aging with each source's styles in ``latent_mask`` (default: fine layers);
+        ``progress(k)`` after each forward pass (k images made)."""
         mask = list(latent_mask) if latent_mask is not None else fine_layers(self.model.n_styles)
         return [self.pipeline.generate(self.mix_codes(face.latents, inject, mask, alpha), size=face.size,
-                                       randomize_noise=randomize_noise, generator=generator)
+                                       randomize_noise=randomize_noise, generator=generator,
+                                       progress=progress)
                 for _, inject in sources]
 
     def __call__(self, image, ages: Sequence[float], *, reference=None, n_random: int = 5,

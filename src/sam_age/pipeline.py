@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from .ages import (Age, RelativeAge, ResolvedAge, absolute_ages, age_label, clam
 from .checkpoints.load import load_sam
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
 from .engine import age_faces, resolve_device, resolve_dtype
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .face.align import align_faces
 from .face.paste import paste_face
 from .images import read_image, to_tensor, to_uint8
@@ -139,11 +139,19 @@ def _landmarks(face) -> Optional[np.ndarray]:
 def prepare_faces(image, all_faces: bool = False, align: bool = True,
                   name: Optional[str] = None) -> Tuple[Image.Image, List[PreparedFace]]:
     """Read ``image`` and find its face(s), without the model: ``(photo, faces)``.
-    Raises ImageReadError / NoFaceError (one-line messages naming the file)."""
+    Raises ImageReadError / NoFaceError (one-line messages naming the file).
+
+    ``align=False``: the image is an aligned square face crop; a square of another size
+    is resized to 256 (as the original's transforms do), a photo that is not square is
+    refused (InputError) rather than squashed."""
     if name is None and isinstance(image, (str, Path)):
         name = str(image)
     photo = read_image(image, name=name)
     if not align:
+        w, h = photo.size
+        if w != h:
+            raise InputError(f"is {w}x{h}, not a square aligned face crop (what --no-align takes); "
+                             "without --no-align the face is found and aligned", name)
         face = photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
         return photo, [PreparedFace(face, None, 0.0)]
     found = align_faces(photo, all_faces=all_faces, output_size=INPUT_SIZE, name=name)
@@ -234,9 +242,11 @@ class AgePipeline:
 
     def age_aligned(self, faces: Union[torch.Tensor, Sequence[Image.Image]], ages: Sequence[float],
                     size: int = 256, randomize_noise: bool = False,
-                    generator: Optional[torch.Generator] = None):
+                    generator: Optional[torch.Generator] = None,
+                    progress: Optional[Callable[[int], None]] = None):
         """Aligned faces (tensor ``[N,3,256,256]`` in [-1,1], or PIL images) -> ``(images
-        [N,A,3,S,S], codes [N,A,n_styles,512])`` as float32 CPU tensors."""
+        [N,A,3,S,S], codes [N,A,n_styles,512])`` as float32 CPU tensors. ``progress(k)``
+        is called as each forward pass finishes (k face-ages done): a progress bar's hook."""
         ages = check_ages(ages)
         resize = self._check_size(size)
         if not isinstance(faces, torch.Tensor):
@@ -244,7 +254,7 @@ class AgePipeline:
                                            if f.size != (INPUT_SIZE, INPUT_SIZE) else f) for f in faces])
         with noise_from(generator if randomize_noise else None, self.device):
             images, codes = age_faces(self.model, faces, ages, batch_size=self.batch_size, resize=resize,
-                                      randomize_noise=randomize_noise)
+                                      randomize_noise=randomize_noise, progress=progress)
         return images.float().cpu(), codes.float().cpu()
 
     def __call__(self, image, ages, *, all_faces: bool = False, align: bool = True,
@@ -256,9 +266,9 @@ class AgePipeline:
         ``ages``: as ``--ages`` (:func:`sam_age.ages.parse_ages`): ``[10, 40]``, ``30``,
         ``"0:100:50"``, and relative ages ``"+20"``, ``["-10", "+10"]`` (years from the
         face's DEX estimate, clamped to 0..100: see ``result.notes``). ``all_faces`` ages
-        every detected face; ``align=False`` takes the image as an already aligned crop
-        (resized to 256); ``paste_back`` also returns the whole photo with the aged face(s)
-        put back, per age, through ``mask`` ("face": the landmark mask, "box": the rounded
+        every detected face; ``align=False`` takes the image as an already aligned square
+        crop (resized to 256; not square: InputError); ``paste_back`` also returns the whole
+        photo with the aged face(s) put back, per age, through ``mask`` ("face": the landmark mask, "box": the rounded
         box) with ``colour_match``; ``size`` is 256 or the generator's size."""
         requested = parse_ages(ages, relative=True)
         self._check_size(size)
@@ -271,22 +281,26 @@ class AgePipeline:
     def age_prepared(self, photo: Image.Image, aligned: Sequence[PreparedFace], ages, *,
                      paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
                      generator: Optional[torch.Generator] = None, mask: str = "face",
-                     colour_match: bool = True) -> AgingResult:
+                     colour_match: bool = True,
+                     progress: Optional[Callable[[int], None]] = None) -> AgingResult:
         """The model half of ``__call__``, for faces from :func:`prepare_faces`. Relative
-        ages are resolved per face against its estimated age (DEX on the aligned face)."""
+        ages are resolved per face against its estimated age (DEX on the aligned face).
+        ``progress``: see :meth:`age_aligned`."""
         return self.age_prepared_many([(photo, aligned)], ages, paste_back=paste_back, size=size,
                                       randomize_noise=randomize_noise, generator=generator, mask=mask,
-                                      colour_match=colour_match)[0]
+                                      colour_match=colour_match, progress=progress)[0]
 
     def age_prepared_many(self, photos: Sequence[Tuple[Optional[Image.Image], Sequence[PreparedFace]]], ages, *,
                           paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
                           generator: Optional[torch.Generator] = None, mask: str = "face",
-                          colour_match: bool = True) -> List[AgingResult]:
+                          colour_match: bool = True,
+                          progress: Optional[Callable[[int], None]] = None) -> List[AgingResult]:
         """:meth:`age_prepared` for several photos at once, ``[(photo, faces), ...]`` -> one
         result per photo (dataset runs). The faces of all the photos that share their list
         of ages (all of them, unless relative) go through the model together, so forward
         passes stay full however few faces each photo has; each face's images depend on
-        that face alone. ``photo`` may be None when nothing is pasted back."""
+        that face alone. ``photo`` may be None when nothing is pasted back; ``progress``: see
+        :meth:`age_aligned`."""
         requested = parse_ages(ages, relative=True)
         _check_mask(mask)
         flat = [(p, face) for p, (_, faces) in enumerate(photos) for face in faces]
@@ -300,7 +314,8 @@ class AgePipeline:
         made = {}
         for key, idx in groups.items():
             images, codes = self.age_aligned([flat[i][1][0] for i in idx], list(key), size=size,
-                                             randomize_noise=randomize_noise, generator=generator)
+                                             randomize_noise=randomize_noise, generator=generator,
+                                             progress=progress)
             for j, i in enumerate(idx):
                 made[i] = (images[j], codes[j])
         faces = [FaceResult(a[0], a[1], [x.age for x in resolved[i]], _images_to_pil(made[i][0]), made[i][1],
@@ -334,14 +349,17 @@ class AgePipeline:
     # -- animation -----------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, codes: torch.Tensor, size: int = 256, randomize_noise: bool = False,
-                 generator: Optional[torch.Generator] = None) -> List[Image.Image]:
-        """W+ codes ``[K, n_styles, 512]`` -> images, in batches."""
+                 generator: Optional[torch.Generator] = None,
+                 progress: Optional[Callable[[int], None]] = None) -> List[Image.Image]:
+        """W+ codes ``[K, n_styles, 512]`` -> images, in batches (``progress(k)`` after each)."""
         resize = self._check_size(size)
         out: List[Image.Image] = []
         with noise_from(generator if randomize_noise else None, self.device):
             for start in range(0, codes.shape[0], self.batch_size):
                 c = codes[start:start + self.batch_size].to(device=self.device, dtype=self.dtype)
                 out += _images_to_pil(self.model.generate(c, resize=resize, randomize_noise=randomize_noise))
+                if progress is not None:
+                    progress(c.shape[0])
         return out
 
     def animate(self, face: FaceResult, frames_per_age: int = 4, size: Optional[int] = None) -> List[Image.Image]:

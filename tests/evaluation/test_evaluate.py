@@ -68,7 +68,7 @@ def test_evaluate_writes_table_summary_plots_and_names_the_bad_file(
 def test_usage_errors_exit_2_before_loading_anything(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", "x.pt", "--data", str(tmp_path / "nope"),
                  "--output", str(tmp_path / "o")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["evaluate", "--checkpoint", "x.pt", "--data", str(tmp_path / "empty"),
                  "--output", str(tmp_path / "o")]) == 2

@@ -55,7 +55,7 @@ def test_export_refuses_before_loading(exported, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert main(["export", "--output", str(afile)]) == 2
-    assert "must be a folder" in capsys.readouterr().err
+    assert "is a file, not a folder" in capsys.readouterr().err  # (the check every --output shares)
     assert main(["export", "--output", str(tmp_path / "new"), "--networks", "decoder"]) == 2
     with pytest.raises(SystemExit) as e:
         main(["export", "--output", str(tmp_path / "new"), "--format", "tflite"])

@@ -89,7 +89,11 @@ def test_serve_refuses_bad_flags_before_loading_the_model(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", missing, "--max-upload-mb", "0"]) == 2
     assert "--max-upload-mb" in capsys.readouterr().err
-    assert main(["serve", "--checkpoint", missing]) == 2  # no such checkpoint: exit 2, one line
+    import socket
+    with socket.socket() as s:  # a free port: the busy-port check passes, the checkpoint is next
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    assert main(["serve", "--checkpoint", missing, "--port", port]) == 2  # no such checkpoint: exit 2, one line
     err = capsys.readouterr().err
     assert "missing.pt" in err and "Traceback" not in err
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import UsageError
+from ..errors import STOP_ERRNOS, UsageError
 from ..launch import Ranks
 from ..pipeline import AgePipeline, AgingResult, relative_notes, relative_report
 from ..render import make_strip, save_gif, save_image, save_mp4
@@ -43,6 +43,7 @@ from .manifest import FAILED, OK, STARTED, PartWriter, merge, read_state
 from .outputs import Layout, Plan, Request, Staging
 
 SKIPPED = "skipped"  # an Outcome status: done by an earlier run with the same request
+NOT_DONE = "not-done"  # an Outcome status: never started, the run stopped (a full disk); not recorded
 REPORT_KEYS = ("requested", "ages", "estimated_ages", "clamped")  # relative_report's, in the manifest
 
 
@@ -56,6 +57,8 @@ class Outcome:
     scores: List[float] = field(default_factory=list)
     seconds: float = 0.0
     refused: bool = False  # its place in OUT is taken: nothing done, nothing recorded
+    aged: bool = False  # its faces went through the model (counted by the progress hook)
+    errno: Optional[int] = None  # a write error's errno (STOP_ERRNOS: the run stops)
     report: Dict[str, object] = field(default_factory=dict)  # ages asked and made (relative_report)
     notes: List[str] = field(default_factory=list)  # one-line notes for the user (estimates, clamping)
 
@@ -117,12 +120,16 @@ def default_workers(ranks: Ranks, n_batches: int) -> int:
 def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipeline: Callable[[], object],
               ranks: Ranks = Ranks(), overwrite: bool = False, batch_size: int = 8,
               workers: Optional[int] = None, extra_failed: int = 0,
-              on_outcome: Callable[[Outcome], None] = lambda o: None) -> ShardResult:
+              on_outcome: Callable[[Outcome], None] = lambda o: None,
+              on_progress: Optional[Callable[[int], None]] = None) -> ShardResult:
     """Do this rank's share of ``items`` (the whole listing; the split happens here).
 
     ``get_pipeline()`` returns the loaded :class:`~sam_age.pipeline.AgePipeline` (called
     at the first face: a shard of bad files never loads the model); ``extra_failed``
-    counts inputs that failed before the listing (missing files), reported by rank 0."""
+    counts inputs that failed before the listing (missing files), reported by rank 0;
+    ``on_progress(k)``: k more face-ages through the model (a progress bar). A full or
+    read-only disk stops the shard after the batch it hit: the inputs not started are
+    reported ``NOT_DONE`` (and not recorded, so the next run does them)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -155,13 +162,26 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     pool = ThreadPoolExecutor(max_workers=min(photos, _cpus(), 8)) if photos > 1 else None
     try:
         pipe = None
+        stopped = None
+        reported = set()
         for batch in make_loader(dataset, photos, workers):
             if pipe is None and any(p.status == OK for p in batch):
                 pipe = get_pipeline()
                 pipe._check_size(request.size)  # UsageError (exit 2) before anything is written
-            for o in _do_batch(batch, todo, pipe, request, layout, out, writer, staging, pool):
+            for o in _do_batch(batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress):
                 outcomes.append(o)
+                reported.add(o.item.index)
                 on_outcome(o)
+                if o.errno in STOP_ERRNOS and stopped is None:
+                    stopped = o.reason
+            if stopped is not None:
+                break
+        if stopped is not None:  # nothing more can be written: no more work, one outcome each
+            for item, _ in todo:
+                if item.index not in reported:
+                    o = Outcome(item, NOT_DONE, stopped)  # reason: the error that stopped the run
+                    outcomes.append(o)
+                    on_outcome(o)
         finished = True
     finally:
         if pool is not None:
@@ -213,7 +233,8 @@ def _record(item: Item, status: str, request: Request, *, reason=None, files: Se
 
 
 def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layout, out: Path,
-              writer: PartWriter, staging: Staging, pool: Optional[ThreadPoolExecutor] = None) -> List[Outcome]:
+              writer: PartWriter, staging: Staging, pool: Optional[ThreadPoolExecutor] = None,
+              on_progress: Optional[Callable[[int], None]] = None) -> List[Outcome]:
     """One batch: intents, the model over every face of the batch
     (``AgePipeline.age_prepared_many``), the files (written by ``pool``'s threads, one input
     each: encoders release the GIL), the final lines."""
@@ -236,7 +257,7 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
     if ready:
         t0 = time.perf_counter()
         aged = pipe.age_prepared_many([(None, p.prepared_faces()) for p in ready], list(request.ages),
-                                      size=request.size)
+                                      size=request.size, progress=on_progress)
         model_seconds = time.perf_counter() - t0
         n_total = sum(p.n_faces for p in ready)
         jobs = []
@@ -278,11 +299,22 @@ def _finish_one(p: Prepared, job: Tuple[Item, bool], result: AgingResult, frames
         files = staging.place(item.name, plan, layout, replace)
     except FileExistsError as e:  # a race: the place was free when checked
         staging.discard(item.name, plan)
-        return Outcome(item, FAILED, exists_reason(Path(str(e))), seconds=p.seconds, report=_asked(request))
-    except OSError as e:  # disk full, permissions, ...: this input fails, the run goes on
+        return Outcome(item, FAILED, exists_reason(Path(str(e))), faces=len(result.faces), seconds=p.seconds,
+                       report=_asked(request), aged=True)
+    except OSError as e:  # disk full, permissions, ...: this input fails (a full disk stops the run)
         staging.discard(item.name, plan)
-        return Outcome(item, FAILED, f"cannot write {e.filename or out}: {e.strerror or e}", seconds=p.seconds,
-                       report=_asked(request))
+        return Outcome(item, FAILED, f"cannot write {_final_name(e, staging, out)}: {e.strerror or e}",
+                       faces=len(result.faces), seconds=p.seconds, report=_asked(request), aged=True, errno=e.errno)
     seconds = p.seconds + model_share + (time.perf_counter() - t1)
     return Outcome(item, OK, None, files, len(result.faces), list(p.scores), seconds,
-                   report=relative_report(result), notes=relative_notes(result))
+                   report=relative_report(result), notes=relative_notes(result), aged=True)
+
+
+def _final_name(error: OSError, staging: Staging, out: Path):
+    """The name the user knows: a file being written in staging, by its place in ``OUT``."""
+    if error.filename is None:
+        return out
+    try:
+        return out / Path(str(error.filename)).relative_to(staging.root)
+    except ValueError:
+        return error.filename

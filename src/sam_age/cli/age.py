@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..batch.outputs import FORMATS, LAYOUTS
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
-from .common import Batch, add_common_arguments, prepare_run
+from .common import Batch, add_common_arguments, note, prepare_run
 
 DESCRIPTION = """\
 Age the face in each photo to every target age.
@@ -45,8 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_common_arguments(p)
     p.add_argument("--gif", action="store_true", help="write animation.gif (young -> old -> young)")
     p.add_argument("--mp4", action="store_true", help="write animation.mp4 (needs imageio-ffmpeg)")
-    p.add_argument("--frames-per-age", type=int, default=4,
-                   help="interpolated frames between neighbouring ages in the animation (default: %(default)s)")
+    p.add_argument("--frames-per-age", type=int, default=4, metavar="K",
+                   help="animation frames from one age to the next, the age's own frame included: "
+                        "1 = the ages only, 4 = each age and 3 in between (default: %(default)s)")
     p.add_argument("--fps", type=float, default=12.0, help="animation frame rate (default: %(default)s)")
     p.add_argument("--paste-back", action="store_true", help="also write the whole photo with the aged face, per age")
     p.add_argument("--mask", choices=("face", "box"), default="face",
@@ -64,10 +65,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def flag_notes(args, ages) -> None:
+    """A note for each flag that the other flags make do nothing (or little)."""
+    if args.paste_back and args.no_align:
+        note("age", "--paste-back does nothing with --no-align (the input is already the face): "
+                    "no pasted_*.png are written", args)
+    if (args.gif or args.mp4) and len(ages) < 2:
+        flags = " and ".join(f for f, on in (("--gif", args.gif), ("--mp4", args.mp4)) if on)
+        note("age", f"{flags} with one age: the animation is a single still frame "
+                    "(give two or more --ages to animate)", args)
+
+
 def run(args) -> int:
     from ..batch.listing import Item
     from ..batch.outputs import Request, checkpoint_identity
-    from ..batch.runner import SKIPPED, run_shard
+    from ..batch.runner import NOT_DONE, SKIPPED, run_shard
     from ..launch import Ranks
     from ..render import mp4_available
 
@@ -79,28 +91,35 @@ def run(args) -> int:
         raise UsageError(f"--workers must be 0 or more, not {args.workers}")
     ranks = Ranks.from_env()
     setup = prepare_run(args)
+    flag_notes(args, setup.ages)
     request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
                       format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
                       paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
                       frames_per_age=args.frames_per_age, fps=args.fps)
     items = [Item(i, name, path) for i, (name, path) in enumerate(setup.named)]
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
-    batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), progress=ranks.main)
+    n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
+    batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), per_input=n_ages,
+                  unit="face-age", progress=ranks.main)
     batch.fail_missing(missing)
 
     def report(o) -> None:
-        for note in o.notes:  # the estimated age, clamped relative ages
-            batch.bar.write(f"sam-age age: {o.item.path}: {note}", file=sys.stderr)
-        if o.ok:
+        for line in o.notes:  # the estimated age, clamped relative ages
+            batch.bar.write(f"sam-age age: {o.item.path}: {line}", file=sys.stderr)
+        units = o.faces * n_ages if o.aged else 0  # (already counted, pass by pass)
+        if o.status == NOT_DONE:
+            batch.skip_stopped(o.item.name, o.item.path, o.reason)
+        elif o.ok:
             extra = {"skipped": True} if o.status == SKIPPED else {}
-            batch.add(o.item.name, o.item.path, True, faces=o.faces, scores=[round(s, 4) for s in o.scores],
-                      files=[str(f) for f in o.files], seconds=round(o.seconds, 3), **o.report, **extra)
+            batch.add(o.item.name, o.item.path, True, units=units, faces=o.faces,
+                      scores=[round(s, 4) for s in o.scores], files=[str(f) for f in o.files],
+                      seconds=round(o.seconds, 3), **o.report, **extra)
         else:
-            batch.add(o.item.name, o.item.path, False, o.reason)
+            batch.add(o.item.name, o.item.path, False, o.reason, units=units)
 
     result = run_shard(items, out=Path(args.output), request=request, get_pipeline=setup.get_pipeline,
                        ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
-                       extra_failed=len(missing), on_outcome=report)
+                       extra_failed=len(missing), on_outcome=report, on_progress=batch.advance)
     if not ranks.distributed:
         return batch.finish()
     # Under torchrun: one summary per rank; the last rank to finish also sums up the launch

@@ -12,16 +12,21 @@ original spelling is accepted as an alias (``--batch_size``, ``--checkpoint_path
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..batch.listing import name_items
 from ..defaults import DEFAULT_AGES, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, CheckpointError, InputError, UsageError
+from ..errors import (EXIT_OK, EXIT_SOME_FAILED, STOP_ERRNOS, CheckpointError, InputError, UsageError,
+                      WriteError)
+from ..fileio import atomic_dir
 
 SAMPLE = "sample"
 
@@ -80,14 +85,96 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="output size: 256 (pooled, as the original) or 1024 (the generator's own)")
     add_device_arguments(p)
     add_batch_size_argument(p)
-    p.add_argument("--no-align", action="store_true", help="inputs are already aligned 256 px face crops")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-align", action="store_true",
+                   help="inputs are already aligned square face crops (resized to 256 px; "
+                        "a photo that is not square fails)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an input's existing result folder (as a whole)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_quiet_argument(p)
+
+
+def add_quiet_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar and no notes (errors and the summary still print); "
+                        "the bar is also off when stderr is not a terminal")
 
 
 def check_batch_size(value) -> None:
     if value is not None and value < 1:
         raise UsageError(f"--batch-size must be at least 1, not {value}")
+
+
+def note(command: str, message: str, args=None) -> None:
+    """One line on stderr about something done differently from what the flags might
+    suggest (``--quiet`` hides it)."""
+    if args is not None and getattr(args, "quiet", False):
+        return
+    print(f"sam-age {command}: note: {message}", file=sys.stderr)
+
+
+# -- checks made before any work -----------------------------------------------------------
+
+def available_devices() -> List[str]:
+    """The devices torch can use here: ``cpu``, ``cuda:0``... ``mps``, ``xpu:0``..."""
+    import torch
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and getattr(xpu, "is_available", lambda: False)():
+        found += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return found
+
+
+def check_device(flag: Optional[str], option: str = "--device") -> None:
+    """``--device`` names a device torch has here (``auto``: always), else UsageError
+    (exit 2) saying which devices exist; called before any weights are fetched or faces
+    detected, by every command with ``--device``."""
+    if flag in (None, "", "auto"):
+        return
+    import torch
+    have = available_devices()
+    listing = f"this machine has {', '.join(have)} (or use auto)"
+    try:
+        device = torch.device(flag)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{option} {flag}: not a device name; {listing}") from None
+    if device.type == "cpu":
+        return
+    if device.index is None:
+        ok = any(d.split(":")[0] == device.type for d in have)
+    else:
+        ok = str(device) in have
+    if not ok:
+        raise UsageError(f"{option} {flag}: no such device here; {listing}")
+
+
+def check_output_folder(folder, option: str = "--output") -> Path:
+    """The output folder exists (or can be made) and this process can write in it; else
+    UsageError (exit 2), before any model is loaded. Nothing is created: the probe is a
+    temporary folder made and removed in the folder or its nearest existing parent."""
+    folder = Path(folder).expanduser()
+    where = f"{option} {folder}"
+    if folder.exists() or folder.is_symlink():
+        if not folder.is_dir():
+            raise UsageError(f"{where}: is a file, not a folder" if folder.exists()
+                             else f"{where}: is a broken link")
+        probe = folder
+    else:
+        probe = folder.absolute().parent
+        while not (probe.exists() or probe.is_symlink()) and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(f"{where}: cannot be made, {probe} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sam-age-probe-", dir=probe))
+    except OSError as e:
+        raise UsageError(f"{where}: cannot write in {probe} ({e.strerror or e})") from None
+    return folder
 
 
 # -- inputs and outputs --------------------------------------------------------------------
@@ -111,9 +198,45 @@ def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
     return [(item.name, item.path) for item in name_items(paths)], missing
 
 
+def exists_message(folder) -> str:
+    return f"output {folder} already exists (use --overwrite to replace it)"
+
+
 def check_output_dir(folder: Path, overwrite: bool) -> None:
     if folder.exists() and not overwrite and (not folder.is_dir() or any(folder.iterdir())):
-        raise InputError(f"output {folder} already exists (use --overwrite to replace it)")
+        raise InputError(exists_message(folder))
+
+
+def write_error(error: OSError, stage: Optional[Path] = None, final: Optional[Path] = None) -> WriteError:
+    """An ``OSError`` from writing -> one line naming the file (its final name, when it
+    was written in ``stage`` on the way to ``final``)."""
+    name = error.filename
+    if name is not None and stage is not None and final is not None:
+        try:
+            name = final / Path(str(name)).relative_to(stage)
+        except ValueError:
+            pass
+    reason = error.strerror or str(error) or type(error).__name__
+    return WriteError(f"cannot write {name}: {reason}" if name else f"cannot write: {reason}",
+                      errno=error.errno)
+
+
+@contextlib.contextmanager
+def results_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
+    """One input's result folder, written whole or not at all: the block writes into a
+    folder beside ``folder`` (yielded), which then takes ``folder``'s place in one rename
+    (``--overwrite``: the old folder goes as a whole, nothing of it stays). A write error
+    removes what was written and becomes a :class:`WriteError` naming the file."""
+    folder = Path(folder)
+    stage: List[Path] = []
+    try:
+        with atomic_dir(folder, replace=overwrite) as s:
+            stage.append(s)
+            yield s
+    except FileExistsError:
+        raise InputError(exists_message(folder)) from None
+    except OSError as e:
+        raise write_error(e, stage[0] if stage else None, folder) from None
 
 
 # -- the model, once per process -----------------------------------------------------------
@@ -154,10 +277,12 @@ def prepare_run(args) -> RunSetup:
     from ..weights.store import resolve_weights
     ages = parse_ages(args.ages, "--ages", relative=True)
     check_batch_size(args.batch_size)
+    check_device(args.device)
+    check_output_folder(args.output)
     named, missing = collect_inputs(args)
     weights = resolve_weights(args.checkpoint, progress=not args.json, kind="sam")
     if not Path(weights).is_file():
-        raise CheckpointError("file not found", weights)
+        raise CheckpointError("not a weights file", weights)
     predictor = age_predictor_for(args, ages)  # only for relative ages (exit 2 now if missing)
     device = Ranks.from_env().device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
@@ -184,16 +309,41 @@ def age_predictor_for(args, ages):
 
 class Batch:
     """The per-input loop every command shares: progress bar, one stderr line per failed
-    input, JSON summary, exit code."""
+    input, JSON summary, exit code.
 
-    def __init__(self, command: str, args, total: int, progress: bool = True):
+    The bar counts ``per_input`` units per input (``age``: face-ages, one per image the
+    model makes), advanced by the model's forward passes through :meth:`advance`; it is
+    off with ``--json`` or ``--quiet`` and when stderr is not a terminal. A write error
+    (:class:`WriteError`) fails its input; a full or read-only disk also stops the run
+    (the inputs not started are counted as failed, in one line at the end)."""
+
+    def __init__(self, command: str, args, total: int, per_input: int = 1, unit: str = "image",
+                 progress: bool = True):
         from tqdm import tqdm
         self.command, self.args = command, args
         self.records: List[dict] = []
         self.start = time.perf_counter()
-        self.bar = tqdm(total=total, unit="image", file=sys.stderr,
-                        disable=True if (args.json or not progress) else None,
+        self.per_input = max(1, int(per_input))
+        self.stopped: Optional[str] = None
+        self.not_done = 0
+        self._done = 0  # units of the current input (inside :meth:`run`)
+        self._in_run = False
+        quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False) or not progress)
+        self.bar = tqdm(total=total * self.per_input, unit=unit, file=sys.stderr, disable=True if quiet else None,
                         dynamic_ncols=True, desc=f"sam-age {command}")
+
+    def advance(self, n: int) -> None:
+        """``n`` more units of the current input (more than ``per_input`` in all, as with
+        several faces in a photo, grows the total)."""
+        if self._in_run and self._done + n > self.per_input and not self.bar.disable:
+            self.bar.total += self._done + n - max(self.per_input, self._done)
+        self._done += n
+        self.bar.update(n)
+
+    def _input_done(self) -> None:
+        if self._done < self.per_input:
+            self.bar.update(self.per_input - self._done)
+        self._done = 0
 
     def fail(self, name: str, reason: str, path=None) -> None:
         self.records.append({"input": str(path) if path else name, "name": name, "ok": False,
@@ -205,34 +355,69 @@ class Batch:
         for msg in messages:
             arg, _, reason = msg.partition(": ")
             self.fail(arg, reason)
-            self.bar.update(1)
+            self._input_done()
 
     def run(self, name: str, path: Path, work: Callable[[], dict]) -> None:
         t0 = time.perf_counter()
+        self._done, self._in_run = 0, True
         try:
             rec = work()
         except InputError as e:
             self.fail(name, e.reason, path)
+            if isinstance(e, WriteError) and e.errno in STOP_ERRNOS:
+                self.stopped = e.reason
+        except OSError as e:  # not from our writers (those raise WriteError): still one line
+            self.fail(name, write_error(e).reason if e.filename else (e.strerror or str(e)), path)
         else:
             rec.update({"input": str(path), "name": name, "ok": True,
                         "seconds": round(time.perf_counter() - t0, 3)})
             rec["files"] = [str(f) for f in rec.get("files", [])]
             self.records.append(rec)
         finally:
-            self.bar.update(1)
+            self._input_done()
+            self._in_run = False
 
-    def add(self, name: str, path: Path, ok: bool, reason: str = "", **fields) -> None:
-        """One input settled elsewhere (a dataset run): ``fields`` go into its record."""
+    def run_each(self, named: Sequence[Tuple[str, Path]], work: Callable[[str, Path], dict]) -> None:
+        """:meth:`run` for each input in turn, stopping after a disk-full (or read-only)
+        error: the rest are recorded as not done, in one stderr line."""
+        for i, (name, path) in enumerate(named):
+            if self.stopped:
+                for n, p in named[i:]:
+                    self.skip_stopped(n, p, self.stopped)
+                return
+            self.run(name, path, lambda: work(name, path))
+
+    def skip_stopped(self, name: str, path: Path, reason: str) -> None:
+        """An input never started because the run stopped: counted as failed, without a
+        line of its own (:meth:`finish` says how many, once)."""
+        self.stopped = self.stopped or reason
+        self.not_done += 1
+        self.records.append({"input": str(path), "name": name, "ok": False,
+                             "error": f"not done: the run stopped ({self.stopped})", "files": []})
+        self.bar.update(self.per_input)
+
+    def add(self, name: str, path: Path, ok: bool, reason: str = "", units: int = 0, **fields) -> None:
+        """One input settled elsewhere (a dataset run): ``fields`` go into its record;
+        ``units``: what the model did for it (already counted through :meth:`advance`),
+        0 when it never reached the model (its share is counted now)."""
         if ok:
             self.records.append({"input": str(path), "name": name, "ok": True, **fields})
         else:
             self.fail(name, reason, path)
-        self.bar.update(1)
+        if units:
+            if not self.bar.disable:
+                self.bar.total += units - self.per_input
+                self.bar.refresh()
+        else:
+            self.bar.update(self.per_input)
 
     def finish(self, heading: str = "", extra: Dict[str, object] = None) -> int:
         """Print the summary (``heading`` before the line; ``extra`` into the JSON) and
         return the exit code for these records."""
         self.bar.close()
+        if self.not_done:
+            print(f"sam-age {self.command}: stopped: {self.not_done} input(s) not done ({self.stopped})",
+                  file=sys.stderr)
         ok = sum(r["ok"] for r in self.records)
         failed = len(self.records) - ok
         skipped = sum(bool(r.get("skipped")) for r in self.records)

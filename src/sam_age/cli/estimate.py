@@ -19,7 +19,7 @@ from typing import List, Optional
 
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
 from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,  # noqa: F401
-                     age_predictor_for, check_batch_size, collect_inputs)
+                     age_predictor_for, check_batch_size, check_device, check_output_folder, collect_inputs)
 
 OUTPUT_FILES = ("estimates.csv", "estimates.json")
 DESCRIPTION = """\
@@ -56,9 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _check_output(args) -> Optional[Path]:
     if args.output is None:
         return None
-    out = Path(args.output).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UsageError("exists and is not a folder", out)
+    out = check_output_folder(args.output)
     existing = [n for n in OUTPUT_FILES if (out / n).exists()]
     if existing and not args.overwrite:
         raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", out)
@@ -81,6 +79,7 @@ def _write_outputs(out: Path, summary: dict) -> List[Path]:
 
 def run(args) -> int:
     check_batch_size(args.batch_size)
+    check_device(args.device)
     named, missing = collect_inputs(args)
     out = _check_output(args)
     from ..engine import resolve_device

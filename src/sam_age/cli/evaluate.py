@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from .common import (add_ages_argument, add_batch_size_argument, add_checkpoint_argument, add_device_arguments,
-                     check_batch_size)
+                     check_batch_size, check_device, check_output_folder)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -51,21 +51,22 @@ def run(args) -> int:
     from ..weights.store import resolve_weights
 
     ages = parse_ages(args.ages, "--ages")
+    check_device(args.device)
     data = Path(args.data).expanduser()
+    if not data.exists():
+        raise UsageError(f"--data {data}: does not exist")
     if not data.is_dir():
-        raise UsageError("not a folder of images", data)
+        raise UsageError(f"--data {data}: is a file, expected a folder of images")
     check_batch_size(args.batch_size)
     paths, _ = list_inputs([str(data)])
     if not paths:
         raise UsageError("no images in this folder", data)
 
     from ..evaluation import OUTPUT_FILES
-    output = Path(args.output).expanduser()
+    output = check_output_folder(args.output)
     existing = [name for name in OUTPUT_FILES if (output / name).exists()]
     if existing and not args.overwrite:
         raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", output)
-    if output.exists() and not output.is_dir():
-        raise UsageError("exists and is not a folder", output)
 
     ir_se50 = resolve_weights(args.ir_se50_weights, "ir_se50")
     dex = resolve_weights(args.age_predictor_weights, "dex_age")

@@ -43,10 +43,12 @@ def run(args) -> int:
     from ..errors import UsageError
     from ..export import check_output, export_sam
     from ..pipeline import resolve_weights
+    from .common import check_output_folder
 
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     if not names:
         raise UsageError("--networks names no network")
+    check_output_folder(args.output)
     out = check_output(args.output, args.format, args.overwrite, names)  # before the model is loaded
     say = (lambda m: None) if args.quiet else (lambda m: print(f"sam-age export: {m}", file=sys.stderr, flush=True))
     model = load_sam(resolve_weights(args.checkpoint, progress=not args.quiet), device="cpu")

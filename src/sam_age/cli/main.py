@@ -3,7 +3,9 @@
 Each subcommand module defines ``add_parser(subparsers)`` and ``run(args) -> int`` and
 imports heavy things (torch, gradio, ...) inside ``run`` so that ``--help`` stays fast.
 Exit codes, everywhere: 0 ok, 1 some inputs failed, 2 usage or checkpoint error (the named
-constants of :mod:`sam_age.errors`); each error class carries its code, mapped here once.
+constants of :mod:`sam_age.errors`); each error class carries its code, mapped here once;
+an ``OSError`` that escapes a command (a disk that fills while writing a summary) is one
+line naming the file, exit 1.
 Shared flags and the per-input loop are in :mod:`sam_age.cli.common`.
 """
 from __future__ import annotations
@@ -72,6 +74,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SamAgeError as e:
         print(f"sam-age {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a file we could not write (or read) outside a per-input loop
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"sam-age {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_SOME_FAILED
     except KeyboardInterrupt:
         print(f"sam-age {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

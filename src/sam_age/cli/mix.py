@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import InputError, UsageError
-from .common import Batch, add_common_arguments, age_label, check_output_dir, prepare_run
+from .common import Batch, add_common_arguments, age_label, check_output_dir, prepare_run, results_folder
 
 DESCRIPTION = """\
 Mix styles into aged faces.
@@ -76,7 +76,9 @@ def run(args) -> int:
         except InputError as e:
             raise UsageError(f"--reference {e}") from None
 
-    batch = Batch("mix", args, len(named) + len(missing))
+    # the bar counts the images the model makes: each age, then each age per style source
+    n_sources = 1 if reference is not None else args.n_random
+    batch = Batch("mix", args, len(named) + len(missing), per_input=len(ages) * (1 + n_sources))
     batch.fail_missing(missing)
     ref_face = {}
 
@@ -85,23 +87,26 @@ def run(args) -> int:
         check_output_dir(folder, args.overwrite)
         photo, faces = prepare_faces(path, align=not args.no_align)
         pipe = get_pipeline()
-        base = pipe.age_prepared(photo, faces[:1], ages, size=args.size).faces[0]
+        base = pipe.age_prepared(photo, faces[:1], ages, size=args.size, progress=batch.advance).faces[0]
         if reference is not None and "face" not in ref_face:  # aged once for the whole batch
-            ref_face["face"] = pipe.age_prepared(reference[0], reference[1][:1], ages, size=args.size).faces[0]
+            ref_face["face"] = pipe.age_prepared(reference[0], reference[1][:1], ages, size=args.size,
+                                                 progress=batch.advance).faces[0]
         mixer = StyleMixer(pipe)
         sources = mixer.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
-        files, rows = [], [make_strip(base.aligned, base.images)]
-        for (label, _), images in zip(sources, mixer.mix_face(base, sources, mask, args.alpha)):
-            for age, img in zip(ages, images):
-                files.append(save_image(img, folder / label / f"age_{age_label(age)}.png"))
-            rows.append(make_strip(base.aligned, images))
-        grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
-        for i, r in enumerate(rows):
-            grid.paste(r, (0, i * r.height))
-        files.append(save_image(grid, folder / "grid.png"))
+        mixed = mixer.mix_face(base, sources, mask, args.alpha, progress=batch.advance)
+        rel, rows = [], [make_strip(base.aligned, base.images)]
+        with results_folder(folder, args.overwrite) as staged:  # the folder appears whole, or not at all
+            for (label, _), images in zip(sources, mixed):
+                for age, img in zip(ages, images):
+                    rel.append(save_image(img, staged / label / f"age_{age_label(age)}.png").relative_to(staged))
+                rows.append(make_strip(base.aligned, images))
+            grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
+            for i, r in enumerate(rows):
+                grid.paste(r, (0, i * r.height))
+            rel.append(save_image(grid, staged / "grid.png").relative_to(staged))
         layers = mask if mask is not None else fine_layers(pipe.model.n_styles)
-        return {"sources": [s[0] for s in sources], "latent_mask": layers, "alpha": args.alpha, "files": files}
+        return {"sources": [s[0] for s in sources], "latent_mask": layers, "alpha": args.alpha,
+                "files": [folder / r for r in rel]}
 
-    for name, path in named:
-        batch.run(name, path, lambda: process(name, path))
+    batch.run_each(named, process)
     return batch.finish()

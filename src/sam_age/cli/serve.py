@@ -7,11 +7,13 @@ The model is loaded once, before the server starts; visitors share it through Gr
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 
 from ..errors import EXIT_OK, UsageError
 from .common import (add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument,
-                     add_device_arguments, check_batch_size)
+                     add_device_arguments, check_batch_size, check_device)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,6 +43,8 @@ def run(args) -> int:
         raise UsageError(f"--port must be 1..65535, not {args.port}")
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be positive, not {args.max_upload_mb:g}")
+    check_device(args.device)
+    check_port(args.host, args.port)
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -59,6 +63,31 @@ def run(args) -> int:
         launch(demo, host=args.host, port=args.port, share=args.share,
                max_upload_mb=args.max_upload_mb, block=True,
                quiet=not args.share)  # our line above says where; Gradio's would say share=True
-    except OSError as e:  # port taken, address not available
-        raise UsageError(f"cannot serve on {args.host}:{args.port}: {e}") from None
+    except OSError as e:  # taken since the check, or an address this machine does not have
+        if e.errno == errno.EADDRINUSE or "port" in str(e).lower():
+            raise UsageError(busy_message(args.host, args.port)) from None
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
     return EXIT_OK
+
+
+def busy_message(host: str, port: int) -> str:
+    return f"port {port} on {host} is in use (another server?); choose another with --port N"
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` for a moment (as the server will, with SO_REUSEADDR) before the
+    model loads: a busy port or an address this machine lacks is a usage error now,
+    with our flag's name in it, rather than Gradio's advice after a long load."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: cannot listen there ({e.strerror or e})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UsageError(busy_message(host, port)) from None
+            raise UsageError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None

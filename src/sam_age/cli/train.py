@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import EXIT_OK
+from .common import check_device, check_output_folder
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -19,6 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    check_output_folder(args.exp_dir, "--exp_dir")
     from ..training.trainer import run_training
     opts = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in ("run", "command")})
     run_training(opts)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..defaults import DEFAULT_VIDEO_AGE, DEFAULT_VIDEO_CRF
 from ..errors import UsageError
 from .common import (Batch, add_batch_size_argument, add_checkpoint_argument, add_device_arguments,
-                     check_batch_size, load_pipeline)
+                     check_batch_size, check_device, check_output_folder, load_pipeline)
 
 DESCRIPTION = """\
 Age every person in a video clip (or one: --face N, --largest).
@@ -98,6 +98,8 @@ def run(args) -> int:
     from ..weights.store import resolve_weights
 
     job = _job(args)
+    check_device(args.device)
+    check_output_folder(args.output)
     ffmpeg_exe()  # exit 2 at once when imageio-ffmpeg is missing
     weights = resolve_weights(args.checkpoint, progress=not args.json)
     if not Path(weights).is_file():

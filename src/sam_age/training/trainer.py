@@ -103,10 +103,11 @@ class Trainer:
         self.skipped = SkipLog(verbose=(int(os.environ.get("RANK", "0")) == 0))
 
         # Everything that can be wrong with the inputs is found before any work starts.
+        # (the weights last: a typo in a folder must not cost a download first)
         resume_state = self._check_exp_dir()
-        self.files = resolve_weight_files(opts, fresh_model=resume_state is None)
         self.train_paths = list_images(Path(opts.train_dir), self.skipped, "training")
         self.test_paths = list_images(Path(opts.test_dir), self.skipped, "test")
+        self.files = resolve_weight_files(opts, fresh_model=resume_state is None)
 
         self.proc = proc or start_processes(opts.device)
         self.device = self.proc.device
