@@ -38,7 +38,7 @@ def recorded(pipe, monkeypatch):
     """The engine's calls (faces, ages) without running SAM: flat images per age."""
     calls = []
 
-    def fake_age_aligned(faces, ages, size=256, randomize_noise=False, generator=None):
+    def fake_age_aligned(faces, ages, size=256, randomize_noise=False, generator=None, progress=None):
         calls.append((len(faces), list(ages)))
         n, a = len(faces), len(ages)
         images = torch.stack([torch.full((3, size, size), (age / 50.0) - 1.0) for age in ages])
