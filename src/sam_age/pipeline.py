@@ -9,6 +9,14 @@ The CLI, the web demo and the evaluation all go through this class, and it goes 
 :func:`sam_age.engine.age_faces` for the tensors (the pretrained encoder once per face,
 all ages of a face batched). Style mixing builds on it in :mod:`sam_age.mixing`.
 
+Per-upload caches (what the web demo's age slider relies on): the pipeline keeps the
+found and aligned faces of the last few photos (keyed by their *content*, so the same upload
+under another temp name hits) and the pretrained encoding of the last few aligned faces
+(keyed by their pixels, the model's weights, dtype and device). Asking again for the same
+photo at another age costs one age encoder + one generator call per face: no detection,
+no pretrained encoder. Both caches are small LRUs (``cache_size`` photos; encodings are
+``[18, 512]`` each) and never change a result: a hit returns what the miss computed.
+
 Randomness, as diffusers pipelines take it: every method with ``randomize_noise`` also
 takes ``generator=`` (a :class:`torch.Generator`); with one, the noise maps are drawn from
 a seed taken from that generator, so a run repeats exactly and the global RNG is left
@@ -18,6 +26,8 @@ nothing is random.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -30,7 +40,7 @@ from .ages import (Age, RelativeAge, ResolvedAge, absolute_ages, age_label, clam
                    format_age, is_relative, parse_ages, resolve_ages)
 from .checkpoints.load import load_sam
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
-from .engine import age_faces, resolve_device, resolve_dtype
+from .engine import age_encoded, encode_faces, resolve_device, resolve_dtype
 from .errors import InputError, UsageError
 from .face.align import align_faces
 from .face.paste import paste_face
@@ -158,18 +168,129 @@ def prepare_faces(image, all_faces: bool = False, align: bool = True,
     return photo, [PreparedFace(f.image, f.quad, f.score, f.landmarks) for f in found]
 
 
+class LRU:
+    """A small least-recently-used map (``maxsize`` 0 keeps nothing)."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = max(0, int(maxsize))
+        self._data: "OrderedDict" = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        if key in self._data:
+            self._data.move_to_end(key)
+            self.hits += 1
+            return self._data[key]
+        self.misses += 1
+        return None
+
+    def put(self, key, value) -> None:
+        if self.maxsize == 0:
+            return
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def content_key(image) -> Optional[str]:
+    """A digest of what ``image`` holds (file bytes, bytes, a PIL image's pixels or an
+    array), or None for anything else (not cached). Reading a file twice costs far less
+    than detecting its faces again."""
+    h = hashlib.blake2b(digest_size=20)
+    try:
+        if isinstance(image, (str, Path)):
+            with open(image, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            h.update(b"file")
+        elif isinstance(image, (bytes, bytearray, memoryview)):
+            h.update(bytes(image))
+            h.update(b"bytes")
+        elif isinstance(image, Image.Image):
+            h.update(f"{image.mode}{image.size}".encode())
+            h.update(image.tobytes())
+        elif isinstance(image, np.ndarray):
+            h.update(f"{image.dtype}{image.shape}".encode())
+            h.update(np.ascontiguousarray(image).tobytes())
+        else:
+            return None
+    except OSError:  # unreadable: let the reader say why, uncached
+        return None
+    return h.hexdigest()
+
+
+def _tensor_key(t: torch.Tensor) -> str:
+    t = t.detach().to("cpu").contiguous()
+    return hashlib.blake2b(t.numpy().tobytes(), digest_size=20).hexdigest() + f"{tuple(t.shape)}{t.dtype}"
+
+
 class AgePipeline:
     """SAM on photos. ``age_predictor``: the DEX weights used for relative ages ("+20"):
     a registry name (default ``dex_age``), a path, or an :class:`~sam_age.estimate.AgeEstimator`;
-    loaded (and fetched when missing) only when a relative age is first asked for."""
+    loaded (and fetched when missing) only when a relative age is first asked for.
+    ``cache_size``: photos whose faces (and their pretrained encodings) are kept, so the
+    same photo at another age skips detection and the pretrained encoder (the web demo's
+    slider); 0 turns the caches off. See the module docstring."""
 
     def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None,
-                 age_predictor=None):
+                 age_predictor=None, cache_size: int = 4):
         self.model = model
+        self._prepared = LRU(cache_size)
+        self._encoded = LRU(16 * cache_size)
+        self._estimates = LRU(16 * cache_size)
         self.to(device, dtype)
         self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
         self._estimator = None
         self.age_predictor = age_predictor
+
+    def clear_cache(self) -> None:
+        """Forget the cached faces, encodings and age estimates."""
+        for c in (self._prepared, self._encoded, self._estimates):
+            c.clear()
+
+    def _model_key(self) -> tuple:
+        """What an encoding depends on besides the face: the weights (identity and version
+        of the pretrained encoder's parameters), dtype and device."""
+        enc = self.model.pretrained_encoder
+        params = () if enc is None else tuple((p.data_ptr(), p._version) for p in enc.parameters())
+        return (id(self.model), self.dtype, str(self.device), hash(params),
+                self.model.latent_avg.data_ptr(), self.model.latent_avg._version)
+
+    def prepare(self, image, all_faces: bool = False, align: bool = True):
+        """:func:`prepare_faces` through the per-photo cache: ``(photo, faces)``."""
+        key = content_key(image)
+        key = None if key is None else (key, bool(all_faces), bool(align))
+        hit = None if key is None else self._prepared.get(key)
+        if hit is not None:
+            return hit
+        out = prepare_faces(image, all_faces=all_faces, align=align)
+        if key is not None:
+            self._prepared.put(key, out)
+        return out
+
+    def encode(self, faces: torch.Tensor) -> Optional[torch.Tensor]:
+        """The pretrained encodings (:func:`sam_age.engine.encode_faces`) of aligned faces
+        ``[N, 3, 256, 256]`` through the per-face cache; None for a SAM without a
+        pretrained encoder."""
+        if not self.model.start_from_encoded_w_plus:
+            return None
+        model_key = self._model_key()
+        keys = [(model_key, _tensor_key(f)) for f in faces]
+        got = [self._encoded.get(k) for k in keys]
+        todo = [i for i, g in enumerate(got) if g is None]
+        if todo:
+            fresh = encode_faces(self.model, faces[todo], batch_size=self.batch_size)
+            for j, i in enumerate(todo):
+                got[i] = fresh[j]
+                self._encoded.put(keys[i], fresh[j])
+        return torch.stack(got)
 
     def to(self, device=None, dtype=None) -> "AgePipeline":
         """Move the model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...) and/or
@@ -180,6 +301,8 @@ class AgePipeline:
         self.dtype = resolve_dtype(dtype, self.device) if dtype is not None else param.dtype
         self.model = self.model.to(device=self.device, dtype=self.dtype).eval()
         self._estimator = None  # a loaded age predictor follows at its next use
+        self._encoded.clear()
+        self._estimates.clear()
         return self
 
     @classmethod
@@ -209,6 +332,7 @@ class AgePipeline:
                                 and str(old) == str(value))
         if not same:
             self._estimator = None
+            self._estimates.clear()
         self._age_predictor = value
 
     @property
@@ -223,6 +347,18 @@ class AgePipeline:
                 dtype = torch.float32 if self.device.type == "cpu" else self.dtype
                 self._estimator = AgeEstimator.from_pretrained(value, device=self.device, dtype=dtype)
         return self._estimator
+
+    def _estimate_aligned(self, faces: Sequence[Image.Image]) -> List[float]:
+        """DEX's estimates of aligned faces through the per-face cache (relative ages)."""
+        est = self.estimator
+        keys = [content_key(f) for f in faces]  # (cleared whenever the estimator changes)
+        got = [self._estimates.get(k) for k in keys]
+        todo = [i for i, g in enumerate(got) if g is None]
+        if todo:
+            for i, e in zip(todo, est.estimate_aligned([faces[i] for i in todo])):
+                got[i] = e
+                self._estimates.put(keys[i], e)
+        return got
 
     def estimate(self, image, all_faces: bool = False, align: bool = True):
         """The estimated age of the face(s) in ``image``: an :class:`~sam_age.estimate.EstimateResult`."""
@@ -252,9 +388,11 @@ class AgePipeline:
         if not isinstance(faces, torch.Tensor):
             faces = torch.stack([to_tensor(f.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
                                            if f.size != (INPUT_SIZE, INPUT_SIZE) else f) for f in faces])
+        with torch.no_grad():
+            base = self.encode(faces)
         with noise_from(generator if randomize_noise else None, self.device):
-            images, codes = age_faces(self.model, faces, ages, batch_size=self.batch_size, resize=resize,
-                                      randomize_noise=randomize_noise, progress=progress)
+            images, codes = age_encoded(self.model, faces, base, ages, batch_size=self.batch_size, resize=resize,
+                                        randomize_noise=randomize_noise, progress=progress)
         return images.float().cpu(), codes.float().cpu()
 
     def __call__(self, image, ages, *, all_faces: bool = False, align: bool = True,
@@ -273,7 +411,7 @@ class AgePipeline:
         requested = parse_ages(ages, relative=True)
         self._check_size(size)
         _check_mask(mask)
-        photo, aligned = prepare_faces(image, all_faces=all_faces, align=align)
+        photo, aligned = self.prepare(image, all_faces=all_faces, align=align)
         return self.age_prepared(photo, aligned, requested, paste_back=paste_back, size=size,
                                  randomize_noise=randomize_noise, generator=generator, mask=mask,
                                  colour_match=colour_match)
@@ -306,7 +444,7 @@ class AgePipeline:
         flat = [(p, face) for p, (_, faces) in enumerate(photos) for face in faces]
         estimates: List[Optional[float]] = [None] * len(flat)
         if flat and any(is_relative(a) for a in requested):
-            estimates = self.estimator.estimate_aligned([face[0] for _, face in flat])
+            estimates = self._estimate_aligned([face[0] for _, face in flat])
         resolved = [resolve_ages(requested, e) for e in estimates]
         groups = {}
         for i, r in enumerate(resolved):

@@ -51,6 +51,28 @@ def test_quick_result_is_one_face_at_the_slider_age(demo):
     assert image.size == (256, 256) and "45" in message
 
 
+def test_slider_move_reuses_the_uploads_faces_and_encoding(demo, monkeypatch):
+    """A slider move on the same upload: no detection, no pretrained encoder -- one age
+    encoder and one generator call."""
+    import sam_age.pipeline as pipeline
+    model = demo.pipeline.model
+    demo.quick(demo.sample(), 30)  # the upload, first seen
+    calls = {"detect": 0, "pretrained": 0, "age": 0}
+
+    def counting(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+    monkeypatch.setattr(pipeline, "prepare_faces", counting("detect", pipeline.prepare_faces))
+    monkeypatch.setattr(model.pretrained_encoder, "forward", counting("pretrained", model.pretrained_encoder.forward))
+    monkeypatch.setattr(model.encoder, "forward", counting("age", model.encoder.forward))
+    for age in (40, 55, 70):
+        image, message = demo.quick(demo.sample(), age)
+        assert image is not None and f"{age}" in message
+    assert calls == {"detect": 0, "pretrained": 0, "age": 3}
+
+
 @pytest.mark.parametrize("name, reason", [
     ("notes.png", "not an image"),
     ("bomb.png", "decompression bomb"),

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..memory import file_mappings, release_mapped
 from ..ops.packed import pack_conv
 from .irse import fold_input_layer, fold_unit, input_layer, input_layer_folded, ir_se50_body, unit_folded
 from .stylegan2 import EqualLinear
@@ -122,6 +123,9 @@ class GradualStyleEncoder(nn.Module):
 
     # -- the folded inference form ------------------------------------------------------
     pack_heads = True  # pack the style heads' weights too (a copy of ~0.9 GB in float32)
+    # reclaim the memory-mapped file pages behind the parameters once their folded copies
+    # exist (``sam_age.memory.release_mapped``: values never change; CPU RSS 4.3 -> 2.4 GB)
+    reclaim_file_pages = True
 
     def _fold_key(self) -> tuple:
         return (self.pack_heads,) + tuple((t.data_ptr(), t._version, t.dtype, t.device)
@@ -139,12 +143,21 @@ class GradualStyleEncoder(nn.Module):
         self.__dict__["_folded_cache"] = None  # drop the old copy before building the new
         dtype = self.input_layer[0].weight.dtype
         fmt = torch.channels_last
+        ranges = file_mappings() if self.reclaim_file_pages else []
+
+        def built(module: nn.Module, value):
+            # the folded/packed copy exists: the file pages behind the module's own
+            # parameters are reclaimed (re-read if ever needed: ``sam_age.memory``)
+            if ranges:
+                release_mapped(list(module.parameters()) + list(module.buffers()), ranges)
+            return value
+
         with torch.no_grad():
-            data = {"input": fold_input_layer(self.input_layer, dtype, fmt),
-                    "body": [fold_unit(u, dtype, fmt) for u in self.body],
-                    "heads": [s.packed(self.pack_heads) for s in self.styles],
-                    "lat1": pack_conv(self.latlayer1, pack=self.pack_heads),
-                    "lat2": pack_conv(self.latlayer2, pack=self.pack_heads)}
+            data = {"input": built(self.input_layer, fold_input_layer(self.input_layer, dtype, fmt)),
+                    "body": [built(u, fold_unit(u, dtype, fmt)) for u in self.body],
+                    "heads": [built(s, s.packed(self.pack_heads)) for s in self.styles],
+                    "lat1": built(self.latlayer1, pack_conv(self.latlayer1, pack=self.pack_heads)),
+                    "lat2": built(self.latlayer2, pack_conv(self.latlayer2, pack=self.pack_heads))}
         self.__dict__["_folded_cache"] = (key, data)
         return data
 
