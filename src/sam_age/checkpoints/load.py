@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..memory import file_mappings, release_mapped, trim_heap
 from ..models.alexnet import AlexNetFeatures
 from ..models.dex import DexVGG
 from ..models.encoder import GradualStyleEncoder
@@ -148,7 +149,8 @@ def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
     The model is built on the meta device and the file's tensors are *assigned* to it
     (``load_state_dict(assign=True)``): a ``.pt`` zip is memory-mapped by ``torch.load``,
     so float32 weights on the CPU are never copied, and a ``dtype`` conversion converts
-    one tensor at a time (never two full copies of the model)."""
+    one tensor at a time (never two full copies of the model), handing the file pages it
+    read back to the kernel as it goes (``sam_age.memory``)."""
     fmt, obj, path = _read(source)
     state, opts, latent_avg = _sam_state(fmt, obj, path)
     del obj
@@ -167,12 +169,16 @@ def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
         state = {k: to_tensor(v, k) for k, v in state.items()}
         _load_state(model, state, path, "SAM")  # checks names and shapes (copies to meta: no-op)
         own = model.state_dict()
+        ranges = file_mappings()
         for k in list(state):
             v = state.pop(k)
             if k not in own:
                 continue
             want = dtype if dtype is not None and v.is_floating_point() else own[k].dtype
             state[k] = v.to(device=device, dtype=want)
+            if state[k].data_ptr() != v.data_ptr():
+                # converted (or moved): the file pages just read are not needed again
+                release_mapped([v], ranges)
         for k, v in own.items():  # optional keys the file lacked (num_batches_tracked)
             if k not in state:
                 state[k] = torch.zeros(v.shape, dtype=v.dtype, device=device)
@@ -182,7 +188,9 @@ def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
         del state
     model.latent_avg.copy_(_sam_latent_avg(model, latent_avg, path))
     model.eval()
-    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+    model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+    trim_heap()  # conversion temporaries: give the freed heap back
+    return model
 
 
 def save_sam(model: SAM, path, opts: Optional[Mapping[str, Any]] = None) -> Path:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..memory import file_mappings, release_mapped
+from ..memory import file_mappings, release_mapped, trim_heap
 from ..ops.packed import pack_conv
 from .irse import fold_input_layer, fold_unit, input_layer, input_layer_folded, ir_se50_body, unit_folded
 from .stylegan2 import EqualLinear
@@ -159,6 +159,7 @@ class GradualStyleEncoder(nn.Module):
                     "lat1": built(self.latlayer1, pack_conv(self.latlayer1, pack=self.pack_heads)),
                     "lat2": built(self.latlayer2, pack_conv(self.latlayer2, pack=self.pack_heads))}
         self.__dict__["_folded_cache"] = (key, data)
+        trim_heap()  # the packing temporaries (oneDNN copies) back to the OS
         return data
 
     def features_folded(self, x: torch.Tensor):
