@@ -38,6 +38,26 @@ def test_fast_synthesis_equals_reference(small_generator, impl, fixed_noise):
     torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-10 * float(ref.abs().max()))
 
 
+@pytest.mark.parametrize("impl", ["reference", "per_sample", "grouped", "shared"])
+def test_pooled_synthesis_equals_pooled_reference(small_generator, impl):
+    """``pool_to``: the fast forms pool the last activations before the 1x1 ToRGB; the
+    result is the reference image average-pooled (SAM's face_pool)."""
+    g = small_generator.double()
+    torch.manual_seed(3)
+    latent = torch.randn(2, g.n_latent, 64, dtype=torch.float64)
+    with torch.no_grad():
+        full = g.synthesis(latent, g.fixed_noise(), impl="reference")
+        pooled = g.synthesis(latent, g.fixed_noise(), impl=impl, pool_to=8)
+        same = g.synthesis(latent, g.fixed_noise(), impl=impl, pool_to=32)
+    g.float()
+    ref = torch.nn.AdaptiveAvgPool2d((8, 8))(full)
+    assert pooled.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(pooled, ref, rtol=1e-9, atol=1e-10 * float(ref.abs().max()))
+    torch.testing.assert_close(same, full, rtol=1e-9, atol=1e-10 * float(full.abs().max()))
+    with pytest.raises(ValueError):
+        g.synthesis(latent, impl=impl, pool_to=12)
+
+
 @pytest.mark.parametrize("impl", ["grouped", "shared"])
 def test_fast_synthesis_gradients_equal_reference(impl):
     """The batched fast forms are differentiable: same gradients as the reference for the

@@ -90,3 +90,20 @@ def test_squared_norm_cache_follows_in_place_updates():
     assert not hasattr(conv.weight, "_sam_age_sq_norms")  # nothing hangs on the Parameter
     conv.double()  # a new tensor: recomputed, in its dtype
     assert conv.squared_norms().dtype == torch.float64
+
+
+@pytest.mark.parametrize("layout", ["conv", "deconv"])
+def test_weight_layouts_same_values_conv_ready_strides(layout):
+    """The laid-out weights hold the same values; the slice the conv reads is channels-last
+    (so oneDNN does not reorder it on every call)."""
+    layer = _randomise(StyledConv(6, 5, 3, 8, upsample=layout == "deconv")).double()
+    style = torch.randn(1, 8, dtype=torch.float64)
+    s = layer.conv.modulation(style)
+    with torch.no_grad():
+        plain = modulated_weight(layer.conv.weight, layer.conv.scale, s, True, dtype=torch.float64)
+        laid = modulated_weight(layer.conv.weight, layer.conv.scale, s, True, dtype=torch.float64, layout=layout)
+    assert torch.equal(plain, laid)
+    w = laid[0] if layout == "conv" else laid.transpose(1, 2)[0]
+    assert w.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError):
+        modulated_weight(layer.conv.weight, layer.conv.scale, s, True, layout="nhwc")

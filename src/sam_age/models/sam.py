@@ -83,9 +83,10 @@ class SAM(nn.Module):
     def generate(self, codes: torch.Tensor, resize: bool = True, randomize_noise: bool = True,
                  input_is_latent: bool = True, return_latents: bool = False, impl: Optional[str] = None):
         """Codes -> images; ``impl`` picks the generator's form (``Generator.synthesis``)."""
-        images, latents = self.decoder([codes], input_is_latent=input_is_latent,
-                                       randomize_noise=randomize_noise, return_latents=return_latents, impl=impl)
-        if resize:
+        pool_to = 256 if resize and self.output_size % 256 == 0 else None
+        images, latents = self.decoder([codes], input_is_latent=input_is_latent, randomize_noise=randomize_noise,
+                                       return_latents=return_latents, impl=impl, pool_to=pool_to)
+        if resize and images.shape[-1] != 256:
             images = self.face_pool(images)
         return (images, latents) if return_latents else images
 

@@ -302,22 +302,31 @@ class Generator(nn.Module):
         return impl
 
     def synthesis(self, latent: torch.Tensor, noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
-                  impl: Optional[str] = None) -> torch.Tensor:
+                  impl: Optional[str] = None, pool_to: Optional[int] = None) -> torch.Tensor:
         """``latent`` is W+ ``[N, n_latent, style_dim]``; returns the image ``[N, 3, size, size]``
         (float32 at least: the RGB skip is accumulated in float32 in the fast forms).
-        ``impl``: see the module docstring (default ``self.impl``, "auto")."""
+        ``impl``: see the module docstring (default ``self.impl``, "auto").
+        ``pool_to``: return the image average-pooled to ``pool_to`` px (what SAM's
+        ``face_pool`` does; a divisor of ``size``). The fast forms pool the last layer's
+        activations *before* its 1x1 ToRGB (both linear, so they commute): the full-size
+        RGB image and its skip sum are never made."""
         if noise is None:
             noise = [None] * self.num_layers
         impl = self.resolve_impl(impl, latent.device)
+        if pool_to is not None and (pool_to <= 0 or self.size % pool_to):
+            raise ValueError(f"pool_to must divide the generator size {self.size}, got {pool_to}")
+        if pool_to == self.size:
+            pool_to = None
         if impl == "reference":
-            return self.synthesis_reference(latent, noise)
+            image = self.synthesis_reference(latent, noise)
+            return image if pool_to is None else F.avg_pool2d(image, self.size // pool_to)
         if impl == "per_sample":
             images = []
             for i in range(latent.shape[0]):
                 sample_noise = [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise]
-                images.append(self._synthesis_fast(latent[i:i + 1], sample_noise, shared=False))
+                images.append(self._synthesis_fast(latent[i:i + 1], sample_noise, shared=False, pool_to=pool_to))
             return torch.cat(images).contiguous()
-        return self._synthesis_fast(latent, noise, shared=impl == "shared").contiguous()
+        return self._synthesis_fast(latent, noise, shared=impl == "shared", pool_to=pool_to).contiguous()
 
     def synthesis_reference(self, latent: torch.Tensor, noise: Sequence[Optional[torch.Tensor]]) -> torch.Tensor:
         out = self.input(latent.shape[0])
@@ -332,8 +341,10 @@ class Generator(nn.Module):
             i += 2
         return skip
 
-    def _synthesis_fast(self, latent, noise, shared: bool) -> torch.Tensor:
+    def _synthesis_fast(self, latent, noise, shared: bool, pool_to: Optional[int] = None) -> torch.Tensor:
         # activations are carried divided by sqrt(2); consumers fold it into their weights
+        one = latent.shape[0] == 1  # per-sample weights laid out as the conv reads them
+
         def styled(layer: StyledConv, x, style, noise_i, gain):
             conv = layer.conv
             blur = conv.blur.kernel if conv.upsample else None
@@ -341,8 +352,9 @@ class Generator(nn.Module):
                 return styled_conv_shared(x, conv.weight, conv.scale, conv.style_scales(style),
                                           layer.activate.bias, noise_i, layer.noise.weight,
                                           conv.upsample, blur, gain, sq_norms=conv.squared_norms())
+            layout = ("deconv" if conv.upsample else "conv") if one else None
             w = modulated_weight(conv.weight, conv.scale, conv.style_scales(style), True, gain, dtype=x.dtype,
-                                 sq_norms=conv.squared_norms())
+                                 sq_norms=conv.squared_norms(), layout=layout)
             return styled_conv_fast(x, w, layer.activate.bias, noise_i, layer.noise.weight,
                                     upsample=conv.upsample, blur=blur)
 
@@ -358,10 +370,15 @@ class Generator(nn.Module):
         acc = torch.promote_types(latent.dtype, torch.float32)
         skip = rgb(self.to_rgb1, out, latent[:, 1]).to(acc)
         i = 1
-        for conv1, conv2, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2],
-                                                        noise[1::2], noise[2::2], self.to_rgbs):
+        last = len(self.to_rgbs) - 1
+        for j, (conv1, conv2, noise1, noise2, to_rgb) in enumerate(zip(self.convs[::2], self.convs[1::2],
+                                                                       noise[1::2], noise[2::2], self.to_rgbs)):
             out = styled(conv1, out, latent[:, i], noise1, SQRT2)
             out = styled(conv2, out, latent[:, i + 1], noise2, SQRT2)
+            if j == last and pool_to is not None:
+                f = self.size // pool_to  # pool(rgb(x) + up(skip)) == rgb(pool(x)) + pool(up(skip))
+                return (rgb(to_rgb, F.avg_pool2d(out, f), latent[:, i + 2]).to(acc)
+                        + F.avg_pool2d(to_rgb.upsample(skip), f))
             skip = rgb(to_rgb, out, latent[:, i + 2]).to(acc) + to_rgb.upsample(skip)
             i += 2
         return skip
@@ -370,7 +387,7 @@ class Generator(nn.Module):
                 inject_index: Optional[int] = None, truncation: float = 1.0,
                 truncation_latent: Optional[torch.Tensor] = None, input_is_latent: bool = False,
                 noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
-                randomize_noise: bool = True, impl: Optional[str] = None):
+                randomize_noise: bool = True, impl: Optional[str] = None, pool_to: Optional[int] = None):
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
         if noise is None:
@@ -386,5 +403,5 @@ class Generator(nn.Module):
             latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
             latent2 = styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)
             latent = torch.cat([latent, latent2], 1)
-        image = self.synthesis(latent, noise, impl=impl)
+        image = self.synthesis(latent, noise, impl=impl, pool_to=pool_to)
         return (image, latent) if return_latents else (image, None)
