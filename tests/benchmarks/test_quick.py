@@ -40,3 +40,36 @@ def test_peers_skipped_with_a_note_when_absent(tmp_path, small_sam_path):
     report = json.loads((tmp_path / "cpu-quick.json").read_text())
     assert report["cases"][0]["case"] == "onnxruntime" and "not installed" in report["cases"][0]["skipped"]
     assert "skipped" in (tmp_path / "cpu-quick.md").read_text()
+
+
+def test_layer_groups_account_for_the_networks_flops(tmp_path, small_sam_path):
+    """benchmarks/layers.py: every convolution lands in a group, and the groups' GFLOP add
+    up to what torch's FlopCounterMode counts for the same network call."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sam_age import load_sam
+    from sam_age.engine import age_channel
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layers.py"), "--checkpoint", str(small_sam_path),
+                           "--output", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "layers-float32.json").read_text())
+    model = load_sam(small_sam_path)
+    face = torch.zeros(1, 3, 256, 256)
+    x4 = age_channel(face, [50])
+    with torch.no_grad():
+        codes = model.age_codes(x4, model.encode_w_plus(face))
+        counted = {}
+        for name, fn in (("age encoder", lambda: model.encoder(x4, impl="reference")),
+                         ("generator", lambda: model.generate(codes, randomize_noise=False, impl="reference"))):
+            with FlopCounterMode(display=False) as fc:
+                fn()
+            counted[name] = fc.get_total_flops() / 1e9
+    for name, want in counted.items():
+        groups = report["networks"][name]["groups"]
+        got = sum(g["gflop"] for g in groups.values())
+        assert abs(got - want) <= 0.03 * want, (name, got, want)  # (elementwise ops are not counted)
+        assert all(g["ms"] >= 0 for g in groups.values())
+    assert {"heads 3x3 stride 2 (18 GradualStyleBlocks)", "body 3x3 (input + IR-SE units)"} <= set(
+        report["networks"]["age encoder"]["groups"])
+    assert (tmp_path / "layers-float32.md").read_text().count("GFLOP/s") >= 3
