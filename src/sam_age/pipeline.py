@@ -50,6 +50,7 @@ from .render import interpolate_codes, ping_pong
 from .weights.store import resolve_weights
 
 INPUT_SIZE = 256  # SAM's encoder always sees 256 px aligned faces
+PHOTO_CACHE_BYTES = 256 * 2 ** 20  # decoded photos the per-upload cache may hold (a web server's memory)
 
 
 @dataclass
@@ -169,11 +170,15 @@ def prepare_faces(image, all_faces: bool = False, align: bool = True,
 
 
 class LRU:
-    """A small least-recently-used map (``maxsize`` 0 keeps nothing)."""
+    """A small least-recently-used map: at most ``maxsize`` entries (0 keeps nothing) and,
+    with ``max_bytes``, at most that many bytes as told by ``put(..., nbytes=)`` (an entry
+    larger than that alone is not kept)."""
 
-    def __init__(self, maxsize: int):
+    def __init__(self, maxsize: int, max_bytes: Optional[int] = None):
         self.maxsize = max(0, int(maxsize))
+        self.max_bytes = max_bytes
         self._data: "OrderedDict" = OrderedDict()
+        self._sizes: dict = {}
         self.hits = self.misses = 0
 
     def get(self, key):
@@ -184,16 +189,20 @@ class LRU:
         self.misses += 1
         return None
 
-    def put(self, key, value) -> None:
-        if self.maxsize == 0:
+    def put(self, key, value, nbytes: int = 0) -> None:
+        if self.maxsize == 0 or (self.max_bytes is not None and nbytes > self.max_bytes):
             return
         self._data[key] = value
+        self._sizes[key] = nbytes
         self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+        while len(self._data) > self.maxsize or (self.max_bytes is not None
+                                                 and sum(self._sizes.values()) > self.max_bytes):
+            old, _ = self._data.popitem(last=False)
+            self._sizes.pop(old, None)
 
     def clear(self) -> None:
         self._data.clear()
+        self._sizes.clear()
 
     def __len__(self) -> int:
         return len(self._data)
@@ -242,7 +251,7 @@ class AgePipeline:
     def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None,
                  age_predictor=None, cache_size: int = 4):
         self.model = model
-        self._prepared = LRU(cache_size)
+        self._prepared = LRU(cache_size, max_bytes=PHOTO_CACHE_BYTES)
         self._encoded = LRU(16 * cache_size)
         self._estimates = LRU(16 * cache_size)
         self.to(device, dtype)
@@ -272,7 +281,9 @@ class AgePipeline:
             return hit
         out = prepare_faces(image, all_faces=all_faces, align=align)
         if key is not None:
-            self._prepared.put(key, out)
+            photo, faces = out
+            nbytes = photo.width * photo.height * 3 + len(faces) * INPUT_SIZE * INPUT_SIZE * 3
+            self._prepared.put(key, out, nbytes)
         return out
 
     def encode(self, faces: torch.Tensor) -> Optional[torch.Tensor]:

@@ -103,3 +103,10 @@ def test_content_key_and_lru():
     off = LRU(0)
     off.put("a", 1)
     assert off.get("a") is None
+    small = LRU(10, max_bytes=100)  # bounded by bytes too: a big photo pushes the old ones out
+    small.put("a", 1, 60)
+    small.put("b", 2, 30)
+    small.put("c", 3, 50)
+    assert small.get("a") is None and small.get("b") == 2 and small.get("c") == 3
+    small.put("huge", 4, 101)  # larger than the bound alone: not kept, nothing evicted for it
+    assert small.get("huge") is None and small.get("c") == 3
