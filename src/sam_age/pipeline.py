@@ -236,8 +236,9 @@ def content_key(image) -> Optional[str]:
 
 
 def _tensor_key(t: torch.Tensor) -> str:
-    t = t.detach().to("cpu").contiguous()
-    return hashlib.blake2b(t.numpy().tobytes(), digest_size=20).hexdigest() + f"{tuple(t.shape)}{t.dtype}"
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    raw = flat.view(torch.uint8).numpy().tobytes()  # the bytes, whatever the dtype (bf16 has no numpy type)
+    return hashlib.blake2b(raw, digest_size=20).hexdigest() + f"{tuple(t.shape)}{t.dtype}"
 
 
 class AgePipeline:

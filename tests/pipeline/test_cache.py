@@ -90,6 +90,16 @@ def test_cache_follows_weights(model, counted):
     assert encode.calls == 2
 
 
+def test_tensor_keys_any_dtype():
+    from sam_age.pipeline import _tensor_key
+    x = torch.rand(3, 8, 8)
+    for dt in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        assert _tensor_key(x.to(dt)) == _tensor_key(x.to(dt).clone())
+    assert _tensor_key(x) != _tensor_key(x.to(torch.bfloat16))
+    assert _tensor_key(x) != _tensor_key(x + 1e-3)
+    assert _tensor_key(x) != _tensor_key(x.reshape(8, 3, 8).contiguous())  # same bytes, other shape
+
+
 def test_content_key_and_lru():
     im = Image.open(SAMPLE).convert("RGB")
     assert content_key(im) == content_key(im.copy())
