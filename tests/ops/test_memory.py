@@ -32,10 +32,15 @@ def test_release_keeps_values_and_lowers_rss(mapped):
     state, a, b = mapped
     assert float(state["a"].sum()) == float(a.sum())  # read: the pages are resident
     before = _rss_file_kib()
+    ptr = state["a"].untyped_storage().data_ptr()
+    assert any(lo <= ptr < hi for lo, hi in file_mappings())  # the loaded tensor is file-backed
     released = release_mapped([state["a"]])
+    if released == 0:
+        import platform
+        pytest.skip(f"madvise(MADV_PAGEOUT) refused here (kernel {platform.release()}; needs Linux >= 5.4)")
     assert released >= 15 * 2 ** 20
     after = _rss_file_kib()
-    if after:  # (kernels without MADV_PAGEOUT return an error: nothing released, checked above)
+    if after:
         assert before - after >= 8 * 1024, (before, after)
     assert torch.equal(state["a"], a)  # read back from the file
 
