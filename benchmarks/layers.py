@@ -35,17 +35,22 @@ CONV_OPS = ("aten::mkldnn_convolution", "aten::_convolution", "mkldnn::_convolut
             "aten::_slow_conv2d_forward", "aten::slow_conv_transpose2d", "aten::thnn_conv2d")
 
 
+def best_time(fn, repeat: int = 3) -> float:
+    """The shortest of ``repeat`` timed calls, in seconds (the caller warms up)."""
+    best = 1e9
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def gemm_rate(dtype, size: int = 4096) -> float:
     import torch
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
     a @ b
-    best = 1e9
-    for _ in range(3):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * size ** 3 / best / 1e9
+    return 2 * size ** 3 / best_time(lambda: a @ b) / 1e9
 
 
 STRIDE_ARG = {"aten::_convolution": 3}  # elsewhere the 5th argument
@@ -80,11 +85,7 @@ def profile_network(fn, network: str):
     import torch
     from torch.profiler import ProfilerActivity, profile
     fn()
-    bare = 1e9
-    for _ in range(3):
-        t = time.perf_counter()
-        fn()
-        bare = min(bare, time.perf_counter() - t)
+    bare = best_time(fn)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         t = time.perf_counter()
         fn()
@@ -126,7 +127,6 @@ def main(argv=None) -> int:
     import run as bench  # benchmarks/run.py: stand-ins, CPU info
     from sam_age import load_sam
     from sam_age.engine import age_channel, resolve_dtype
-    from sam_age.models.encoder import GradualStyleEncoder
     torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype, torch.device("cpu"))
     ckpt = Path(args.checkpoint) if args.checkpoint else bench._standin("sam_ffhq_aging")
@@ -143,8 +143,6 @@ def main(argv=None) -> int:
         codes = model.age_codes(x4, model.encode_w_plus(face.to(dtype)))
         # the encoder's 3x3 convs: heads vs body by running the two parts separately
         enc = model.encoder
-        folded = enc.folded()
-        c1, c2, c3 = enc.features_folded(x4)
         body = profile_network(lambda: enc.features_folded(x4), "encoder")
         whole = profile_network(lambda: enc(x4), "encoder")
         gen = profile_network(lambda: model.generate(codes, randomize_noise=False), "generator")
@@ -156,7 +154,6 @@ def main(argv=None) -> int:
     heads["gflop_s"] = round(heads["gflop"] / (heads["ms"] / 1e3), 1) if heads["ms"] > 0 else None
     whole["groups"]["heads 3x3 stride 2 (18 GradualStyleBlocks)"] = heads
     report["networks"] = {"age encoder": whole, "generator": gen}
-    del folded, c1, c2, c3
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     name = f"layers-{report['dtype']}"

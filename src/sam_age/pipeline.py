@@ -6,16 +6,18 @@
     result.images[0].save("age_10.png"); result.pasted[0].save("photo_10.png")
 
 The CLI, the web demo and the evaluation all go through this class, and it goes through
-:func:`sam_age.engine.age_faces` for the tensors (the pretrained encoder once per face,
-all ages of a face batched). Style mixing builds on it in :mod:`sam_age.mixing`.
+:mod:`sam_age.engine` for the tensors (``encode_faces``: the pretrained encoder once per
+face; ``age_encoded``: all ages of a face batched). Style mixing builds on it in :mod:`sam_age.mixing`.
 
 Per-upload caches (what the web demo's age slider relies on): the pipeline keeps the
 found and aligned faces of the last few photos (keyed by their *content*, so the same upload
 under another temp name hits) and the pretrained encoding of the last few aligned faces
 (keyed by their pixels, the model's weights, dtype and device). Asking again for the same
 photo at another age costs one age encoder + one generator call per face: no detection,
-no pretrained encoder. Both caches are small LRUs (``cache_size`` photos; encodings are
-``[18, 512]`` each) and never change a result: a hit returns what the miss computed.
+no pretrained encoder. DEX's age estimates (relative ages) are kept per face the same way.
+The caches are small LRUs (``cache_size`` photos and at most ``PHOTO_CACHE_BYTES`` of
+decoded pixels; encodings are ``[18, 512]`` each) and never change a result: a hit
+returns what the miss computed.
 
 Randomness, as diffusers pipelines take it: every method with ``randomize_noise`` also
 takes ``generator=`` (a :class:`torch.Generator`); with one, the noise maps are drawn from
@@ -179,15 +181,23 @@ class LRU:
         self.max_bytes = max_bytes
         self._data: "OrderedDict" = OrderedDict()
         self._sizes: dict = {}
-        self.hits = self.misses = 0
 
     def get(self, key):
         if key in self._data:
             self._data.move_to_end(key)
-            self.hits += 1
             return self._data[key]
-        self.misses += 1
         return None
+
+    def get_many(self, keys: Sequence, compute: Callable[[List[int]], Sequence]) -> list:
+        """The values of ``keys``; the missing ones computed together by
+        ``compute(indices)`` (one value per index, in order) and kept."""
+        got = [self.get(k) for k in keys]
+        todo = [i for i, g in enumerate(got) if g is None]
+        if todo:
+            for i, value in zip(todo, compute(todo)):
+                got[i] = value
+                self.put(keys[i], value)
+        return got
 
     def put(self, key, value, nbytes: int = 0) -> None:
         if self.maxsize == 0 or (self.max_bytes is not None and nbytes > self.max_bytes):
@@ -295,14 +305,8 @@ class AgePipeline:
             return None
         model_key = self._model_key()
         keys = [(model_key, _tensor_key(f)) for f in faces]
-        got = [self._encoded.get(k) for k in keys]
-        todo = [i for i, g in enumerate(got) if g is None]
-        if todo:
-            fresh = encode_faces(self.model, faces[todo], batch_size=self.batch_size)
-            for j, i in enumerate(todo):
-                got[i] = fresh[j]
-                self._encoded.put(keys[i], fresh[j])
-        return torch.stack(got)
+        return torch.stack(self._encoded.get_many(
+            keys, lambda todo: encode_faces(self.model, faces[todo], batch_size=self.batch_size)))
 
     def to(self, device=None, dtype=None) -> "AgePipeline":
         """Move the model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...) and/or
@@ -362,15 +366,8 @@ class AgePipeline:
 
     def _estimate_aligned(self, faces: Sequence[Image.Image]) -> List[float]:
         """DEX's estimates of aligned faces through the per-face cache (relative ages)."""
-        est = self.estimator
         keys = [content_key(f) for f in faces]  # (cleared whenever the estimator changes)
-        got = [self._estimates.get(k) for k in keys]
-        todo = [i for i, g in enumerate(got) if g is None]
-        if todo:
-            for i, e in zip(todo, est.estimate_aligned([faces[i] for i in todo])):
-                got[i] = e
-                self._estimates.put(keys[i], e)
-        return got
+        return self._estimates.get_many(keys, lambda todo: self.estimator.estimate_aligned([faces[i] for i in todo]))
 
     def estimate(self, image, all_faces: bool = False, align: bool = True):
         """The estimated age of the face(s) in ``image``: an :class:`~sam_age.estimate.EstimateResult`."""
