@@ -4,6 +4,13 @@
     python benchmarks/run.py --quick              # CI smoke run: 256 px stand-in, 2 ages
     python benchmarks/run.py --device cuda        # GPU: throughput, latency, CUDA graphs, training
     python benchmarks/run.py --cases ours,openvino --repeat 3
+    python benchmarks/run.py --isa AVX2           # one ISA level (default: every level the CPU has)
+
+ISA levels (``--isa``): every case runs once per level the CPU offers -- AVX2,
+AVX512_CORE, AVX512_CORE_BF16, AVX512_CORE_AMX -- in processes started with
+``ONEDNN_MAX_CPU_ISA=<level>`` and ``ATEN_CPU_CAPABILITY`` (avx2 / avx512), so one machine
+measures what each CPU kind gets; the table puts the levels side by side. ``native`` runs
+without the variables (what ``--quick`` does by default).
 
 Cases (each in its own subprocess, so peak memory does not mix):
   ours        sam-age's float32 path (exact) and its default dtype (resolve_dtype(None): bf16 on
@@ -53,6 +60,9 @@ AGES_11 = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
 NETS = ("pretrained_encoder", "age_encoder", "generator")
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
 CPU_CASES = "ours,rss,rss-float32,original,onnxruntime,openvino,training"
+# oneDNN ISA levels, the CPU flag each needs, and ATen's capability beside it
+ISA_LEVELS = (("AVX2", "avx2", "avx2"), ("AVX512_CORE", "avx512f", "avx512"),
+              ("AVX512_CORE_BF16", "avx512_bf16", "avx512"), ("AVX512_CORE_AMX", "amx_bf16", "avx512"))
 CUDA_CASES = "ours,original,training"
 
 
@@ -179,15 +189,18 @@ def network_flops(checkpoint) -> dict:
 def case_ours(args, device) -> dict:
     import torch
     from sam_age import load_sam
-    from sam_age.engine import age_channel, age_encoded, age_faces, encode_faces, resolve_dtype
+    from sam_age.engine import age_channel, age_encoded, age_faces, apply_forms, choose_dtype, encode_faces, make_tuner
     ckpt = _checkpoint(args)
     ages = _ages(args)
-    default = resolve_dtype(None, device)
+    tuner = make_tuner()  # the pipeline's default: forms measured once per machine (autotune.json)
+    default, why = choose_dtype(None, device, tuner)
     dtypes = [torch.float32] + ([default] if default != torch.float32 else [])
     t0 = time.perf_counter()
     models = {str(d).replace("torch.", ""): load_sam(ckpt, device=device, dtype=d) for d in dtypes}
+    for m in models.values():
+        apply_forms(m, None, tuner)
     out = {"case": "ours", "load_s": round(time.perf_counter() - t0, 2), "default_dtype": str(default).replace("torch.", ""),
-           "dtypes": list(models), "ages": len(ages), "batch_size": args.batch_size}
+           "dtypes": list(models), "ages": len(ages), "batch_size": args.batch_size, "why": why}
     face = _face().to(device)
     x4 = age_channel(face, [50])
     res = {}
@@ -227,6 +240,7 @@ def case_ours(args, device) -> dict:
     whole = _interleaved(sched, args.repeat, device, warm=not args.quick)
     out["per_call_s"] = {k: round(v, 4) for k, v in per_call.items()}
     out["seconds"] = {k: round(v, 4) for k, v in whole.items()}
+    out["forms"] = {"conv": tuner.summary("conv:"), "generator": tuner.summary("generator:"), "autotune": tuner.mode}
     out["faces"] = args.faces if device.type == "cuda" else 1
     # agreement: each path vs the original code's outputs, and default vs float32
     agree = {}
@@ -263,9 +277,11 @@ def case_ours(args, device) -> dict:
 def case_rss(args, device, dtype=None, case: str = "rss") -> dict:
     import torch
     from sam_age import load_sam
-    from sam_age.engine import age_faces, resolve_dtype
-    dtype = resolve_dtype(dtype, device)
+    from sam_age.engine import age_faces, apply_forms, choose_dtype, make_tuner
+    tuner = make_tuner()
+    dtype, _ = choose_dtype(dtype, device, tuner)
     model = load_sam(_checkpoint(args), device=device, dtype=dtype)
+    apply_forms(model, None, tuner)
     t = time.perf_counter()
     age_faces(model, _face().to(device), _ages(args), batch_size=args.batch_size)
     name = str(dtype).replace("torch.", "")
@@ -586,6 +602,56 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _level_row(cases: list) -> dict:
+    """The headline numbers of one ISA level's cases (for the side-by-side table)."""
+    r = {c["case"]: c for c in cases if "error" not in c and "skipped" not in c}
+    row = {}
+    ours = r.get("ours")
+    if ours:
+        d, s = ours["default_dtype"], ours["seconds"]
+        for n in NETS:
+            row[f"{n.replace('_', ' ')}, float32, per call"] = _fmt_s(ours["per_call_s"].get(f"float32/{n}"))
+        row["schedule (11 ages), float32, s/face"] = _fmt_s(s.get("float32/schedule"))
+        row["default dtype (why)"] = f"{d} ({ours.get('why', '')})"
+        row["schedule, default dtype, s/face"] = _fmt_s(s.get(f"{d}/schedule"))
+        row["one face one age, float32"] = _fmt_s(s.get("float32/latency"))
+        row["slider move, float32"] = _fmt_s(s.get("float32/slider"))
+        forms = ours.get("forms") or {}
+        row["forms (encoder convs; generator)"] = f"{forms.get('conv')}; {forms.get('generator')}"
+        if "original" in r and s.get("float32/schedule"):
+            o = r["original"]["seconds_per_face"]
+            row["original schedule, s/face"] = _fmt_s(o)
+            row["float32 vs original"] = f"{o / s['float32/schedule']:.2f}x"
+        for peer in ("openvino", "onnxruntime"):
+            for k, v in (r.get(peer) or {}).get("seconds", {}).items():
+                row[f"{k.split('/')[0]} schedule, s/face"] = _fmt_s(v)
+                if s.get("float32/schedule"):
+                    row[f"float32 vs {k.split('/')[0]}"] = f"{v / s['float32/schedule']:.2f}x"
+    for key in ("rss-float32", "rss"):
+        if key in r:
+            row[f"peak RSS, {r[key]['dtype']} alone"] = f"{r[key]['peak_memory_mib'] / 1024:.2f} GiB"
+    return row
+
+
+def _markdown_levels(report: dict) -> str:
+    """Every ISA level side by side, then each level's own tables."""
+    levels = report["levels"]
+    rows = [(lv["isa"], _level_row(lv["cases"])) for lv in levels]
+    keys = list(dict.fromkeys(k for _, row in rows for k in row))
+    head = _markdown({**report, "cases": []}).split("## Notes")[0].rstrip()
+    lines = [head, "", "## Per ISA level, side by side", "",
+             "Each level in its own processes with `ONEDNN_MAX_CPU_ISA=<level>` and `ATEN_CPU_CAPABILITY` "
+             "(avx2 for AVX2, avx512 above): what a CPU of that kind gets.", "",
+             "| | " + " | ".join(lv for lv, _ in rows) + " |", "|---|" + "---|" * len(rows)]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(row.get(k, "") for _, row in rows) + " |")
+    lines.append("")
+    for lv in levels:
+        body = _markdown({**report, "cases": lv["cases"]}).split("\n", 8)[-1]  # without the shared header
+        lines += [f"## ISA level {lv['isa']}", "", body.replace("\n## ", "\n### ")]
+    return "\n".join(lines)
+
+
 def _write(report: dict, args) -> None:
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -611,6 +677,9 @@ def main(argv=None) -> int:
     p.add_argument("--cases", default=None, help=f"comma-separated (CPU default {CPU_CASES}; CUDA {CUDA_CASES})")
     p.add_argument("--export_dir", default=None, help="exported ONNX folder for the peers (default: cached export)")
     p.add_argument("--output", default=str(RESULTS), help="results folder")
+    p.add_argument("--isa", default=None,
+                   help="comma-separated oneDNN ISA levels (AVX2, AVX512_CORE, AVX512_CORE_BF16, AVX512_CORE_AMX), "
+                        "'all' (every level this CPU has; the CPU default) or 'native' (no cap; --quick's default)")
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     import torch
@@ -646,6 +715,43 @@ def main(argv=None) -> int:
             base += [flag, str(value)]
     if args.quick:
         base.append("--quick")
+    levels = isa_levels(args, info)
+    if len(levels) > 1 or levels[0][0] != "native":
+        report["levels"] = []
+    for level, level_env in levels:
+        if "levels" in report:
+            sub = {"isa": level, "env": level_env, "cases": []}
+            report["levels"].append(sub)
+            report["cases"] = sub["cases"]  # the last (highest) level's cases stay at the top
+            print(f"[bench] ISA level {level} ...", file=sys.stderr, flush=True)
+        _run_cases(cases, args, report, base, dict(env, **level_env))
+    print(_markdown_levels(report) if "levels" in report else _markdown(report))
+    return 1 if any("error" in c for lv in report.get("levels", [report]) for c in lv["cases"]) else 0
+
+
+def isa_levels(args, info) -> list:
+    """``[(level, env)]`` to run: ``native`` has no cap; the others set oneDNN's and ATen's."""
+    want = args.isa or ("native" if args.quick or args.device != "cpu" else "all")
+    flags = set(info.get("all_flags") or info["flags"])
+    offered = [(lv, {"ONEDNN_MAX_CPU_ISA": lv, "ATEN_CPU_CAPABILITY": aten}) for lv, flag, aten in ISA_LEVELS
+               if flag in flags]
+    if want == "native" or not offered:
+        return [("native", {})]
+    if want == "all":
+        return offered
+    named = {lv: e for lv, e in offered}
+    levels = []
+    for lv in want.upper().split(","):
+        if lv == "NATIVE":
+            levels.append(("native", {}))
+        elif lv in named:
+            levels.append((lv, named[lv]))
+        else:
+            raise SystemExit(f"ISA level {lv} is not offered by this CPU (it has: {', '.join(named) or 'none'})")
+    return levels
+
+
+def _run_cases(cases, args, report, base, env) -> None:
     for case in cases:
         extra = []
         if case in ("onnxruntime", "openvino"):
@@ -679,8 +785,6 @@ def main(argv=None) -> int:
             print(f"[bench] {case} done in {result['wall_s']} s", file=sys.stderr, flush=True)
         report["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         _write(report, args)  # after every case: a long run that is cut short keeps its numbers
-    print(_markdown(report))
-    return 1 if any("error" in c for c in report["cases"]) else 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import torch
 # (the weights tests start their own loopback Hub and pass it to each download).
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# No test times anything (sam_age.autotune): the rule-based forms, no autotune.json written.
+os.environ.setdefault("SAM_AGE_AUTOTUNE", "off")
 
 from .helpers.paths import CASES, REFERENCE, REPO, SHARED  # noqa: E402,F401
 

@@ -16,7 +16,14 @@ modulated weights are built in float32, which does what NVlabs' fp16 pre-normali
 does), bfloat16 on CPUs that compute it natively (avx512_bf16 / AMX), float32 on every
 other CPU -- without native bf16 units oneDNN emulates it and runs 10-100x *slower*
 than float32 (measured on an AMD EPYC with AVX2 only). Asking for a half precision the
-CPU only emulates still works, with one :class:`EmulatedPrecisionWarning`.
+CPU only emulates still works, with one :class:`EmulatedPrecisionWarning`. An ISA cap
+(``ONEDNN_MAX_CPU_ISA=AVX2``, ``AVX512_CORE``: what a faster CPU is told to use) counts:
+below ``AVX512_CORE_BF16`` bf16 is emulated even where the CPU has the units.
+
+Measured choices (:func:`choose_dtype`, :func:`make_tuner`): where the CPU has native bf16
+and the dtype was not given, bfloat16 is kept only when a probe of the networks' main conv
+shapes measures it faster than float32 (``sam_age.autotune``, cached per machine); the
+encoders' packed convs and the generator's form are measured the same way at first use.
 """
 from __future__ import annotations
 
@@ -27,7 +34,9 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from . import autotune
 from .models.sam import SAM
+from .weights.store import cache_dir
 
 DeviceLike = Union[str, torch.device, None]
 DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -69,10 +78,20 @@ def cpu_flags(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> frozenset:
     return frozenset()
 
 
-@functools.lru_cache(maxsize=None)
+# oneDNN ISA caps under which bf16 has no native units (ONEDNN_MAX_CPU_ISA)
+CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 def cpu_has_native_bf16(flags: Optional[Iterable[str]] = None) -> bool:
-    """True when the CPU has bf16 dot-product units (avx512_bf16 or AMX), the only case
-    where a bfloat16 model is faster than float32 on the CPU."""
+    """True when the CPU has bf16 dot-product units (avx512_bf16 or AMX) and no ISA cap
+    hides them: the only case where a bfloat16 model is faster than float32 on the CPU."""
+    if autotune.isa_cap() in CAPS_WITHOUT_BF16:
+        return False
+    return _flags_have_bf16(None if flags is None else frozenset(flags))
+
+
+@functools.lru_cache(maxsize=None)
+def _flags_have_bf16(flags: Optional[frozenset] = None) -> bool:
     flags = frozenset(flags) if flags is not None else cpu_flags()
     if any(f in flags for f in NATIVE_BF16_FLAGS):
         return True
@@ -124,6 +143,82 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     if note:
         warnings.warn(note, EmulatedPrecisionWarning, stacklevel=2)
     return dtype
+
+
+def cpu_kind(flags: Optional[Iterable[str]] = None) -> str:
+    """The CPU kind that decides the fast paths, as the docs' speed page names it:
+    "AMX", "AVX-512 bf16", "AVX-512", "AVX2" or "other" (the ISA cap counted)."""
+    flags = frozenset(flags) if flags is not None else cpu_flags()
+    cap = autotune.isa_cap()
+    order = ["other", "AVX2", "AVX-512", "AVX-512 bf16", "AMX"]
+    have = ("AMX" if "amx_bf16" in flags else "AVX-512 bf16" if "avx512_bf16" in flags
+            else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other")
+    allowed = {"AVX2": "AVX2", "AVX2_VNNI": "AVX2", "AVX2_VNNI_2": "AVX2", "AVX512_CORE": "AVX-512",
+               "AVX512_CORE_VNNI": "AVX-512", "AVX512_CORE_BF16": "AVX-512 bf16"}.get(cap)
+    if allowed is not None and order.index(allowed) < order.index(have):
+        return allowed
+    return have
+
+
+def make_tuner(mode: Optional[str] = None) -> autotune.Tuner:
+    """The tuner of this process: choices cached in the weights cache folder
+    (``$SAM_AGE_HOME``/platform cache, ``autotune.json``), mode from ``SAM_AGE_AUTOTUNE``."""
+    return autotune.Tuner(cache_dir() / autotune.FILENAME, autotune.mode_from_env() if mode is None else mode)
+
+
+def _dtype_probe(dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+    """The networks' main conv shapes in ``dtype`` (the encoders' 512 ch at 16 px, the
+    generator's 256 ch at 128 px), one call each: what bf16 against float32 is timed on."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(512, 16), (256, 128)]
+    data = [(torch.randn(1, c, s, s, generator=g).to(dtype).contiguous(memory_format=torch.channels_last),
+             (torch.randn(c, c, 3, 3, generator=g) / (3 * c)).to(dtype)) for c, s in shapes]
+    return lambda: [torch.nn.functional.conv2d(x, w, padding=1) for x, w in data]
+
+
+def choose_dtype(dtype, device: DeviceLike, tuner: Optional[autotune.Tuner] = None) -> Tuple[torch.dtype, str]:
+    """:func:`resolve_dtype`, measured where it matters, and why: ``(dtype, reason)``.
+    Given a dtype, it is kept ("asked"). "auto" on a CPU with native bf16 and a tuner:
+    bfloat16 only if it measures faster than float32 on :func:`_dtype_probe`'s shapes."""
+    device = torch.device(device)
+    rule = resolve_dtype(dtype, device)
+    name = str(rule).replace("torch.", "")
+    if dtype not in (None, "auto"):
+        return rule, f"asked: {name}"
+    if device.type != "cpu":
+        return rule, f"{device.type}: {name}"
+    kind = cpu_kind()
+    if rule != torch.bfloat16:
+        return rule, f"{kind}: {name} (no native bf16)" if kind in ("AVX2", "AVX-512", "other") else f"{kind}: {name}"
+    if tuner is None:
+        return rule, f"{kind}: native bf16"
+    probes = {"bfloat16": _dtype_probe(torch.bfloat16), "float32": _dtype_probe(torch.float32)}
+    with torch.no_grad():
+        form, _ = tuner.pick("dtype:cpu", probes, plain="float32", rule="bfloat16")
+    if form == "bfloat16":
+        return torch.bfloat16, f"{kind}: native bf16, measured faster"
+    return torch.float32, f"{kind}: float32 (bf16 measured no faster)"
+
+
+def apply_forms(model: SAM, forms: Optional[dict] = None, tuner: Optional[autotune.Tuner] = None) -> dict:
+    """Set the inference forms on ``model`` (explicit, per model): ``forms["conv"]`` for the
+    encoders' convs ("auto", "packed", "plain"), ``forms["generator"]`` for the generator's
+    ``impl``; "auto" is measured by ``tuner`` (when given). Returns the forms set."""
+    from .ops.packed import CONV_FORMS
+    from .models.stylegan2 import SYNTHESIS_IMPLS
+    forms = {"conv": "auto", "generator": "auto", **(forms or {})}
+    unknown = set(forms) - {"conv", "generator"}
+    if unknown:
+        raise ValueError(f"unknown forms {sorted(unknown)}; use conv and generator")
+    if forms["conv"] not in CONV_FORMS:
+        raise ValueError(f"conv form must be one of {CONV_FORMS}, got {forms['conv']!r}")
+    if forms["generator"] not in SYNTHESIS_IMPLS:
+        raise ValueError(f"generator form must be one of {SYNTHESIS_IMPLS}, got {forms['generator']!r}")
+    for enc in (model.encoder, model.pretrained_encoder):
+        if enc is not None:
+            enc.conv_form, enc.tuner = forms["conv"], tuner
+    model.decoder.impl, model.decoder.tuner = forms["generator"], tuner
+    return forms
 
 
 def age_channel(faces: torch.Tensor, ages: Sequence[float]) -> torch.Tensor:

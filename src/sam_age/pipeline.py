@@ -42,7 +42,7 @@ from .ages import (Age, RelativeAge, ResolvedAge, absolute_ages, age_label, clam
                    format_age, is_relative, parse_ages, resolve_ages)
 from .checkpoints.load import load_sam
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
-from .engine import age_encoded, encode_faces, resolve_device, resolve_dtype
+from .engine import age_encoded, apply_forms, choose_dtype, encode_faces, make_tuner, resolve_device
 from .errors import InputError, UsageError
 from .face.align import align_faces
 from .face.paste import paste_face
@@ -257,14 +257,21 @@ class AgePipeline:
     loaded (and fetched when missing) only when a relative age is first asked for.
     ``cache_size``: photos whose faces (and their pretrained encodings) are kept, so the
     same photo at another age skips detection and the pretrained encoder (the web demo's
-    slider); 0 turns the caches off. See the module docstring."""
+    slider); 0 turns the caches off. See the module docstring.
+    ``forms``: the inference forms, ``{"conv": "auto"|"packed"|"plain", "generator":
+    "auto"|"per_sample"|"shared"|"grouped"|"reference"}`` (default all "auto": measured on
+    this machine at first use by ``tuner``, default :func:`sam_age.engine.make_tuner`,
+    cached per machine; see :attr:`compute_path`)."""
 
     def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None,
-                 age_predictor=None, cache_size: int = 4):
+                 age_predictor=None, cache_size: int = 4, forms: Optional[dict] = None, tuner=None):
         self.model = model
         self._prepared = LRU(cache_size, max_bytes=PHOTO_CACHE_BYTES)
         self._encoded = LRU(16 * cache_size)
         self._estimates = LRU(16 * cache_size)
+        self.tuner = make_tuner() if tuner is None else tuner
+        self.forms = apply_forms(model, forms, self.tuner)
+        self._why = None
         self.to(device, dtype)
         self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
         self._estimator = None
@@ -314,7 +321,11 @@ class AgePipeline:
         keeps the current one. In place (parameter by parameter); returns the pipeline."""
         param = next(self.model.parameters())
         self.device = resolve_device(device) if device is not None else param.device
-        self.dtype = resolve_dtype(dtype, self.device) if dtype is not None else param.dtype
+        if dtype is not None:
+            self.dtype, self._why = choose_dtype(dtype, self.device, self.tuner)
+        else:
+            self.dtype = param.dtype
+            self._why = self._why or f"as loaded: {str(self.dtype).replace('torch.', '')}"
         self.model = self.model.to(device=self.device, dtype=self.dtype).eval()
         self._estimator = None  # a loaded age predictor follows at its next use
         self._encoded.clear()
@@ -324,16 +335,38 @@ class AgePipeline:
     @classmethod
     def from_pretrained(cls, checkpoint: Union[str, Path, SAM] = DEFAULT_CHECKPOINT, device=None, dtype=None,
                         batch_size: Optional[int] = None, progress: bool = False,
-                        age_predictor=None) -> "AgePipeline":
+                        age_predictor=None, forms: Optional[dict] = None) -> "AgePipeline":
         """``checkpoint``: a registry name (fetched into the cache when missing), a path
         (.pt, .pdparams, .safetensors) or an already built :class:`SAM`.
-        ``age_predictor``: see the class (default: the registry's ``dex_age``, lazily)."""
+        ``age_predictor``: see the class (default: the registry's ``dex_age``, lazily).
+        ``forms``: see the class. ``dtype`` "auto"/None: the measured choice
+        (:func:`sam_age.engine.choose_dtype`)."""
         dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
+        tuner = make_tuner()
+        dt, why = choose_dtype(dtype, dev, tuner)
         if isinstance(checkpoint, SAM):
-            return cls(checkpoint, dev, dt, batch_size, age_predictor)
-        path = resolve_weights(checkpoint, progress=progress, kind="sam")
-        return cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size, age_predictor)
+            pipe = cls(checkpoint, dev, dt, batch_size, age_predictor, forms=forms, tuner=tuner)
+        else:
+            path = resolve_weights(checkpoint, progress=progress, kind="sam")
+            pipe = cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size, age_predictor, forms=forms,
+                       tuner=tuner)
+        pipe._why = why if dtype in (None, "auto") else pipe._why
+        return pipe
+
+    @property
+    def compute_path(self) -> dict:
+        """What this pipeline runs (read-only): ``{"device", "dtype", "why" (one short
+        reason), "forms": {"conv", "generator", "autotune"}}``. A form left "auto" is named
+        once it has been chosen (at the first call: measured, or read from the cache)."""
+        used = {"conv": self.tuner.summary("conv:"), "generator": self.tuner.summary("generator:")}
+        forms = {k: (used[k] or ("auto (chosen at first use)" if v == "auto" else v)) if v == "auto" else v
+                 for k, v in self.forms.items()}
+        if self.device.type != "cpu":
+            gen = self.forms["generator"]
+            forms = {"conv": "plain", "generator": "shared" if gen == "auto" else gen}
+        forms["autotune"] = self.tuner.mode
+        return {"device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "why": self._why or "", "forms": forms}
 
     # -- the estimated age (relative ages) ---------------------------------------------------
     @property

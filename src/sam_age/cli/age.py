@@ -117,11 +117,17 @@ def run(args) -> int:
         else:
             batch.add(o.item.name, o.item.path, False, o.reason, units=units)
 
-    result = run_shard(items, out=Path(args.output), request=request, get_pipeline=setup.get_pipeline,
+    loaded: list = []  # the pipeline, once loaded (its compute path goes into --json)
+
+    def get_pipeline():
+        loaded[:] = [setup.get_pipeline()]
+        return loaded[0]
+
+    result = run_shard(items, out=Path(args.output), request=request, get_pipeline=get_pipeline,
                        ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
                        extra_failed=len(missing), on_outcome=report, on_progress=batch.advance)
     if not ranks.distributed:
-        return batch.finish()
+        return batch.finish("", {"compute_path": loaded[0].compute_path} if loaded and args.json else None)
     # Under torchrun: one summary per rank; the last rank to finish also sums up the launch
     # and alone returns 1 for failures anywhere (see sam_age.batch.handshake).
     batch.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})

@@ -52,14 +52,15 @@ class GradualStyleBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convs(x).reshape(-1, self.out_c))
 
-    def packed(self, pack: bool = True):
-        """``(convs, weight, bias)``: each conv + LeakyReLU as one :class:`PackedConv`, and
-        the equalised linear's effective weight and bias."""
+    def packed(self, pack: bool = True, form: Optional[str] = None, tuner=None):
+        """``(convs, weight, bias)``: each conv + LeakyReLU as one :class:`PackedConv`
+        (``form``/``tuner``: see it), and the equalised linear's effective weight and bias."""
         convs = [m for m in self.convs if isinstance(m, nn.Conv2d)]
         slopes = [m.negative_slope for m in self.convs if isinstance(m, nn.LeakyReLU)]
         lin = self.linear
         bias = None if lin.bias is None else lin.bias.detach() * lin.lr_mul
-        return [pack_conv(c, s, pack) for c, s in zip(convs, slopes)], lin.weight.detach() * lin.scale, bias
+        return ([pack_conv(c, s, pack, form, tuner) for c, s in zip(convs, slopes)],
+                lin.weight.detach() * lin.scale, bias)
 
     @staticmethod
     def forward_packed(x: torch.Tensor, packed) -> torch.Tensor:
@@ -123,12 +124,17 @@ class GradualStyleEncoder(nn.Module):
 
     # -- the folded inference form ------------------------------------------------------
     pack_heads = True  # pack the style heads' weights too (a copy of ~0.9 GB in float32)
+    # the convs' form in the folded path (``sam_age.ops.packed``): "auto" (measured by
+    # ``tuner`` at the first call where one is given, else packed), "packed" or "plain";
+    # set by the caller (``AgePipeline(forms=...)``), like ``impl``
+    conv_form = "auto"
+    tuner = None
     # reclaim the memory-mapped file pages behind the parameters once their folded copies
     # exist (``sam_age.memory.release_mapped``: values never change; CPU RSS 4.3 -> 2.4 GB)
     reclaim_file_pages = True
 
     def _fold_key(self) -> tuple:
-        return (self.pack_heads,) + tuple((t.data_ptr(), t._version, t.dtype, t.device)
+        return (self.pack_heads, self.conv_form, id(self.tuner)) + tuple((t.data_ptr(), t._version, t.dtype, t.device)
                                           for t in list(self.parameters()) + list(self.buffers()))
 
     def folded(self) -> dict:
@@ -152,12 +158,14 @@ class GradualStyleEncoder(nn.Module):
                 release_mapped(list(module.parameters()) + list(module.buffers()), ranges)
             return value
 
+        kw = dict(form=self.conv_form, tuner=self.tuner)
+        head = dict(form=self.conv_form if self.pack_heads else "plain", tuner=self.tuner)
         with torch.no_grad():
-            data = {"input": built(self.input_layer, fold_input_layer(self.input_layer, dtype, fmt)),
-                    "body": [built(u, fold_unit(u, dtype, fmt)) for u in self.body],
-                    "heads": [built(s, s.packed(self.pack_heads)) for s in self.styles],
-                    "lat1": built(self.latlayer1, pack_conv(self.latlayer1, pack=self.pack_heads)),
-                    "lat2": built(self.latlayer2, pack_conv(self.latlayer2, pack=self.pack_heads))}
+            data = {"input": built(self.input_layer, fold_input_layer(self.input_layer, dtype, fmt, **kw)),
+                    "body": [built(u, fold_unit(u, dtype, fmt, **kw)) for u in self.body],
+                    "heads": [built(s, s.packed(**head)) for s in self.styles],
+                    "lat1": built(self.latlayer1, pack_conv(self.latlayer1, **head)),
+                    "lat2": built(self.latlayer2, pack_conv(self.latlayer2, **head))}
         self.__dict__["_folded_cache"] = (key, data)
         trim_heap()  # the packing temporaries (oneDNN copies) back to the OS
         return data

@@ -105,9 +105,10 @@ class FoldedUnit:
 
 
 def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.contiguous_format,
-              pack: bool = True) -> FoldedUnit:
+              pack: bool = True, form: Optional[str] = None, tuner=None) -> FoldedUnit:
     """The unit's weights with both BatchNorms folded in (float64 math, cast to ``dtype``
-    once); conv weights in ``memory_format``, packed for oneDNN where it can (``pack``)."""
+    once); conv weights in ``memory_format``, packed for oneDNN where it can (``pack``;
+    ``form``/``tuner``: see :class:`~sam_age.ops.packed.PackedConv`)."""
     bn0, conv1, prelu, conv2, bn2, se = unit.res_layer
     w1, b1, fix1 = fold_bn_before(conv1.weight, *bn_scale_shift(bn0), padding=conv1.padding[0])
     w2, b2 = fold_bn_after(conv2.weight, None, *bn_scale_shift(bn2))
@@ -123,11 +124,12 @@ def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.cont
         return t.contiguous(memory_format=memory_format) if weight else t
 
     stride = conv2.stride[0]
-    return FoldedUnit(PackedConv(cast(w1, True), cast(b1), 1, fix1.padding, pack=pack), fix1,
+    kw = dict(pack=pack, form=form, tuner=tuner)
+    return FoldedUnit(PackedConv(cast(w1, True), cast(b1), 1, fix1.padding, **kw), fix1,
                       prelu.weight.detach().to(dtype),
-                      PackedConv(cast(w2, True), cast(b2), stride, 1, pack=pack), stride,
+                      PackedConv(cast(w2, True), cast(b2), stride, 1, **kw), stride,
                       se.fc1.weight.detach().flatten(1), se.fc2.weight.detach().flatten(1),
-                      None if ws is None else PackedConv(cast(ws, True), cast(bs), stride, 0, pack=pack))
+                      None if ws is None else PackedConv(cast(ws, True), cast(bs), stride, 0, **kw))
 
 
 def unit_folded(x: torch.Tensor, f: FoldedUnit) -> torch.Tensor:
@@ -142,13 +144,14 @@ def unit_folded(x: torch.Tensor, f: FoldedUnit) -> torch.Tensor:
 
 
 def fold_input_layer(layer: nn.Sequential, dtype: torch.dtype, memory_format=torch.contiguous_format,
-                     pack: bool = True):
+                     pack: bool = True, form: Optional[str] = None, tuner=None):
     """``(conv, alpha)`` of ``conv -> BN -> PReLU`` with the BN folded into the conv."""
     conv, bn, prelu = layer
     w, b = fold_bn_after(conv.weight, None, *bn_scale_shift(bn))
     dev = conv.weight.device
     return (PackedConv(w.to(device=dev, dtype=dtype).contiguous(memory_format=memory_format),
-                       b.to(device=dev, dtype=dtype), 1, 1, pack=pack), prelu.weight.detach().to(dtype))
+                       b.to(device=dev, dtype=dtype), 1, 1, pack=pack, form=form, tuner=tuner),
+            prelu.weight.detach().to(dtype))
 
 
 def input_layer_folded(x: torch.Tensor, folded) -> torch.Tensor:

@@ -18,7 +18,15 @@ The synthesis network runs in one of several forms of the same function, chosen 
 - ``"shared"``: the fast form with shared-weight convs for the whole batch and the
   activations modulated (NVlabs' ``fused_modconv=False``), channels-last -- the GPU's best;
 - ``"auto"``: without autograd ``per_sample`` on the CPU and ``shared`` elsewhere; with
-  autograd the reference.
+  autograd the reference. On the CPU with a ``tuner`` (``sam_age.autotune``, set by the
+  caller) the first call per output size, dtype and batch instead times ``shared`` (and
+  ``grouped`` for batches) against ``per_sample``, two calls each, and keeps the faster;
+  the choice is cached per machine. ``per_sample`` is the baseline there, not the
+  reference: the reference runs module by module (2.5x slower than any fast form on a
+  2-core AVX2 EPYC at 1024 px: 27 s against 11 s per_sample, 5 s shared, under load), so
+  timing it would cost a first run seconds for a form that never wins. Measured there:
+  ``shared`` beats ``per_sample`` on AVX2, where a per-sample weight is reordered by
+  oneDNN on every call.
 
 ``tests/models/test_fast_paths.py`` holds every form to the reference in float64
 (outputs, and gradients for the forms used in training).
@@ -290,6 +298,16 @@ class Generator(nn.Module):
         return self.style(z).mean(0, keepdim=True)
 
     impl = "auto"  # the synthesis form when a call does not name one (see the module docstring)
+    tuner = None  # a sam_age.autotune.Tuner: "auto" on the CPU is measured (set by the caller)
+
+    def _tuned(self, latent, noise, pool_to, rule: str):
+        """``(form, image or None)``: the measured form for this call's shape (CPU, no
+        autograd, a tuner given)."""
+        forms = ["per_sample", "shared"] + (["grouped"] if latent.shape[0] > 1 else [])
+        name = (f"generator:{self.size}:{str(latent.dtype).replace('torch.', '')}:n{latent.shape[0]}"
+                f":pool{pool_to}")
+        fns = {f: (lambda f=f: self.synthesis(latent, noise, impl=f, pool_to=pool_to)) for f in forms}
+        return self.tuner.pick(name, fns, plain="per_sample", rule=rule, reps=2, warmup=False)
 
     def resolve_impl(self, impl: Optional[str], device: torch.device) -> str:
         impl = self.impl if impl is None else impl
@@ -312,7 +330,13 @@ class Generator(nn.Module):
         RGB image and its skip sum are never made."""
         if noise is None:
             noise = [None] * self.num_layers
+        asked = self.impl if impl is None else impl
         impl = self.resolve_impl(impl, latent.device)
+        if (asked == "auto" and impl != "reference" and self.tuner is not None
+                and latent.device.type == "cpu"):
+            impl, image = self._tuned(latent, noise, pool_to, impl)
+            if image is not None:
+                return image
         if pool_to is not None and (pool_to <= 0 or self.size % pool_to):
             raise ValueError(f"pool_to must divide the generator size {self.size}, got {pool_to}")
         if pool_to == self.size:
