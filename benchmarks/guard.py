@@ -4,10 +4,12 @@
     python benchmarks/guard.py --isa AVX2      # one level only
     python benchmarks/guard.py --dtype float32 # the exact path's forms only (no bf16 choice)
 
-For each network (the pretrained encoder, the age encoder: full size, random weights, so
-their 512-channel convs at 16..1 px are in; the generator at 256 px) one process times, in
-one run, interleaved, best of ``--repeat`` after a warm-up (which includes any first-use
-measurement of ``sam_age.autotune``, in memory only):
+For each network (the pretrained encoder and the age encoder: random weights, the full
+IR-SE-50 body and 8 of the 18 style heads -- 3 coarse, 4 middle, 1 fine, so every conv shape
+is in, the 512-channel ones at 16..1 px that regressed on AVX2 too, at half the memory; the
+generator at 256 px) one process times, in one run, interleaved, best of ``--repeat``
+after a warm-up (which includes any first-use measurement of ``sam_age.autotune``, in
+memory only):
 
 - default: what ``AgePipeline`` runs by default -- ``dtype="auto"`` (engine.choose_dtype),
   every form "auto";
@@ -18,7 +20,8 @@ A ratio default/plain above ``1 + --tolerance`` (default 0.15) fails the guard. 
 from one run, never absolute times, so a loaded CI machine does not flip it. Each ISA
 level runs in its own process with ``ONEDNN_MAX_CPU_ISA`` / ``ATEN_CPU_CAPABILITY`` set
 (read once at start-up by oneDNN and ATen), so an AVX-512 machine also guards the AVX2
-path most users have. Runs in about a minute per level on 2 cores.
+path most users have. Each network's line gives its wall and CPU seconds (on a loaded
+machine the CPU seconds tell the quiet-machine cost: about CPU s / threads).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import contextlib
 import copy
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -34,6 +38,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ISA_ENV = {"AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}
+HEADS = 8  # style heads per encoder: 3 coarse (16 px), 4 middle (32 px), 1 fine (64 px)
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 @contextlib.contextmanager
@@ -63,7 +73,7 @@ def _encoder_pair(input_nc: int, dtype, tuner):
     import torch
     from sam_age.models.encoder import GradualStyleEncoder
     torch.manual_seed(input_nc)
-    enc = GradualStyleEncoder(input_nc, 18).eval()
+    enc = GradualStyleEncoder(input_nc, HEADS).eval()
     enc.reclaim_file_pages = False
     x = torch.rand(1, input_nc, 256, 256) * 2 - 1
 
@@ -119,7 +129,7 @@ def child(args) -> dict:
     tuner = None
     if hasattr(engine, "make_tuner"):
         from sam_age.autotune import Tuner
-        tuner = Tuner(None, "on")  # measured now, in memory only (the cache is not read)
+        tuner = Tuner(None, "on", reps=2)  # measured now, in memory only (the cache is not read)
     if args.dtype == "float32":
         dtype, why = torch.float32, "asked: float32"
     elif hasattr(engine, "choose_dtype"):
@@ -135,13 +145,14 @@ def child(args) -> dict:
               "generator": lambda: _generator_pair(dtype, tuner)}
     with torch.no_grad():
         for name in args.nets.split(","):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu_s()
             default, plain = makers[name]()
             plain()  # the plain form's warm-up too
             best = _best_interleaved({"default": default, "plain": plain}, args.repeat)
             out["nets"][name] = {"default_s": round(best["default"], 4), "plain_s": round(best["plain"], 4),
                                  "ratio": round(best["default"] / best["plain"], 3),
-                                 "wall_s": round(time.perf_counter() - t0, 1)}
+                                 "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu_s() - c0, 1)}
+            print(f"guard:   {out['isa']} {name}: {out['nets'][name]}", file=sys.stderr, flush=True)
             del default, plain
     if tuner is not None:
         out["forms"] = {"conv": tuner.summary("conv:"), "generator": tuner.summary("generator:")}
@@ -173,9 +184,9 @@ def main(argv=None) -> int:
             [str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         cmd = [sys.executable, __file__, "--child", "--nets", args.nets, "--dtype", args.dtype,
                "--repeat", str(args.repeat)] + (["--threads", str(args.threads)] if args.threads else [])
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)  # progress on stderr
         if proc.returncode != 0:
-            print(f"guard: {isa}: the run failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            print(f"guard: {isa}: the run failed (exit {proc.returncode})", file=sys.stderr)
             failed = True
             continue
         res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -184,7 +195,8 @@ def main(argv=None) -> int:
             bad = r["ratio"] > 1 + args.tolerance
             failed |= bad
             print(f"guard: {isa:7s} {res['dtype']:8s} {name:19s} default {r['default_s']:.3f} s, plain "
-                  f"{r['plain_s']:.3f} s: {r['ratio']:.2f}x the plain time {'FAIL' if bad else 'ok'}")
+                  f"{r['plain_s']:.3f} s: {r['ratio']:.2f}x the plain time {'FAIL' if bad else 'ok'} "
+                  f"({r['wall_s']} s wall, {r['cpu_s']} s CPU)")
         if res.get("forms"):
             print(f"guard: {isa:7s} forms: {res['forms']} ({res['why']})")
     if args.json:

@@ -42,6 +42,9 @@ def test_sample_all_faces_strip_gif_paste_back(small_sam_path, tmp_path, capsys)
     assert code == 0, captured.err
     summary = json.loads(captured.out)
     assert summary["ok"] == 1 and summary["failed"] == 0
+    path = summary["compute_path"]  # what ran, and why (AgePipeline.compute_path)
+    assert path["device"] == "cpu" and path["dtype"] in ("float32", "bfloat16") and path["why"]
+    assert set(path["forms"]) == {"conv", "generator", "autotune"} and path["forms"]["generator"] == "per_sample"
     rec = summary["inputs"][0]
     assert rec["faces"] >= 2 and rec["scores"] == sorted(rec["scores"], reverse=True)  # best first
     base = out / "astronaut"
