@@ -102,7 +102,7 @@ def run(args) -> int:
     state = read_state(Path(args.output))
     paths, own = drop_own_results([path for _, path in setup.named], Path(args.output), state)
     if own and ranks.main:
-        note("age", f"left out {len(own)} input(s) that are this run's own results in {shown(args.output)} "
+        note("age", f"left out {len(own)} input(s) that are sam-age's own results in {shown(args.output)} "
                     f"(recorded in its manifest), e.g. {shown(own[0])}", args)
     items = name_items(paths, recorded_names(state))
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
