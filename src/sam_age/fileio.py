@@ -195,6 +195,31 @@ def mark_own(folder: PathLike) -> Path:
     return write_text(folder / OWN_MARKER, json.dumps({"written_by": "sam-age", "files": files}, indent=1) + "\n")
 
 
+def note_own(folder: PathLike, names: Iterable[str]) -> None:
+    """Add ``names`` (files sam-age has just written in ``folder``, a folder it shares with
+    the user: ``estimate``'s, ``export``'s, ``video``'s ``--output``) to the folder's
+    :data:`OWN_MARKER`, so that ``--overwrite`` may replace them later (:func:`not_own_file`)."""
+    folder = Path(folder)
+    marker = folder / OWN_MARKER
+    if marker.is_symlink() or (os.path.lexists(marker) and not marker.is_file()):
+        return  # not ours to write: the files just stay unrecorded
+    files = sorted(own_files(folder) | {Path(n).as_posix() for n in names})
+    write_text(marker, json.dumps({"written_by": "sam-age", "files": files}, indent=1) + "\n")
+
+
+def not_own_file(folder: PathLike, names: Iterable[str]) -> Optional[Path]:
+    """The first of ``folder/NAME`` (for ``names``) that exists and is not a plain file that
+    :data:`OWN_MARKER` lists as sam-age's (see :func:`note_own`), or None: what
+    ``--overwrite`` must leave alone."""
+    folder = Path(folder)
+    own = own_files(folder)
+    for n in names:
+        p = folder / n
+        if os.path.lexists(p) and (Path(n).as_posix() not in own or p.is_symlink() or not p.is_file()):
+            return p
+    return None
+
+
 def own_files(folder: PathLike) -> Set[str]:
     """The files :data:`OWN_MARKER` says sam-age wrote in ``folder`` (empty when there is
     no marker, or it is a link or unreadable)."""

@@ -157,3 +157,30 @@ def test_flat_layout_into_the_input_folder_never_ages_its_own_results(tmp_path, 
                                                          "manifest.jsonl"]
     rec, = _records(photos)
     assert rec["files"] == ["anna_age_030.png"] and rec["earlier_files"] == ["anna_age_060.png"]
+
+
+def test_estimate_and_export_overwrite_only_their_own_files(tmp_path):
+    """The other commands that replace files by name (estimate's estimates.csv/json,
+    export's networks and manifest.json, video's NAME_age_AGE.mp4): with --overwrite, only
+    the files the folder's marker lists as sam-age's (fileio.note_own)."""
+    import argparse
+
+    from sam_age.cli.estimate import _check_output
+    from sam_age.errors import UsageError
+    from sam_age.export import check_output
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("the user's")
+    (out / "estimates.csv").write_text("the user's")
+    with pytest.raises(UsageError, match="not written by sam-age"):
+        check_output(out, "onnx", overwrite=True)
+    with pytest.raises(UsageError, match="not written by sam-age"):
+        _check_output(argparse.Namespace(output=str(out), overwrite=True))
+    fileio.note_own(out, ["estimates.csv", "estimates.json", "manifest.json"])  # as if sam-age wrote them
+    assert _check_output(argparse.Namespace(output=str(out), overwrite=True)) == out
+    assert check_output(out, "onnx", overwrite=True) == out
+    assert fileio.not_own_file(out, ["estimates.csv", "encoder.onnx"]) is None
+    (out / "link.mp4").symlink_to(out / "estimates.csv")
+    fileio.note_own(out, ["link.mp4"])
+    assert fileio.not_own_file(out, ["link.mp4"]) == out / "link.mp4"  # a link is never ours to replace
