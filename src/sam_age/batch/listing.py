@@ -133,11 +133,12 @@ def drop_own_results(paths: Sequence[Path], out: Path, state: Mapping[str, dict]
     """-> (``paths`` without sam-age's own files in ``OUT``, the ones left out): the files
     its manifest records, and anything under ``OUT/.sam-age`` (its working state)."""
     own = recorded_files(out, state)
-    state_dir = os.path.join(os.path.abspath(out), STATE_DIR)
+    own |= {os.path.realpath(f) for f in own}  # (OUT or an input named through a link)
+    state_dir = os.path.realpath(os.path.join(os.path.abspath(out), STATE_DIR))
     keep, dropped = [], []
     for p in paths:
-        a = os.path.abspath(p)
-        if a in own or a == state_dir or a.startswith(state_dir + os.sep):
+        a, r = os.path.abspath(p), os.path.realpath(p)
+        if a in own or r in own or r == state_dir or r.startswith(state_dir + os.sep):
             dropped.append(Path(p))
         else:
             keep.append(Path(p))

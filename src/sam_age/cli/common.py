@@ -438,5 +438,5 @@ class Batch:
             n_files = sum(len(r["files"]) for r in self.records)
             before = f" ({skipped} done before)" if skipped else ""
             print(f"{heading}{ok} of {len(self.records)} inputs done{before}, {n_files} files in "
-                  f"{self.args.output} ({seconds:.1f} s)")
+                  f"{shown(self.args.output)} ({seconds:.1f} s)")
         return EXIT_SOME_FAILED if failed else EXIT_OK
