@@ -106,7 +106,14 @@ def _number(text: str, item: str, what: str) -> Tuple[float, bool]:
     """``text`` -> (value, signed). Plain decimals only (no exponents, nan or inf)."""
     if not _NUMBER.match(text):
         raise UsageError(f"{what}: cannot read {item!r} ({SYNTAX})")
-    return float(text), text[0] in "+-"
+    value = float(text)
+    if not math.isfinite(value):  # ("9" * 400 is inf: no age, and no range end)
+        raise UsageError(f"{what}: {item!r}: {_brief(text)} is too large to be an age")
+    return value, text[0] in "+-"
+
+
+def _brief(text: str) -> str:
+    return text if len(text) <= 20 else text[:17] + "..."
 
 
 def _check_absolute(value: float, item: str, what: str) -> float:
@@ -166,7 +173,10 @@ def _parse_text(text: str, what: str) -> List[Age]:
 
 def _parse_one(value, what: str) -> List[Age]:
     if isinstance(value, RelativeAge):
-        return [_check_offset(value.offset, str(value), what)]
+        off = value.offset
+        if not isinstance(off, Real) or isinstance(off, bool) or not math.isfinite(float(off)):
+            raise UsageError(f"{what}: RelativeAge({off!r}) is not a number of years")
+        return [_check_offset(float(off), _signed(float(off)), what)]
     if isinstance(value, str):
         return _parse_text(value, what)
     if isinstance(value, Real) and not isinstance(value, bool):
@@ -184,6 +194,8 @@ def _parse_one(value, what: str) -> List[Age]:
 def _items(value, what: str) -> List[Age]:
     if isinstance(value, (str, Real, RelativeAge)):
         return _parse_one(value, what)
+    if isinstance(value, (bytes, bytearray, memoryview, dict)):  # (bytes would iterate as small ints)
+        raise UsageError(f"{what}: cannot read {value!r} ({SYNTAX})")
     try:
         parts = list(value)
     except TypeError:

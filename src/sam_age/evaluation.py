@@ -27,7 +27,7 @@ import torch
 
 from .defaults import DEFAULT_BATCH_SIZE
 from .errors import InputError
-from .fileio import atomic_write, write_text
+from .fileio import atomic_write, note_own, write_text
 from .images import to_tensor
 from .losses import AgingLoss, IDLoss
 
@@ -205,6 +205,7 @@ def write_report(report: Report, output: Path) -> Dict[str, Path]:
             atomic_write(paths[name], lambda f: fig.savefig(f, format="png"))
         finally:
             _pyplot().close(fig)
+    note_own(output, OUTPUT_FILES)  # (--overwrite may replace these, and only these, later)
     return paths
 
 

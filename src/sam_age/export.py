@@ -37,6 +37,7 @@ from torch import nn
 
 from . import __version__
 from .errors import SamAgeError, UsageError
+from .fileio import note_own, not_own_file, shown
 from .models.sam import SAM
 
 FORMATS = ("onnx", "openvino")
@@ -172,9 +173,13 @@ def check_output(output: Union[str, Path], fmt: str, overwrite: bool = False,
     if output.exists() and not output.is_dir():
         raise UsageError(f"--output must be a folder, not a file: {output}")
     wanted = [f for n in names for f in _files_of(fmt, n)] + ["manifest.json"]
-    clash = [f for f in wanted if (output / f).exists()]
+    clash = [f for f in wanted if os.path.lexists(output / f)]
     if clash and not overwrite:
         raise UsageError(f"{output / clash[0]} exists (use --overwrite to replace the exported files)")
+    theirs = not_own_file(output, clash) if clash else None
+    if theirs is not None:  # --overwrite replaces only what sam-age wrote (issue 22)
+        raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
+                         "(move it away or choose another --output)")
     return output
 
 
@@ -221,9 +226,15 @@ def export_sam(sam: SAM, output: Union[str, Path], fmt: str = "onnx", *, names: 
                                   f"(relative, limit {PARITY_RTOL:.0e}); nothing was written")
         manifest = _manifest(sam, fmt, result.parity, list(nets))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644 & ~_umask())
-            os.replace(f, output / f.name)
+        written = sorted(f.name for f in tmp.iterdir())
+        theirs = not_own_file(output, written)  # (checked again: the export took minutes)
+        if theirs is not None:
+            raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
+                             "(move it away or choose another --output)")
+        for name in written:
+            os.chmod(tmp / name, 0o644 & ~_umask())
+            os.replace(tmp / name, output / name)
+        note_own(output, written)
         result.files = {n: output / p.name for n, p in files.items()}
         return result
     finally:

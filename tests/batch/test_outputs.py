@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from sam_age.fileio import OWN_MARKER
 from sam_age.batch.outputs import Layout, Request, Staging
 from sam_age.render import save_image
 
@@ -64,7 +65,9 @@ def test_place_refuses_or_replaces_whole(tmp_path, layout):
     with pytest.raises(FileExistsError):
         staging.place("a", plan, lay, replace=False)
     assert {f: f.read_bytes() for f in files} == before  # nothing moved
-    staging.place("a", plan, lay, replace=True)
+    staging.place("a", plan, lay, replace=True, own=set(plan.all()))  # (the manifest's files for "a")
     assert all(f.is_file() for f in files)
     staging.remove()
-    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file()]  # no temporaries
+    temporaries = [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file() and p.name != OWN_MARKER]
+    assert not temporaries
+    assert (out / "a" / OWN_MARKER).is_file() == (layout == "per-input")  # a result folder says it is sam-age's

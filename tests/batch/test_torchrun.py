@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sam_age.fileio import OWN_MARKER
+
 from ..helpers.dataset import GOOD, write_dataset
 
 pytest.importorskip("dlib")
@@ -67,7 +69,7 @@ def _check_results(out, expect, m):
             assert not (out / stem).exists() and m[name]["reason"]
     results = {p.name for p in out.iterdir()}
     assert results == {Path(n).stem for n, s in expect.items() if s == GOOD} | {"manifest.jsonl"}
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporaries, no state left
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name != OWN_MARKER]  # no temporaries, no state left
 
 
 def test_two_ranks_split_the_inputs(small_sam_path, tmp_path):
@@ -117,7 +119,7 @@ def test_a_rank_killed_mid_run_then_run_again(small_sam_path, tmp_path):
     assert 1 <= len(done_before) < 4
     first_files = {p: p.stat().st_mtime_ns for n in done_before for p in (out / Path(n).stem).iterdir()}
     for folder in (p for p in out.iterdir() if p.is_dir() and p.name != ".sam-age"):
-        assert sorted(x.name for x in folder.iterdir()) == ["age_030.png", "strip.png"]  # whole or absent
+        assert sorted(x.name for x in folder.iterdir()) == [OWN_MARKER, "age_030.png", "strip.png"]  # whole or absent
 
     run = subprocess.run(_command(data, out, small_sam_path), env=_env(), capture_output=True, text=True,
                          timeout=900)

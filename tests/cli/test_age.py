@@ -14,6 +14,7 @@ from sam_age.cli.common import check_output_dir
 from sam_age.pipeline import parse_ages
 from sam_age.cli.main import main
 from sam_age.errors import InputError, UsageError
+from sam_age.fileio import OWN_MARKER
 
 from ..helpers.images import write_bad_files, write_grey16, write_rotated
 
@@ -57,8 +58,8 @@ def test_sample_all_faces_strip_gif_paste_back(small_sam_path, tmp_path, capsys)
         assert gif.n_frames == 2
     for age in ("000", "100"):
         assert Image.open(base / f"pasted_{age}.png").size == (512, 512)
-    assert sorted(rec["files"]) == sorted(str(p) for p in base.rglob("*") if p.is_file())
-    assert not [p for p in base.rglob(".*")]  # no temporary files left behind
+    assert sorted(rec["files"]) == sorted(str(p) for p in base.rglob("*") if p.is_file() and p.name != OWN_MARKER)
+    assert [p.name for p in base.rglob(".*")] == [OWN_MARKER]  # no temporary files left behind, one marker
 
     # nothing is overwritten without --overwrite: that input fails (exit 1), files untouched
     before = {p: p.stat().st_mtime_ns for p in base.rglob("*")}

@@ -23,7 +23,7 @@ from PIL import Image
 from sam_age.cli.common import Batch, available_devices, check_device, check_output_folder, results_folder
 from sam_age.cli.main import main
 from sam_age.errors import InputError, UsageError, WriteError
-from sam_age.fileio import atomic_dir, atomic_write, write_text
+from sam_age.fileio import OWN_MARKER, atomic_dir, atomic_write, mark_own, write_text
 from sam_age.pipeline import prepare_faces, sample_path
 
 
@@ -185,12 +185,13 @@ def test_age_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_pa
     stale = out / "face" / "age_090.png"  # an earlier run's result for other ages
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
+    mark_own(stale.parent)  # (sam-age's own: --overwrite replaces only such a folder, issue 22)
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
     code = main(["age", str(face), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30,40",
                  "--output", str(out), "--device", "cpu", "--overwrite", "--workers", "0"])
     assert code == 0, tty.getvalue()
-    assert sorted(p.name for p in (out / "face").iterdir()) == ["age_030.png", "age_040.png", "strip.png"]
+    assert sorted(p.name for p in (out / "face").iterdir()) == [OWN_MARKER, "age_030.png", "age_040.png", "strip.png"]
     for p in [out / "face", *(out / "face").iterdir()]:
         assert _mode(p) == (0o755 if p.is_dir() else 0o644), p
     bar = tty.getvalue()
@@ -281,6 +282,7 @@ def test_mix_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_pa
     stale = out / "face" / "random_7" / "age_090.png"  # from an earlier run with other flags
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
+    mark_own(out / "face")  # (sam-age's own: --overwrite replaces only such a folder, issue 22)
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
     code = main(["mix", str(face), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30",
@@ -288,7 +290,7 @@ def test_mix_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_pa
     assert code == 0, tty.getvalue()
     assert not stale.exists() and not stale.parent.exists()
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["face/grid.png", "face/random_0/age_030.png"]
+    assert files == [f"face/{OWN_MARKER}", "face/grid.png", "face/random_0/age_030.png"]
     for p in out.rglob("*"):
         assert _mode(p) == (0o755 if p.is_dir() else 0o644), p
     bar = tty.getvalue()

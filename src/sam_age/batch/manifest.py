@@ -42,6 +42,15 @@ How several processes write it without waiting on each other:
 * For one input, the line with the latest ``time`` wins (a final status over ``started``
   at the same instant).
 
+Any name the OS allows round-trips: the file is UTF-8 JSON (valid Unicode only). An input
+path that is not valid Unicode (bytes that are not UTF-8, kept by Python as lone
+surrogates) is written ``"input": "/in/caf\\xe9.jpg"`` (readable, not exact) beside
+``"input_bytes": "2f696e2f636166e92e6a7067"`` (the exact bytes, hex), and read back
+(:func:`record_key`) as the path ``os.fsdecode`` gives; any other text that is not valid
+Unicode (a reason naming such a file) is written with the bytes escaped
+(:func:`sam_age.fileio.shown`). A record's key is :func:`record_key`, never ``input``
+alone.
+
 One run per output folder at a time: two live runs into the same ``OUT`` are not refused,
 but their records may contradict each other.
 """
@@ -58,7 +67,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, shown
 
 try:  # POSIX; without it (Windows) an open part counts as live until merged by its writer
     import fcntl
@@ -70,6 +79,48 @@ STATE_DIR = ".sam-age"  # hidden working state inside OUT: parts and staging fol
 OK, FAILED, NO_FACE, STARTED, INTERRUPTED = "ok", "failed", "no-face", "started", "interrupted"
 FINAL = (OK, FAILED, NO_FACE)
 _DONE_SUFFIX = ".done.jsonl"
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _clean(value):
+    """``value`` with every text that is not valid Unicode escaped (:func:`shown`)."""
+    if isinstance(value, str):
+        return value if _valid_text(value) else shown(value)
+    if isinstance(value, dict):
+        return {(k if _valid_text(k) else shown(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def encode_record(rec: dict) -> str:
+    """One manifest line (with its newline): valid UTF-8 JSON whatever the input's name
+    (``input_bytes`` when the path is not valid Unicode, see the module docstring)."""
+    rec = dict(rec)
+    key = rec.get("input")
+    if isinstance(key, str) and not _valid_text(key):
+        rec["input_bytes"] = os.fsencode(key).hex()
+    elif isinstance(key, str):
+        rec.pop("input_bytes", None)
+    return json.dumps(_clean(rec), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def record_key(rec: dict) -> str:
+    """The input's path as this process names it (``input_bytes`` when present)."""
+    raw = rec.get("input_bytes")
+    if isinstance(raw, str):
+        try:
+            return os.fsdecode(bytes.fromhex(raw))
+        except ValueError:
+            pass
+    return rec["input"]
 
 
 def now() -> str:
@@ -120,7 +171,7 @@ class PartWriter:
 
     def add(self, record: dict) -> None:
         rec = dict(record, rank=self.rank, world=self.world, host=self.host, time=now())
-        self._pending.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._pending.append(encode_record(rec))
 
     def commit(self) -> None:
         if not self._pending:
@@ -149,7 +200,7 @@ class PartWriter:
 def read_lines(path: Path) -> Iterator[dict]:
     """The whole JSON lines of ``path``; a line cut by a kill (or garbage) is skipped."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:  # (a damaged byte spoils one line, at most)
             for line in f:
                 if not line.endswith("\n"):
                     break  # the last line of a part whose writer was killed mid-write
@@ -171,7 +222,7 @@ def latest(records: Iterable[dict]) -> Dict[str, dict]:
     """``{input: the record that wins}`` (latest time; final over started)."""
     best: Dict[str, dict] = {}
     for rec in records:
-        key = rec["input"]
+        key = record_key(rec)
         if key not in best or _rank_key(rec) >= _rank_key(best[key]):
             best[key] = rec
     return best
@@ -296,9 +347,8 @@ def _merge(out: Path, own: Optional[Path], may_delete: bool) -> Path:
         for part in parts:
             recs.extend(read_lines(part))
         recs.extend(read_lines(out / MANIFEST))
-        merged = sorted(latest(recs).values(), key=lambda r: r["input"])
-        text = "".join(json.dumps(_final_form(r), ensure_ascii=False, separators=(",", ":")) + "\n"
-                       for r in merged)
+        merged = sorted(latest(recs).items())
+        text = "".join(encode_record(_final_form(dict(r, input=key))) for key, r in merged)
         path = out / MANIFEST
         try:
             same = path.read_bytes() == text.encode("utf-8")

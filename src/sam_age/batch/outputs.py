@@ -20,7 +20,14 @@ Invariants:
   (each file whole; an input cut between two renames is recorded ``started`` in the
   manifest, so the next run knows the stray files are its own and redoes it).
 * Nothing already in ``OUT`` is replaced unless the caller says so (``replace``: the user
-  asked ``--overwrite``, or the manifest shows the result is this request's own).
+  asked ``--overwrite``, or the manifest shows the result is this request's own), and even
+  then only what sam-age wrote for *this* input (:meth:`Layout.foreign`): a ``NAME/``
+  folder holds the marker :data:`sam_age.fileio.OWN_MARKER` listing its files, and
+  ``own`` (the files the manifest records for the input) counts too; a flat file is
+  replaced only when the manifest records it for this input. Anything else in the way
+  (a user's folder, a file, a link) is left alone and the input fails
+  (:class:`sam_age.fileio.NotOwnError`). An old folder is emptied file by file
+  (:func:`sam_age.fileio.remove_own`), never with ``rmtree``.
 * :class:`Request` is everything that changes the files: two runs with equal requests
   write the same names with the same meaning, so one may skip what the other finished.
 """
@@ -30,9 +37,10 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import AbstractSet, List, Optional, Tuple
 
 from ..ages import age_label, format_age, parse_ages
+from ..fileio import NotOwnError, foreign_entry, mark_own, remove_own
 from .manifest import staging_root
 
 FORMATS = ("png", "jpg", "webp")
@@ -143,6 +151,26 @@ class Layout:
                 return p
         return None
 
+    def foreign(self, out: Path, name: str, own: AbstractSet[str] = frozenset(), n_faces: int = 1) -> Optional[Path]:
+        """The first thing in ``OUT`` in this input's way that sam-age did not write for it,
+        or None. ``own``: the files (relative to ``OUT``) the manifest records for this
+        input. per-input: ``OUT/NAME`` must be absent, an empty folder, or a folder of
+        sam-age's own (:func:`sam_age.fileio.foreign_entry`); flat: every planned file
+        that exists must be a plain file recorded in ``own``."""
+        out = Path(out)
+        if self.r.layout == "per-input":
+            return foreign_entry(out / name, _inside(own, name))
+        for rel in self.plan(name, n_faces).all():
+            p = out / rel
+            if os.path.lexists(p) and (rel not in own or p.is_symlink() or not p.is_file()):
+                return p
+        return None
+
+
+def _inside(own: AbstractSet[str], name: str) -> List[str]:
+    """``own``'s paths under ``NAME/``, relative to it."""
+    return [rel[len(name) + 1:] for rel in own if rel.startswith(name + "/")]
+
 
 class Staging:
     """This process's private folder for results under construction."""
@@ -164,31 +192,38 @@ class Staging:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 pass
 
-    def place(self, name: str, plan: Plan, layout: Layout, replace: bool) -> List[Path]:
+    def place(self, name: str, plan: Plan, layout: Layout, replace: bool,
+              own: AbstractSet[str] = frozenset()) -> List[Path]:
         """Move one input's staged files into ``OUT``. Raises FileExistsError (nothing
-        moved) when something is in the way and ``replace`` is false."""
+        moved) when something is in the way and ``replace`` is false, and
+        :class:`~sam_age.fileio.NotOwnError` (nothing moved) when what is in the way is not
+        sam-age's own for this input (:meth:`Layout.foreign`; ``own``: the files the
+        manifest records for it)."""
         out = self.out
         if layout.r.layout == "per-input":
             target = out / name
-            if target.exists() or target.is_symlink():
-                if not replace and (not target.is_dir() or any(target.iterdir())):
+            mark_own(self.root / name)
+            if os.path.lexists(target):
+                if not replace and (not target.is_dir() or target.is_symlink() or any(target.iterdir())):
                     raise FileExistsError(str(target))
+                foreign = layout.foreign(out, name, own)
+                if foreign is not None:
+                    raise NotOwnError(target, foreign)
                 # aside, then in: never a mix of old and new files under OUT/NAME
                 old = self.root / f".old-{name}"
                 os.replace(target, old)
                 os.replace(self.root / name, target)
-                if old.is_dir() and not old.is_symlink():
-                    shutil.rmtree(old, ignore_errors=True)
-                else:
-                    old.unlink()
+                remove_own(old, keep_as=out / f".{name}.kept", known=_inside(own, name))
             else:
                 os.replace(self.root / name, target)
         else:
             rels = plan.all()
-            if not replace:
-                for rel in rels:
-                    if (out / rel).exists():
-                        raise FileExistsError(str(out / rel))
+            for rel in rels:
+                if os.path.lexists(out / rel) and not replace:
+                    raise FileExistsError(str(out / rel))
+            foreign = layout.foreign(out, name, own, len(plan.faces)) if replace else None
+            if foreign is not None:
+                raise NotOwnError(foreign, foreign)
             for rel in rels:
                 os.replace(self.root / rel, out / rel)
         return [out / rel for rel in plan.all()]

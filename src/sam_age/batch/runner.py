@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import STOP_ERRNOS, UsageError
+from ..fileio import NotOwnError, not_own_message, shown
 from ..launch import Ranks
 from ..pipeline import AgePipeline, AgingResult, relative_notes, relative_report
 from ..render import make_strip, save_gif, save_image, save_mp4
@@ -44,6 +45,7 @@ from .outputs import Layout, Plan, Request, Staging
 
 SKIPPED = "skipped"  # an Outcome status: done by an earlier run with the same request
 NOT_DONE = "not-done"  # an Outcome status: never started, the run stopped (a full disk); not recorded
+EARLIER = "earlier_files"  # a record's files of earlier requests still in OUT (flat layout: never inputs)
 REPORT_KEYS = ("requested", "ages", "estimated_ages", "clamped")  # relative_report's, in the manifest
 
 
@@ -79,32 +81,47 @@ class ShardResult:
 
 
 def exists_reason(path: Path) -> str:
-    return f"output {path} already exists (use --overwrite to replace it)"
+    return f"output {shown(path)} already exists (use --overwrite to replace it)"
+
+
+def own_files(rec: Optional[dict], item: Item) -> frozenset:
+    """The files (relative to ``OUT``) the manifest records as this input's own: those of
+    its latest line (``files`` and ``earlier_files``), when that line has the name the
+    input has now."""
+    if rec is None or rec.get("name") != item.name:
+        return frozenset()
+    return frozenset(f for key in ("files", EARLIER) for f in rec.get(key, []) if isinstance(f, str))
 
 
 def decide(items: Sequence[Item], state: Dict[str, dict], request: Request, layout: Layout, out: Path,
-           overwrite: bool) -> Tuple[List[Tuple[Item, bool]], List[Outcome]]:
-    """-> (to do: ``(item, replace)``, already settled: skipped or refused outcomes)."""
-    todo: List[Tuple[Item, bool]] = []
+           overwrite: bool) -> Tuple[List[Tuple[Item, bool, frozenset]], List[Outcome]]:
+    """-> (to do: ``(item, replace, own files)``, already settled: skipped or refused outcomes).
+    Replacing (``--overwrite``, or a result the manifest shows is this request's own) only
+    ever replaces what sam-age wrote for this input (:meth:`Layout.foreign`)."""
+    todo: List[Tuple[Item, bool, frozenset]] = []
     settled: List[Outcome] = []
     for item in items:
         rec = state.get(item.key)
-        ours = rec is not None and request.same(rec.get("request"))
-        if overwrite:
-            todo.append((item, True))
-            continue
-        if ours and rec.get("status") == OK:
+        own = own_files(rec, item)
+        ours = rec is not None and rec.get("name") == item.name and request.same(rec.get("request"))
+        if ours and not overwrite and rec.get("status") == OK:
             files = [out / f for f in rec.get("files", [])]
             if all(f.is_file() for f in files):
                 report = {k: rec[k] for k in REPORT_KEYS if k in rec}
                 settled.append(Outcome(item, SKIPPED, None, files, int(rec.get("faces", 0)),
                                        list(rec.get("scores", [])), 0.0, report=report))
                 continue
-        taken = None if ours else layout.occupied(out, item.name)
-        if taken is not None:
-            settled.append(Outcome(item, FAILED, exists_reason(taken), refused=True))
+        if overwrite or ours:
+            foreign = layout.foreign(out, item.name, own)
+            reason = not_own_message(foreign if layout.r.layout == "flat" else out / item.name, foreign) \
+                if foreign is not None else None
         else:
-            todo.append((item, ours))
+            taken = layout.occupied(out, item.name)
+            reason = exists_reason(taken) if taken is not None else None
+        if reason is not None:
+            settled.append(Outcome(item, FAILED, reason, refused=True))
+        else:
+            todo.append((item, overwrite or ours, own))
     return todo, settled
 
 
@@ -156,7 +173,7 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     photos = max(1, math.ceil(max(1, batch_size) / len(ages)))
     n_batches = math.ceil(len(todo) / photos)
     workers = default_workers(ranks, n_batches) if workers is None else min(int(workers), max(0, n_batches - 1))
-    dataset = PhotoDataset([it.path for it, _ in todo], align=request.align, all_faces=request.all_faces,
+    dataset = PhotoDataset([it.path for it, _, _ in todo], align=request.align, all_faces=request.all_faces,
                            keep_photo=request.paste_back and request.align)
     finished = False
     pool = ThreadPoolExecutor(max_workers=min(photos, _cpus(), 8)) if photos > 1 else None
@@ -177,7 +194,7 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
             if stopped is not None:
                 break
         if stopped is not None:  # nothing more can be written: no more work, one outcome each
-            for item, _ in todo:
+            for item, _, _ in todo:
                 if item.index not in reported:
                     o = Outcome(item, NOT_DONE, stopped)  # reason: the error that stopped the run
                     outcomes.append(o)
@@ -224,12 +241,18 @@ def write_results(staging: Staging, plan: Plan, request: Request, result, frames
 
 
 def _record(item: Item, status: str, request: Request, *, reason=None, files: Sequence[str] = (), faces=0,
-            scores=(), seconds=0.0, report=None) -> dict:
+            scores=(), seconds=0.0, report=None, own=frozenset(), out: Optional[Path] = None) -> dict:
     """A manifest line (``files`` relative to OUT; ``report``: ages asked and made, and with
-    relative ages the estimates, as :func:`sam_age.pipeline.relative_report`)."""
-    return {"input": item.key, "name": item.name, "status": status, "reason": reason, "faces": faces,
-            "scores": [round(float(s), 4) for s in scores], **(report or _asked(request)), "files": list(files),
-            "seconds": round(float(seconds), 3), "request": request.to_json()}
+    relative ages the estimates, as :func:`sam_age.pipeline.relative_report`). ``own``: the
+    files recorded for this input before; those still in ``out`` and not among ``files``
+    stay recorded as ``earlier_files`` (sam-age's own: never inputs, replaceable)."""
+    rec = {"input": item.key, "name": item.name, "status": status, "reason": reason, "faces": faces,
+           "scores": [round(float(s), 4) for s in scores], **(report or _asked(request)), "files": list(files),
+           "seconds": round(float(seconds), 3), "request": request.to_json()}
+    earlier = sorted(f for f in set(own) - set(files) if out is not None and (Path(out) / f).is_file())
+    if earlier:
+        rec[EARLIER] = earlier
+    return rec
 
 
 def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layout, out: Path,
@@ -240,18 +263,26 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
     each: encoders release the GIL), the final lines."""
     results: List[Outcome] = []
     ready: List[Prepared] = []
+    own_of = {todo[p.index][0].index: todo[p.index][2] for p in batch}  # item index -> its files before
     for p in batch:
-        item, replace = todo[p.index]
+        item, replace, own = todo[p.index]
         if p.status != OK:
             results.append(Outcome(item, p.status, p.reason, seconds=p.seconds, report=_asked(request)))
             continue
-        taken = None if replace else layout.occupied(out, item.name, p.n_faces)
-        if taken is not None:  # (flat layout: the files of a second face, seen only now)
-            results.append(Outcome(item, FAILED, exists_reason(taken), seconds=p.seconds, refused=True))
+        # (flat layout: the files of a second face, seen only now)
+        if replace:
+            foreign = layout.foreign(out, item.name, own, p.n_faces)
+            reason = None if foreign is None else not_own_message(
+                foreign if layout.r.layout == "flat" else out / item.name, foreign)
+        else:
+            taken = layout.occupied(out, item.name, p.n_faces)
+            reason = None if taken is None else exists_reason(taken)
+        if reason is not None:
+            results.append(Outcome(item, FAILED, reason, seconds=p.seconds, refused=True))
             continue
         ready.append(p)
         writer.add(_record(item, STARTED, request, files=layout.plan(item.name, p.n_faces).all(),
-                           faces=p.n_faces, scores=p.scores, report=_asked(request)))
+                           faces=p.n_faces, scores=p.scores, report=_asked(request), own=own, out=out))
     writer.commit()
 
     if ready:
@@ -273,8 +304,8 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
     for o in results:
         if not o.refused:  # a refusal leaves the input's record (the other request's) alone
             writer.add(_record(o.item, o.status, request, reason=o.reason, faces=o.faces, scores=o.scores,
-                               files=[str(Path(f).relative_to(out)) for f in o.files], seconds=o.seconds,
-                               report=o.report))
+                               files=[Path(f).relative_to(out).as_posix() for f in o.files], seconds=o.seconds,
+                               report=o.report, own=own_of.get(o.item.index, frozenset()), out=out))
     writer.commit()
     return results
 
@@ -283,11 +314,11 @@ def _asked(request: Request) -> dict:
     return {"requested": list(request.ages), "ages": []}
 
 
-def _finish_one(p: Prepared, job: Tuple[Item, bool], result: AgingResult, frames, model_share: float,
+def _finish_one(p: Prepared, job: Tuple[Item, bool, frozenset], result: AgingResult, frames, model_share: float,
                 request: Request, layout: Layout, out: Path, staging: Staging) -> Outcome:
     """Paste back, write into staging, rename into place: one input, no model."""
     t1 = time.perf_counter()
-    item, replace = job
+    item, replace, own = job
     photo = p.photo_image()
     if photo is not None and any(q is not None for q in p.quads):
         result.source = photo
@@ -296,10 +327,11 @@ def _finish_one(p: Prepared, job: Tuple[Item, bool], result: AgingResult, frames
     plan = layout.plan(item.name, len(result.faces))
     try:
         write_results(staging, plan, request, result, frames)
-        files = staging.place(item.name, plan, layout, replace)
-    except FileExistsError as e:  # a race: the place was free when checked
+        files = staging.place(item.name, plan, layout, replace, own)
+    except FileExistsError as e:  # a race: the place was free (or sam-age's own) when checked
         staging.discard(item.name, plan)
-        return Outcome(item, FAILED, exists_reason(Path(str(e))), faces=len(result.faces), seconds=p.seconds,
+        reason = str(e) if isinstance(e, NotOwnError) else exists_reason(Path(str(e)))
+        return Outcome(item, FAILED, reason, faces=len(result.faces), seconds=p.seconds,
                        report=_asked(request), aged=True)
     except OSError as e:  # disk full, permissions, ...: this input fails (a full disk stops the run)
         staging.discard(item.name, plan)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..batch.outputs import FORMATS, LAYOUTS
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ..fileio import shown
 from .common import Batch, add_common_arguments, note, prepare_run
 
 DESCRIPTION = """\
@@ -77,7 +78,8 @@ def flag_notes(args, ages) -> None:
 
 
 def run(args) -> int:
-    from ..batch.listing import Item
+    from ..batch.listing import drop_own_results, name_items, recorded_names
+    from ..batch.manifest import read_state
     from ..batch.outputs import Request, checkpoint_identity
     from ..batch.runner import NOT_DONE, SKIPPED, run_shard
     from ..launch import Ranks
@@ -96,7 +98,13 @@ def run(args) -> int:
                       format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
                       paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
                       frames_per_age=args.frames_per_age, fps=args.fps)
-    items = [Item(i, name, path) for i, (name, path) in enumerate(setup.named)]
+    # Names the manifest records stay their inputs' own; sam-age's own results are no inputs.
+    state = read_state(Path(args.output))
+    paths, own = drop_own_results([path for _, path in setup.named], Path(args.output), state)
+    if own and ranks.main:
+        note("age", f"left out {len(own)} input(s) that are sam-age's own results in {shown(args.output)} "
+                    f"(recorded in its manifest), e.g. {shown(own[0])}", args)
+    items = name_items(paths, recorded_names(state))
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
     n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
     batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), per_input=n_ages,
@@ -105,7 +113,7 @@ def run(args) -> int:
 
     def report(o) -> None:
         for line in o.notes:  # the estimated age, clamped relative ages
-            batch.bar.write(f"sam-age age: {o.item.path}: {line}", file=sys.stderr)
+            batch.bar.write(f"sam-age age: {shown(o.item.path)}: {line}", file=sys.stderr)
         units = o.faces * n_ages if o.aged else 0  # (already counted, pass by pass)
         if o.status == NOT_DONE:
             batch.skip_stopped(o.item.name, o.item.path, o.reason)

@@ -27,6 +27,7 @@ from ..defaults import DEFAULT_AGES, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
 from ..errors import (EXIT_OK, EXIT_SOME_FAILED, STOP_ERRNOS, CheckpointError, InputError, UsageError,
                       WriteError)
 from ..fileio import atomic_dir
+from ..fileio import NotOwnError, foreign_entry, shown
 
 SAMPLE = "sample"
 
@@ -199,12 +200,17 @@ def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
 
 
 def exists_message(folder) -> str:
-    return f"output {folder} already exists (use --overwrite to replace it)"
+    return f"output {shown(folder)} already exists (use --overwrite to replace it)"
 
 
 def check_output_dir(folder: Path, overwrite: bool) -> None:
-    if folder.exists() and not overwrite and (not folder.is_dir() or any(folder.iterdir())):
+    """Before any work: ``folder`` is free (absent or empty), or ``overwrite`` and all of it
+    is sam-age's own (:func:`sam_age.fileio.foreign_entry`); else InputError."""
+    if os.path.lexists(folder) and not overwrite and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(exists_message(folder))
+    foreign = foreign_entry(folder) if overwrite else None
+    if foreign is not None:
+        raise InputError(str(NotOwnError(folder, foreign)))
 
 
 def write_error(error: OSError, stage: Optional[Path] = None, final: Optional[Path] = None) -> WriteError:
@@ -233,6 +239,8 @@ def results_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
         with atomic_dir(folder, replace=overwrite) as s:
             stage.append(s)
             yield s
+    except NotOwnError as e:
+        raise InputError(str(e)) from None
     except FileExistsError:
         raise InputError(exists_message(folder)) from None
     except OSError as e:
@@ -348,7 +356,7 @@ class Batch:
     def fail(self, name: str, reason: str, path=None) -> None:
         self.records.append({"input": str(path) if path else name, "name": name, "ok": False,
                              "error": reason, "files": []})
-        self.bar.write(f"sam-age {self.command}: {path or name}: {reason}", file=sys.stderr)
+        self.bar.write(f"sam-age {self.command}: {shown(path or name)}: {shown(reason)}", file=sys.stderr)
 
     def fail_missing(self, messages: Iterable[str]) -> None:
         """The inputs that named nothing (``"ARG: reason"`` from :func:`list_inputs`)."""
@@ -430,5 +438,5 @@ class Batch:
             n_files = sum(len(r["files"]) for r in self.records)
             before = f" ({skipped} done before)" if skipped else ""
             print(f"{heading}{ok} of {len(self.records)} inputs done{before}, {n_files} files in "
-                  f"{self.args.output} ({seconds:.1f} s)")
+                  f"{shown(self.args.output)} ({seconds:.1f} s)")
         return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -12,12 +12,14 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
+from ..fileio import note_own, not_own_file, shown
 from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,  # noqa: F401
                      age_predictor_for, check_batch_size, check_device, check_output_folder, collect_inputs)
 
@@ -57,9 +59,13 @@ def _check_output(args) -> Optional[Path]:
     if args.output is None:
         return None
     out = check_output_folder(args.output)
-    existing = [n for n in OUTPUT_FILES if (out / n).exists()]
+    existing = [n for n in OUTPUT_FILES if os.path.lexists(out / n)]
     if existing and not args.overwrite:
         raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", out)
+    theirs = not_own_file(out, OUTPUT_FILES) if existing else None
+    if theirs is not None:  # --overwrite replaces only what sam-age wrote (issue 22)
+        raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
+                         "(move it away or choose another --output)")
     return out
 
 
@@ -70,10 +76,11 @@ def _write_outputs(out: Path, summary: dict) -> List[Path]:
     writer.writerow(["input", "face", "estimated_age", "score"])
     for rec in summary["inputs"]:
         for face in rec.get("faces", []):
-            writer.writerow([rec["input"], face["face"], face["age"], face["score"]])
+            writer.writerow([shown(rec["input"]), face["face"], face["age"], face["score"]])
     paths = [out / n for n in OUTPUT_FILES]
     atomic_write(paths[0], lambda f: f.write(table.getvalue().encode()))
     atomic_write(paths[1], lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))
+    note_own(out, OUTPUT_FILES)
     return paths
 
 
@@ -94,7 +101,7 @@ def run(args) -> int:
 
     def fail(name, path, reason):
         records.append({"input": str(path) if path else name, "name": name, "ok": False, "error": reason, "faces": []})
-        print(f"sam-age estimate: {path or name}: {reason}", file=sys.stderr)
+        print(f"sam-age estimate: {shown(path or name)}: {shown(reason)}", file=sys.stderr)
 
     for msg in missing:
         arg, _, reason = msg.partition(": ")

@@ -67,6 +67,11 @@ def run(args) -> int:
     existing = [name for name in OUTPUT_FILES if (output / name).exists()]
     if existing and not args.overwrite:
         raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", output)
+    from ..fileio import not_own_file, shown
+    theirs = not_own_file(output, existing) if existing else None
+    if theirs is not None:  # --overwrite replaces only what sam-age wrote (issue 22)
+        raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
+                         "(move it away or choose another --output)")
 
     ir_se50 = resolve_weights(args.ir_se50_weights, "ir_se50")
     dex = resolve_weights(args.age_predictor_weights, "dex_age")

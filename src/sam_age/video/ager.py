@@ -47,7 +47,7 @@ from PIL import Image
 
 from ..ages import age_label
 from ..errors import InputError, NoFaceError, UsageError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, not_own_file, note_own, shown
 from ..images import to_tensor
 from ..pipeline import INPUT_SIZE, check_ages
 from .io import DEFAULT_CRF, SegmentWriter, VideoInfo, concat_and_mux, pad_even, probe_video, read_frames
@@ -208,6 +208,11 @@ class VideoAger:
             for t in targets:
                 if t.exists():
                     raise InputError(f"output {t} already exists (use --overwrite to replace it)", video)
+        else:  # --overwrite replaces only what sam-age wrote (issue 22)
+            theirs = not_own_file(out_dir, [t.name for t in targets])
+            if theirs is not None:
+                raise InputError(f"output {shown(theirs)} was not written by sam-age: left alone, even with "
+                                 "--overwrite (move it away or choose another --output)", video)
         n = info.frames if job.max_frames is None else min(info.frames, job.max_frames)
         st = video.stat()
         key = hashlib.sha256(json.dumps({
@@ -511,6 +516,7 @@ class VideoAger:
             notes = concat_and_mux([seg(o, c) for c in range(n_chunks)], info.path, target,
                                    has_audio=bool(info.audio), shortest=n < info.frames,
                                    durations=[float(d) for d in durations]) or notes
+            note_own(out_dir, [target.name])  # (so that --overwrite may replace it later)
         return targets, notes
 
 
