@@ -135,6 +135,12 @@ class _ArrayStub:
         self.array = arr
 
 
+def _empty_bytes(*args):
+    if args:
+        raise UnsafeCheckpointError("refusing to load: bytes() with arguments")
+    return b""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, budget: _Budget):
         super().__init__(file)
@@ -186,6 +192,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return self._encode
         if module == "collections" and name == "OrderedDict":
             return self._container(collections.OrderedDict)
+        if module in ("builtins", "__builtin__") and name == "bytes":
+            return _empty_bytes  # protocol 2 writes b'' as bytes()
         if module in ("builtins", "__builtin__") and name in ("tuple", "list", "dict"):
             return self._container({"tuple": tuple, "list": list, "dict": dict}[name])
         raise UnsafeCheckpointError(f"refusing to load: the pickle asks for {module:.60}.{name:.60}")
