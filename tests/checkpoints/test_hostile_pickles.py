@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sam_age.checkpoints.formats import read_pickle_restricted
-from sam_age.errors import CheckpointError, UnsafeCheckpointError
+from sam_age.errors import UnsafeCheckpointError
 
 from ..helpers.paths import REPO
 
