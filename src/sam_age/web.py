@@ -32,7 +32,7 @@ from .errors import ImageReadError, InputError, SamAgeError, UsageError, VideoRe
 from .images import read_image
 from .pipeline import parse_ages, sample_path
 from .render import make_strip, mp4_available, save_gif, save_mp4
-from .video import VideoAger, VideoJob, probe_video
+from .video import VideoAger, VideoJob
 
 # No usage statistics from a demo that may run on a private machine.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -205,10 +205,8 @@ class WebDemo:
         start = time.perf_counter()
         try:
             path = self._check_upload(upload, what="a video clip")
-            info = probe_video(path)
-            if info.duration > self.max_video_seconds:
-                raise UsageError(f"this clip is {info.duration:.1f} s long; the page takes clips up to "
-                                 f"{self.max_video_seconds:g} s (use `sam-age video` for longer ones)")
+            from .video.io import probe_limited  # counted frames, capped decode, timeout
+            probe_limited(path, self.max_video_seconds)
             job = self.workdir / uuid.uuid4().hex[:12]
             with self._lock:
                 result = VideoAger(self.pipeline).run(path, job, VideoJob(ages=[float(age)],

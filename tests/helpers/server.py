@@ -321,6 +321,21 @@ def checkpoint_bytes(n: int = 1000, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+# The layout of checkpoint_bytes(): a test that serves it as a registry file gives the
+# entry this layout (a real entry's layout refuses such a look-alike).
+CHECKPOINT_LAYOUT = ((("x",), (1000,)),)
+
+
+def payload_is_the_file(monkeypatch, *names: str) -> None:
+    """For one test, registry entries ``names`` expect checkpoint_bytes()'s layout."""
+    import dataclasses
+
+    from sam_age.weights import registry
+    for name in names:
+        monkeypatch.setitem(registry._BY_NAME, name,
+                            dataclasses.replace(registry.get(name), layout=CHECKPOINT_LAYOUT))
+
+
 def loopback_only(monkeypatch) -> None:
     """Name resolution answers for 127.0.0.1 / localhost only: a test that would reach
     another host (drive.google.com, huggingface.co) fails at once instead."""

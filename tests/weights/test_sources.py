@@ -13,7 +13,7 @@ import pytest
 from sam_age.errors import CheckpointError, UsageError, WeightsUnavailableError
 from sam_age.weights import registry, store
 
-from ..helpers.server import HubServer, LoopbackServer, checkpoint_bytes, closed_port_url
+from ..helpers.server import CHECKPOINT_LAYOUT, HubServer, LoopbackServer, checkpoint_bytes, closed_port_url
 
 REV = "1234567890abcdef1234567890abcdef12345678"
 PAYLOAD = checkpoint_bytes()
@@ -21,7 +21,9 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 def use_entry(monkeypatch, name, *sources, **changes):
-    """Replace registry entry ``name`` for one test (sources, size, checksum)."""
+    """Replace registry entry ``name`` for one test (sources, size, checksum); its layout is
+    PAYLOAD's unless given (these tests are about the transfer, not the layout)."""
+    changes.setdefault("layout", CHECKPOINT_LAYOUT)
     entry = dataclasses.replace(registry.get(name), sources=tuple(sources), **changes)
     monkeypatch.setitem(registry._BY_NAME, name, entry)
     return entry
@@ -72,7 +74,7 @@ def test_hub_download_is_verified_and_hard_linked_from_the_hub_cache(home, hub_e
 def test_hub_cut_transfer_is_resumed_with_range(home, hub_env, monkeypatch):
     big = checkpoint_bytes(6_000_000)  # 24 MB: the client writes 10 MB chunks, so some arrive first
     hub = hub_env({"owner/mirror/w.pt": big}, cut_first=1)
-    use_entry(monkeypatch, "ir_se50", mirror())
+    use_entry(monkeypatch, "ir_se50", mirror(), layout=((("x",), (6_000_000,)),))
     path = store.fetch("ir_se50", progress=False, load=False)
     assert path.read_bytes() == big
     (first, second) = hub.gets()
@@ -275,10 +277,21 @@ def test_a_file_its_loader_cannot_open_is_skipped_before_it_takes_the_name(home,
     answer: skipped with its reason, the next source tried, the good file recorded as loaded."""
     real = standin("model_ir_se50").read_bytes()
     with LoopbackServer(PAYLOAD) as wrong, LoopbackServer(real) as right:
-        use_entry(monkeypatch, "ir_se50", registry.url(wrong.url("/file.bin")), registry.url(right.url("/file.bin")))
+        use_entry(monkeypatch, "ir_se50", registry.url(wrong.url("/file.bin")), registry.url(right.url("/file.bin")),
+                  layout=registry.get("ir_se50").layout)
         path = store.fetch("ir_se50", progress=False)
     assert path.read_bytes() == real
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "load_ir_se50 cannot load it (not an IR-SE-50 backbone" in line and line.endswith("trying the next source")
+    # the layout check refuses it first (the loader would too: its own test below)
+    assert "not an IR-SE-50 face-recognition network: no input_layer.0.weight" in line
+    assert line.endswith("trying the next source")
     assert json.loads((home / "manifest.json").read_text())["ir_se50"]["loaded"] is True
     assert store.fetch("ir_se50", progress=False) == path  # cached and vouched for: no check again
+
+
+def test_the_loader_still_refuses_a_file_whose_layout_passes(home, monkeypatch, capsys):
+    with LoopbackServer(PAYLOAD) as wrong:
+        use_entry(monkeypatch, "ir_se50", registry.url(wrong.url("/file.bin")))  # PAYLOAD's layout
+        with pytest.raises(WeightsUnavailableError, match="load_ir_se50 cannot load it"):
+            store.fetch("ir_se50", progress=False)
+    assert not (home / "model_ir_se50.pth").exists()

@@ -13,7 +13,7 @@ import torch
 from sam_age.errors import CheckpointError, UsageError, WeightsUnavailableError
 from sam_age.weights import registry, store
 
-from ..helpers.server import LoopbackServer, checkpoint_bytes, closed_port_url
+from ..helpers.server import LoopbackServer, checkpoint_bytes, closed_port_url, payload_is_the_file
 
 # -- where the cache is --------------------------------------------------------------------
 
@@ -65,6 +65,7 @@ def test_registry_name_resolves_from_the_cache_without_network(home, small_sam_p
 
 def test_missing_registry_file_is_downloaded_and_recorded(home, monkeypatch):
     payload = checkpoint_bytes()
+    payload_is_the_file(monkeypatch, "ir_se50")  # the transfer is tested here, not the layout
     with LoopbackServer(payload) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
         path = store.resolve_checkpoint("ir_se50", progress=False)
@@ -78,6 +79,7 @@ def test_missing_registry_file_is_downloaded_and_recorded(home, monkeypatch):
 
 
 def test_explicit_url_beats_the_environment(home, monkeypatch):
+    payload_is_the_file(monkeypatch, "dex_age")  # the transfer is tested here, not the layout
     with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", closed_port_url())
         path = store.resolve_checkpoint("dex_age", url=server.url("/file.bin"), progress=False)

@@ -13,12 +13,24 @@ ffmpeg, no ffprobe needed).
   since 4:2:0 needs even sides); :func:`concat_and_mux` joins the segments without re-encoding
   and copies the input's audio streams unchanged (re-encoding to AAC only where MP4 cannot
   hold the codec), writing the result atomically (temp file + rename).
+
+Inputs are hostile until read (issue 22): every input is named to ffmpeg as ``file:`` + its
+absolute path (a name with ``:`` is never read as a protocol), with ``-protocol_whitelist file``
+and a demuxer whitelist of video containers (:data:`INPUT_FORMATS`: no playlists such as HLS
+``.m3u8``, no concat lists, no image sequences), so a file can never make ffmpeg read another
+file or a URL. Temporary files are made with ``mkstemp`` (``O_EXCL``: a link planted under a
+guessed name is never followed) and renamed into place. The concat list quotes each name the
+way the concat demuxer reads it. :func:`check_length` bounds a clip by its counted frames
+(never by the container's claimed duration), and the probe can stop decoding at a frame cap
+and give up after a timeout.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +43,13 @@ from ..errors import SamAgeError, VideoReadError
 
 IMAGE_CODECS = {"mjpeg", "png", "bmp", "tiff", "webp", "gif", "jpeg2000", "pgm", "ppm", "pam", "qoi"}
 IMAGE_FORMATS = ("image2", "_pipe", "gif", "webp")
+# The demuxers an input may be read with: video containers and raw video streams, plus the
+# single-image ones (so a photo gets "this is an image", not "not a video"). Never hls,
+# concat, image2 (file patterns), tty, lavfi, data or any network demuxer.
+INPUT_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,m4v,h264,hevc,"
+                 "flv,ogg,asf,ivf,obu,mxf,dv,nut,yuv4mpegpipe,gif,webp,jpeg_pipe,png_pipe,bmp_pipe,"
+                 "webp_pipe,tiff_pipe,gif_pipe,qoi_pipe,pgm_pipe,ppm_pipe,pam_pipe,j2k_pipe")
+PROBE_TIMEOUT = None  # the command line decodes a long clip whole; the web tab gives 60 s
 # near-lossless H.264: the untouched background stays >= 40 dB PSNR with a margin
 # (measured on a grainy test clip, re-encoding alone: CRF 8 42.2 dB, 10 41.1 dB, 16 ~37 dB)
 DEFAULT_CRF = DEFAULT_VIDEO_CRF
@@ -43,6 +62,35 @@ def ffmpeg_exe() -> str:
     except ImportError:
         raise SamAgeError("video needs imageio-ffmpeg: pip install 'sam-age[video]'") from None
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def input_args(path) -> List[str]:
+    """``-i`` for an input file, safely: only the file protocol, only video demuxers, and
+    the name given as ``file:/absolute/path`` (so ``2024-01-01T10:30.mp4`` is a file)."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS,
+            "-i", "file:" + os.path.abspath(os.fspath(path))]
+
+
+def output_arg(path) -> str:
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def temp_beside(path, suffix: str) -> Path:
+    """A new empty file in ``path``'s folder (same file system: the rename into place is
+    atomic), made with ``O_EXCL`` so it never follows a planted link."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=".sam-age-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def concat_quote(name: str) -> str:
+    """``name`` quoted for an ffmpeg concat list line (``file '...'``): inside single
+    quotes everything is literal, and a quote is written ``'\\''``. Line breaks cannot be
+    written in a concat list at all."""
+    if "\n" in name or "\r" in name or "\0" in name:
+        raise ValueError(f"a line break in a file name cannot go into an ffmpeg concat list: {name!r}")
+    return "'" + name.replace("'", "'\\''") + "'"
 
 
 @dataclass
@@ -104,8 +152,12 @@ def _first_line(text: str, *needles: str) -> Optional[str]:
     return None
 
 
-def probe_video(path) -> VideoInfo:
-    """Everything about ``path`` that the video pipeline needs, from one decode pass."""
+def probe_video(path, max_frames: Optional[int] = None, timeout: Optional[float] = None) -> VideoInfo:
+    """Everything about ``path`` that the video pipeline needs, from one decode pass.
+
+    ``max_frames``: decode at most one frame more than this (``info.frames`` then says
+    ``max_frames + 1`` for a longer clip: :func:`check_length` refuses it); ``timeout``:
+    seconds the decode pass may take (default :data:`PROBE_TIMEOUT`: none)."""
     path = Path(path)
     if not path.exists():
         raise VideoReadError("file not found", path)
@@ -113,11 +165,21 @@ def probe_video(path) -> VideoInfo:
         raise VideoReadError("is a folder, not a video file", path)
     if path.stat().st_size == 0:
         raise VideoReadError("empty file (0 bytes)", path)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0?",
-           "-vf", "vfrdet", "-f", "null", "-"]
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    limit = ["-frames:v", str(int(max_frames) + 1)] if max_frames is not None else []
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args(path), "-map", "0:v:0?",
+           "-vf", "vfrdet", *limit, "-f", "null", "-"]
+    timeout = PROBE_TIMEOUT if timeout is None else float(timeout)  # None: no limit
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise VideoReadError(f"reading the video took over {timeout:g} s (too long or too large)", path) from None
     err = proc.stderr.decode("utf-8", "replace")
     head = err.split("Stream mapping:")[0]
+    if "not on whitelist" in err:  # a playlist, a concat list, an image pattern, text, ...
+        if _is_image(path):
+            raise VideoReadError("this is an image, not a video: use 'sam-age age' for photos", path)
+        raise VideoReadError("not a video file (only video files are read: no playlists, lists "
+                             "or image sequences)", path)
     if "moov atom not found" in err:
         with open(path, "rb") as f:
             magic = f.read(12)
@@ -170,15 +232,55 @@ def probe_video(path) -> VideoInfo:
         m_tbr = re.search(r"([\d.]+)k? tbr", vline)
         fps = _fraction(float(m_tbr.group(1))) if m_tbr else Fraction(frames / duration).limit_denominator(1001)
         frames = _count_frames(path, _constant_rate(fps)) or frames
-    elif duration > 0 and frames < 0.9 * duration * rate - 1:
+    elif duration > 0 and frames < 0.9 * duration * rate - 1 and (max_frames is None or frames <= max_frames):
         raise VideoReadError(f"truncated or damaged video (decoded {frames} of about "
                              f"{int(round(duration * rate))} frames)", path)
     return VideoInfo(str(path), width, height, fps, frames, duration, codec, rotation, vfr, audio)
 
 
+def _is_image(path: Path) -> bool:
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # PIL raises many kinds for "not an image"
+        return False
+
+
+def check_length(info: VideoInfo, max_seconds: float, max_frames: Optional[int] = None) -> None:
+    """Refuse a clip longer than ``max_seconds`` or ``max_frames``, by its *counted* frames
+    at its frame rate (a raw stream's container says nothing, 0.0 s, whatever it holds)."""
+    from ..errors import UsageError
+    cap = frame_cap(max_seconds, max_frames)
+    if not info.fps or info.frames <= 0:
+        raise UsageError(f"{info.path}: the length of this clip cannot be known; it is refused")
+    seconds = info.frames / float(info.fps)
+    if info.frames > cap or seconds > max_seconds + 1e-6:
+        more = "over " if info.frames > cap else ""
+        raise UsageError(f"this clip is {more}{seconds:.1f} s long ({more}{info.frames - bool(more)} frames); "
+                         f"clips are taken up to {max_seconds:g} s and {cap} frames "
+                         f"(use `sam-age video` for longer ones)")
+
+
+def frame_cap(max_seconds: float, max_frames: Optional[int] = None, max_fps: float = 60.0) -> int:
+    """Frames a clip of ``max_seconds`` may have: ``max_frames``, or ``max_seconds`` at ``max_fps``."""
+    return int(max_frames) if max_frames is not None else int(math.ceil(max_seconds * max_fps))
+
+
+def probe_limited(path, max_seconds: float, max_frames: Optional[int] = None,
+                  timeout: float = 60.0) -> VideoInfo:
+    """:func:`probe_video` for a bounded consumer (the web tab): decoding stops one frame past
+    the cap, the pass gives up after ``timeout`` s, and :func:`check_length` is applied."""
+    info = probe_video(path, max_frames=frame_cap(max_seconds, max_frames), timeout=timeout)
+    check_length(info, max_seconds, max_frames)
+    return info
+
+
 def _count_frames(path: Path, rate_args: List[str]) -> int:
     """Frames ffmpeg delivers for ``path`` with ``rate_args`` (one decode pass)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", *rate_args, "-f", "null", "-"]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args(path), "-map", "0:v:0", *rate_args,
+           "-f", "null", "-"]
     err = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).stderr.decode("utf-8", "replace")
     found = re.findall(r"frame=\s*(\d+)", err)
     return int(found[-1]) if found else 0
@@ -201,7 +303,7 @@ def read_frames(info: VideoInfo, start: int = 0, stop: Optional[int] = None) -> 
     Decoding always starts at frame 0 (exact frame numbers whatever the codec); frames
     before ``start`` are decoded and dropped, which costs little next to the model."""
     stop = info.frames if stop is None else min(stop, info.frames)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", info.path,
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args(info.path),
            "-map", "0:v:0", *_rate_args(info), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     size = info.width * info.height * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=size)
@@ -238,13 +340,13 @@ class SegmentWriter:
     def __init__(self, path, width: int, height: int, fps: Fraction, crf: int = DEFAULT_CRF,
                  preset: str = DEFAULT_PRESET):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
+        self.tmp = temp_beside(self.path, self.path.suffix or ".mp4")
         self.size = (width + width % 2, height + height % 2)
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.size[0]}x{self.size[1]}",
                "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "-",
                "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-bf", "0", "-pix_fmt", "yuv420p",
-               "-f", "mp4", str(self.tmp)]
+               "-f", "mp4", output_arg(self.tmp)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.count = 0
 
@@ -282,28 +384,38 @@ def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: P
     of ``audio_source`` copied as is, write ``out`` atomically. Returns notes (e.g. when the
     audio had to be re-encoded because MP4 cannot hold its codec)."""
     out = Path(out)
-    listing = out.with_name(f".{out.stem}.segments.txt")
-    tmp = out.with_name(f".{out.stem}.tmp.mp4")
+    segments = [Path(s).resolve() for s in segments]
+    # the list sits beside the segments (sam-age's own folder) and names them relative to
+    # itself; each name is quoted as the concat demuxer reads it
+    folder = segments[0].parent if segments and all(s.parent == segments[0].parent for s in segments) else None
     # each segment's exact duration (frames / fps): a very short segment's own MP4 duration
     # can be off by its last frame, which would shift every later segment
     durations = list(durations) if durations is not None else [None] * len(segments)
-    listing.write_text("".join(f"file '{Path(s).resolve().as_posix()}'\n" +
-                               (f"duration {d:.9f}\n" if d is not None else "")
-                               for s, d in zip(segments, durations)))
-    notes: List[str] = []
-    base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "concat", "-safe", "0", "-i", str(listing)]
     try:
+        lines = "".join(f"file {concat_quote(s.name if folder else s.as_posix())}\n" +
+                        (f"duration {d:.9f}\n" if d is not None else "")
+                        for s, d in zip(segments, durations))
+    except ValueError as e:
+        raise SamAgeError(str(e), out) from None
+    listing = temp_beside((folder or out.parent) / "segments.txt", ".txt")
+    tmp = None
+    notes: List[str] = []
+    try:
+        listing.write_text(lines, encoding="utf-8", errors="surrogateescape")
+        tmp = temp_beside(out, ".mp4")
+        base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", output_arg(listing)]
         if audio_source and has_audio:
-            cmd = base + ["-i", str(audio_source), "-map", "0:v:0", "-map", "1:a?", "-c", "copy",
-                          *(["-shortest"] if shortest else []), "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+            cmd = base + [*input_args(audio_source), "-map", "0:v:0", "-map", "1:a?", "-c", "copy",
+                          *(["-shortest"] if shortest else []), "-movflags", "+faststart", "-f", "mp4",
+                          output_arg(tmp)]
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if proc.returncode != 0:  # e.g. PCM audio from a .mov: MP4 cannot hold it as is
                 cmd = cmd[:cmd.index("-c")] + ["-c:v", "copy", "-c:a", "aac", "-b:a", "256k"] + cmd[cmd.index("-c") + 2:]
                 proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 notes.append("audio re-encoded to AAC 256 kb/s (MP4 cannot hold the input's audio codec)")
         else:
-            cmd = base + ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+            cmd = base + ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", output_arg(tmp)]
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if proc.returncode != 0:
             msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -311,5 +423,6 @@ def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: P
         os.replace(tmp, out)
     finally:
         listing.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return notes

@@ -9,6 +9,11 @@ must pass before it takes its name in the cache.
   wrong, not incomplete).
 - Google Drive answers large files with a "can't scan for viruses" page; its form (or the
   older ``confirm=`` link / ``download_warning`` cookie) is followed to the real file.
+- Transport (issue 22): only ``https://``; plain ``http://`` only for the exact URL the user
+  gave (``--source URL``, ``$SAM_AGE_URL_<NAME>``) or a loopback host, and a redirect from
+  https to http is refused (:class:`_SafeRedirects`). The bytes read are capped at the
+  expected size with a margin (:func:`byte_cap`) whether or not the server sends a
+  ``Content-Length``, so an endless answer stops early and is deleted.
 Every failure is a :class:`DownloadError` with a one-line reason; its *type* says what to
 do next (retry the same URL, try the next source, or stop); the caller (``store``) adds
 the manual steps.
@@ -210,6 +215,54 @@ def _with_query(url: str, **params: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+# -- transport rules ------------------------------------------------------------------------
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULT_CAP = 3 * 1000 ** 3  # no expected size known: the largest official file is 2.27 GB
+CAP_MARGIN = 1.10
+
+
+def byte_cap(expect: "Expect") -> int:
+    """The most bytes a download for ``expect`` may bring: its exact size, or its reported
+    size with a 10 % margin (plus 1 MiB), else :data:`DEFAULT_CAP`."""
+    if expect.size and expect.size_exact:
+        return int(expect.size)
+    if expect.size:
+        return int(expect.size * CAP_MARGIN) + (1 << 20)
+    return DEFAULT_CAP
+
+
+def check_url(url: str, user_url: Optional[str] = None, previous: Optional[str] = None) -> None:
+    """Refuse a URL sam-age must not fetch: a scheme other than https (plain http only for
+    ``user_url`` itself or a loopback host, and never as a redirect away from https)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        return
+    if parts.scheme != "http":
+        raise RefusedError(f"refusing {parts.scheme or 'a relative'} URL {url} (only https downloads)")
+    from_https = previous is not None and urllib.parse.urlsplit(previous).scheme == "https"
+    if user_url is not None and url == user_url:
+        return
+    if from_https:
+        raise RefusedError(f"refusing a redirect from https to plain http ({url})")
+    if (parts.hostname or "") in LOOPBACK_HOSTS:
+        return
+    raise RefusedError(f"refusing plain http ({url}): only https downloads, unless you give that "
+                       "http URL yourself (--source URL or $SAM_AGE_URL_<NAME>)")
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Every redirect target passes :func:`check_url` before it is followed."""
+
+    def __init__(self, user_url: Optional[str]):
+        super().__init__()
+        self.user_url = user_url
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(urllib.parse.urljoin(req.full_url, newurl), self.user_url, previous=req.full_url)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 # -- one transfer --------------------------------------------------------------------------
 
 def _lock(f) -> None:
@@ -307,18 +360,18 @@ _NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, TimeoutError, Connecti
 
 
 def _fetch(opener, url: str, part: Path, timeout: float, progress: bool, desc: str,
-           cookies: http.cookiejar.CookieJar) -> None:
+           cookies: http.cookiejar.CookieJar, cap: int = DEFAULT_CAP, user_url: Optional[str] = None) -> None:
     """Fill ``part`` from ``url``, appending to what is there. Raises a DownloadError on
     any failure, leaving the bytes received so far in ``part``."""
     try:
-        _fetch_raw(opener, url, part, timeout, progress, desc, cookies)
+        _fetch_raw(opener, url, part, timeout, progress, desc, cookies, cap, user_url)
     except DownloadError:
         raise
     except _NETWORK_ERRORS as e:
         raise _classify(url, e) from None
 
 
-def _fetch_raw(opener, url, part, timeout, progress, desc, cookies) -> None:
+def _fetch_raw(opener, url, part, timeout, progress, desc, cookies, cap=DEFAULT_CAP, user_url=None) -> None:
     from tqdm.auto import tqdm
 
     origin = url
@@ -339,6 +392,7 @@ def _fetch_raw(opener, url, part, timeout, progress, desc, cookies) -> None:
                 if nxt is None or nxt == url:
                     raise RefusedError(f"{url} answered with a web page instead of the file "
                                        "(quota exceeded, sign-in needed, or the link moved)")
+                check_url(nxt, user_url, previous=response.geturl())
                 url = nxt
                 continue
             if offset and response.status != 206:
@@ -347,6 +401,9 @@ def _fetch_raw(opener, url, part, timeout, progress, desc, cookies) -> None:
                 _sidecar(part).write_text(json.dumps({"url": origin, "validator": _validator(response)}),
                                           encoding="utf-8")
             total = _total_size(response, offset)
+            if total is not None and total > cap:
+                raise RejectedFile(f"the server announces {total:,} bytes, more than the {cap:,} this "
+                                   "file can have")
             if total is not None:
                 _check_space(part.parent, total - offset)
             with open(part, "ab") as f, tqdm(
@@ -357,11 +414,13 @@ def _fetch_raw(opener, url, part, timeout, progress, desc, cookies) -> None:
                     f.truncate(0)
                 received = offset
                 while True:
-                    block = response.read(CHUNK)
+                    block = response.read(min(CHUNK, cap + 1 - received))
                     if not block:
                         break
                     f.write(block)
                     received += len(block)
+                    if received > cap:  # no (or a false) Content-Length: stop at the cap
+                        raise RejectedFile(f"more than {cap:,} bytes arrived, more than this file can have")
                     bar.update(len(block))
             if total is not None and received < total:
                 raise TransientError(f"connection closed after {received:,} of {total:,} bytes")
@@ -376,7 +435,8 @@ def _check_space(folder: Path, needed: int) -> None:
                          f"{format_size(free)} free")
 
 
-def fetch_to_part(url: str, part, *, progress: bool = True, timeout: float = 30.0, retries: int = 2) -> Path:
+def fetch_to_part(url: str, part, *, progress: bool = True, timeout: float = 30.0, retries: int = 2,
+                  cap: int = DEFAULT_CAP, user_url: Optional[str] = None) -> Path:
     """Download ``url`` into ``part`` (resuming what is there); returns ``part``.
 
     A :class:`TransientError` (cut connection, timeout, 5xx) is retried ``retries`` times,
@@ -384,12 +444,13 @@ def fetch_to_part(url: str, part, *, progress: bool = True, timeout: float = 30.
     so far stay in ``part`` (with a sidecar naming the URL) for the next run."""
     part = Path(part)
     part.parent.mkdir(parents=True, exist_ok=True)
+    check_url(url, user_url)
     cookies = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies), _SafeRedirects(user_url))
     desc = part.name[:-5] if part.name.endswith(".part") else part.name
     for attempt in range(1 + max(0, retries)):
         try:
-            _fetch(opener, url, part, timeout, progress, desc, cookies)
+            _fetch(opener, url, part, timeout, progress, desc, cookies, cap, user_url)
             return part
         except TransientError:
             if attempt == max(0, retries):
@@ -398,7 +459,8 @@ def fetch_to_part(url: str, part, *, progress: bool = True, timeout: float = 30.
 
 
 def download_one(url: str, dest, expect: Expect, *, progress: bool = True, timeout: float = 30.0,
-                 retries: int = 2, accept: Optional[Callable[[Path], None]] = None) -> Tuple[str, List[str]]:
+                 retries: int = 2, accept: Optional[Callable[[Path], None]] = None,
+                 user_url: Optional[str] = None) -> Tuple[str, List[str]]:
     """Fetch ``url`` into ``dest.part`` (resuming), check it (:func:`check_candidate`, then
     ``accept(part)`` if given, which raises :class:`RejectedFile`) and only then rename it
     to ``dest``. Returns ``(sha256, warnings)``. Raises the typed DownloadError: a rejected
@@ -407,7 +469,11 @@ def download_one(url: str, dest, expect: Expect, *, progress: bool = True, timeo
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     try:
-        fetch_to_part(url, part, progress=progress, timeout=timeout, retries=retries)
+        fetch_to_part(url, part, progress=progress, timeout=timeout, retries=retries, cap=byte_cap(expect),
+                      user_url=user_url)
+    except RejectedFile as e:  # too many bytes: wrong, not incomplete
+        drop_part(part)
+        raise RejectedFile(f"{e.reason}; deleted it") from None
     except (LocalError, RefusedError, UnreachableError):
         raise
     except DownloadError as e:
@@ -440,7 +506,8 @@ def download(urls, dest, *, sha256: Optional[str] = None, sha256_prefix: Optiona
     reasons = []
     for url in urls:
         try:
-            digest, _warnings = download_one(url, dest, expect, progress=progress, timeout=timeout, retries=retries)
+            digest, _warnings = download_one(url, dest, expect, progress=progress, timeout=timeout, retries=retries,
+                                             user_url=url)
         except LocalError as e:
             raise DownloadError(e.reason, e.path) from None
         except DownloadError as e:

@@ -15,6 +15,11 @@ it does not hash the file, so we do: an LFS file's ETag *is* its sha256
 A transfer cut off mid-way is resumed with ``Range`` within the same run (the client
 retries); unlike our Drive/URL downloader it does not keep a partial file across runs.
 
+Offline fails fast: the client retries a failed connection with back-off (about 25 s per
+file), so before asking it anything the endpoint's name is resolved and one TCP connection
+is tried (:func:`preflight`): a name that does not resolve or a refused connection is an
+:class:`~.download.UnreachableError` at once (behind a proxy the client decides).
+
 Every failure is a :mod:`.download` error type, so ``store`` falls back to the next
 source the same way for the Hub and for plain URLs. ``huggingface_hub`` is imported only
 here and only when a Hub source is tried.
@@ -27,6 +32,7 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +107,49 @@ def _hash(path: Path, etag: Optional[str]) -> str:
     return sha.hexdigest()
 
 
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def preflight(endpoint: str, timeout: float = 5.0) -> None:
+    """Raise :class:`UnreachableError` at once when ``endpoint``'s host name does not resolve
+    or every address refuses the connection (no retries: that is what being offline looks
+    like). A slow or timed-out connection passes: the client's own retries may help there."""
+    if any(os.environ.get(k) for k in PROXY_VARS):
+        return
+    parts = urllib.parse.urlsplit(endpoint)
+    host = parts.hostname
+    if not host:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return
+    netloc = parts.netloc or host
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        reason = f"cannot reach {netloc} (the name does not resolve: {e.strerror or e})"
+        raise UnreachableError(reason) from None
+    except (OSError, UnicodeError):
+        return
+    refused = None
+    for family, kind, proto, _name, address in infos[:4]:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(min(max(timeout, 0.1), 5.0))
+                sock.connect(address)
+            return
+        except (ConnectionRefusedError, OSError) as e:
+            if isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) in (
+                    errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+                refused = e.strerror or type(e).__name__
+                continue
+            return  # a timeout or anything else: let the client try (and retry)
+    if refused is not None:
+        reason = f"cannot reach {netloc} ({refused.lower()})"
+        raise UnreachableError(reason)
+
+
 def _quiet_tqdm():
     from tqdm.auto import tqdm
 
@@ -123,6 +172,8 @@ def fetch(source: Source, *, offline: bool = False, timeout: float = 30.0, progr
 
     local_only = offline or hub_offline()
     endpoint = hub_endpoint()
+    if not local_only and not _in_hub_cache(source):
+        preflight(endpoint, timeout)
     for attempt in range(1 if local_only else 2):  # a damaged cached blob is fetched again, once
         try:
             with _quiet_client():
@@ -148,6 +199,15 @@ def fetch(source: Source, *, offline: bool = False, timeout: float = 30.0, progr
             raise
         return HubFile(blob, etag, digest, blob.stat().st_size)
     raise AssertionError("not reached")
+
+
+def _in_hub_cache(source: Source) -> bool:
+    """The pinned revision's file is already in the Hub cache (the client serves it
+    without a request): no preflight needed."""
+    if not source.revision or not GIT_SHA1.fullmatch(source.revision):
+        return False
+    repo = f"{source.repo_type}s--" + source.location.replace("/", "--")
+    return (hub_cache_dir() / repo / "snapshots" / source.revision / (source.filename or "")).is_file()
 
 
 def _forget(blob: Path, pointer: Path) -> None:

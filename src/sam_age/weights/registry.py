@@ -47,6 +47,7 @@ class Source:
     sha256: Optional[str] = None
     size: Optional[int] = None
     note: str = ""
+    user: bool = False  # given by the user (--source URL, $SAM_AGE_URL_<NAME>): may be plain http
 
     @property
     def label(self) -> str:
@@ -84,8 +85,8 @@ def drive(file_id: str, note: str = "the authors' link") -> Source:
     return Source("drive", file_id, note=note)
 
 
-def url(address: str, note: str = "") -> Source:
-    return Source("url", address, note=note)
+def url(address: str, note: str = "", user: bool = False) -> Source:
+    return Source("url", address, note=note, user=user)
 
 
 def parse_source(text: str, entry: "WeightsFile") -> Source:
@@ -93,7 +94,7 @@ def parse_source(text: str, entry: "WeightsFile") -> Source:
     to the entry's file name) or an ``http(s)://`` URL."""
     text = text.strip()
     if text.startswith(("http://", "https://")):
-        return url(text, note="given on the command line")
+        return url(text, note="given on the command line", user=True)
     if text.startswith("hub:"):
         parts = text[4:].strip("/").split("/")
         repo_type = "model"
@@ -125,6 +126,10 @@ class WeightsFile:
     # (package, path inside it) of pip packages that ship the file, first found wins;
     # such files are never downloaded
     packaged_in: Tuple[Tuple[str, str], ...] = ()
+    # A few (path in the loaded tree, shape) pairs every real file has (from the manifests of
+    # the official files, /work/shared/reference/*.manifest.json): a download must hold each,
+    # stored whole, before it takes its cache name (``store.layout_problem``).
+    layout: Tuple[Tuple[Tuple[str, ...], Tuple[int, ...]], ...] = ()
 
     @property
     def packaged(self) -> bool:
@@ -178,7 +183,13 @@ REGISTRY: Tuple[WeightsFile, ...] = (
         ),
         # reported for the Drive file and its Hub mirror, never published by the authors:
         # a hint until a verified download confirms it (a mismatch warns, it does not reject)
-        size=2_270_547_237),
+        size=2_270_547_237,
+        layout=((("state_dict", "encoder.input_layer.0.weight"), (64, 4, 3, 3)),
+                (("state_dict", "pretrained_encoder.input_layer.0.weight"), (64, 3, 3, 3)),
+                (("state_dict", "encoder.styles.17.linear.weight"), (512, 512)),
+                (("state_dict", "decoder.conv1.conv.weight"), (1, 512, 512, 3, 3)),
+                (("state_dict", "decoder.to_rgbs.7.conv.weight"), (1, 3, 32, 1, 1)),
+                (("latent_avg",), (18, 512)))),
     WeightsFile(
         name="psp_ffhq_encode", filename="psp_ffhq_encode.pt", kind="psp",
         used_for="pSp FFHQ inversion encoder (training: SAM's frozen pretrained encoder)",
@@ -187,7 +198,12 @@ REGISTRY: Tuple[WeightsFile, ...] = (
             hub("trysem/pixel2style2pixel", "psp_ffhq_encode.pt", "1ed74b0e83cd17e3ce3b0070a56f581f54b9b0e3",
                 note="beside psp_ffhq_frontalization.pt, 1.2 GB"),
             drive("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"),
-        )),
+        ),
+        layout=((("state_dict", "encoder.input_layer.0.weight"), (64, 3, 3, 3)),
+                (("state_dict", "encoder.styles.17.linear.weight"), (512, 512)),
+                (("state_dict", "decoder.conv1.conv.weight"), (1, 512, 512, 3, 3)),
+                (("state_dict", "decoder.to_rgbs.7.conv.weight"), (1, 3, 32, 1, 1)),
+                (("latent_avg",), (18, 512)))),
     WeightsFile(
         name="stylegan2_ffhq", filename="stylegan2-ffhq-config-f.pt", kind="stylegan2",
         used_for="StyleGAN2 FFHQ 1024 generator, rosinality layout (training: SAM's decoder)",
@@ -198,7 +214,10 @@ REGISTRY: Tuple[WeightsFile, ...] = (
                 sha256="d0d7c5e71531c816b8cf01037393ee4fb65ed09dcb6434cc0197771e3051199b", size=132_729_083,
                 note="g_ema + latent_avg size, as pSp's file; LFS pointer seen in commit e301280"),
             drive("1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT"),
-        )),
+        ),
+        layout=((("g_ema", "style.1.weight"), (512, 512)),
+                (("g_ema", "conv1.conv.weight"), (1, 512, 512, 3, 3)),
+                (("g_ema", "to_rgbs.7.conv.weight"), (1, 3, 32, 1, 1)))),
     WeightsFile(
         name="ir_se50", filename="model_ir_se50.pth", kind="ir_se50",
         used_for="IR-SE-50 ArcFace (training: ID loss and encoder initialisation; evaluation)",
@@ -212,18 +231,25 @@ REGISTRY: Tuple[WeightsFile, ...] = (
                 repo_type="space", sha256="a035c768259b98ab1ce0e646312f48b9e1e218197a0f80ac6765e88f8b6ddf28",
                 size=175_367_323, note="a Space's copy"),
             drive("1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"),
-        )),
+        ),
+        layout=((("input_layer.0.weight",), (64, 3, 3, 3)),
+                (("output_layer.3.weight",), (512, 25088)),
+                (("body.23.res_layer.5.fc2.weight",), (512, 32, 1, 1)))),
     WeightsFile(
         name="dex_age", filename="dex_age_classifier.pth", kind="dex",
         used_for="DEX VGG age classifier fine-tuned on FFHQ-Aging (training: age loss; evaluation)",
         licence="see HRFAE (InterDigital)", loader="load_dex", flag="--age_predictor_weights",
-        sources=(drive("1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),)),
+        sources=(drive("1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),),
+        layout=((("state_dict", "conv1_1.weight"), (64, 3, 3, 3)),
+                (("state_dict", "fc6.weight"), (4096, 25088)),
+                (("state_dict", "fc8-101.bias"), (101,)))),
     WeightsFile(
         name="alexnet", filename="alexnet-owt-7be5be79.pth", kind="alexnet",
         used_for="torchvision AlexNet (training: LPIPS backbone)",
         licence="BSD-3 (torchvision)", loader="load_alexnet", flag="--alexnet_weights",
         sources=(url("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "torchvision's model zoo"),),
-        size=int(233.1 * MB), sha256_prefix="7be5be79"),
+        size=int(233.1 * MB), sha256_prefix="7be5be79",
+        layout=((("features.0.weight",), (64, 3, 11, 11)), (("features.10.weight",), (256, 256, 3, 3)))),
     WeightsFile(  # sam-age ships a copy (sam_age/data/lpips, sha256 of lpips 0.1.4's file)
         name="lpips_alex_lin", filename="alex.pth", kind="lpips_lin",
         used_for="LPIPS v0.1 alex linear layers (training: LPIPS loss)",

@@ -157,7 +157,7 @@ def sources_for(entry: WeightsFile, choice: Optional[str] = None) -> List[Source
     when set, else the registry's sources."""
     if choice is None or not str(choice).strip():
         env = os.environ.get(entry.env_url, "").strip()
-        return [registry.url(env, note=f"${entry.env_url}")] if env else list(entry.sources)
+        return [registry.url(env, note=f"${entry.env_url}", user=True)] if env else list(entry.sources)
     choice = str(choice).strip()
     if choice in ("hub", "drive"):
         found = list(entry.sources_of(choice))
@@ -204,9 +204,55 @@ def _place(blob: Path, dest: Path, accept: Optional[Callable[[Path], None]] = No
             tmp.unlink()
 
 
-def _loads(entry: WeightsFile) -> Callable[[Path], None]:
-    """``accept`` for a download: the loader of ``entry`` must open the file."""
+def layout_problem(entry: WeightsFile, path: Path) -> Optional[str]:
+    """None when ``path`` holds every (key, shape) of ``entry.layout``, each tensor stored
+    whole (contiguous, its storage as large as its shape says: no stride tricks), else what
+    is missing or wrong, in a few words. Reads the file's structure only: a zip checkpoint
+    is memory-mapped, so this costs little even for the 2.2 GB SAM file."""
+    if not entry.layout:
+        return None
+    import numpy as np
+    import torch
+    from ..checkpoints.formats import read_any  # same floor (3), imported here: `weights list` needs no torch
+    try:
+        fmt, obj = read_any(path)
+    except CheckpointError as e:
+        return f"not a readable checkpoint ({e.reason})"
+    if fmt == "safetensors":
+        obj = obj[0]
+    for keys, shape in entry.layout:
+        node = obj
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+            if node is None:
+                return f"not {registry.KIND_NAMES.get(entry.kind, entry.kind)}: no {'/'.join(keys)}"
+        if isinstance(node, tuple) and len(node) == 2 and isinstance(node[0], str):
+            node = node[1]  # Paddle's (name, array)
+        if isinstance(node, torch.Tensor):
+            got = tuple(node.shape)
+            whole = node.is_contiguous() and node.untyped_storage().nbytes() >= \
+                (node.storage_offset() + node.numel()) * node.element_size()
+        elif isinstance(node, np.ndarray):
+            got, whole = tuple(node.shape), node.flags.c_contiguous
+        else:
+            return f"{'/'.join(keys)} is not a tensor"
+        if got != tuple(shape):
+            return (f"not {registry.KIND_NAMES.get(entry.kind, entry.kind)}: {'/'.join(keys)} has shape "
+                    f"{list(got)}, expected {list(shape)}")
+        if not whole:
+            return f"{'/'.join(keys)} is not stored whole (a look-alike)"
+    return None
+
+
+def _loads(entry: WeightsFile, load: bool = True) -> Callable[[Path], None]:
+    """``accept`` for a download: the layout of ``entry`` (always), and with ``load`` its
+    loader must open the file."""
     def accept(path: Path) -> None:
+        problem = layout_problem(entry, path)
+        if problem:
+            raise RejectedFile(problem)
+        if not load:
+            return
         try:
             load_check(entry, path)
         except CheckpointError as e:
@@ -220,13 +266,14 @@ def _from_source(entry: WeightsFile, source: Source, dest: Path, *, network: boo
     give it the name ``dest``. Returns ``(sha256, warnings)``; raises a DownloadError
     (its type says why)."""
     expect = expect_for(entry, source)
-    accept = _loads(entry) if load else None
+    accept = _loads(entry, load)
     if source.kind == "hub":
         got = hub.fetch(source, offline=not network, timeout=timeout, progress=progress)
         digest, warnings = check_candidate(got.path, expect, digest=got.sha256)
         _place(got.path, dest, accept)
         return digest, warnings
-    return download_one(source.url(), dest, expect, progress=progress, timeout=timeout, accept=accept)
+    return download_one(source.url(), dest, expect, progress=progress, timeout=timeout, accept=accept,
+                        user_url=source.url() if source.user else None)
 
 
 def _fetch_from(entry: WeightsFile, sources: List[Source], *, network: bool = True, progress: bool = True,
