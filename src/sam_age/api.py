@@ -50,6 +50,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 import zipfile
 from collections import deque
 from concurrent.futures import Future
@@ -636,9 +637,11 @@ def _named(e: SamAgeError) -> str:
 def check_pixels(data: bytes, name: str, max_pixels: int) -> None:
     """Refuse a photo over ``max_pixels`` from its header, before decoding it."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except Exception:  # not an image: the reader says why
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we judge the size here
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Exception:  # not an image, or over PIL's own limit: the reader says why
         return
     if w * h > max_pixels:
         raise ImageReadError(f"image too large ({w}x{h} pixels; this server takes up to "
@@ -1008,6 +1011,8 @@ def serve(server: SamAgeServer, host: str = "127.0.0.1", port: int = 7860, *, lo
     uv = uvicorn.Server(config)
     try:
         uv.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled: the server has stopped
+        pass
     except SystemExit:  # uvicorn's answer to a port it cannot bind (it has logged why)
         raise OSError(f"cannot serve on {host}:{port}") from None
     finally:

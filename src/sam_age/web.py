@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -294,9 +295,11 @@ class _Slot:
 def _check_pixels(path: Path, max_pixels: int) -> None:
     """Refuse a photo over ``max_pixels`` from its header (the reader explains the rest)."""
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except Exception:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged here
+            with Image.open(path) as im:
+                w, h = im.size
+    except Exception:  # not an image, or over PIL's own limit: the reader says why
         return
     if w * h > max_pixels:
         raise ImageReadError(f"image too large ({w}x{h} pixels; this server takes up to "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import socket
 import sys
 
@@ -95,6 +96,10 @@ def run(args) -> int:
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_megapixels * 1e6),
                     max_faces=args.max_faces, max_queue=args.max_queue, wait_ms=args.batch_wait_ms)
     server = build_server(pipeline, limits, users=users)
+    # The model and the page are long-lived: out of the collector's way (no full scans of
+    # them while serving, and no minutes-long collection of them when Ctrl+C ends the process).
+    gc.collect()
+    gc.freeze()
     where = f"http://{args.host if ':' not in args.host else '[' + args.host + ']'}:{args.port}"
     print(f"sam-age serve: model on {pipeline.device}; demo {where}/ , API {where}/v1 (docs {where}/docs)"
           f"{', credentials required' if users else ''} (Ctrl+C stops)", file=sys.stderr)
