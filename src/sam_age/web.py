@@ -11,6 +11,13 @@ server; :func:`build_app` wires them to a ``gr.Blocks`` page.
 
 A bad upload (not an image, no face, a decompression bomb, too big) becomes a readable
 message in the page, never a stack trace, and the server goes on serving.
+
+Bounds (``sam-age serve``, issue 22): at most ``max_faces`` faces per photo and
+``max_pixels`` per upload (read from the header, before decoding); the model is taken
+through ``model_slot`` (the server's one queue, :class:`sam_age.api.ModelQueue`: a full
+queue says "busy, try again" at once); the files a request writes live in a job folder
+that is removed once Gradio has copied them into its cache (an event's ``.then``), and
+Gradio's cache itself is emptied of old files (``delete_cache``).
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -46,6 +54,10 @@ MAX_FACES_SHOWN = 4    # galleries on the page; more faces still appear in the s
 ANIMATION_FPS = 12
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 MAX_VIDEO_SECONDS = 10.0  # the Video tab is for short clips: `sam-age video` for longer ones
+DEFAULT_MAX_FACES = 8     # faces aged per photo with "All faces"
+DEFAULT_MAX_PIXELS = 40_000_000  # pixels per upload (40 MP)
+DEFAULT_MAX_QUEUE = 16    # visitors waiting for the model; one more is told to try again
+GRADIO_CACHE_CLEANUP = (60, 600)  # every minute, Gradio's copies older than 10 minutes go
 
 
 @dataclass
@@ -91,8 +103,12 @@ class WebDemo:
 
     def __init__(self, pipeline, workdir: Optional[Path] = None,
                  max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, frames_per_age: int = 4,
-                 max_video_seconds: float = MAX_VIDEO_SECONDS):
+                 max_video_seconds: float = MAX_VIDEO_SECONDS, model_slot=None,
+                 max_faces: int = DEFAULT_MAX_FACES, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.pipeline = pipeline
+        self.max_faces = max(1, int(max_faces))
+        self.max_pixels = int(max_pixels)
+        self._jobs: dict = {}  # job folder -> the time its handler returned (see clean_jobs)
         self.max_video_seconds = float(max_video_seconds)
         self.frames_per_age = frames_per_age
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
@@ -100,6 +116,8 @@ class WebDemo:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sam-age-web-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # one model, one job at a time (the queue also says so)
+        if model_slot is not None:  # the server's queue: the same model as its API
+            self._lock = _Slot(model_slot)
 
     # -- inputs ----------------------------------------------------------------------------
     def sample(self) -> str:
@@ -119,6 +137,8 @@ class WebDemo:
         if path.exists() and path.stat().st_size > self.max_upload_bytes:
             raise ImageReadError(f"file too large ({path.stat().st_size / 2**20:.2g} MB; "
                                  f"the limit is {self.max_upload_bytes / 2**20:.2g} MB)", path)
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            _check_pixels(path, self.max_pixels)
         return str(path)
 
     def preview(self, upload) -> Tuple[Optional[Image.Image], str]:
@@ -162,13 +182,16 @@ class WebDemo:
             path = self._check_upload(upload)
             ages = parse_ages_text(ages_text)
             with self._lock:
-                result = self.pipeline(path, ages, all_faces=all_faces, paste_back=paste_back)
+                photo, found = self.pipeline.prepare(path, all_faces=all_faces)
+                result = self.pipeline.age_prepared(photo, found[:self.max_faces], ages, paste_back=paste_back)
                 out = self._outputs(result, animate)
         except Exception as e:
             return Outputs(self._report(e, upload))
         n = len(result.faces)
         out.message = (f"Done: {n} face{'s' if n != 1 else ''} x {len(ages)} ages "
                        f"in {time.perf_counter() - start:.1f} s.")
+        if len(found) > n:
+            out.message += f" ({len(found)} faces found; this server ages the best {n}.)"
         if result.estimated_age is not None:
             out.message += " " + _estimate_text(result)
         return out
@@ -194,6 +217,7 @@ class WebDemo:
         frames = self.pipeline.animate(face, frames_per_age=self.frames_per_age)
         job = self.workdir / uuid.uuid4().hex[:12]
         job.mkdir()
+        self._jobs[job] = None
         gif = save_gif(frames, job / "aging.gif", fps=ANIMATION_FPS)
         mp4 = save_mp4(frames, job / "aging.mp4", fps=ANIMATION_FPS) if mp4_available() else None
         return str(gif), (str(mp4) if mp4 else None)
@@ -208,6 +232,7 @@ class WebDemo:
             from .video.io import probe_limited  # counted frames, capped decode, timeout
             probe_limited(path, self.max_video_seconds)
             job = self.workdir / uuid.uuid4().hex[:12]
+            self._jobs[job] = None
             with self._lock:
                 result = VideoAger(self.pipeline).run(path, job, VideoJob(ages=[float(age)],
                                                                           side_by_side=bool(side_by_side)),
@@ -220,6 +245,25 @@ class WebDemo:
                                       f"{float(age):g} over {result.frames} frames in "
                                       f"{time.perf_counter() - start:.1f} s.{notes}")
 
+    # -- disk: per-request job folders ---------------------------------------------------------
+    def job_of(self, path: Optional[str]) -> Optional[str]:
+        """The job folder holding ``path`` (a result this demo wrote), else None."""
+        if not path:
+            return None
+        for job in list(self._jobs):
+            if Path(str(path)).is_relative_to(job):
+                return str(job)
+        return None
+
+    def clean_jobs(self, *jobs) -> None:
+        """Remove the given job folders (Gradio has copied their files into its cache by
+        the time an event's ``.then`` runs); with none given, every job folder (shutdown)."""
+        todo = [Path(j) for j in jobs if j] if jobs else list(self._jobs)
+        for job in todo:
+            if job in self._jobs:
+                shutil.rmtree(job, ignore_errors=True)
+                self._jobs.pop(job, None)
+
     def _report(self, exc: BaseException, upload) -> str:
         message = error_message(exc, upload)
         if isinstance(exc, SamAgeError):
@@ -228,6 +272,36 @@ class WebDemo:
             log.exception("web request failed")
         _warn(message)
         return message
+
+
+class _Slot:
+    """``with``-able wrapper of a context-manager factory (the server's model turn)."""
+
+    def __init__(self, factory):
+        self.factory = factory
+        self._held = threading.local()
+
+    def __enter__(self):
+        cm = self.factory()
+        self._held.cm = cm
+        return cm.__enter__()
+
+    def __exit__(self, *exc):
+        return self._held.cm.__exit__(*exc)
+
+
+def _check_pixels(path: Path, max_pixels: int) -> None:
+    """Refuse a photo over ``max_pixels`` from its header (the reader explains the rest)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged here
+            with Image.open(path) as im:
+                w, h = im.size
+    except Exception:  # not an image, or over PIL's own limit: the reader says why
+        return
+    if w * h > max_pixels:
+        raise ImageReadError(f"image too large ({w}x{h} pixels; this server takes up to "
+                             f"{max_pixels / 1e6:g} megapixels)", path)
 
 
 def _caption(k: int, age: float, request) -> str:
@@ -261,15 +335,18 @@ def _warn(message: str) -> None:
 
 def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
               workdir: Optional[Path] = None, frames_per_age: int = 4,
-              title: str = "SAM age demo", max_video_seconds: float = MAX_VIDEO_SECONDS):
+              title: str = "SAM age demo", max_video_seconds: float = MAX_VIDEO_SECONDS,
+              model_slot=None, max_queue: int = DEFAULT_MAX_QUEUE, max_faces: int = DEFAULT_MAX_FACES,
+              max_pixels: int = DEFAULT_MAX_PIXELS):
     """The ``gr.Blocks`` page around ``pipeline`` (queued: one model job at a time, the
     other visitors wait their turn). Launch it with :func:`launch`."""
     import gradio as gr
 
     demo_handlers = WebDemo(pipeline, workdir=workdir, max_upload_mb=max_upload_mb,
-                            frames_per_age=frames_per_age, max_video_seconds=max_video_seconds)
+                            frames_per_age=frames_per_age, max_video_seconds=max_video_seconds,
+                            model_slot=model_slot, max_faces=max_faces, max_pixels=max_pixels)
 
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(f"# {title}\nSee a face at other ages with SAM (*Only a Matter of Style*, "
                     "Alaluf et al. 2021). Upload a portrait or take the sample, then age it. "
                     f"<small>(model: {_model_note(pipeline)})</small>")
@@ -336,7 +413,14 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
             updates = [gr.Gallery(value=out.faces[k] if k < len(out.faces) else None,
                                   visible=k == 0 or k < len(out.faces))
                        for k in range(MAX_FACES_SHOWN)]
-            return [out.message, out.strip, *updates, out.gif, out.mp4, out.pasted]
+            return [out.message, out.strip, *updates, out.gif, out.mp4, out.pasted,
+                    demo_handlers.job_of(out.gif)]
+
+        def on_video(video_value, age_value, sbs_value):
+            path, message = demo_handlers.video(video_value, age_value, sbs_value)
+            return path, message, demo_handlers.job_of(path)
+
+        job_state = gr.State(None)  # the request's job folder, removed by the event's .then
 
         # Every model call shares one concurrency slot: a single model, used by one job at a time.
         model_slot = dict(concurrency_id="model", concurrency_limit=1)
@@ -351,11 +435,13 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         years.release(demo_handlers.quick_relative, [upload, years], [quick_result, status],
                       api_name=False, **model_slot)
         run.click(on_age, [upload, ages, all_faces, paste_back, animate],
-                  [status, strip, *galleries, gif, mp4, pasted], api_name="age", **model_slot)
-        video_run.click(demo_handlers.video, [video_file, video_age, video_sbs], [video_out, video_status],
-                        api_name="video", **model_slot)
+                  [status, strip, *galleries, gif, mp4, pasted, job_state], api_name="age",
+                  **model_slot).then(demo_handlers.clean_jobs, job_state, None, api_name=False)
+        video_run.click(on_video, [video_file, video_age, video_sbs], [video_out, video_status, job_state],
+                        api_name="video", **model_slot).then(demo_handlers.clean_jobs, job_state, None,
+                                                             api_name=False)
 
-    demo.queue(default_concurrency_limit=1, max_size=64)
+    demo.queue(default_concurrency_limit=1, max_size=max_queue)
     demo.sam_age = demo_handlers  # the handlers, for tests and for launch()
     demo.sam_age_max_upload_mb = max_upload_mb
     return demo
