@@ -29,7 +29,7 @@ estimated age (DEX, as `sam-age estimate` prints it): '+20', '-10,+10', '-10:+30
 results outside 0..100 are clamped, with a note. Relative ages name their files by the
 request (age_+20.png); fractional ages keep their decimals (age_030.25.png).
 
-Inputs are files, folders (their images) or globs; 'sample' (or --sample) is a bundled
+Inputs are files, folders (their images) or globs; 'sample' is a bundled
 portrait (NASA's astronaut photo from scikit-image, public domain).
 Running again resumes: inputs the manifest records as done for the same ages and options
 are skipped (and count as done), interrupted ones are redone. An existing result for

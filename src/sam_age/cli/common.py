@@ -76,7 +76,7 @@ def add_age_predictor_argument(p: argparse.ArgumentParser) -> None:
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``age`` and ``mix``."""
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs ('sample' for the bundled portrait)")
-    p.add_argument("--sample", action="store_true", help="also process the bundled sample portrait")
+    add_sample_alias(p)
     add_checkpoint_argument(p)
     add_ages_argument(p)
     add_age_predictor_argument(p)
@@ -92,6 +92,12 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace an input's existing result folder (as a whole)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_quiet_argument(p)
+
+
+def add_sample_alias(p: argparse.ArgumentParser) -> None:
+    """``--sample``: the old spelling of the positional ``sample`` (one way to say it in
+    --help; the flag still works, with a note, so old scripts keep running)."""
+    p.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)
 
 
 def add_quiet_argument(p: argparse.ArgumentParser) -> None:
@@ -191,7 +197,10 @@ def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
     from ..pipeline import sample_path
     raw = [a for a in args.inputs if a != SAMPLE]
     paths, missing = list_inputs(raw)
-    if args.sample or SAMPLE in args.inputs:
+    if getattr(args, "sample", False):
+        note(getattr(args, "command", None) or "age",
+             "--sample is deprecated: write 'sample' as an input (sam-age age sample)", args)
+    if getattr(args, "sample", False) or SAMPLE in args.inputs:
         paths.insert(0, sample_path())
     if not paths and not missing:
         raise UsageError("no input images (give files, folders, globs, or 'sample')")
