@@ -120,6 +120,11 @@ class WeightsFile:
     sources: Tuple[Source, ...] = ()
     size: Optional[int] = None    # bytes, where published or reported
     size_exact: bool = False      # False: ``size`` is a hint (a mismatch warns); True: a fact (it rejects)
+    # for display only (``weights list``), where no size is published or reported: the
+    # tensors' bytes from the reference manifest (/work/shared/reference/*.manifest.json);
+    # on the three files whose size is published the real file is 0.02-0.05 % larger
+    # (pickle overhead). Never checked against a download.
+    estimated_size: Optional[int] = None
     sha256: Optional[str] = None  # full hex digest, where published
     sha256_prefix: Optional[str] = None  # e.g. torchvision's 8-hex prefix in the file name
     # (package, path inside it) of pip packages that ship the file, first found wins;
@@ -187,7 +192,8 @@ REGISTRY: Tuple[WeightsFile, ...] = (
             hub("trysem/pixel2style2pixel", "psp_ffhq_encode.pt", "1ed74b0e83cd17e3ce3b0070a56f581f54b9b0e3",
                 note="beside psp_ffhq_frontalization.pt, 1.2 GB"),
             drive("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"),
-        )),
+        ),
+        estimated_size=1_201_347_344),
     WeightsFile(
         name="stylegan2_ffhq", filename="stylegan2-ffhq-config-f.pt", kind="stylegan2",
         used_for="StyleGAN2 FFHQ 1024 generator, rosinality layout (training: SAM's decoder)",
@@ -217,7 +223,7 @@ REGISTRY: Tuple[WeightsFile, ...] = (
         name="dex_age", filename="dex_age_classifier.pth", kind="dex",
         used_for="DEX VGG age classifier fine-tuned on FFHQ-Aging (training: age loss; evaluation)",
         licence="see HRFAE (InterDigital)", loader="load_dex", flag="--age_predictor_weights",
-        sources=(drive("1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),)),
+        sources=(drive("1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),), estimated_size=538_697_364),
     WeightsFile(
         name="alexnet", filename="alexnet-owt-7be5be79.pth", kind="alexnet",
         used_for="torchvision AlexNet (training: LPIPS backbone)",

@@ -474,15 +474,18 @@ def status(entry: WeightsFile) -> dict:
     path = cached_file(entry)
     rec = read_manifest().get(entry.name) or {}
     known = entry.size or next((s.size for s in entry.sources if s.size), None)  # or a mirror's LFS pointer
+    size_from = ("exact" if entry.size_exact else "reported") if known else None
+    if not known and entry.estimated_size:
+        known, size_from = entry.estimated_size, "estimate"
     out = {"name": entry.name, "file": entry.filename, "kind": entry.kind, "path": None,
-           "size": known, "cached": False, "verified": "-", "problem": None,
+           "size": known, "size_from": size_from, "cached": False, "verified": "-", "problem": None,
            "sha256": entry.sha256 or rec.get("sha256"), "licence": entry.licence, "source": entry.source,
            "sources": [{"label": s.label, "kind": s.kind, "url": s.url(), "note": s.note} for s in entry.sources],
            "used_for": entry.used_for, "flag": entry.flag}
     if path is None:
         return out
     st = path.stat()
-    out.update(path=str(path), size=st.st_size, cached=True)
+    out.update(path=str(path), size=st.st_size, size_from="file", cached=True)
     if _in_package(entry, path):
         out["verified"] = "packaged"
         return out
