@@ -349,6 +349,16 @@ class Batch:
         self._done += n
         self.bar.update(n)
 
+    def expect(self, key: str, units: int) -> None:
+        """Input ``key`` will take ``units`` (its faces x ages), known once its faces are
+        found and before the model starts on them: the total grows now, so the bar never
+        passes it (:meth:`add` then counts nothing twice)."""
+        expected = self.__dict__.setdefault("_expected", {})
+        expected[key] = int(units)
+        if not self.bar.disable and units != self.per_input:
+            self.bar.total += int(units) - self.per_input
+            self.bar.refresh()
+
     def _input_done(self) -> None:
         if self._done < self.per_input:
             self.bar.update(self.per_input - self._done)
@@ -413,10 +423,13 @@ class Batch:
             self.records.append({"input": str(path), "name": name, "ok": True, **fields})
         else:
             self.fail(name, reason, path)
+        expected = self.__dict__.get("_expected", {}).pop(name, None)
         if units:
-            if not self.bar.disable:
-                self.bar.total += units - self.per_input
+            if not self.bar.disable and units != (expected if expected is not None else self.per_input):
+                self.bar.total += units - (expected if expected is not None else self.per_input)
                 self.bar.refresh()
+        elif expected is not None:  # expected, then never through the model: its share is counted now
+            self.bar.update(expected)
         else:
             self.bar.update(self.per_input)
 
@@ -433,7 +446,8 @@ class Batch:
         seconds = round(time.perf_counter() - self.start, 3)
         if self.args.json:
             summary = {"command": self.command, "output": str(self.args.output), **(extra or {}), "ok": ok,
-                       "failed": failed, "skipped": skipped, "seconds": seconds, "inputs": self.records}
+                       "failed": failed, "skipped": skipped, "seconds": seconds, "inputs": self.records,
+                       **getattr(self, "json_extra", {})}  # (age: stage timings, compute path)
             print(json.dumps(summary, indent=None if extra else 2))
         else:
             n_files = sum(len(r["files"]) for r in self.records)
