@@ -59,7 +59,14 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class WeightsUnavailableError(CheckpointError):
-    """An official weights file is not in the cache and cannot be fetched (offline)."""
+    """An official weights file is not in the cache and cannot be fetched (offline).
+    Its text is a short block (what is missing, then the manual steps, one per line:
+    ``weights.store.manual_steps``); ``reason`` is the same text on one line."""
+
+    def __init__(self, message: str, path: Optional[PathLike] = None):
+        super().__init__(message, path)
+        block = "\n".join(line.rstrip() for line in str(message).splitlines() if line.strip())
+        self.args = (f"{self.path}: {block}" if self.path else block,)
 
 
 class UsageError(SamAgeError):

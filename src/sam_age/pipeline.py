@@ -150,15 +150,20 @@ def _landmarks(face) -> Optional[np.ndarray]:
 
 
 def prepare_faces(image, all_faces: bool = False, align: bool = True,
-                  name: Optional[str] = None) -> Tuple[Image.Image, List[PreparedFace]]:
+                  name: Optional[str] = None,
+                  on_stage: Optional[Callable[[str, str], None]] = None) -> Tuple[Image.Image, List[PreparedFace]]:
     """Read ``image`` and find its face(s), without the model: ``(photo, faces)``.
     Raises ImageReadError / NoFaceError (one-line messages naming the file).
+    ``on_stage(stage, name)``: called as reading (``"read"``) and the face search
+    (``"faces"``) begin (the CLI's stage lines).
 
     ``align=False``: the image is an aligned square face crop; a square of another size
     is resized to 256 (as the original's transforms do), a photo that is not square is
     refused (InputError) rather than squashed."""
     if name is None and isinstance(image, (str, Path)):
         name = str(image)
+    if on_stage is not None:
+        on_stage("read", name or "the photo")
     photo = read_image(image, name=name)
     if not align:
         w, h = photo.size
@@ -167,6 +172,8 @@ def prepare_faces(image, all_faces: bool = False, align: bool = True,
                              "without --no-align the face is found and aligned", name)
         face = photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
         return photo, [PreparedFace(face, None, 0.0)]
+    if on_stage is not None:
+        on_stage("faces", name or "the photo")
     found = align_faces(photo, all_faces=all_faces, output_size=INPUT_SIZE, name=name)
     return photo, [PreparedFace(f.image, f.quad, f.score, f.landmarks) for f in found]
 

@@ -1,25 +1,103 @@
-"""Turning results into files: strips, animations, atomic image writes (floor 1)."""
+"""Turning results into files: strips, animations, atomic image writes (floor 1).
+
+Labels (``age 30`` under each strip tile and on each animation frame) are drawn in a band
+along the bottom edge of the tile, ``label_band(height)`` pixels high; nothing above the
+band changes, and without labels the pixels are exactly the unlabelled ones.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import SamAgeError
 from .fileio import atomic_write
 
 
-def make_strip(aligned: Image.Image, images: Sequence[Image.Image]) -> Image.Image:
+def label_band(height: int) -> int:
+    """Height in pixels of the label band at the bottom of a tile ``height`` high
+    (small: 1/12 of the tile, at least 12 px)."""
+    return max(12, int(round(height / 12)))
+
+
+def _font(px: int):
+    try:
+        return ImageFont.load_default(size=px)  # a scalable font (Pillow >= 10.1)
+    except TypeError:  # older Pillow: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def age_caption(age) -> str:
+    """``age 30``, ``age 42.5`` (in-between animation frames: rounded to whole years)."""
+    from .ages import format_age
+    return f"age {format_age(age)}"
+
+
+def draw_label(img: Image.Image, text: str) -> Image.Image:
+    """A copy of ``img`` with ``text`` centred in a dark band along its bottom edge
+    (``label_band``); the pixels above the band are untouched."""
+    out = img.convert("RGB")
+    out = out.copy() if out is img else out
+    w, h = out.size
+    band = label_band(h)
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, h - band, w - 1, h - 1), fill=(0, 0, 0))
+    font = _font(max(8, int(band * 0.8)))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x = (w - (right - left)) // 2 - left
+    y = h - band + (band - (bottom - top)) // 2 - top
+    draw.text((x, y), text, fill=(255, 255, 255), font=font)
+    return out
+
+
+def strip_labels(ages: Sequence) -> List[str]:
+    """The strip's captions: ``input``, then ``age A`` for each tile."""
+    return ["input", *(age_caption(a) for a in ages)]
+
+
+def animation_ages(ages: Sequence[float], frames_per_age: int) -> List[float]:
+    """The age each frame of ``AgePipeline.animate`` shows, in its order: the ages
+    sorted, ``frames_per_age`` linear steps between neighbours, then back (ping-pong);
+    in-between frames rounded to whole years."""
+    order = sorted(float(a) for a in ages)
+    k = max(1, int(frames_per_age))
+    if len(order) < 2:
+        return order[:1]
+    out = []
+    for a, b in zip(order[:-1], order[1:]):
+        out += [a] + [float(round(a + (b - a) * j / k)) for j in range(1, k)]
+    out.append(order[-1])
+    return ping_pong(out)
+
+
+def label_frames(frames: Sequence[Image.Image], ages: Sequence[float], frames_per_age: int) -> List[Image.Image]:
+    """Each animation frame with its age (``animation_ages``)."""
+    shown = animation_ages(ages, frames_per_age)
+    if len(shown) != len(frames):
+        raise ValueError(f"{len(frames)} frames for {len(shown)} ages")
+    return [draw_label(f, age_caption(a)) for f, a in zip(frames, shown)]
+
+
+def make_strip(aligned: Image.Image, images: Sequence[Image.Image],
+               labels: Optional[Sequence[str]] = None) -> Image.Image:
     """One row of equal square tiles: the aligned input, then every age.
-    The tile size is the outputs' size (the input is resized to match)."""
+    The tile size is the outputs' size (the input is resized to match). ``labels``: one
+    caption per tile (``strip_labels(ages)``), drawn in each tile's bottom band; None
+    leaves the tiles bare."""
     tile = images[0].size if images else aligned.size
     strip = Image.new("RGB", (tile[0] * (1 + len(images)), tile[1]))
-    for i, im in enumerate([aligned, *images]):
+    tiles = [aligned, *images]
+    if labels is not None and len(labels) != len(tiles):
+        raise ValueError(f"{len(labels)} labels for {len(tiles)} tiles")
+    for i, im in enumerate(tiles):
         if im.size != tile:
             im = im.resize(tile, Image.LANCZOS)
-        strip.paste(im.convert("RGB"), (i * tile[0], 0))
+        im = im.convert("RGB")
+        if labels is not None:
+            im = draw_label(im, labels[i])
+        strip.paste(im, (i * tile[0], 0))
     return strip
 
 

@@ -32,21 +32,20 @@ def lpips_file(tmp_path):
     return f
 
 
-def test_list_table_and_json(home, lpips_file, capsys):
+def test_list_table_and_json(home, lpips_file, capsys, monkeypatch):
     assert main(["weights", "import", str(lpips_file), "--name", "lpips_alex_lin"]) == 0
     capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "250")
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     header, *rows = out.splitlines()
-    assert header.split()[:7] == ["NAME", "FILE", "SIZE", "CACHED", "VERIFIED", "LICENCE", "SOURCES"]
+    assert header.split() == ["NAME", "SIZE", "CACHED", "VERIFIED", "SOURCES", "FILE", "LICENCE"]
     sam_row = next(r for r in rows if r.startswith("sam_ffhq_aging "))
     assert "2.3 GB" in sam_row and " no " in sam_row
-    assert sam_row.endswith("hub:aimi-models/sam-aging/sam_ffhq_aging.pt, "
-                            "hub:deneesk/sam-model/pretrained_models/sam_ffhq_aging.pt, "
-                            "drive:1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC")  # every source, in the order tried
+    assert " hub x2, drive " in sam_row  # the kinds of every source, in the order tried
     lpips_row = next(r for r in rows if r.startswith("lpips_alex_lin "))
     assert " yes " in lpips_row and "BSD-2" in lpips_row
-    assert out.rstrip().endswith(f"cache: {home}")
+    assert f"cache: {home}" in out and out.rstrip().endswith("sam-age weights list --json")
 
     assert main(["weights", "list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -90,13 +89,34 @@ def test_download_env_override(home, monkeypatch):
     assert (home / "psp_ffhq_encode.pt").read_bytes() == checkpoint_bytes()
 
 
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_fits_the_terminal_and_knows_every_size(home, capsys, monkeypatch, columns):
+    """Issue 26: ``weights list`` was ~250 columns wide and showed ``?`` for the sizes of
+    psp_ffhq_encode and dex_age."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(map(len, lines)) < columns, out
+    rows = {ln.split()[0]: ln for ln in lines[1:] if ln and not ln.startswith(("cache:", "every "))}
+    assert set(rows) >= {"sam_ffhq_aging", "psp_ffhq_encode", "dex_age", "dlib_68"}
+    assert " ? " not in out and "?" not in "".join(ln.split()[1] for ln in rows.values())
+    assert "~1.2 GB" in rows["psp_ffhq_encode"] and "~539 MB" in rows["dex_age"]  # estimated: marked ~
+    assert ("FILE" in lines[0]) == (columns >= 120)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["weights", "list", "--json"]) == 0
+    files = {f["name"]: f for f in json.loads(capsys.readouterr().out)["files"]}
+    assert files["psp_ffhq_encode"]["size_from"] == "estimate" and files["sam_ffhq_aging"]["size_from"] == "reported"
+
+
 def test_download_offline_exit_2_with_manual_steps(home, monkeypatch, capsys):
     monkeypatch.setenv("SAM_AGE_URL_SAM_FFHQ_AGING", closed_port_url())
     assert main(["weights", "download", "sam_ffhq_aging", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "sam-age weights import FILE --name sam_ffhq_aging" in err and "drive.google.com" in err
-    assert "huggingface.co/aimi-models/sam-aging/resolve/" in err or "/aimi-models/sam-aging/resolve/" in err
+    assert 5 <= len(err.splitlines()) <= 8 and max(map(len, err.splitlines())) <= 200
+    assert "sam-age weights import FILE --name sam_ffhq_aging" in err and "sam-age weights list" in err
+    assert "/aimi-models/sam-aging/resolve/" in err  # the first source only (the Hub, at HF_ENDPOINT)
+    assert "drive.google.com" not in err  # the rest: in `sam-age weights list`
 
 
 def test_download_some_failed_exit_1(home, monkeypatch):
@@ -191,7 +211,7 @@ def test_convert_refuses_other_kinds_and_wrong_suffix(home, lpips_file, tmp_path
 
 def test_main_command_offline_stops_early_with_manual_steps(home, monkeypatch, tmp_path, capsys):
     """``sam-age age sample`` (the README's main command) with an empty cache and no network:
-    exit 2 before any work, one line with the manual steps, nothing written."""
+    exit 2 before any work, a short block with the manual steps, nothing written."""
     import importlib.util
     if importlib.util.find_spec("sam_age.cli.age") is None:
         pytest.skip("the age command is not in this tree")
@@ -199,8 +219,10 @@ def test_main_command_offline_stops_early_with_manual_steps(home, monkeypatch, t
     out = tmp_path / "results"
     assert main(["age", "sample", "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert "sam-age weights import FILE --name sam_ffhq_aging" in err[0] and "SAM_AGE_HOME" in err[0]
+    assert err[0].startswith("sam-age age: error: sam_ffhq_aging") and len(err) <= 8
+    text = "\n".join(err)
+    assert "sam-age weights import FILE --name sam_ffhq_aging" in text and "SAM_AGE_HOME" in text
+    assert "sam-age weights list" in text and "SAM_AGE_OFFLINE=1" in text
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -233,7 +255,8 @@ def test_list_download_verify_report_a_truncated_cached_file(home, small_sam_pat
     out = capsys.readouterr().out
     row = next(r for r in out.splitlines() if r.startswith("sam_ffhq_aging "))
     assert " yes " in row and " bad " in row
-    assert f"bad  sam_ffhq_aging  {bad}: far too small" in out and f"fix: {fix}, or delete {bad}" in out
+    flat = " ".join(out.split())  # the problem line is wrapped to the terminal
+    assert f"bad sam_ffhq_aging {bad}: far too small" in flat and f"fix: {fix}, or delete {bad}" in flat
     assert main(["weights", "verify", "sam_ffhq_aging"]) == 1
     assert fix in capsys.readouterr().out
     assert main(["age", "sample", "--output", str(home.parent / "out")]) == 2

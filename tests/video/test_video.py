@@ -308,3 +308,46 @@ def test_find_faces_resumes_from_any_cached_chunks(clips, tmp_path):
     assert ager._resumed == 1 and len(again) == len(full) == info.frames
     for a, b in zip(full, again):
         np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def test_resume_after_an_interruption_loses_less_than_a_chunk(clips, pipeline, tmp_path, monkeypatch):
+    """Issue 26: with 32-frame chunks a clip shorter than that (this one: 24 frames) was
+    redone from the start after Ctrl+C. Interrupt each pass at frame 13 (an injected
+    failure), run again, count the frames computed again."""
+    import sam_age.face.landmarks as landmarks
+    from sam_age.video.ager import CHUNK
+    src, out, job = clips["steady"], tmp_path / "out", VideoJob(ages=[40])
+    n = probe_video(src).frames
+    assert n == 24 and CHUNK < n
+    real_detect, real_codes = landmarks.detect_faces, VideoAger._codes
+    seen = {"detect": 0, "codes": 0}
+
+    def detect(*a, **k):
+        seen["detect"] += 1
+        if seen["detect"] > 13 and fail["detect"]:
+            raise KeyboardInterrupt
+        return real_detect(*a, **k)
+
+    def codes(self, crops, ages):
+        if fail["codes"] and seen["codes"] + len(crops) > 13:
+            raise KeyboardInterrupt
+        seen["codes"] += len(crops)
+        return real_codes(self, crops, ages)
+
+    monkeypatch.setattr(landmarks, "detect_faces", detect)
+    monkeypatch.setattr(VideoAger, "_codes", codes)
+    fail = {"detect": True, "codes": False}
+    with pytest.raises(KeyboardInterrupt):  # pass 1 stops at frame 13
+        VideoAger(pipeline).run(src, out, job)
+    fail = {"detect": False, "codes": True}
+    seen.update(detect=0, codes=0)
+    with pytest.raises(KeyboardInterrupt):  # pass 2 stops at frame 13
+        VideoAger(pipeline).run(src, out, job)
+    assert n - seen["detect"] == 13 - 13 % CHUNK  # pass 1 kept every whole chunk before frame 13
+    fail = {"detect": False, "codes": False}
+    seen.update(detect=0, codes=0)
+    res = VideoAger(pipeline).run(src, out, job)
+    assert seen["detect"] == 0  # pass 1: nothing redone
+    redone = seen["codes"] - (n - 13)  # pass 2: frames before 13 computed again
+    assert 0 <= redone < CHUNK and redone == 13 % CHUNK
+    assert probe_video(res.files[0]).frames == n

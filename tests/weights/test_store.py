@@ -92,9 +92,14 @@ def test_offline_main_job_gives_the_manual_steps(home, monkeypatch):
     with pytest.raises(WeightsUnavailableError) as info:
         store.resolve_checkpoint("sam_ffhq_aging", progress=False)
     msg = str(info.value)
-    assert info.value.exit_code == 2 and "\n" not in msg
-    assert "cannot reach 127.0.0.1" in msg
-    assert "https://drive.google.com/uc?export=download&id=1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC" in msg
+    lines = msg.splitlines()
+    assert info.value.exit_code == 2 and "\n" not in info.value.reason
+    # issue 26: a short block, not one 1,300-character line: what is missing, the first
+    # URL only, the import command, where the rest are listed, the offline switch
+    assert 5 <= len(lines) <= 8 and max(map(len, lines)) <= 200, msg
+    assert lines[0].startswith("sam_ffhq_aging (sam_ffhq_aging.pt") and "cannot reach 127.0.0.1" in lines[1]
+    assert sum("://" in ln for ln in lines[2:]) == 1  # the steps name the first URL only
+    assert "sam-age weights list" in msg and "SAM_AGE_OFFLINE=1" in lines[-1]
     assert "sam-age weights import FILE --name sam_ffhq_aging" in msg
     assert "SAM_AGE_HOME" in msg and str(home) in msg
     assert not (home / "sam_ffhq_aging.pt").exists()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,9 @@ class PhotoDataset(Dataset):
                  keep_photo: bool = False):
         self.paths = [Path(p) for p in paths]
         self.align, self.all_faces, self.keep_photo = align, all_faces, keep_photo
+        # called as the first photo is read and searched, in this process only (set it
+        # only when the loader has no workers: a worker cannot report to the terminal)
+        self.on_stage: Optional[Callable[[str, str], None]] = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -70,7 +73,8 @@ class PhotoDataset(Dataset):
         t0 = time.perf_counter()
         path = self.paths[i]
         try:
-            photo, faces = prepare_faces(path, all_faces=self.all_faces, align=self.align)
+            hook = self.on_stage if i == 0 else None
+            photo, faces = prepare_faces(path, all_faces=self.all_faces, align=self.align, on_stage=hook)
         except NoFaceError as e:
             return Prepared(i, NO_FACE, e.reason, seconds=time.perf_counter() - t0)
         except InputError as e:

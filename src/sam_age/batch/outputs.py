@@ -64,6 +64,7 @@ class Request:
     mp4: bool = False
     frames_per_age: Optional[int] = None  # only with an animation
     fps: Optional[float] = None
+    labels: Optional[bool] = True  # ages written on strip tiles and animation frames (--no-labels: bare)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -76,6 +77,8 @@ class Request:
         if not (self.gif or self.mp4):  # does not change the files: not part of the request
             object.__setattr__(self, "frames_per_age", None)
             object.__setattr__(self, "fps", None)
+        if self.layout == "flat" and not (self.gif or self.mp4):  # no strip, no animation: nothing labelled
+            object.__setattr__(self, "labels", None)
 
     def to_json(self) -> dict:
         d = asdict(self)

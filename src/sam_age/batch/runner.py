@@ -36,7 +36,7 @@ from ..errors import STOP_ERRNOS, UsageError
 from ..fileio import NotOwnError, not_own_message, shown
 from ..launch import Ranks
 from ..pipeline import AgePipeline, AgingResult, relative_notes, relative_report
-from ..render import make_strip, save_gif, save_image, save_mp4
+from ..render import label_frames, make_strip, save_gif, save_image, save_mp4, strip_labels
 from .handshake import Finish
 from .listing import Item, shard
 from .loader import PhotoDataset, Prepared, make_loader
@@ -129,16 +129,25 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def default_workers(ranks: Ranks, n_batches: int) -> int:
-    per_rank = max(1, _cpus() // max(1, ranks.local_world))
-    return max(0, min(8, per_rank, n_batches - 1))
+def default_workers(ranks: Ranks, n_batches: int, device: str = "cpu", cpus: Optional[int] = None) -> int:
+    """Preparation processes beside the model: none for a single batch (one photo: nothing
+    to read ahead of); on a CPU model, one per 4 of this rank's cores (the model's threads
+    keep the rest: on 2 or 3 cores the photos are read in this process, between batches,
+    instead of two processes fighting for the cores); beside a GPU, every core but one.
+    At most 8, and never more than there are batches to read ahead."""
+    per_rank = max(1, (cpus or _cpus()) // max(1, ranks.local_world))
+    cores = per_rank // 4 if str(device).split(":")[0] == "cpu" else per_rank - 1
+    return max(0, min(8, cores, n_batches - 1))
 
 
 def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipeline: Callable[[], object],
               ranks: Ranks = Ranks(), overwrite: bool = False, batch_size: int = 8,
               workers: Optional[int] = None, extra_failed: int = 0,
               on_outcome: Callable[[Outcome], None] = lambda o: None,
-              on_progress: Optional[Callable[[int], None]] = None) -> ShardResult:
+              on_progress: Optional[Callable[[int], None]] = None,
+              on_prepared: Optional[Callable[[Item, int], None]] = None,
+              on_stage: Optional[Callable[[str, str], None]] = None,
+              device: str = "cpu") -> ShardResult:
     """Do this rank's share of ``items`` (the whole listing; the split happens here).
 
     ``get_pipeline()`` returns the loaded :class:`~sam_age.pipeline.AgePipeline` (called
@@ -146,7 +155,12 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     counts inputs that failed before the listing (missing files), reported by rank 0;
     ``on_progress(k)``: k more face-ages through the model (a progress bar). A full or
     read-only disk stops the shard after the batch it hit: the inputs not started are
-    reported ``NOT_DONE`` (and not recorded, so the next run does them)."""
+    reported ``NOT_DONE`` (and not recorded, so the next run does them).
+    ``on_prepared(item, faces)``: a photo's faces are found, before the model sees them
+    (a progress bar's total grows then, not after); ``on_stage(stage, detail)``: reading
+    and the face search of the first photo begin (:func:`sam_age.pipeline.prepare_faces`),
+    or ``"prepare"`` when worker processes do them; ``device``: where the model runs (it
+    decides how many worker processes, :func:`default_workers`)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -172,9 +186,15 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     ages = list(request.ages)
     photos = max(1, math.ceil(max(1, batch_size) / len(ages)))
     n_batches = math.ceil(len(todo) / photos)
-    workers = default_workers(ranks, n_batches) if workers is None else min(int(workers), max(0, n_batches - 1))
+    workers = (default_workers(ranks, n_batches, device) if workers is None
+               else min(int(workers), max(0, n_batches - 1)))
     dataset = PhotoDataset([it.path for it, _, _ in todo], align=request.align, all_faces=request.all_faces,
                            keep_photo=request.paste_back and request.align)
+    if on_stage is not None and todo:
+        if workers:
+            on_stage("prepare", f"({len(todo)} photos, {workers} worker processes)")
+        else:
+            dataset.on_stage = on_stage
     finished = False
     pool = ThreadPoolExecutor(max_workers=min(photos, _cpus(), 8)) if photos > 1 else None
     try:
@@ -185,7 +205,8 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
             if pipe is None and any(p.status == OK for p in batch):
                 pipe = get_pipeline()
                 pipe._check_size(request.size)  # UsageError (exit 2) before anything is written
-            for o in _do_batch(batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress):
+            for o in _do_batch(batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress,
+                               on_prepared):
                 outcomes.append(o)
                 reported.add(o.item.index)
                 on_outcome(o)
@@ -230,12 +251,16 @@ def write_results(staging: Staging, plan: Plan, request: Request, result, frames
         for img, rel in zip(face.images, files.ages):
             save_image(img, staging.path(rel))
         if files.strip:
-            save_image(make_strip(face.aligned, face.images), staging.path(files.strip))
+            labels = strip_labels(face.ages) if request.labels else None
+            save_image(make_strip(face.aligned, face.images, labels), staging.path(files.strip))
+        anim = frames[k] if frames is not None else None
+        if anim is not None and request.labels:
+            anim = label_frames(anim, face.ages, request.frames_per_age)
         if files.gif:
-            save_gif(frames[k], staging.path(files.gif), fps=request.fps)
+            save_gif(anim, staging.path(files.gif), fps=request.fps)
         if files.mp4:
             staging.path(files.mp4).parent.mkdir(parents=True, exist_ok=True)
-            save_mp4(frames[k], staging.path(files.mp4), fps=request.fps)
+            save_mp4(anim, staging.path(files.mp4), fps=request.fps)
     for img, rel in zip(result.pasted or [], plan.pasted):
         save_image(img, staging.path(rel))
 
@@ -257,7 +282,8 @@ def _record(item: Item, status: str, request: Request, *, reason=None, files: Se
 
 def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layout, out: Path,
               writer: PartWriter, staging: Staging, pool: Optional[ThreadPoolExecutor] = None,
-              on_progress: Optional[Callable[[int], None]] = None) -> List[Outcome]:
+              on_progress: Optional[Callable[[int], None]] = None,
+              on_prepared: Optional[Callable[[Item, int], None]] = None) -> List[Outcome]:
     """One batch: intents, the model over every face of the batch
     (``AgePipeline.age_prepared_many``), the files (written by ``pool``'s threads, one input
     each: encoders release the GIL), the final lines."""
@@ -281,6 +307,8 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
             results.append(Outcome(item, FAILED, reason, seconds=p.seconds, refused=True))
             continue
         ready.append(p)
+        if on_prepared is not None:
+            on_prepared(item, p.n_faces)
         writer.add(_record(item, STARTED, request, files=layout.plan(item.name, p.n_faces).all(),
                            faces=p.n_faces, scores=p.scores, report=_asked(request), own=own, out=out))
     writer.commit()

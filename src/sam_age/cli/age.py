@@ -9,13 +9,15 @@ from ..batch.outputs import FORMATS, LAYOUTS
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from ..fileio import shown
 from .common import Batch, add_common_arguments, note, prepare_run
+from .stages import Stages, compute_path, compute_path_line, model_detail
 
 DESCRIPTION = """\
 Age the face in each photo to every target age.
 
 Output, per input NAME (the file name without extension):
   DIR/NAME/age_030.png      one per age (256 px, or 1024 with --size 1024)
-  DIR/NAME/strip.png        the aligned input, then every age, in one row
+  DIR/NAME/strip.png        the aligned input, then every age, in one row, each tile labelled
+                            with its age (--no-labels: bare; the animation's frames likewise)
   DIR/NAME/animation.gif    with --gif: young -> old -> young, interpolated (also --mp4)
   DIR/NAME/pasted_030.png   with --paste-back: the whole photo with the aged face put back
   DIR/manifest.jsonl        one line per input: status, faces, ages, files, request
@@ -30,7 +32,7 @@ estimated age (DEX, as `sam-age estimate` prints it): '+20', '-10,+10', '-10:+30
 results outside 0..100 are clamped, with a note. Relative ages name their files by the
 request (age_+20.png); fractional ages keep their decimals (age_030.25.png).
 
-Inputs are files, folders (their images) or globs; 'sample' (or --sample) is a bundled
+Inputs are files, folders (their images) or globs; 'sample' is a bundled
 portrait (NASA's astronaut photo from scikit-image, public domain).
 Running again resumes: inputs the manifest records as done for the same ages and options
 are skipped (and count as done), interrupted ones are redone. An existing result for
@@ -49,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--frames-per-age", type=int, default=4, metavar="K",
                    help="animation frames from one age to the next, the age's own frame included: "
                         "1 = the ages only, 4 = each age and 3 in between (default: %(default)s)")
+    p.add_argument("--no-labels", dest="labels", action="store_false",
+                   help="leave the strip's tiles and the animation's frames bare (default: each shows its age "
+                        "in a small band at the bottom)")
     p.add_argument("--fps", type=float, default=12.0, help="animation frame rate (default: %(default)s)")
     p.add_argument("--paste-back", action="store_true", help="also write the whole photo with the aged face, per age")
     p.add_argument("--mask", choices=("face", "box"), default="face",
@@ -97,7 +102,7 @@ def run(args) -> int:
     request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
                       format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
                       paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
-                      frames_per_age=args.frames_per_age, fps=args.fps)
+                      frames_per_age=args.frames_per_age, fps=args.fps, labels=args.labels)
     # Names the manifest records stay their inputs' own; sam-age's own results are no inputs.
     state = read_state(Path(args.output))
     paths, own = drop_own_results([path for _, path in setup.named], Path(args.output), state)
@@ -110,6 +115,20 @@ def run(args) -> int:
     batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), per_input=n_ages,
                   unit="face-age", progress=ranks.main)
     batch.fail_missing(missing)
+    stages = Stages("age", None if batch.bar.disable else lambda line: batch.bar.write(line, file=sys.stderr))
+
+    def get_pipeline():  # the model loads at the first face: say so, and where it runs
+        stages.start("load", model_detail(setup.weights))
+        pipe = setup.get_pipeline()
+        path = compute_path(pipe, args.dtype)
+        stages.note("compute_path", path, compute_path_line(path))
+        stages.start("first_pass", f"({n_ages} age{'s' if n_ages != 1 else ''} per face)")
+        batch.bar.unpause()  # the bar's rate (ETA) starts with the model's work, not the load
+        return pipe
+
+    def advance(n: int) -> None:
+        stages.first_image()
+        batch.advance(n)
 
     def report(o) -> None:
         for line in o.notes:  # the estimated age, clamped relative ages
@@ -125,17 +144,14 @@ def run(args) -> int:
         else:
             batch.add(o.item.name, o.item.path, False, o.reason, units=units)
 
-    loaded: list = []  # the pipeline, once loaded (its compute path goes into --json)
-
-    def get_pipeline():
-        loaded[:] = [setup.get_pipeline()]
-        return loaded[0]
-
     result = run_shard(items, out=Path(args.output), request=request, get_pipeline=get_pipeline,
                        ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
-                       extra_failed=len(missing), on_outcome=report, on_progress=batch.advance)
+                       extra_failed=len(missing), on_outcome=report, on_progress=advance,
+                       on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
+                       on_stage=stages.start, device=str(ranks.device(args.device)))
+    batch.json_extra = stages.as_json()  # stage timings and the compute path, in --json
     if not ranks.distributed:
-        return batch.finish("", {"compute_path": loaded[0].compute_path} if loaded and args.json else None)
+        return batch.finish()
     # Under torchrun: one summary per rank; the last rank to finish also sums up the launch
     # and alone returns 1 for failures anywhere (see sam_age.batch.handshake).
     batch.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})

@@ -77,7 +77,7 @@ def add_age_predictor_argument(p: argparse.ArgumentParser) -> None:
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``age`` and ``mix``."""
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs ('sample' for the bundled portrait)")
-    p.add_argument("--sample", action="store_true", help="also process the bundled sample portrait")
+    add_sample_alias(p)
     add_checkpoint_argument(p)
     add_ages_argument(p)
     add_age_predictor_argument(p)
@@ -93,6 +93,12 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace an input's existing result folder (as a whole)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_quiet_argument(p)
+
+
+def add_sample_alias(p: argparse.ArgumentParser) -> None:
+    """``--sample``: the old spelling of the positional ``sample`` (one way to say it in
+    --help; the flag still works, with a note, so old scripts keep running)."""
+    p.add_argument("--sample", action="store_true", help=argparse.SUPPRESS)
 
 
 def add_quiet_argument(p: argparse.ArgumentParser) -> None:
@@ -192,7 +198,10 @@ def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
     from ..pipeline import sample_path
     raw = [a for a in args.inputs if a != SAMPLE]
     paths, missing = list_inputs(raw)
-    if args.sample or SAMPLE in args.inputs:
+    if getattr(args, "sample", False):
+        note(getattr(args, "command", None) or "age",
+             "--sample is deprecated: write 'sample' as an input (sam-age age sample)", args)
+    if getattr(args, "sample", False) or SAMPLE in args.inputs:
         paths.insert(0, sample_path())
     if not paths and not missing:
         raise UsageError("no input images (give files, folders, globs, or 'sample')")
@@ -348,6 +357,16 @@ class Batch:
         self._done += n
         self.bar.update(n)
 
+    def expect(self, key: str, units: int) -> None:
+        """Input ``key`` will take ``units`` (its faces x ages), known once its faces are
+        found and before the model starts on them: the total grows now, so the bar never
+        passes it (:meth:`add` then counts nothing twice)."""
+        expected = self.__dict__.setdefault("_expected", {})
+        expected[key] = int(units)
+        if not self.bar.disable and units != self.per_input:
+            self.bar.total += int(units) - self.per_input
+            self.bar.refresh()
+
     def _input_done(self) -> None:
         if self._done < self.per_input:
             self.bar.update(self.per_input - self._done)
@@ -412,10 +431,13 @@ class Batch:
             self.records.append({"input": str(path), "name": name, "ok": True, **fields})
         else:
             self.fail(name, reason, path)
+        expected = self.__dict__.get("_expected", {}).pop(name, None)
         if units:
-            if not self.bar.disable:
-                self.bar.total += units - self.per_input
+            if not self.bar.disable and units != (expected if expected is not None else self.per_input):
+                self.bar.total += units - (expected if expected is not None else self.per_input)
                 self.bar.refresh()
+        elif expected is not None:  # expected, then never through the model: its share is counted now
+            self.bar.update(expected)
         else:
             self.bar.update(self.per_input)
 
@@ -432,7 +454,8 @@ class Batch:
         seconds = round(time.perf_counter() - self.start, 3)
         if self.args.json:
             summary = {"command": self.command, "output": str(self.args.output), **(extra or {}), "ok": ok,
-                       "failed": failed, "skipped": skipped, "seconds": seconds, "inputs": self.records}
+                       "failed": failed, "skipped": skipped, "seconds": seconds, "inputs": self.records,
+                       **getattr(self, "json_extra", {})}  # (age: stage timings, compute path)
             print(json.dumps(summary, indent=None if extra else 2))
         else:
             n_files = sum(len(r["files"]) for r in self.records)

@@ -22,6 +22,7 @@ from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
 from ..fileio import note_own, not_own_file, shown
 from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,  # noqa: F401
                      age_predictor_for, check_batch_size, check_device, check_output_folder, collect_inputs)
+from .common import add_sample_alias
 
 OUTPUT_FILES = ("estimates.csv", "estimates.json")
 DESCRIPTION = """\
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image files, folders or globs ('sample' for the bundled portrait)")
-    p.add_argument("--sample", action="store_true", help="also estimate the bundled sample portrait")
+    add_sample_alias(p)
     add_age_predictor_argument(p)
     p.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="also write estimates.csv and estimates.json into DIR (default: print only)")

@@ -1,6 +1,6 @@
 """``sam-age export``: SAM's three networks as ONNX or OpenVINO files (float32).
 
-    sam-age export --format onnx --output exported/
+    sam-age export --format onnx                  (writes exported-onnx/)
     sam-age export --checkpoint my_sam.pt --format openvino --output exported-ov/
 
 Writes ``pretrained_encoder``, ``age_encoder`` and ``generator`` plus ``manifest.json``
@@ -13,6 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_checkpoint_argument
+
+
+def default_output(fmt: str) -> str:
+    """``--output``'s default: a folder named after the format, so the two formats never
+    meet in one folder (``age`` and ``video`` default to ``results``)."""
+    return f"exported-{fmt}"
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -20,10 +28,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Export the pretrained encoder, the age encoder and the generator (float32, "
                     "dynamic batch, fixed noise) for other runtimes, with a manifest of how they "
                     "compose. Needs `pip install 'sam-age[export]'` (ONNX) or 'sam-age[bench]' (OpenVINO).")
-    p.add_argument("--checkpoint", default="sam_ffhq_aging", metavar="PATH_OR_NAME",
-                   help="SAM weights: a file or a registry name (default sam_ffhq_aging)")
+    add_checkpoint_argument(p)  # --checkpoint, alias --checkpoint_path, as in every command
     p.add_argument("--format", choices=("onnx", "openvino"), default="onnx", help="file format (default onnx)")
-    p.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the exported files")
+    p.add_argument("--output", "-o", default=None, metavar="DIR",
+                   help="folder for the exported files (default: exported-onnx or exported-openvino, "
+                        "after --format)")
     p.add_argument("--networks", default=",".join(("pretrained_encoder", "age_encoder", "generator")),
                    help="comma-separated subset of pretrained_encoder,age_encoder,generator (default: all)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
@@ -45,6 +54,8 @@ def run(args) -> int:
     from ..pipeline import resolve_weights
     from .common import check_output_folder
 
+    if args.output is None:
+        args.output = default_output(args.format)
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     if not names:
         raise UsageError("--networks names no network")

@@ -81,22 +81,70 @@ def _fix(name: str, path) -> str:
     return f"fix: `sam-age weights download {name} --force`, or delete {path}"
 
 
+def short_sources(row: dict) -> str:
+    """``hub x2, drive``: the kinds of a file's sources, in the order tried (the labels
+    and URLs are in ``--json``); a packaged file names its pip package."""
+    if row["verified"] == "packaged" or not row["sources"]:
+        return row["source"].split("/")[0] if row["source"] != "unknown" else "unknown"
+    kinds = []
+    for src in row["sources"]:
+        kind = src["kind"] if src["kind"] in ("hub", "drive") else src["url"].split("/")[2]
+        if kinds and kinds[-1][0] == kind:
+            kinds[-1][1] += 1
+        else:
+            kinds.append([kind, 1])
+    return ", ".join(k if n == 1 else f"{k} x{n}" for k, n in kinds)
+
+
+def size_text(row: dict) -> str:
+    """The size as known: exact or reported (``2.3 GB``), estimated from the tensors
+    (``~1.2 GB``), or ``unknown`` (never a guess)."""
+    if not row["size"]:
+        return "unknown"
+    return format_size(row["size"], approx=row.get("size_from") == "estimate")
+
+
+def fit_table(table, width: int, required: int) -> list:
+    """Rows of cells -> lines at most ``width`` wide: the first ``required`` columns
+    always, each further column only while it fits; the last shown column is cut with
+    ``...`` when even the required ones are too wide."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    keep = required
+    while keep < len(widths) and sum(widths[:keep + 1]) + 2 * keep <= width:
+        keep += 1
+    if keep < len(widths) and width - (sum(widths[:keep]) + 2 * keep) >= 16:
+        keep += 1  # room for a useful part of one more column: shown cut
+    lines = []
+    for row in table:
+        cells = [cell.ljust(w) for cell, w in zip(row[:keep - 1], widths)]
+        line = "  ".join(cells + [row[keep - 1]])
+        if len(line) > width:
+            line = line[:max(0, width - 3)] + "..."
+        lines.append(line.rstrip())
+    return lines
+
+
 def run_list(args) -> int:
+    import shutil
+    import textwrap
+
     from ..weights import registry, store
     rows = [store.status(entry) for entry in registry.REGISTRY]
     if args.json:
         print(json.dumps({"cache": str(store.cache_dir()), "files": rows}, indent=2))
         return EXIT_OK
-    table = [("NAME", "FILE", "SIZE", "CACHED", "VERIFIED", "LICENCE", "SOURCES (tried in this order)")]
-    table += [(r["name"], r["file"], format_size(r["size"]), "yes" if r["cached"] else "no", r["verified"],
-               r["licence"], r["source"]) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    width = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+    table = [("NAME", "SIZE", "CACHED", "VERIFIED", "SOURCES", "FILE", "LICENCE")]
+    table += [(r["name"], size_text(r), "yes" if r["cached"] else "no", r["verified"], short_sources(r),
+               r["file"], r["licence"]) for r in rows]
+    for line in fit_table(table, width, required=5):
+        print(line)
     for r in rows:
         if r["problem"]:
-            print(f"bad  {r['name']}  {r['path']}: {r['problem']}; {_fix(r['name'], r['path'])}")
-    print(f"cache: {store.cache_dir()}")
+            print(textwrap.fill(f"bad  {r['name']}  {r['path']}: {r['problem']}; {_fix(r['name'], r['path'])}",
+                                width, subsequent_indent="     ", break_on_hyphens=False, break_long_words=False))
+    print(textwrap.fill(f"cache: {store.cache_dir()}", width, subsequent_indent="  ", break_long_words=False))
+    print("every source's URL, the file names and licences: sam-age weights list --json")
     return EXIT_OK
 
 

@@ -58,7 +58,12 @@ CACHE_DIR = ".sam-age-video"
 CACHE_VERSION = 1
 SMOOTH_LANDMARKS = 2.0  # sigma in frames (radius 6)
 SMOOTH_CODES = 1.5  # sigma in frames (radius 5)
-CHUNK = 32  # frames per cached chunk / encoded segment
+# Frames per cached chunk / encoded segment. Small, so that Ctrl+C loses little: a rerun
+# redoes at most the chunk each pass was in (< 8 frames), whatever the clip's length (at 32,
+# a clip shorter than that was redone from the start). At least the code smoothing's
+# look-ahead (radius(SMOOTH_CODES) = 5 frames: neighbouring chunks cover it). Each segment
+# starts with a key frame: about 4 per second at 30 fps.
+CHUNK = 8
 
 
 @dataclass

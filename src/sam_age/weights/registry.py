@@ -121,6 +121,11 @@ class WeightsFile:
     sources: Tuple[Source, ...] = ()
     size: Optional[int] = None    # bytes, where published or reported
     size_exact: bool = False      # False: ``size`` is a hint (a mismatch warns); True: a fact (it rejects)
+    # for display only (``weights list``), where no size is published or reported: the
+    # tensors' bytes from the reference manifest (/work/shared/reference/*.manifest.json);
+    # on the three files whose size is published the real file is 0.02-0.05 % larger
+    # (pickle overhead). Never checked against a download.
+    estimated_size: Optional[int] = None
     sha256: Optional[str] = None  # full hex digest, where published
     sha256_prefix: Optional[str] = None  # e.g. torchvision's 8-hex prefix in the file name
     # (package, path inside it) of pip packages that ship the file, first found wins;
@@ -199,6 +204,7 @@ REGISTRY: Tuple[WeightsFile, ...] = (
                 note="beside psp_ffhq_frontalization.pt, 1.2 GB"),
             drive("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"),
         ),
+        estimated_size=1_201_347_344,
         layout=((("state_dict", "encoder.input_layer.0.weight"), (64, 3, 3, 3)),
                 (("state_dict", "encoder.styles.17.linear.weight"), (512, 512)),
                 (("state_dict", "decoder.conv1.conv.weight"), (1, 512, 512, 3, 3)),
@@ -239,7 +245,7 @@ REGISTRY: Tuple[WeightsFile, ...] = (
         name="dex_age", filename="dex_age_classifier.pth", kind="dex",
         used_for="DEX VGG age classifier fine-tuned on FFHQ-Aging (training: age loss; evaluation)",
         licence="see HRFAE (InterDigital)", loader="load_dex", flag="--age_predictor_weights",
-        sources=(drive("1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),),
+        sources=(drive("1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),), estimated_size=538_697_364,
         layout=((("state_dict", "conv1_1.weight"), (64, 3, 3, 3)),
                 (("state_dict", "fc6.weight"), (4096, 25088)),
                 (("state_dict", "fc8-101.bias"), (101,)))),

