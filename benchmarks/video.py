@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from sam_age.engine import cpu_flags
     from sam_age.pipeline import sample_path
     from sam_age.video import VideoAger, VideoJob
-    from tests.conftest import build_standin
+    from tests.helpers.standins import build_standin
     from tests.helpers.clips import camera_frames, smooth_path, write_clip
 
     if args.checkpoint:

@@ -15,7 +15,7 @@ For each input of this rank's shard (:func:`sam_age.batch.listing.shard`), in or
    committing a ``started`` line per photo to this rank's part.
 4. *Write* each photo's files into staging and rename them into place
    (:mod:`sam_age.batch.outputs`), then commit the batch's final lines (one fsync).
-5. At the end, close the part, tell the other ranks (:class:`sam_age.batch.ranks.Finish`),
+5. At the end, close the part, tell the other ranks (:class:`sam_age.batch.handshake.Finish`),
    and, when last, merge the manifest.
 
 A batch of ``ceil(batch_size / len(ages))`` photos keeps a forward pass full however many

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
-from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,  # noqa: F401
-                     age_predictor_for, check_batch_size, check_device, check_output_folder, collect_inputs)
+from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,
+                     check_batch_size, check_device, check_output_folder, collect_inputs)
 
 OUTPUT_FILES = ("estimates.csv", "estimates.json")
 DESCRIPTION = """\
