@@ -240,7 +240,6 @@ def case_ours(args, device) -> dict:
 
 
 def case_rss(args, device, dtype=None, case: str = "rss") -> dict:
-    import torch
     from sam_age import load_sam
     from sam_age.engine import age_faces, resolve_dtype
     dtype = resolve_dtype(dtype, device)

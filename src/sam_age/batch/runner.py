@@ -118,7 +118,7 @@ def default_workers(ranks: Ranks, n_batches: int) -> int:
 
 
 def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipeline: Callable[[], object],
-              ranks: Ranks = Ranks(), overwrite: bool = False, batch_size: int = 8,
+              ranks: Optional[Ranks] = None, overwrite: bool = False, batch_size: int = 8,
               workers: Optional[int] = None, extra_failed: int = 0,
               on_outcome: Callable[[Outcome], None] = lambda o: None,
               on_progress: Optional[Callable[[int], None]] = None) -> ShardResult:
@@ -129,7 +129,9 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     counts inputs that failed before the listing (missing files), reported by rank 0;
     ``on_progress(k)``: k more face-ages through the model (a progress bar). A full or
     read-only disk stops the shard after the batch it hit: the inputs not started are
-    reported ``NOT_DONE`` (and not recorded, so the next run does them)."""
+    reported ``NOT_DONE`` (and not recorded, so the next run does them). ``ranks`` defaults
+    to the launch this process is in (read when called, not at import)."""
+    ranks = Ranks() if ranks is None else ranks
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
