@@ -72,41 +72,20 @@ def _shared() -> Path:
     return Path(os.environ.get("SAM_AGE_SHARED", REPO.parent / "shared")).resolve()
 
 
-def _cache_dir() -> Path:
-    import tempfile
-    d = Path(os.environ.get("SAM_AGE_TEST_CACHE") or Path(tempfile.gettempdir()) / "sam-age-test-cache")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+def _standins():
+    """The one stand-in builder, shared with the tests: tests/helpers/standins.py."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.helpers import standins
+    return standins
 
 
 def _standin(name: str) -> Path:
-    """The same deterministic stand-ins as tests/conftest.py (same cache file names), built
-    with the shared reference folder's make_checkpoint.py -- without importing pytest."""
-    import importlib.util
-    import torch
-    reference = _shared() / "reference"
-    manifest = reference / f"{name}.manifest.json"
-    out = _cache_dir() / f"{name}-{int(manifest.stat().st_mtime)}.pt"
-    if not out.exists():
-        spec = importlib.util.spec_from_file_location("make_checkpoint", reference / "make_checkpoint.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        obj = mod.build(json.loads(manifest.read_text()), "")
-        tmp = out.with_suffix(".tmp")
-        torch.save(obj, tmp)
-        os.replace(tmp, out)
-    return out
+    return _standins().build_standin(name)
 
 
 def _small_sam() -> Path:
-    import torch
-    out = _cache_dir() / "small_sam_256.pt"
-    if not out.exists():
-        from sam_age import build_sam_for_training, save_sam
-        model = build_sam_for_training(_standin("stylegan2-256"), _standin("model_ir_se50"),
-                                       _standin("psp_encode-256"), generator=torch.Generator().manual_seed(0))
-        save_sam(model, out)
-    return out
+    return _standins().small_sam()
 
 
 def _checkpoint(args) -> Path:
@@ -275,7 +254,6 @@ def case_ours(args, device) -> dict:
 
 
 def case_rss(args, device, dtype=None, case: str = "rss") -> dict:
-    import torch
     from sam_age import load_sam
     from sam_age.engine import age_faces, apply_forms, choose_dtype, make_tuner
     tuner = make_tuner()

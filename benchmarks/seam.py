@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
 
-    from benchmarks.run import _commit, _device_name
+    from benchmarks.run import _commit, cpu_info
     from sam_age.face import align_faces
     from sam_age.images import read_image
     from sam_age.pipeline import AgePipeline, sample_path
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
         photos.append(("group photo (insightface t1.jpg)", group, True))
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    report = {"date": dt.datetime.now().isoformat(timespec="seconds"), "cpu": _device_name("cpu"),
+    report = {"date": dt.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_info()["model"],
+              "cpu_flags": cpu_info()["flags"],
               "commit": _commit(), "command": " ".join(["python benchmarks/seam.py", *(argv or sys.argv[1:])]),
               "weights": weights, "age": args.age, "load_average": round(load, 2), "photos": []}
     for title, path, all_faces in photos:
@@ -95,8 +96,8 @@ def main(argv=None) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "seam.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Paste-back seam", "", f"{report['date']} - {report['cpu']} - commit {report['commit']} - "
-             f"load average {report['load_average']}", "", f"Command: `{report['command']}`", "",
+    lines = ["# Paste-back seam", "", f"{report['date']} - {report['cpu']} ({' '.join(report['cpu_flags'])}) - "
+             f"commit {report['commit']} - load average {report['load_average']}", "", f"Command: `{report['command']}`", "",
              f"Weights: {weights}; age {args.age:g}. Seam ratio = mean colour gradient along the mask border, "
              "pasted / original (1.0 = no added edge; mean over the faces).", "",
              "| photo | faces | aged face | " + " | ".join(n for n, _, _ in VARIANTS) + " |",

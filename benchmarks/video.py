@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ def main(argv=None) -> int:
     from sam_age.engine import cpu_flags
     from sam_age.pipeline import sample_path
     from sam_age.video import VideoAger, VideoJob
-    from tests.conftest import build_standin
+    from tests.helpers.standins import build_standin
     from tests.helpers.clips import camera_frames, smooth_path, write_clip
 
     if args.checkpoint:

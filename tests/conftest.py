@@ -1,19 +1,15 @@
 """Shared fixtures: the reference folder and deterministic stand-in checkpoints.
 
-Stand-ins are rebuilt with ``../shared/reference/make_checkpoint.py`` (never downloaded)
-and cached per test session under ``SAM_AGE_TEST_CACHE`` (default: a temp folder), so the
-2.2 GB SAM stand-in is written once per run.
+Stand-ins are built by :mod:`tests.helpers.standins` (shared with ``benchmarks/``) from
+``../shared/reference/make_checkpoint.py`` (never downloaded) and cached under
+``SAM_AGE_TEST_CACHE`` (default: a temp folder), so the 2.2 GB SAM stand-in is written once.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 # No test may reach the real Hugging Face Hub. Its client reads HF_ENDPOINT once, at import,
 # for its own side requests: point it at a closed loopback port before anything imports it
@@ -24,33 +20,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("SAM_AGE_AUTOTUNE", "off")
 
 from .helpers.paths import CASES, REFERENCE, REPO, SHARED  # noqa: E402,F401
-
-
-def _make_checkpoint_module():
-    spec = importlib.util.spec_from_file_location("make_checkpoint", REFERENCE / "make_checkpoint.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _cache_dir() -> Path:
-    d = Path(os.environ.get("SAM_AGE_TEST_CACHE") or Path(tempfile.gettempdir()) / "sam-age-test-cache")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def build_standin(name: str, salt: str = "") -> Path:
-    """``name`` is a manifest stem (``sam_ffhq_aging``, ``stylegan2-256``, ...)."""
-    manifest = REFERENCE / f"{name}.manifest.json"
-    stamp = int(manifest.stat().st_mtime)
-    out = _cache_dir() / f"{name}{'-' + salt if salt else ''}-{stamp}.pt"
-    if not out.exists():
-        mod = _make_checkpoint_module()
-        obj = mod.build(json.loads(manifest.read_text()), salt)
-        tmp = out.with_suffix(".tmp")
-        torch.save(obj, tmp)
-        os.replace(tmp, out)
-    return out
+from .helpers.standins import build_standin, small_sam  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +46,4 @@ def sam_standin_path(standin) -> Path:
 def small_sam_path(standin) -> Path:
     """A 256 px SAM (14 styles) built the way training starts one, from the 256 px
     StyleGAN2, IR-SE-50 and pSp stand-ins; cheap enough for pipeline and CLI tests."""
-    out = _cache_dir() / "small_sam_256.pt"
-    if not out.exists():
-        from sam_age import build_sam_for_training, save_sam
-        g = torch.Generator().manual_seed(0)
-        model = build_sam_for_training(standin("stylegan2-256"), standin("model_ir_se50"),
-                                       standin("psp_encode-256"), generator=g)
-        save_sam(model, out)
-    return out
+    return small_sam()

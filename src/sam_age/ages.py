@@ -2,7 +2,7 @@
 and the web demo's age box, and the relative ages ("+20 years") resolved against an
 estimate. No torch here: the CLI parses ``--ages`` before anything heavy is imported.
 
-The rules (also in the README and in ``sam-age age --help``):
+The rules (also in docs/guides/ages.md and in ``sam-age age --help``):
 
 * ``30``, ``42.5``: an **absolute** age in years, 0..100 (SAM's training range), written
   without a sign. Absolute ages are never negative, so a sign is free to mean:

@@ -72,6 +72,7 @@ def _check_results(out, expect, m):
     assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name != OWN_MARKER]  # no temporaries, no state left
 
 
+@pytest.mark.timeout(1800)  # torchrun subprocesses: each may take 900 s on a loaded machine
 def test_two_ranks_split_the_inputs(small_sam_path, tmp_path):
     data, out = tmp_path / "in", tmp_path / "out"
     expect = write_dataset(data)
@@ -88,6 +89,7 @@ def test_two_ranks_split_the_inputs(small_sam_path, tmp_path):
     assert len(errors) == 2 and "already exists" not in run.stderr
 
 
+@pytest.mark.timeout(1800)
 def test_a_rank_killed_mid_run_then_run_again(small_sam_path, tmp_path):
     data, out = tmp_path / "in", tmp_path / "out"
     expect = write_dataset(data)

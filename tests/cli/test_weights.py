@@ -212,9 +212,6 @@ def test_convert_refuses_other_kinds_and_wrong_suffix(home, lpips_file, tmp_path
 def test_main_command_offline_stops_early_with_manual_steps(home, monkeypatch, tmp_path, capsys):
     """``sam-age age sample`` (the README's main command) with an empty cache and no network:
     exit 2 before any work, a short block with the manual steps, nothing written."""
-    import importlib.util
-    if importlib.util.find_spec("sam_age.cli.age") is None:
-        pytest.skip("the age command is not in this tree")
     monkeypatch.setenv("SAM_AGE_URL_SAM_FFHQ_AGING", closed_port_url())
     out = tmp_path / "results"
     assert main(["age", "sample", "--output", str(out)]) == 2

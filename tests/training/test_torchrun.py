@@ -20,6 +20,7 @@ def _torchrun():
 
 
 @pytest.mark.torchrun
+@pytest.mark.timeout(3600)  # two torchrun runs, each allowed 1500 s
 @pytest.mark.skipif(_torchrun() is None, reason="torchrun is not installed")
 def test_torchrun_two_processes(tmp_path, weights, data):
     exp = tmp_path / "exp"

@@ -52,10 +52,6 @@ class Prepared:
     def photo_image(self) -> Optional[Image.Image]:
         return None if self.photo is None else Image.fromarray(self.photo.numpy(), "RGB")
 
-    def face_tensor(self) -> torch.Tensor:
-        """``float32 [F, 3, 256, 256]`` in [-1, 1], as :func:`sam_age.images.to_tensor`."""
-        return self.faces.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
 
 class PhotoDataset(Dataset):
     def __init__(self, paths: Sequence[Path], align: bool = True, all_faces: bool = False,

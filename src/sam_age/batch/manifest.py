@@ -296,7 +296,7 @@ def _merge_lock(out: Path):
         except BlockingIOError:
             os.close(fd)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{path}: another merge has held this lock for {MERGE_LOCK_WAIT:.0f} s")
+                raise TimeoutError(f"{path}: another merge has held this lock for {MERGE_LOCK_WAIT:.0f} s") from None
             time.sleep(0.05)
             continue
         except OSError:  # no locks on this file system

@@ -15,7 +15,7 @@ For each input of this rank's shard (:func:`sam_age.batch.listing.shard`), in or
    committing a ``started`` line per photo to this rank's part.
 4. *Write* each photo's files into staging and rename them into place
    (:mod:`sam_age.batch.outputs`), then commit the batch's final lines (one fsync).
-5. At the end, close the part, tell the other ranks (:class:`sam_age.batch.ranks.Finish`),
+5. At the end, close the part, tell the other ranks (:class:`sam_age.batch.handshake.Finish`),
    and, when last, merge the manifest.
 
 A batch of ``ceil(batch_size / len(ages))`` photos keeps a forward pass full however many
@@ -141,7 +141,7 @@ def default_workers(ranks: Ranks, n_batches: int, device: str = "cpu", cpus: Opt
 
 
 def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipeline: Callable[[], object],
-              ranks: Ranks = Ranks(), overwrite: bool = False, batch_size: int = 8,
+              ranks: Optional[Ranks] = None, overwrite: bool = False, batch_size: int = 8,
               workers: Optional[int] = None, extra_failed: int = 0,
               on_outcome: Callable[[Outcome], None] = lambda o: None,
               on_progress: Optional[Callable[[int], None]] = None,
@@ -160,7 +160,9 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     (a progress bar's total grows then, not after); ``on_stage(stage, detail)``: reading
     and the face search of the first photo begin (:func:`sam_age.pipeline.prepare_faces`),
     or ``"prepare"`` when worker processes do them; ``device``: where the model runs (it
-    decides how many worker processes, :func:`default_workers`)."""
+    decides how many worker processes, :func:`default_workers`). ``ranks``
+    defaults to the launch this process is in (read when called, not at import)."""
+    ranks = Ranks() if ranks is None else ranks
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ object) and returns a module in eval mode on ``device``; every failure is a one-
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
@@ -19,7 +18,7 @@ from ..models.dex import DexVGG
 from ..models.encoder import GradualStyleEncoder
 from ..models.irse import IRSEBackbone
 from ..models.sam import SAM
-from ..models.stylegan2 import Generator, n_latents
+from ..models.stylegan2 import Generator
 from .formats import read_any, save_safetensors, save_torch, to_tensor
 from .keymaps import (dex_to_torch, flatten, lpips_lin_to_torch, paddle_to_torch,
                       strip_module_prefix, strip_prefix)

@@ -38,7 +38,7 @@ Running again resumes: inputs the manifest records as done for the same ages and
 are skipped (and count as done), interrupted ones are redone. An existing result for
 another request is left alone (that input fails) unless --overwrite.
 Many processes, GPUs or machines: torchrun --nproc_per_node N -m sam_age age ... splits
-the inputs between them (see the README).
+the inputs between them (see docs/guides/datasets.md).
 Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."""
 
 

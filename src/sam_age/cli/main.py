@@ -16,7 +16,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError  # noqa: F401
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError
 
 SUBCOMMANDS = ("age", "mix", "estimate", "video", "weights", "train", "serve", "evaluate", "export")
 
@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sam-age {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"sam_age.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"sam_age.cli.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"sam_age.cli.{name}").add_parser(sub)
     return parser
 
 

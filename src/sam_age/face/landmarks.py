@@ -103,8 +103,8 @@ def landmarks_in_boxes(image: Image.Image, boxes: Sequence[tuple]) -> List[np.nd
     out = []
     with _lock:
         for box in boxes:
-            l, t, r, b = (int(round(float(v))) for v in box)
-            shape = models["predictor"](rgb, models["rect"](l, t, r, b))
+            left, top, right, bottom = (int(round(float(v))) for v in box)
+            shape = models["predictor"](rgb, models["rect"](left, top, right, bottom))
             out.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
     return out
 

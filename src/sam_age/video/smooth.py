@@ -12,7 +12,7 @@ Invariants:
   mirror/nearest padding.
 - ``sigma <= 0`` is the identity (smoothing off).
 
-:func:`rms_second_difference` is the steadiness number the README and tests report: the
+:func:`rms_second_difference` is the steadiness number the docs (guides/video.md) and tests report: the
 RMS length of ``q[t+1] - 2 q[t] + q[t-1]`` over time and points (pixels per frame^2). A
 smooth camera path has a small second difference; landmark noise makes it large.
 """

@@ -83,11 +83,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
-def landmark_box(lm: np.ndarray) -> np.ndarray:
-    lm = np.asarray(lm)
-    return np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()])
-
-
 @dataclass
 class _Live:
     id: int
