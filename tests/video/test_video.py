@@ -312,42 +312,49 @@ def test_find_faces_resumes_from_any_cached_chunks(clips, tmp_path):
 
 def test_resume_after_an_interruption_loses_less_than_a_chunk(clips, pipeline, tmp_path, monkeypatch):
     """Issue 26: with 32-frame chunks a clip shorter than that (this one: 24 frames) was
-    redone from the start after Ctrl+C. Interrupt each pass at frame 13 (an injected
-    failure), run again, count the frames computed again."""
+    redone from the start after Ctrl+C. Interrupt the face pass and the encoding pass at
+    frame 13 (an injected failure), run them again, count the frames computed again."""
     import sam_age.face.landmarks as landmarks
-    from sam_age.video.ager import CHUNK
-    src, out, job = clips["steady"], tmp_path / "out", VideoJob(ages=[40])
-    n = probe_video(src).frames
-    assert n == 24 and CHUNK < n
+    from sam_age.video.ager import CHUNK, _Progress
+    info = probe_video(clips["steady"])
+    n, job, cache = info.frames, VideoJob(ages=[40]).check(), tmp_path / "cache"
+    cache.mkdir()
+    assert n == 24 and job.chunk == CHUNK < n
     real_detect, real_codes = landmarks.detect_faces, VideoAger._codes
-    seen = {"detect": 0, "codes": 0}
+    seen, fail = {"detect": 0, "codes": 0}, {"on": True}
 
     def detect(*a, **k):
-        seen["detect"] += 1
-        if seen["detect"] > 13 and fail["detect"]:
+        if fail["on"] and seen["detect"] == 13:
             raise KeyboardInterrupt
+        seen["detect"] += 1
         return real_detect(*a, **k)
 
-    def codes(self, crops, ages):
-        if fail["codes"] and seen["codes"] + len(crops) > 13:
+    def codes(self, crops, ages):  # called once per chunk: the second holds frame 13
+        seen["calls"] = seen.get("calls", 0) + 1
+        if fail["on"] and seen["calls"] == 13 // CHUNK + 1:
             raise KeyboardInterrupt
         seen["codes"] += len(crops)
         return real_codes(self, crops, ages)
 
     monkeypatch.setattr(landmarks, "detect_faces", detect)
     monkeypatch.setattr(VideoAger, "_codes", codes)
-    fail = {"detect": True, "codes": False}
-    with pytest.raises(KeyboardInterrupt):  # pass 1 stops at frame 13
-        VideoAger(pipeline).run(src, out, job)
-    fail = {"detect": False, "codes": True}
-    seen.update(detect=0, codes=0)
-    with pytest.raises(KeyboardInterrupt):  # pass 2 stops at frame 13
-        VideoAger(pipeline).run(src, out, job)
-    assert n - seen["detect"] == 13 - 13 % CHUNK  # pass 1 kept every whole chunk before frame 13
-    fail = {"detect": False, "codes": False}
-    seen.update(detect=0, codes=0)
-    res = VideoAger(pipeline).run(src, out, job)
-    assert seen["detect"] == 0  # pass 1: nothing redone
-    redone = seen["codes"] - (n - 13)  # pass 2: frames before 13 computed again
-    assert 0 <= redone < CHUNK and redone == 13 % CHUNK
-    assert probe_video(res.files[0]).frames == n
+    quiet = _Progress(False, "")
+    with pytest.raises(KeyboardInterrupt):  # the face pass stops at frame 13
+        VideoAger(pipeline)._analyse(info, n, job, cache, quiet)
+    fail["on"], seen["detect"] = False, 0
+    faces = VideoAger(pipeline)._analyse(info, n, job, cache, quiet)
+    assert seen["detect"] == n - 13 // CHUNK * CHUNK  # only the chunk that was cut is redone
+    assert 13 - 13 // CHUNK * CHUNK < CHUNK  # (< 8 frames lost, whatever the clip's length)
+
+    tracker = Tracker()
+    for f, ff in enumerate(faces):
+        tracker.update(f, ff)
+    tracks = tracker.finish(n)
+    smoothed = {t.id: gaussian_smooth(t.landmarks, job.smooth_landmarks) for t in tracks}
+    fail["on"] = True
+    with pytest.raises(KeyboardInterrupt):  # the encoding pass stops at frame 13
+        VideoAger(pipeline)._encode(info, n, job, tracks, smoothed, cache, quiet)
+    fail["on"], seen["codes"] = False, 0
+    VideoAger(pipeline)._encode(info, n, job, tracks, smoothed, cache, quiet)
+    kept = 13 // CHUNK * CHUNK  # frames before the cut chunk: not encoded again
+    assert seen["codes"] == sum(t.first <= f <= t.last for t in tracks for f in range(kept, n)) > 0
