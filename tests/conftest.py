@@ -23,6 +23,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from .helpers.paths import CASES, REFERENCE, REPO, SHARED  # noqa: E402,F401
 
+TEST_DATA = Path(__file__).parent / "data"
+
 
 def _make_checkpoint_module():
     spec = importlib.util.spec_from_file_location("make_checkpoint", REFERENCE / "make_checkpoint.py")
@@ -38,8 +40,11 @@ def _cache_dir() -> Path:
 
 
 def build_standin(name: str, salt: str = "") -> Path:
-    """``name`` is a manifest stem (``sam_ffhq_aging``, ``stylegan2-256``, ...)."""
+    """``name`` is a manifest stem (``sam_ffhq_aging``, ``stylegan2-256``, ...) in the
+    reference folder, or in tests/data for the files the seed has no manifest of."""
     manifest = REFERENCE / f"{name}.manifest.json"
+    if not manifest.exists() and (TEST_DATA / f"{name}.manifest.json").exists():
+        manifest = TEST_DATA / f"{name}.manifest.json"
     stamp = int(manifest.stat().st_mtime)
     out = _cache_dir() / f"{name}{'-' + salt if salt else ''}-{stamp}.pt"
     if not out.exists():
@@ -82,3 +87,9 @@ def small_sam_path(standin) -> Path:
                                        standin("psp_encode-256"), generator=g)
         save_sam(model, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def curricular_face_path(standin) -> Path:
+    """CurricularFace IR-101 stand-in (tests/data/curricular_face.manifest.json, 260 MB)."""
+    return standin("curricular_face")
