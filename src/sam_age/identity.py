@@ -123,6 +123,7 @@ class IdentityNet:
         self.net = net.to(self.device).eval().requires_grad_(False)
         self.batch_size = max(1, int(batch_size))
         self.landmarks = landmarks or _landmarks_of
+        self.path: Optional[Path] = None  # the weights file, when loaded from one
 
     @property
     def label(self) -> str:
@@ -133,7 +134,9 @@ class IdentityNet:
                      batch_size: int = 8) -> "IdentityNet":
         from .checkpoints import load_curricular_face, load_ir_se50
         load = load_curricular_face if model == "curricularface" else load_ir_se50
-        return cls(load(path), model, device=device, batch_size=batch_size)
+        net = cls(load(path), model, device=device, batch_size=batch_size)
+        net.path = Path(path)
+        return net
 
     @torch.no_grad()
     def _embed(self, crops: torch.Tensor) -> torch.Tensor:
