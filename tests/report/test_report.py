@@ -112,3 +112,35 @@ def test_pipeline_report_true(small_sam_path, standin):
     feats = ident.features(torch.stack([to_tensor(res.faces[0].aligned), to_tensor(res.faces[0].images[0])]))
     assert r.identity == pytest.approx(float(feats[0] @ feats[1]), abs=1e-5)
     assert pipe(sample_path(), [30]).faces[0].report is None  # off unless asked
+
+
+def test_video_report_per_track_and_flicker(small_sam_path, standin, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("imageio_ffmpeg")
+    from PIL import Image
+    from sam_age.pipeline import sample_path
+    from ..helpers.clips import camera_frames, smooth_path, write_clip
+    n = 6
+    clip = write_clip(camera_frames(Image.open(sample_path()), n, (256, 256), (384, 384), smooth_path(n, (32, 0)),
+                                    jpeg_quality=90), tmp_path / "clip.mp4", (256, 256))
+    monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
+    monkeypatch.setenv("SAM_AGE_HOME", str(tmp_path / "empty-cache"))
+    code, cap = _age(["video", str(clip), "--checkpoint", str(small_sam_path), "--ages", "30,70", "--output",
+                      str(tmp_path / "v"), "--json", "--device", "cpu", "--dtype", "float32", "--report",
+                      "--age_predictor_weights", str(standin("dex_age_classifier")),
+                      "--ir_se50_weights", str(standin("model_ir_se50")), "--min-identity", "1.0"], capsys)
+    assert code == 0, cap.err
+    rec = json.loads(cap.out)["inputs"][0]
+    (track,) = rec["report"]
+    assert track["identity_model"] == "ir_se50" and track["sample_every"] == 1
+    assert [o["output"] for o in track["outputs"]] == ["clip_age030.mp4", "clip_age070.mp4"]
+    for o, asked in zip(track["outputs"], (30, 70)):
+        assert o["frames_sampled"] == n
+        assert o["age_asked"] == {"mean": asked, "min": asked, "max": asked}
+        a = o["achieved_age"]
+        assert 0 <= a["min"] <= a["mean"] <= a["max"] <= 100
+        assert -1 - 1e-4 <= o["identity"]["min"] <= o["identity"]["mean"] <= 1 + 1e-4
+        f = o["flicker"]
+        assert f["inside"] > 0 and f["outside"] > 0 and f["ratio"] == pytest.approx(f["inside"] / f["outside"], rel=1e-3)
+        assert o["check"] == "failed"  # identity 1.0 is out of reach
+    assert track["input_flicker"]["inside"] > 0
+    assert sum("check failed: track 1" in ln for ln in cap.err.splitlines()) == 2
