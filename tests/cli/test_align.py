@@ -94,3 +94,38 @@ def test_align_usage_errors(tmp_path, capsys):
     assert main(["align", "sample", "--output", str(tmp_path / "o"), "--split", "1.5"]) == 2
     assert "--split" in capsys.readouterr().err
     assert main(["align", str(tmp_path / "nothing-here.jpg"), "--output", str(tmp_path / "o")]) == 1
+
+
+@pytest.mark.torchrun
+def test_torchrun_two_ranks_split_the_inputs(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ..helpers.dataset import GOOD, write_dataset
+    torchrun = Path(sys.executable).parent / "torchrun"
+    torchrun = str(torchrun) if torchrun.exists() else shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    data, out = tmp_path / "in", tmp_path / "out"
+    expect = write_dataset(data)
+    run = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sam_age", "align", str(data),
+                          "--output", str(out), "--split", "0.3", "--workers", "0"],
+                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"),
+                         capture_output=True, text=True, timeout=900)
+    n_bad = sum(s != GOOD for s in expect.values())
+    assert run.returncode == (1 if n_bad else 0), run.stderr[-3000:]
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    m = {Path(r["input"]).name: r for r in lines}
+    assert len(lines) == len(m) == len(expect)  # each input once
+    names = sorted(expect)
+    assert {n: m[n]["rank"] for n in names} == {n: i % 2 for i, n in enumerate(names)}
+    for name, status in expect.items():
+        assert m[name]["status"] == status, (name, m[name])
+        if status == GOOD:
+            (rel,) = m[name]["files"]
+            assert rel == f"{split_side(Path(name).stem, 0.3)}/{Path(name).stem}.png"
+            assert Image.open(out / rel).size == (256, 256)
+    assert f"all 2 ranks: {len(expect) - n_bad} of {len(expect)} inputs done" in run.stdout
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no state left
