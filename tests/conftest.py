@@ -47,3 +47,9 @@ def small_sam_path(standin) -> Path:
     """A 256 px SAM (14 styles) built the way training starts one, from the 256 px
     StyleGAN2, IR-SE-50 and pSp stand-ins; cheap enough for pipeline and CLI tests."""
     return small_sam()
+
+
+@pytest.fixture(scope="session")
+def curricular_face_path(standin) -> Path:
+    """CurricularFace IR-101 stand-in (tests/data/curricular_face.manifest.json, 260 MB)."""
+    return standin("curricular_face")

@@ -18,6 +18,7 @@ _LAZY = {
     "load_stylegan2": "sam_age.checkpoints.load",
     "load_psp_encoder": "sam_age.checkpoints.load",
     "load_ir_se50": "sam_age.checkpoints.load",
+    "load_curricular_face": "sam_age.checkpoints.load",
     "load_dex": "sam_age.checkpoints.load",
     "load_alexnet": "sam_age.checkpoints.load",
     "build_sam_for_training": "sam_age.checkpoints.load",

@@ -1,5 +1,7 @@
 """The paper's quantitative view of an aging model: for every face and target age, how old
-the output looks (DEX) and how much of the person is left (IR-SE-50 cosine similarity).
+the output looks (DEX) and how much of the person is left (cosine similarity of face
+embeddings: CurricularFace IR-101 on its five-point crop by default, as the paper; IR-SE-50
+on the training crop with ``id_model="ir_se50"``; see :mod:`sam_age.identity`).
 
 The faces go through the same :class:`~sam_age.pipeline.AgePipeline` as the CLI and the web
 demo; this module only measures the results and writes them down:
@@ -58,6 +60,7 @@ class Report:
     n_inputs: int = 0
     fid: Optional[Dict[str, float]] = None
     fid_note: Optional[str] = None
+    identity_model: Optional[str] = None  # "curricularface" / "ir_se50" (None: a caller's own net)
 
     @property
     def n_failed(self) -> int:
@@ -83,10 +86,23 @@ class Evaluator:
         self.save_dir = None if save_dir is None else Path(save_dir)
 
     @classmethod
-    def from_weights(cls, pipeline, ir_se50_weights, age_predictor_weights, device="cpu",
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> "Evaluator":
-        return cls(pipeline, AgingLoss(age_predictor_weights, device=device),
-                   IDLoss(ir_se50_weights, device=device), device=device, batch_size=batch_size)
+    def from_weights(cls, pipeline, identity_weights, age_predictor_weights, device="cpu",
+                     batch_size: int = DEFAULT_BATCH_SIZE, id_model: str = "ir_se50") -> "Evaluator":
+        """``id_model`` ``"ir_se50"``: training's :class:`~sam_age.losses.IDLoss` (fixed crop);
+        ``"curricularface"``: :class:`~sam_age.identity.IdentityNet` (five-point crop)."""
+        if id_model == "ir_se50":
+            identity = IDLoss(identity_weights, device=device)
+        else:
+            from .identity import IdentityNet
+            identity = IdentityNet.from_weights(identity_weights, id_model, device=device, batch_size=batch_size)
+        return cls(pipeline, AgingLoss(age_predictor_weights, device=device), identity,
+                   device=device, batch_size=batch_size)
+
+    @property
+    def identity_model(self) -> Optional[str]:
+        if isinstance(self.identity_net, IDLoss):
+            return "ir_se50"
+        return getattr(self.identity_net, "model", None)
 
     @torch.no_grad()
     def _measure(self, images: torch.Tensor):
@@ -98,6 +114,11 @@ class Evaluator:
             feats.append(self.identity_net.features(chunk).float().cpu())
         return torch.cat(ages), torch.cat(feats)
 
+    @torch.no_grad()
+    def _ages(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.age_net.predict_ages(images[s:s + self.batch_size].to(self.device, torch.float32))
+                          .float().cpu() for s in range(0, images.shape[0], self.batch_size)])
+
     def evaluate_image(self, path, ages: Sequence[float], align: bool = True,
                        all_faces: bool = False) -> List[Row]:
         """Age the face(s) of one photo to every age and measure each result.
@@ -106,9 +127,13 @@ class Evaluator:
         rows: List[Row] = []
         for k, face in enumerate(result.faces):
             batch = torch.stack([to_tensor(face.aligned)] + [to_tensor(im) for im in face.images])
-            predicted, feats = self._measure(batch)
+            if hasattr(self.identity_net, "similarities"):  # one crop kind for the input and its outputs
+                predicted = self._ages(batch)
+                similarity = self.identity_net.similarities(batch[0], batch[1:]).values
+            else:
+                predicted, feats = self._measure(batch)
+                similarity = (feats[1:] @ feats[0]).tolist()
             input_age = float(predicted[0])
-            similarity = (feats[1:] @ feats[0]).tolist()
             if self.save_dir is not None:
                 self._save_images(f"{Path(str(path)).stem}_{k}.png", face, ages)
             for target, pred, sim in zip(ages, predicted[1:].tolist(), similarity):
@@ -132,7 +157,7 @@ class Evaluator:
         """Every image x every age. Bad inputs are recorded (and passed to ``on_error``
         as ``(name, one-line message)``), never raised."""
         paths = list(paths)
-        report = Report(ages=[float(a) for a in ages], n_inputs=len(paths))
+        report = Report(ages=[float(a) for a in ages], n_inputs=len(paths), identity_model=self.identity_model)
         iterator = paths
         if progress:
             from tqdm.auto import tqdm
@@ -175,6 +200,10 @@ def summarize(report: Report) -> dict:
                    "failed": report.n_failed, "faces": n_faces, "rows": len(report.rows)},
         "failed": report.failures,
     }
+    if report.identity_model is not None:
+        from .identity import LABELS
+        summary["identity_model"] = {"name": report.identity_model,
+                                     "network": LABELS.get(report.identity_model, report.identity_model)}
     if report.fid is not None or report.fid_note is not None:
         summary["fid"] = {"per_target_age": report.fid, "note": report.fid_note}
     return summary
@@ -255,8 +284,13 @@ def plot_identity_vs_gap(report: Report):
         centres = sorted(bins)
         ax.plot([(b + 0.5) * width for b in centres], [_mean(bins[b]) for b in centres], "o-",
                 color="C1", label=f"mean per {int(width)} years")
-    return _finish_plot(fig, ax, "|target age - input age (DEX)|", "identity similarity (IR-SE-50 cosine)",
+    return _finish_plot(fig, ax, "|target age - input age (DEX)|", f"identity similarity ({_id_label(report)} cosine)",
                         "Identity preservation vs age gap", "lower left")
+
+
+def _id_label(report: Report) -> str:
+    from .identity import LABELS
+    return LABELS.get(report.identity_model or "", "embedding")
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:

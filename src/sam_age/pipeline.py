@@ -68,6 +68,7 @@ class FaceResult:
     estimated_age: Optional[float] = None  # DEX's estimate (when relative ages were asked)
     requested: Optional[list] = None  # the ages asked, per image: floats and RelativeAge
     resolved: List[ResolvedAge] = field(default_factory=list)
+    report: Optional[list] = None  # with report=True: one sam_age.report.OutputReport per age
 
     @property
     def note(self) -> Optional[str]:
@@ -268,10 +269,23 @@ class AgePipeline:
     ``forms``: the inference forms, ``{"conv": "auto"|"packed"|"plain", "generator":
     "auto"|"per_sample"|"shared"|"grouped"|"reference"}`` (default all "auto": measured on
     this machine at first use by ``tuner``, default :func:`sam_age.engine.make_tuner`,
-    cached per machine; see :attr:`compute_path`)."""
+    cached per machine; see :attr:`compute_path`).
+
+    ``report=True``: every face result carries ``report`` (:mod:`sam_age.report`: the age
+    DEX sees on each output and its identity similarity with the input), checked against
+    ``max_age_error`` / ``min_identity`` where given. ``identity``: the identity network,
+    an :class:`~sam_age.identity.IdentityNet`, or a dict of ``curricular_face_weights`` /
+    ``ir_se50_weights`` (None: CurricularFace when its weights resolve, else IR-SE-50),
+    loaded at the first report."""
 
     def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None,
-                 age_predictor=None, cache_size: int = 4, forms: Optional[dict] = None, tuner=None):
+                 age_predictor=None, cache_size: int = 4, forms: Optional[dict] = None, tuner=None,
+                 report: bool = False, max_age_error: Optional[float] = None,
+                 min_identity: Optional[float] = None, identity=None):
+        self.report = bool(report)
+        self.max_age_error, self.min_identity = max_age_error, min_identity
+        self.identity = identity
+        self.identity_note: Optional[str] = None
         self.model = model
         self._prepared = LRU(cache_size, max_bytes=PHOTO_CACHE_BYTES)
         self._encoded = LRU(16 * cache_size)
@@ -342,21 +356,21 @@ class AgePipeline:
     @classmethod
     def from_pretrained(cls, checkpoint: Union[str, Path, SAM] = DEFAULT_CHECKPOINT, device=None, dtype=None,
                         batch_size: Optional[int] = None, progress: bool = False,
-                        age_predictor=None, forms: Optional[dict] = None) -> "AgePipeline":
+                        age_predictor=None, forms: Optional[dict] = None, **options) -> "AgePipeline":
         """``checkpoint``: a registry name (fetched into the cache when missing), a path
         (.pt, .pdparams, .safetensors) or an already built :class:`SAM`.
         ``age_predictor``: see the class (default: the registry's ``dex_age``, lazily).
-        ``forms``: see the class. ``dtype`` "auto"/None: the measured choice
+        ``forms`` and ``options`` (``report=True``, ``identity=``, ...): see the class. ``dtype`` "auto"/None: the measured choice
         (:func:`sam_age.engine.choose_dtype`)."""
         dev = resolve_device(device)
         tuner = make_tuner()
         dt, why = choose_dtype(dtype, dev, tuner)
         if isinstance(checkpoint, SAM):
-            pipe = cls(checkpoint, dev, dt, batch_size, age_predictor, forms=forms, tuner=tuner)
+            pipe = cls(checkpoint, dev, dt, batch_size, age_predictor, forms=forms, tuner=tuner, **options)
         else:
             path = resolve_weights(checkpoint, progress=progress, kind="sam")
             pipe = cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size, age_predictor, forms=forms,
-                       tuner=tuner)
+                       tuner=tuner, **options)
         pipe._why = why if dtype in (None, "auto") else pipe._why
         return pipe
 
@@ -404,6 +418,27 @@ class AgePipeline:
                 self._estimator = AgeEstimator.from_pretrained(value, device=self.device, dtype=dtype)
         return self._estimator
 
+    @property
+    def identity_net(self):
+        """The :class:`~sam_age.identity.IdentityNet` of reports, loaded at first use."""
+        from .identity import IdentityNet, resolve_identity_weights
+        if not isinstance(self.identity, IdentityNet):
+            spec = dict(self.identity or {})
+            notes: List[str] = []
+            model, path = resolve_identity_weights(spec.get("model"), spec.get("curricular_face_weights"),
+                                                   spec.get("ir_se50_weights"), progress=False,
+                                                   on_note=notes.append)
+            self.identity_note = notes[0] if notes else None
+            self.identity = IdentityNet.from_weights(path, model, device=self.device)
+        return self.identity
+
+    def report_faces(self, faces: Sequence[FaceResult]) -> None:
+        """Fill ``face.report`` for each face (see :mod:`sam_age.report`)."""
+        from .report import measure_face
+        for f in faces:
+            f.report = measure_face(f.aligned, f.images, f.ages, self.estimator, self.identity_net,
+                                    self.max_age_error, self.min_identity)
+
     def _estimate_aligned(self, faces: Sequence[Image.Image]) -> List[float]:
         """DEX's estimates of aligned faces through the per-face cache (relative ages)."""
         keys = [content_key(f) for f in faces]  # (cleared whenever the estimator changes)
@@ -447,7 +482,7 @@ class AgePipeline:
     def __call__(self, image, ages, *, all_faces: bool = False, align: bool = True,
                  paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
                  generator: Optional[torch.Generator] = None, mask: str = "face",
-                 colour_match: bool = True) -> AgingResult:
+                 colour_match: bool = True, report: Optional[bool] = None) -> AgingResult:
         """Age the best face in ``image`` (path, bytes, PIL or numpy) to every age.
 
         ``ages``: as ``--ages`` (:func:`sam_age.ages.parse_ages`): ``[10, 40]``, ``30``,
@@ -456,32 +491,36 @@ class AgePipeline:
         every detected face; ``align=False`` takes the image as an already aligned square
         crop (resized to 256; not square: InputError); ``paste_back`` also returns the whole
         photo with the aged face(s) put back, per age, through ``mask`` ("face": the landmark mask, "box": the rounded
-        box) with ``colour_match``; ``size`` is 256 or the generator's size."""
+        box) with ``colour_match``; ``size`` is 256 or the generator's size. ``report``
+        (default: the pipeline's): measure each output (``face.report``, see the class)."""
         requested = parse_ages(ages, relative=True)
         self._check_size(size)
         _check_mask(mask)
         photo, aligned = self.prepare(image, all_faces=all_faces, align=align)
-        return self.age_prepared(photo, aligned, requested, paste_back=paste_back, size=size,
-                                 randomize_noise=randomize_noise, generator=generator, mask=mask,
-                                 colour_match=colour_match)
+        result = self.age_prepared(photo, aligned, requested, paste_back=paste_back, size=size,
+                                   randomize_noise=randomize_noise, generator=generator, mask=mask,
+                                   colour_match=colour_match, report=report)
+        return result
 
     def age_prepared(self, photo: Image.Image, aligned: Sequence[PreparedFace], ages, *,
                      paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
                      generator: Optional[torch.Generator] = None, mask: str = "face",
                      colour_match: bool = True,
-                     progress: Optional[Callable[[int], None]] = None) -> AgingResult:
+                     progress: Optional[Callable[[int], None]] = None,
+                     report: Optional[bool] = None) -> AgingResult:
         """The model half of ``__call__``, for faces from :func:`prepare_faces`. Relative
         ages are resolved per face against its estimated age (DEX on the aligned face).
         ``progress``: see :meth:`age_aligned`."""
         return self.age_prepared_many([(photo, aligned)], ages, paste_back=paste_back, size=size,
                                       randomize_noise=randomize_noise, generator=generator, mask=mask,
-                                      colour_match=colour_match, progress=progress)[0]
+                                      colour_match=colour_match, progress=progress, report=report)[0]
 
     def age_prepared_many(self, photos: Sequence[Tuple[Optional[Image.Image], Sequence[PreparedFace]]], ages, *,
                           paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
                           generator: Optional[torch.Generator] = None, mask: str = "face",
                           colour_match: bool = True,
-                          progress: Optional[Callable[[int], None]] = None) -> List[AgingResult]:
+                          progress: Optional[Callable[[int], None]] = None,
+                          report: Optional[bool] = None) -> List[AgingResult]:
         """:meth:`age_prepared` for several photos at once, ``[(photo, faces), ...]`` -> one
         result per photo (dataset runs). The faces of all the photos that share their list
         of ages (all of them, unless relative) go through the model together, so forward
@@ -508,6 +547,8 @@ class AgePipeline:
         faces = [FaceResult(a[0], a[1], [x.age for x in resolved[i]], _images_to_pil(made[i][0]), made[i][1],
                             float(a[2]), size, _landmarks(a), estimates[i], list(requested), resolved[i])
                  for i, (_, a) in enumerate(flat)]
+        if self.report if report is None else report:
+            self.report_faces(faces)
         results, start = [], 0
         for photo, aligned in photos:
             mine = faces[start:start + len(aligned)]
@@ -580,9 +621,11 @@ def _check_mask(mask: str) -> None:
 
 def relative_report(result: AgingResult) -> dict:
     """Per input, for JSON summaries and the dataset manifest: the ages asked and made per
-    face, and with relative ages the estimate per face and what was clamped."""
+    face, with relative ages the estimate per face and what was clamped, and with
+    ``report=True`` what each output reached (``report``: :func:`sam_age.report.report_json`)."""
+    from .report import report_json
     rec = {"requested": [format_age(a) for a in (result.requested or result.ages)],
-           "ages": [[round(a, 6) for a in f.ages] for f in result.faces]}
+           "ages": [[round(a, 6) for a in f.ages] for f in result.faces], **report_json(result.faces)}
     if any(f.estimated_age is not None for f in result.faces):
         rec["estimated_ages"] = [None if f.estimated_age is None else round(f.estimated_age, 2)
                                  for f in result.faces]
@@ -592,7 +635,13 @@ def relative_report(result: AgingResult) -> dict:
 
 
 def relative_notes(result: AgingResult) -> List[str]:
-    """One line per input for stderr: the estimate(s), and what was clamped."""
+    """Lines for stderr: the estimate(s) and what was clamped (one line per input), and
+    one line per output that missed a ``--max-age-error`` / ``--min-identity`` check."""
+    from .report import report_notes
+    return _estimate_notes(result) + report_notes(result.faces)
+
+
+def _estimate_notes(result: AgingResult) -> List[str]:
     if not any(f.estimated_age is not None for f in result.faces):
         return []
     ests = ", ".join(f"{f.estimated_age:.1f}" for f in result.faces)

@@ -157,3 +157,26 @@ def test_fid_runs_per_age_when_a_backend_is_present(data_dir, tmp_path, monkeypa
     # Identical input and output: identity 1, and the fake DEX reads the same age for both.
     assert all(abs(r.identity_similarity - 1) < 1e-5 for r in report.rows)
     assert all(abs(r.predicted_age - r.input_predicted_age) < 1e-4 for r in report.rows)
+
+
+def test_evaluate_with_curricularface_names_the_network(small_sam_path, standin, curricular_face_path,
+                                                         data_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "eval-cf"
+    code = main(["evaluate", "--checkpoint", str(small_sam_path), "--data", str(data_dir),
+                 "--ages", "30", "--output", str(out), "--no-align", "--device", "cpu",
+                 "--curricular_face_weights", str(curricular_face_path),
+                 "--age_predictor_weights", str(standin("dex_age_classifier"))])
+    captured = capsys.readouterr()
+    assert code == 1  # broken.png
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["identity_model"] == {"name": "curricularface", "network": "CurricularFace IR-101"}
+    assert summary["counts"]["rows"] == 2
+    assert "CurricularFace IR-101" in captured.out
+    with open(out / "results.csv", newline="") as f:
+        assert all(-1.0 - 1e-4 <= float(r["identity_similarity"]) <= 1.0 + 1e-4 for r in csv.DictReader(f))
+    # --id-model curricularface is refused when its weights cannot be had (offline, empty cache): exit 2
+    monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
+    monkeypatch.setenv("SAM_AGE_HOME", str(tmp_path / "empty-cache"))
+    assert main(["evaluate", "--checkpoint", str(small_sam_path), "--data", str(data_dir),
+                 "--output", str(tmp_path / "o3"), "--id-model", "curricularface"]) == 2
+    assert "CurricularFace_Backbone.pth" in capsys.readouterr().err

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from .paths import REFERENCE
 
+TEST_DATA = Path(__file__).resolve().parents[1] / "data"  # manifests of files the seed has none of
+
 
 def cache_dir() -> Path:
     d = Path(os.environ.get("SAM_AGE_TEST_CACHE") or Path(tempfile.gettempdir()) / "sam-age-test-cache")
@@ -34,9 +36,12 @@ def _make_checkpoint_module():
 
 
 def build_standin(name: str, salt: str = "") -> Path:
-    """``name`` is a manifest stem (``sam_ffhq_aging``, ``stylegan2-256``, ...)."""
+    """``name`` is a manifest stem (``sam_ffhq_aging``, ``stylegan2-256``, ...) in the
+    reference folder, or in tests/data for the files the seed has no manifest of."""
     import torch
     manifest = REFERENCE / f"{name}.manifest.json"
+    if not manifest.exists() and (TEST_DATA / f"{name}.manifest.json").exists():
+        manifest = TEST_DATA / f"{name}.manifest.json"
     stamp = int(manifest.stat().st_mtime)
     out = cache_dir() / f"{name}{'-' + salt if salt else ''}-{stamp}.pt"
     if not out.exists():

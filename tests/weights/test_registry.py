@@ -15,6 +15,7 @@ EXPECTED = {  # name: (file, kind, Google Drive id or None)
     "stylegan2_ffhq": ("stylegan2-ffhq-config-f.pt", "stylegan2", "1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT"),
     "ir_se50": ("model_ir_se50.pth", "ir_se50", "1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"),
     "dex_age": ("dex_age_classifier.pth", "dex", "1atzjZm_dJrCmFWCqWlyspSpr3nI6Evsh"),
+    "curricular_face": ("CurricularFace_Backbone.pth", "curricular_face", "1upOyrPzZ5OI3p6WkA5D5JFYCeiZuaPcp"),
     "alexnet": ("alexnet-owt-7be5be79.pth", "alexnet", None),
     "lpips_alex_lin": ("alex.pth", "lpips_lin", None),
     "dlib_68": ("shape_predictor_68_face_landmarks.dat", "dlib", None),

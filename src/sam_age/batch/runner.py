@@ -46,7 +46,7 @@ from .outputs import Layout, Plan, Request, Staging
 SKIPPED = "skipped"  # an Outcome status: done by an earlier run with the same request
 NOT_DONE = "not-done"  # an Outcome status: never started, the run stopped (a full disk); not recorded
 EARLIER = "earlier_files"  # a record's files of earlier requests still in OUT (flat layout: never inputs)
-REPORT_KEYS = ("requested", "ages", "estimated_ages", "clamped")  # relative_report's, in the manifest
+REPORT_KEYS = ("requested", "ages", "estimated_ages", "clamped", "report")  # relative_report's, in the manifest
 
 
 @dataclass

@@ -16,6 +16,7 @@ from ..memory import file_mappings, release_mapped, trim_heap
 from ..models.alexnet import AlexNetFeatures
 from ..models.dex import DexVGG
 from ..models.encoder import GradualStyleEncoder
+from ..models.curricularface import CurricularFaceIR101
 from ..models.irse import IRSEBackbone
 from ..models.sam import SAM
 from ..models.stylegan2 import Generator
@@ -274,6 +275,23 @@ def load_ir_se50(source: Source, device="cpu") -> IRSEBackbone:
     state, path = ir_se50_state(source)
     net = IRSEBackbone()
     _load_state(net, state, path, "IR-SE-50")
+    return net.eval().to(device)
+
+
+def load_curricular_face(source: Source, device="cpu") -> CurricularFaceIR101:
+    """CurricularFace's IR-101 (``CurricularFace_Backbone.pth``: a flat state dict in the
+    layout of HuangYG123/CurricularFace ``backbone/model_irse.py``, ``IR_101([112, 112])``;
+    a ``module.`` prefix from DataParallel is dropped). The module maps ``[N, 3, 112, 112]``
+    in [-1, 1] to that forward's first output (the embedding, not normalised)."""
+    fmt, obj, state, path = _plain_state(source, "a CurricularFace IR-101 backbone")
+    state = strip_module_prefix(state)
+    if "input_layer.0.weight" not in state or "body.48.res_layer.3.weight" not in state:
+        raise CheckpointError(f"not a CurricularFace IR-101 backbone (the file holds {_describe(obj)})", path)
+    if any(".res_layer.5." in k for k in state):
+        raise CheckpointError("an IR-SE network (its units have squeeze-excite), not CurricularFace's "
+                              "IR-101: pass it to --ir_se50_weights", path)
+    net = CurricularFaceIR101()
+    _load_state(net, {k: to_tensor(v, k) for k, v in state.items()}, path, "CurricularFace IR-101")
     return net.eval().to(device)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..batch.outputs import FORMATS, LAYOUTS
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from ..fileio import shown
-from .common import Batch, add_common_arguments, note, prepare_run
+from .common import Batch, add_common_arguments, add_report_arguments, apply_report, note, prepare_run, report_options
 from .stages import Stages, compute_path, compute_path_line, model_detail
 
 DESCRIPTION = """\
@@ -21,6 +21,7 @@ Output, per input NAME (the file name without extension):
   DIR/NAME/animation.gif    with --gif: young -> old -> young, interpolated (also --mp4)
   DIR/NAME/pasted_030.png   with --paste-back: the whole photo with the aged face put back
   DIR/manifest.jsonl        one line per input: status, faces, ages, files, request
+                            (with --report: per output achieved_age, identity, caption, check)
 With --all-faces every detected face (best first) gets DIR/NAME/face_1/, face_2/, ...
 (age files, strip, animation); pasted_*.png stay in DIR/NAME and show every face aged.
 --layout flat writes DIR/NAME_age_030.png (NAME_face2_age_030.png, ...) and no strips;
@@ -64,6 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="still images as png (lossless), jpg or webp (quality 95) (default: %(default)s)")
     p.add_argument("--layout", choices=LAYOUTS, default="per-input",
                    help="per-input: a folder per input; flat: every file in DIR (default: %(default)s)")
+    add_report_arguments(p)
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes that read and align photos ahead of the model (default: from the "
                         "CPU count; 0 = in this process)")
@@ -99,6 +101,9 @@ def run(args) -> int:
     ranks = Ranks.from_env()
     setup = prepare_run(args)
     flag_notes(args, setup.ages)
+    reporting = report_options(args, "age")
+    get_pipeline = setup.get_pipeline
+    setup.get_pipeline = lambda: apply_report(get_pipeline(), reporting)
     request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
                       format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
                       paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,

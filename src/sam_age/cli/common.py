@@ -272,6 +272,7 @@ def load_pipeline(path: Path, device, dtype, batch_size):
         pipe = AgePipeline.from_pretrained(path, device=device, dtype=dtype, batch_size=batch_size)
         _PIPELINE_CACHE[key] = pipe
     pipe.batch_size = max(1, int(batch_size or DEFAULT_BATCH_SIZE))
+    pipe.report = False  # a cached pipeline keeps no earlier run's --report (apply_report turns it on)
     return pipe
 
 
@@ -463,3 +464,60 @@ class Batch:
             print(f"{heading}{ok} of {len(self.records)} inputs done{before}, {n_files} files in "
                   f"{shown(self.args.output)} ({seconds:.1f} s)")
         return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+# -- --report (age, video) -------------------------------------------------------------------
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """``--report`` and its thresholds, and the identity networks' weights flags."""
+    p.add_argument("--report", action="store_true",
+                   help="measure every output: the age DEX sees on it (achieved_age; DEX is the network SAM "
+                        "was trained against, not an independent judge) and its identity similarity with "
+                        "the input (CurricularFace IR-101 when its weights resolve, else IR-SE-50); in "
+                        "--json and the manifest, with a caption")
+    p.add_argument("--max-age-error", dest="max_age_error", type=float, default=None, metavar="Y",
+                   help="with --report (implied): flag outputs whose achieved age is more than Y years from "
+                        "the age asked (one line each; \"check\": \"failed\"; the exit status stays 0)")
+    p.add_argument("--min-identity", dest="min_identity", type=float, default=None, metavar="X",
+                   help="with --report (implied): flag outputs whose identity similarity is below X")
+    p.add_argument("--curricular_face_weights", default=None, metavar="PATH_OR_NAME",
+                   help="CurricularFace IR-101 for --report's identity (default: the registry's "
+                        "curricular_face; IR-SE-50 when it cannot be had)")
+    p.add_argument("--ir_se50_weights", default=None, metavar="PATH_OR_NAME",
+                   help="IR-SE-50, --report's identity network when CurricularFace's weights cannot be had "
+                        "(default: the registry's ir_se50)")
+
+
+def report_options(args, command: str) -> Optional[dict]:
+    """None without ``--report`` (or a threshold, which implies it); else the pipeline's
+    report settings, with the weights resolved now (exit 2 before any photo when missing)."""
+    y, x = getattr(args, "max_age_error", None), getattr(args, "min_identity", None)
+    if not (getattr(args, "report", False) or y is not None or x is not None):
+        return None
+    if y is not None and y < 0:
+        raise UsageError(f"--max-age-error must be 0 or more, not {y:g}")
+    if x is not None and not -1.0 <= x <= 1.0:
+        raise UsageError(f"--min-identity is a cosine similarity, -1..1, not {x:g}")
+    from ..estimate import resolve_age_predictor
+    from ..identity import resolve_identity_weights
+    dex = resolve_age_predictor(getattr(args, "age_predictor_weights", None), progress=not args.json)
+    model, path = resolve_identity_weights(None, args.curricular_face_weights, args.ir_se50_weights,
+                                           progress=not args.json, on_note=lambda m: note(command, m, args))
+    weights_flag = "curricular_face_weights" if model == "curricularface" else "ir_se50_weights"
+    return {"report": True, "max_age_error": y, "min_identity": x, "age_predictor": dex,
+            "identity": {"model": model, weights_flag: path}}
+
+
+def apply_report(pipe, options: Optional[dict]):
+    """Set (or clear) a pipeline's report settings from :func:`report_options`."""
+    pipe.report = bool(options)
+    if options:
+        pipe.max_age_error, pipe.min_identity = options["max_age_error"], options["min_identity"]
+        if pipe.age_predictor is None or str(pipe.age_predictor) != str(options["age_predictor"]):
+            pipe.age_predictor = options["age_predictor"]
+        spec = options["identity"]
+        loaded = pipe.identity
+        if not (getattr(loaded, "model", None) == spec["model"] and
+                str(getattr(loaded, "path", None)) == str(next(v for k, v in spec.items() if k != "model"))):
+            pipe.identity = dict(spec)  # loaded at the first report
+    return pipe

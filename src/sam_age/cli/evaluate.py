@@ -18,15 +18,21 @@ from .common import (add_ages_argument, add_batch_size_argument, add_checkpoint_
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "evaluate", help="measure aging accuracy (DEX) and identity (IR-SE-50) on a folder of faces",
+        "evaluate", help="measure aging accuracy (DEX) and identity (CurricularFace or IR-SE-50) on a folder of faces",
         description="Age every face in --data to every age in --ages and measure the outputs: "
-                    "the age DEX predicts (and its error against the target) and the IR-SE-50 "
-                    "identity similarity between input and output. Writes results.csv, "
+                    "the age DEX predicts (and its error against the target) and the identity "
+                    "similarity between input and output (CurricularFace IR-101 on the five-point "
+                    "112 px crop, as the paper; or IR-SE-50 on the training crop). Writes results.csv, "
                     "summary.json and plots into --output.")
     add_checkpoint_argument(p)
     p.add_argument("--data", required=True, metavar="DIR", help="folder of face photos")
     add_ages_argument(p)
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument("--id-model", dest="id_model", choices=("curricularface", "ir_se50"), default=None,
+                   help="identity network: curricularface (the paper's; default) or ir_se50 (the training "
+                        "loss's). Without this flag, --ir_se50_weights alone picks ir_se50")
+    p.add_argument("--curricular_face_weights", default=None, metavar="PATH_OR_NAME",
+                   help="CurricularFace IR-101 identity net (default: the registry's curricular_face)")
     p.add_argument("--ir_se50_weights", default=None, metavar="PATH_OR_NAME",
                    help="IR-SE-50 identity net (default: the registry's ir_se50)")
     p.add_argument("--age_predictor_weights", default=None, metavar="PATH_OR_NAME",
@@ -73,7 +79,10 @@ def run(args) -> int:
         raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
                          "(move it away or choose another --output)")
 
-    ir_se50 = resolve_weights(args.ir_se50_weights, "ir_se50")
+    from ..identity import resolve_identity_weights
+    id_model = args.id_model or ("ir_se50" if args.ir_se50_weights and not args.curricular_face_weights
+                                 else "curricularface")
+    id_model, id_weights = resolve_identity_weights(id_model, args.curricular_face_weights, args.ir_se50_weights)
     dex = resolve_weights(args.age_predictor_weights, "dex_age")
 
     from ..engine import resolve_device
@@ -83,7 +92,8 @@ def run(args) -> int:
     device = resolve_device(args.device)
     pipeline = AgePipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
                                            batch_size=args.batch_size, progress=True)
-    evaluator = Evaluator.from_weights(pipeline, ir_se50, dex, device=device, batch_size=args.batch_size)
+    evaluator = Evaluator.from_weights(pipeline, id_weights, dex, device=device, batch_size=args.batch_size,
+                                       id_model=id_model)
 
     from tqdm.auto import tqdm
 
@@ -114,5 +124,7 @@ def _print_summary(summary: dict, output: Path) -> None:
     o, c = summary["overall"], summary["counts"]
     print(f"{'overall':>10}  {o['n']:>4}  {fmt(o['mean_age_error'], '16.2f')}  "
           f"{fmt(o['mean_identity_similarity'], '13.3f')}")
+    if summary.get("identity_model"):
+        print(f"identity: {summary['identity_model']['network']} cosine similarity")
     print(f"{c['succeeded']} of {c['inputs']} images evaluated ({c['faces']} faces), "
           f"{c['failed']} failed; results in {output}")

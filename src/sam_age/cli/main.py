@@ -18,7 +18,8 @@ from typing import List, Optional
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError
 
-SUBCOMMANDS = ("age", "mix", "estimate", "video", "weights", "train", "serve", "evaluate", "export")
+SUBCOMMANDS = ("age", "mix", "estimate", "video", "weights", "train", "serve", "evaluate", "export",
+               "align")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_VIDEO_AGE, DEFAULT_VIDEO_CRF
 from ..errors import UsageError
-from .common import (Batch, add_batch_size_argument, add_checkpoint_argument, add_device_arguments,
-                     check_batch_size, check_device, check_output_folder, load_pipeline)
+from .common import (Batch, add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument, add_device_arguments,
+                     add_report_arguments, apply_report, check_batch_size, check_device, check_output_folder,
+                     load_pipeline, report_options)
 
 DESCRIPTION = """\
 Age every person in a video clip (or one: --face N, --largest).
@@ -62,6 +63,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--keep-cache", action="store_true", help="keep the per-chunk cache after a finished run")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (per input and track)")
+    add_report_arguments(p)
+    add_age_predictor_argument(p)  # DEX, for --report's achieved age
     p.set_defaults(run=run)
     return p
 
@@ -103,6 +106,7 @@ def run(args) -> int:
     weights = resolve_weights(args.checkpoint, progress=not args.json)
     if not Path(weights).is_file():
         raise CheckpointError("file not found", weights)
+    reporting = report_options(args, "video")
     device = resolve_device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
     batch = Batch("video", args, len(args.inputs))
@@ -113,10 +117,11 @@ def run(args) -> int:
         nonlocal ager
         probe_video(path)  # bad input fails before the model loads
         if ager is None:
-            ager = VideoAger(load_pipeline(weights, device, dtype, args.batch_size))
+            ager = VideoAger(apply_report(load_pipeline(weights, device, dtype, args.batch_size), reporting))
         result = ager.run(path, args.output, job, overwrite=args.overwrite, progress=not args.json,
                           keep_cache=args.keep_cache)
-        for note in result.notes:
+        from ..video.report import report_notes
+        for note in result.notes + report_notes(result.report):
             batch.bar.write(f"sam-age video: {path}: {note}", file=sys.stderr)
         rec = result.to_json()
         rec.pop("input")

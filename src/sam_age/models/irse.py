@@ -58,12 +58,40 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def ir_se50_body() -> nn.Sequential:
+class BottleneckIR(nn.Module):
+    """The plain IR unit (no squeeze-excite): :class:`BottleneckIRSE` without ``res_layer.5``,
+    the same names and the same order otherwise (CurricularFace's IR-101 is built of these)."""
+
+    def __init__(self, in_channel: int, depth: int, stride: int):
+        super().__init__()
+        if in_channel == depth:
+            self.shortcut_layer = nn.MaxPool2d(1, stride)
+        else:
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_channel),
+            nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+def ir_body(stages, unit=BottleneckIRSE) -> nn.Sequential:
+    """``body``: per stage ``(in_channel, depth, units)``, the first unit of a stage with stride 2."""
     units: List[nn.Module] = []
-    for in_c, depth, n in IR50_STAGES:
-        units.append(BottleneckIRSE(in_c, depth, 2))
-        units.extend(BottleneckIRSE(depth, depth, 1) for _ in range(n - 1))
+    for in_c, depth, n in stages:
+        units.append(unit(in_c, depth, 2))
+        units.extend(unit(depth, depth, 1) for _ in range(n - 1))
     return nn.Sequential(*units)
+
+
+def ir_se50_body() -> nn.Sequential:
+    return ir_body(IR50_STAGES, BottleneckIRSE)
 
 
 def input_layer(input_nc: int) -> nn.Sequential:

@@ -131,6 +131,7 @@ class VideoResult:
     seconds: float = 0.0
     resumed_chunks: int = 0
     stage_seconds: Dict[str, float] = field(default_factory=dict)
+    report: Optional[list] = None  # with the pipeline's report on: sam_age.video.report.VideoReport.to_json
 
     def to_json(self) -> dict:
         tracks = []
@@ -143,7 +144,8 @@ class VideoResult:
                 "files": [str(f) for f in self.files], "tracks": tracks, "notes": self.notes,
                 "seconds": round(self.seconds, 3),
                 "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds else None,
-                "resumed_chunks": self.resumed_chunks, "stage_seconds": self.stage_seconds}
+                "resumed_chunks": self.resumed_chunks, "stage_seconds": self.stage_seconds,
+                **({"report": self.report} if self.report is not None else {})}
 
 
 def _save_npz(path: Path, **arrays) -> None:
@@ -191,6 +193,7 @@ class VideoAger:
         self.pipeline = pipeline
         self._fingerprint = None
         self._resumed = 0
+        self._report = None
 
     @property
     def fingerprint(self) -> str:
@@ -248,6 +251,10 @@ class VideoAger:
             t2 = time.perf_counter()
             quads = self._encode(info, n, job, chosen, smoothed, cache, prog)
             t3 = time.perf_counter()
+            self._report = None
+            if getattr(self.pipeline, "report", False):  # --report: measured while rendering
+                from .report import VideoReport
+                self._report = VideoReport(self.pipeline, chosen, len(targets), [t.name for t in targets])
             files, notes = self._render(info, n, job, chosen, quads, smoothed, cache, targets, prog)
             stages = {"find_faces": t1 - t0, "track": t2 - t1, "encode": t3 - t2,
                       "render": time.perf_counter() - t3}
@@ -268,7 +275,8 @@ class VideoAger:
             notes.append(f"first {n} of {info.frames} frames only (--max-frames)")
         return VideoResult(str(video), info, files, tracks, [t.id for t in chosen], quads, steadiness,
                            notes, n, time.perf_counter() - start, self._resumed,
-                           {k: round(v, 3) for k, v in stages.items()})
+                           {k: round(v, 3) for k, v in stages.items()},
+                           None if self._report is None else self._report.to_json(chosen))
 
     # -- pass 1: faces ------------------------------------------------------------------
     def _analyse(self, info: VideoInfo, n: int, job: VideoJob, cache: Path, prog) -> List[FrameFaces]:
@@ -493,6 +501,14 @@ class VideoAger:
                             frame = next(frames)
                             pos += 1
                             photo = Image.fromarray(frame)
+                            rep = self._report
+                            if rep is not None:
+                                present = {t.id: quads[t.id][f - t.first] for t in tracks if (t.id, f) in faces}
+                                rep.frame(f, "input", frame, present)
+                                for t in tracks:
+                                    if (t.id, f) in faces and rep.wants(t.id, f):
+                                        rep.measure(t.id, photo, smoothed[t.id][f - t.first], faces[(t.id, f)],
+                                                    self._ages_at(job, f, n))
                             for o, w in enumerate(writers):
                                 out = photo
                                 for t in order:
@@ -501,6 +517,8 @@ class VideoAger:
                                         # them), colours matched to the untouched frame
                                         out = paste_face(out, faces[(t.id, f)][o], quads[t.id][f - t.first],
                                                          landmarks=smoothed[t.id][f - t.first], reference=photo)
+                                if rep is not None:
+                                    rep.frame(f, o, np.asarray(out.convert("RGB")), present)
                                 arr = pad_even(np.asarray(out.convert("RGB")))
                                 if job.side_by_side:
                                     arr = np.concatenate([pad_even(frame), arr], axis=1)

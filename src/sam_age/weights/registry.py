@@ -113,7 +113,7 @@ class WeightsFile:
 
     name: str                     # registry name, what ``--checkpoint`` and friends accept
     filename: str                 # file name in the cache (and as published)
-    kind: str                     # sam / psp / stylegan2 / ir_se50 / dex / alexnet / lpips_lin / dlib
+    kind: str                     # sam / psp / stylegan2 / ir_se50 / dex / alexnet / lpips_lin / dlib / curricular_face
     used_for: str
     licence: str
     loader: str                   # function of sam_age.checkpoints that checks the file
@@ -250,6 +250,17 @@ REGISTRY: Tuple[WeightsFile, ...] = (
                 (("state_dict", "fc6.weight"), (4096, 25088)),
                 (("state_dict", "fc8-101.bias"), (101,)))),
     WeightsFile(
+        name="curricular_face", filename="CurricularFace_Backbone.pth", kind="curricular_face",
+        used_for="CurricularFace IR-101 (evaluation and --report: identity similarity, as the paper)",
+        licence="MIT (HuangYG123/CurricularFace)", loader="load_curricular_face",
+        flag="--curricular_face_weights",
+        sources=(
+            drive("1f4IwVa2-Bn9vWLwB-bUwm53U_MlvinAj",
+                  note="pSp's README (eladrich/pixel2style2pixel), 'CurricularFace Backbone', the file "
+                       "its calc_id_loss_parallel.py reads as CurricularFace_Backbone.pth"),
+            drive("1upOyrPzZ5OI3p6WkA5D5JFYCeiZuaPcp"),  # HuangYG123/CurricularFace README: "IR101 pretrained model"
+        )),
+    WeightsFile(
         name="alexnet", filename="alexnet-owt-7be5be79.pth", kind="alexnet",
         used_for="torchvision AlexNet (training: LPIPS backbone)",
         licence="BSD-3 (torchvision)", loader="load_alexnet", flag="--alexnet_weights",
@@ -277,7 +288,8 @@ _ALIASES = {w.filename.rsplit(".", 1)[0]: w for w in REGISTRY if not w.packaged}
 
 KIND_NAMES = {"sam": "a SAM checkpoint", "psp": "a pSp encoder", "stylegan2": "a StyleGAN2 generator",
               "ir_se50": "an IR-SE-50 face-recognition network", "dex": "a DEX age classifier",
-              "alexnet": "AlexNet weights", "lpips_lin": "LPIPS linear layers", "dlib": "a dlib landmark model"}
+              "alexnet": "AlexNet weights", "lpips_lin": "LPIPS linear layers", "dlib": "a dlib landmark model",
+              "curricular_face": "a CurricularFace IR-101 network"}
 
 
 def names() -> Tuple[str, ...]:
