@@ -102,8 +102,8 @@ def run(args) -> int:
     setup = prepare_run(args)
     flag_notes(args, setup.ages)
     reporting = report_options(args, "age")
-    get_pipeline = setup.get_pipeline
-    setup.get_pipeline = lambda: apply_report(get_pipeline(), reporting)
+    load_pipeline = setup.get_pipeline
+    setup.get_pipeline = lambda: apply_report(load_pipeline(), reporting)
     request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
                       format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
                       paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
