@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,8 @@ def test_a_full_queue_says_busy_at_once(web_pipeline, tmp_path):
     release = threading.Event()
     try:
         queue.call(release.wait)  # the worker is busy with this one
+        while queue.depth:  # (once it has taken it)
+            time.sleep(0.01)
         queue.call(lambda: None)  # and one waits: the queue is full
         demo = WebDemo(web_pipeline, workdir=tmp_path / "web", model_slot=queue.slot)
         image, message = demo.quick(demo.sample(), 40)
