@@ -46,6 +46,7 @@ import logging
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -1009,11 +1010,23 @@ def serve(server: SamAgeServer, host: str = "127.0.0.1", port: int = 7860, *, lo
     config = uvicorn.Config(server.app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=graceful_s, access_log=False)
     uv = uvicorn.Server(config)
+
+    def stop(sig, frame):  # the first signal: graceful; a second Ctrl+C: at once
+        if uv.should_exit:
+            uv.force_exit = True
+        uv.should_exit = True
+    # Our handlers instead of uvicorn's: it re-raises the signal after shutting down, which
+    # would kill the process (SIGTERM) before the job folders are removed.
+    uv.capture_signals = contextlib.nullcontext
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         uv.run()
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled: the server has stopped
+    except KeyboardInterrupt:  # a Ctrl+C before the handlers were in place
         pass
     except SystemExit:  # uvicorn's answer to a port it cannot bind (it has logged why)
         raise OSError(f"cannot serve on {host}:{port}") from None
     finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
         server.close()

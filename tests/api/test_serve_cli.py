@@ -38,7 +38,8 @@ def test_no_auth_means_the_user_means_it(tmp_path, capsys):
     assert "missing.pt" in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_serve_within_seconds(small_sam_path, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_serve_within_seconds(small_sam_path, tmp_path, sig):
     pytest.importorskip("fastapi")
     httpx = pytest.importorskip("httpx")
     port = free_port()
@@ -59,7 +60,7 @@ def test_ctrl_c_stops_serve_within_seconds(small_sam_path, tmp_path):
             time.sleep(0.5)
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200  # the demo too
         start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
         took = time.monotonic() - start
     finally:
@@ -69,3 +70,4 @@ def test_ctrl_c_stops_serve_within_seconds(small_sam_path, tmp_path):
     assert took < 5, f"took {took:.1f} s to stop"
     assert proc.returncode == 0 and "Traceback" not in err.decode(), err.decode()[-2000:]
     assert "stopped" in err.decode()
+    assert not any(tmp_path.glob("sam-age-serve-*"))  # its work folder removed on the way out
