@@ -11,7 +11,7 @@ import torch
 from sam_age.cli.main import main
 
 from ..helpers.server import (HubServer, LoopbackServer, checkpoint_bytes, closed_port_url,
-                             isolate_weights_env, loopback_only)
+                             isolate_weights_env, loopback_only, payload_is_the_file)
 
 
 @pytest.fixture
@@ -60,11 +60,12 @@ def test_list_table_and_json(home, lpips_file, capsys, monkeypatch):
                                                                  "/sam_ffhq_aging.pt")
 
 
-def test_download_with_url_then_cached_is_checked(home, capsys):
+def test_download_with_url_then_cached_is_checked(home, capsys, monkeypatch):
     """``--url`` (the older spelling of ``--source URL``) through Drive's confirm page; a
     second ``download`` checks the cached file as ``verify`` does instead of saying ok:
     this one is a checkpoint but not a DEX classifier."""
     payload = checkpoint_bytes()
+    payload_is_the_file(monkeypatch, "dex_age")  # its layout passes: the loader is what refuses it here
     with LoopbackServer(payload) as server:
         code = main(["weights", "download", "dex_age", "--url", server.url("/uc?id=D"), "--no-progress"])
         assert code == 2  # a checkpoint, but not a DEX classifier: its loader is the last check
@@ -83,6 +84,7 @@ def test_download_with_url_then_cached_is_checked(home, capsys):
 
 
 def test_download_env_override(home, monkeypatch):
+    payload_is_the_file(monkeypatch, "psp_ffhq_encode")
     with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_PSP_FFHQ_ENCODE", server.url("/file.bin"))
         assert main(["weights", "download", "psp_ffhq_encode", "--no-progress", "--no-load"]) == 0
@@ -120,6 +122,7 @@ def test_download_offline_exit_2_with_manual_steps(home, monkeypatch, capsys):
 
 
 def test_download_some_failed_exit_1(home, monkeypatch):
+    payload_is_the_file(monkeypatch, "ir_se50", "dex_age")
     with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", server.url("/missing"))
@@ -225,7 +228,8 @@ def test_main_command_offline_stops_early_with_manual_steps(home, monkeypatch, t
 
 # -- sources, bad cached files, kinds ----------------------------------------------------------
 
-def test_download_source_flag(home, capsys):
+def test_download_source_flag(home, capsys, monkeypatch):
+    payload_is_the_file(monkeypatch, "dex_age")
     with LoopbackServer(checkpoint_bytes()) as server:
         assert main(["weights", "download", "ir_se50", "dex_age", "--source", server.url("/file.bin")]) == 2
         assert "names one place: give exactly one NAME" in capsys.readouterr().err
@@ -289,6 +293,11 @@ def test_fresh_clone_age_sample_paste_back_downloads_from_a_loopback_hub_mirror(
     with HubServer({"aimi-models/sam-aging/sam_ffhq_aging.pt": small_sam_path}) as hub:
         isolate_weights_env(monkeypatch, home, hub_endpoint=hub.endpoint)
         loopback_only(monkeypatch)
+        import dataclasses
+
+        from sam_age.weights import registry
+        monkeypatch.setitem(registry._BY_NAME, "sam_ffhq_aging", dataclasses.replace(  # the 256 px stand-in's layout
+            registry.get("sam_ffhq_aging"), layout=((("state_dict", "encoder.input_layer.0.weight"), (64, 4, 3, 3)),)))
         out = tmp_path / "results"
         code = main(["age", "sample", "--paste-back", "--ages", "30", "--output", str(out), "--device", "cpu"])
         captured = capsys.readouterr()

@@ -124,7 +124,8 @@ def test_source_labels_and_links(monkeypatch):
 def test_parse_source():
     sam = registry.get("sam_ffhq_aging")
     assert registry.parse_source("https://x.example/f.pt", sam) == registry.url("https://x.example/f.pt",
-                                                                                 note="given on the command line")
+                                                                                 note="given on the command line",
+                                                                                 user=True)
     s = registry.parse_source("hub:me/mirror", sam)
     assert (s.kind, s.location, s.filename, s.revision) == ("hub", "me/mirror", "sam_ffhq_aging.pt", None)
     s = registry.parse_source("hub:spaces/me/app/models/sam.pt", sam)
