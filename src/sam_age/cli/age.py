@@ -122,9 +122,12 @@ def run(args) -> int:
     batch.fail_missing(missing)
     stages = Stages("age", None if batch.bar.disable else lambda line: batch.bar.write(line, file=sys.stderr))
 
+    loaded: list = []  # the pipeline, once loaded
+
     def get_pipeline():  # the model loads at the first face: say so, and where it runs
         stages.start("load", model_detail(setup.weights))
         pipe = setup.get_pipeline()
+        loaded[:] = [pipe]
         path = compute_path(pipe, args.dtype)
         stages.note("compute_path", path, compute_path_line(path))
         stages.start("first_pass", f"({n_ages} age{'s' if n_ages != 1 else ''} per face)")
@@ -154,6 +157,8 @@ def run(args) -> int:
                        extra_failed=len(missing), on_outcome=report, on_progress=advance,
                        on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
                        on_stage=stages.start, device=str(ranks.device(args.device)))
+    if loaded:  # the forms left "auto" are named now that the first call has chosen them
+        stages.notes["compute_path"] = compute_path(loaded[0], args.dtype)
     batch.json_extra = stages.as_json()  # stage timings and the compute path, in --json
     if not ranks.distributed:
         return batch.finish()
