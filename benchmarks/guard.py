@@ -95,8 +95,8 @@ def _encoder_pair(input_nc: int, dtype, tuner):
             return module(xi)
         return call
 
+    default_module = enc if dtype == torch.float32 else copy.deepcopy(enc).to(dtype)  # before any fold
     plain = build(enc, True)
-    default_module = enc if dtype == torch.float32 else copy.deepcopy(enc).to(dtype)
     default = build(default_module, False)
     return default, plain
 
