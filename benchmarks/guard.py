@@ -71,6 +71,7 @@ def _encoder_pair(input_nc: int, dtype, tuner):
     """``(default, plain)`` callables of one encoder (shared weights where the dtype is
     the same: each form keeps its own folded copy, swapped in before its call)."""
     import torch
+
     from sam_age.models.encoder import GradualStyleEncoder
     torch.manual_seed(input_nc)
     enc = GradualStyleEncoder(input_nc, HEADS).eval()
@@ -95,14 +96,15 @@ def _encoder_pair(input_nc: int, dtype, tuner):
             return module(xi)
         return call
 
+    default_module = enc if dtype == torch.float32 else copy.deepcopy(enc).to(dtype)  # before any fold
     plain = build(enc, True)
-    default_module = enc if dtype == torch.float32 else copy.deepcopy(enc).to(dtype)
     default = build(default_module, False)
     return default, plain
 
 
 def _generator_pair(dtype, tuner):
     import torch
+
     from sam_age.models.stylegan2 import Generator
     torch.manual_seed(0)
     g = Generator(256, 512, 8, 2).eval()
@@ -124,8 +126,10 @@ def _generator_pair(dtype, tuner):
 
 def child(args) -> dict:
     import torch
+
     from sam_age import engine
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tuner = None
     if hasattr(engine, "make_tuner"):
         from sam_age.autotune import Tuner

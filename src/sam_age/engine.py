@@ -204,8 +204,8 @@ def apply_forms(model: SAM, forms: Optional[dict] = None, tuner: Optional[autotu
     """Set the inference forms on ``model`` (explicit, per model): ``forms["conv"]`` for the
     encoders' convs ("auto", "packed", "plain"), ``forms["generator"]`` for the generator's
     ``impl``; "auto" is measured by ``tuner`` (when given). Returns the forms set."""
-    from .ops.packed import CONV_FORMS
     from .models.stylegan2 import SYNTHESIS_IMPLS
+    from .ops.packed import CONV_FORMS
     forms = {"conv": "auto", "generator": "auto", **(forms or {})}
     unknown = set(forms) - {"conv", "generator"}
     if unknown:

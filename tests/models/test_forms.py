@@ -86,7 +86,7 @@ def test_pipeline_forms_and_compute_path(small_sam_path):
     auto = AgePipeline(pipe.model, "cpu", "auto", tuner=tuner)
     assert auto.compute_path["forms"]["conv"].startswith("auto")
     torch.manual_seed(0)
-    images, _ = auto.age_aligned(torch.rand(1, 3, 256, 256) * 2 - 1, [30])
+    _images, _ = auto.age_aligned(torch.rand(1, 3, 256, 256) * 2 - 1, [30])
     used = auto.compute_path["forms"]
     assert used["conv"] in ("packed", "plain") and used["generator"] == "per_sample" and used["autotune"] == "off"
     assert auto.compute_path["why"]
