@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import sam_age.batch.manifest as manifest  # noqa: E402
-from sam_age.cli.main import main  # noqa: E402
+from sam_age.batch import manifest
+from sam_age.cli.main import main
 
-from ..helpers.stub_pipeline import colour_of, use_stub, write_face  # noqa: E402
+from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 
 # any byte but "/" and NUL; short, so that a few collide after making names safe
 name_bytes = st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"~"))
@@ -39,8 +39,8 @@ def _colour(k):
 
 
 def _run(weights, out, dirs, extra=()):
-    import io
     import contextlib
+    import io
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
         code = main(["age", *map(str, dirs), "--checkpoint", str(weights), "--ages", "30", "--no-align",
