@@ -61,7 +61,10 @@ def _manifest(out):
     return {_key(r): r for r in recs}
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = int(os.environ.get("SAM_AGE_HYPOTHESIS_EXAMPLES", "30"))  # more for a deeper search, by hand
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(inputs, st.sampled_from(["per-input", "flat"]), st.sampled_from(["beside", b"", b"cam1"]))
 def test_every_input_gets_its_own_result_and_keeps_it(monkeypatch, spec, layout, where):
     tmp = Path(tempfile.mkdtemp(prefix="sam-age-prop-"))
