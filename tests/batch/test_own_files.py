@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import sam_age.batch.manifest as manifest
-import sam_age.fileio as fileio
+from sam_age import fileio
+from sam_age.batch import manifest
 from sam_age.cli.main import main
 
 from ..helpers.stub_pipeline import colour_of, use_stub, write_face

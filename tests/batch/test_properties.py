@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import sam_age.batch.manifest as manifest  # noqa: E402
-from sam_age.cli.main import main  # noqa: E402
+from sam_age.batch import manifest
+from sam_age.cli.main import main
 
-from ..helpers.stub_pipeline import colour_of, use_stub, write_face  # noqa: E402
+from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 
 # any byte but "/" and NUL; short, so that a few collide after making names safe
 name_bytes = st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"~"))
@@ -39,8 +39,8 @@ def _colour(k):
 
 
 def _run(weights, out, dirs, extra=()):
-    import io
     import contextlib
+    import io
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
         code = main(["age", *map(str, dirs), "--checkpoint", str(weights), "--ages", "30", "--no-align",
@@ -61,7 +61,10 @@ def _manifest(out):
     return {_key(r): r for r in recs}
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = int(os.environ.get("SAM_AGE_HYPOTHESIS_EXAMPLES", "30"))  # more for a deeper search, by hand
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(inputs, st.sampled_from(["per-input", "flat"]), st.sampled_from(["beside", b"", b"cam1"]))
 def test_every_input_gets_its_own_result_and_keeps_it(monkeypatch, spec, layout, where):
     tmp = Path(tempfile.mkdtemp(prefix="sam-age-prop-"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-import sam_age.cli.common as common
+from sam_age.cli import common
 from sam_age.pipeline import AgingResult, FaceResult
 
 

@@ -11,11 +11,11 @@ from fractions import Fraction
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sam_age.ages import RelativeAge, age_label, format_age, is_relative, parse_ages  # noqa: E402
-from sam_age.errors import UsageError  # noqa: E402
+from sam_age.ages import RelativeAge, age_label, format_age, is_relative, parse_ages
+from sam_age.errors import UsageError
 
 ALPHABET = "0123456789+-.:, \t" + "e_x/nNaI\u0663\xa0\n"  # the syntax, and what is near it
 texts = st.one_of(st.text(), st.text(alphabet=ALPHABET, max_size=24))
