@@ -181,7 +181,7 @@ def not_own_message(path: PathLike, entry: PathLike) -> str:
 
 def _files_under(folder: Path) -> Iterator[str]:
     """Every regular file under ``folder`` (relative, ``/``-separated); links not followed."""
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         rel = Path(root).relative_to(folder)
         for f in files:
             yield (rel / f).as_posix()
@@ -282,7 +282,7 @@ def remove_own(folder: PathLike, keep_as: Optional[PathLike] = None, known: Iter
             p.unlink()
         except OSError:
             pass
-    for root, dirs, files in sorted(os.walk(folder, topdown=False), key=lambda t: -len(Path(t[0]).parts)):
+    for root, _dirs, _files in sorted(os.walk(folder, topdown=False), key=lambda t: -len(Path(t[0]).parts)):
         if Path(root) == folder:
             continue
         try:

@@ -5,7 +5,6 @@ process's RSS and the temp folders are back where they started."""
 from __future__ import annotations
 
 import gc
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 

@@ -16,9 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
 
-hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -8,7 +8,6 @@ equal to this one (float64, stand-in weights), so a slip in either shows.
 """
 from collections import namedtuple
 
-import torch
 from torch.nn import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d, Module, PReLU,
                       Sequential)
 

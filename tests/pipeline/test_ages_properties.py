@@ -10,7 +10,6 @@ from fractions import Fraction
 
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sam_age.cli.main import main
-from sam_age.identity import (ARCFACE_POINTS_112, IdentityNet, similarity_transform, warp_to_112)
+from sam_age.identity import (ARCFACE_POINTS_112, similarity_transform, warp_to_112)
 from sam_age.report import OutputReport, check_output, report_notes
 
 pytest.importorskip("dlib")

@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from sam_age.web import WebDemo, build_app

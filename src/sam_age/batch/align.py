@@ -111,10 +111,12 @@ def _record(item: Item, status: str, request: AlignRequest, reason=None, files=(
             "seconds": round(float(seconds), 3), "request": request.to_json()}
 
 
-def run_align(items: Sequence[Item], *, out: Path, request: AlignRequest, ranks: Ranks = Ranks(),
+def run_align(items: Sequence[Item], *, out: Path, request: AlignRequest, ranks: Optional[Ranks] = None,
               overwrite: bool = False, workers: Optional[int] = None, batch: int = 8,
               on_outcome: Callable[[Outcome], None] = lambda o: None, extra_failed: int = 0) -> ShardResult:
-    """Align this rank's share of ``items`` into ``out`` (see the module docstring)."""
+    """Align this rank's share of ``items`` into ``out`` (see the module docstring).
+    ``ranks`` defaults to the launch this process is in (read when called)."""
+    ranks = Ranks() if ranks is None else ranks
     from PIL import Image
 
     from ..render import save_image

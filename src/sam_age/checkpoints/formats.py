@@ -78,7 +78,7 @@ class _DtypeStub:
     """``numpy.dtype(name, align, copy)`` + BUILD, checked: a plain numeric dtype only."""
 
     def __init__(self, name, align=False, copy=False):
-        if not isinstance(name, str) or len(name) > 4 or not name[:1] in ("b", "i", "u", "f", "c") \
+        if not isinstance(name, str) or len(name) > 4 or name[:1] not in ("b", "i", "u", "f", "c") \
                 or not name[1:].isdigit():
             raise UnsafeCheckpointError(f"refusing to load: the pickle asks for dtype {name!r:.40}")
         try:

@@ -21,7 +21,7 @@ from typing import List, Optional
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
 from ..fileio import note_own, not_own_file, shown
 from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,
-                     age_predictor_for, check_batch_size, check_device, check_output_folder, collect_inputs)
+                     check_batch_size, check_device, check_output_folder, collect_inputs)
 from .common import add_sample_alias
 
 OUTPUT_FILES = ("estimates.csv", "estimates.json")
