@@ -56,6 +56,7 @@ class Request:
     mp4: bool = False
     frames_per_age: Optional[int] = None  # only with an animation
     fps: Optional[float] = None
+    mark: str = "xmp"  # how the files are marked (sam_age.marks.kind_of): xmp | c2pa | none
 
     def __post_init__(self):
         if self.format not in FORMATS:

@@ -81,6 +81,7 @@ def run(args) -> int:
     from ..batch.outputs import Request, checkpoint_identity
     from ..batch.runner import NOT_DONE, SKIPPED, run_shard
     from ..launch import Ranks
+    from ..marks import kind_of
     from ..render import mp4_available
 
     if args.mp4 and not mp4_available():
@@ -95,7 +96,7 @@ def run(args) -> int:
     request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
                       format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
                       paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
-                      frames_per_age=args.frames_per_age, fps=args.fps)
+                      frames_per_age=args.frames_per_age, fps=args.fps, mark=kind_of(setup.mark))
     items = [Item(i, name, path) for i, (name, path) in enumerate(setup.named)]
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
     n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
@@ -119,7 +120,7 @@ def run(args) -> int:
 
     result = run_shard(items, out=Path(args.output), request=request, get_pipeline=setup.get_pipeline,
                        ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
-                       extra_failed=len(missing), on_outcome=report, on_progress=batch.advance)
+                       extra_failed=len(missing), on_outcome=report, on_progress=batch.advance, mark=setup.mark)
     if not ranks.distributed:
         return batch.finish()
     # Under torchrun: one summary per rank; the last rank to finish also sums up the launch

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..defaults import DEFAULT_VIDEO_AGE, DEFAULT_VIDEO_CRF
 from ..errors import UsageError
 from .common import (Batch, add_batch_size_argument, add_checkpoint_argument, add_device_arguments,
-                     check_batch_size, check_device, check_output_folder, load_pipeline)
+                     add_mark_arguments, check_batch_size, check_device, check_output_folder, load_pipeline,
+                     resolve_mark)
 
 DESCRIPTION = """\
 Age every person in a video clip (or one: --face N, --largest).
@@ -63,6 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--keep-cache", action="store_true", help="keep the per-chunk cache after a finished run")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (per input and track)")
+    add_mark_arguments(p)
     p.set_defaults(run=run)
     return p
 
@@ -98,6 +100,7 @@ def run(args) -> int:
     from ..weights.store import resolve_weights
 
     job = _job(args)
+    mark = resolve_mark(args, "video")  # a certificate c2pa refuses: exit 2 now
     check_device(args.device)
     check_output_folder(args.output)
     ffmpeg_exe()  # exit 2 at once when imageio-ffmpeg is missing
@@ -116,7 +119,7 @@ def run(args) -> int:
         if ager is None:
             ager = VideoAger(load_pipeline(weights, device, dtype, args.batch_size))
         result = ager.run(path, args.output, job, overwrite=args.overwrite, progress=not args.json,
-                          keep_cache=args.keep_cache)
+                          keep_cache=args.keep_cache, mark=mark)
         for note in result.notes:
             batch.bar.write(f"sam-age video: {path}: {note}", file=sys.stderr)
         rec = result.to_json()
