@@ -96,10 +96,12 @@ def kind_of(mark: Optional[Mark]) -> str:
     return "none" if mark is None else mark.kind
 
 
-def description(mark: Mark) -> str:
-    what = "face pasted into the photo" if mark.source == COMPOSITE else "face generated"
+def description(mark: Mark, media: str = "image") -> str:
+    """One sentence for people: ``AI-edited image: face generated at age 70 by sam-age 0.1.0 ...``."""
+    where = "photo" if media == "image" else "video"
+    what = f"face pasted into the {where}" if mark.source == COMPOSITE else "face generated"
     age = f" at age {mark.age}" if mark.age else ""
-    return f"AI-edited image: {what}{age} by {TOOL} {tool_version()} (trained algorithmic media)"
+    return f"AI-edited {media}: {what}{age} by {TOOL} {tool_version()} (trained algorithmic media)"
 
 
 def _esc(text: str) -> str:
@@ -107,8 +109,9 @@ def _esc(text: str) -> str:
             .replace('"', "&quot;"))
 
 
-def xmp_packet(mark: Mark) -> bytes:
-    """The XMP packet (UTF-8, with the ``xpacket`` wrapper) for ``mark``."""
+def xmp_packet(mark: Mark, media: str = "image") -> bytes:
+    """The XMP packet (UTF-8, with the ``xpacket`` wrapper) for ``mark`` (``media``:
+    ``image`` or ``video``, for the description)."""
     version = tool_version()
     attrs = {"Iptc4xmpExt:DigitalSourceType": mark.source,
              "Iptc4xmpExt:AISystemUsed": SYSTEM,
@@ -123,7 +126,7 @@ def xmp_packet(mark: Mark) -> bytes:
     text = (f'<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
             f'<x:xmpmeta xmlns:x="{NS["x"]}">\n <rdf:RDF xmlns:rdf="{NS["rdf"]}">\n'
             f'  <rdf:Description rdf:about="" {ns}\n    {body}>\n'
-            f'   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{_esc(description(mark))}'
+            f'   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{_esc(description(mark, media))}'
             f'</rdf:li></rdf:Alt></dc:description>\n'
             f'  </rdf:Description>\n </rdf:RDF>\n</x:xmpmeta>\n<?xpacket end="w"?>')
     return text.encode("utf-8")
@@ -182,8 +185,7 @@ def ffmpeg_metadata(mark: Optional[Mark]) -> List[str]:
     (``comment`` and ``description``: what players and exiftool show)."""
     if mark is None:
         return []
-    text = f"{description(mark).replace('AI-edited image', 'AI-edited video')}; " \
-           f"DigitalSourceType={mark.source}"
+    text = f"{description(mark, 'video')}; DigitalSourceType={mark.source}"
     return ["-metadata", f"comment={text}", "-metadata", f"description={text}"]
 
 
@@ -194,7 +196,7 @@ def mark_video_file(path, mark: Optional[Mark]) -> Path:
     path = Path(path)
     if mark is None:
         return path
-    xmp = xmp_packet(mark)
+    xmp = xmp_packet(mark, "video")
     with open(path, "ab") as f:
         f.write(struct.pack(">I", 8 + 16 + len(xmp)) + b"uuid" + XMP_UUID + xmp)
     if mark.signer is not None:
@@ -212,7 +214,9 @@ def mark_video_file(path, mark: Optional[Mark]) -> Path:
 
 class SigningError(InputError):
     """c2pa refused to sign one output (that input fails; a bad certificate is caught at
-    start-up by :meth:`SigningKey.check`)."""
+    start-up by :meth:`SigningKey.check`). ``detail``: c2pa's own words."""
+
+    detail = ""
 
 
 def c2pa_available() -> bool:
@@ -314,7 +318,9 @@ class SigningKey:
         except OSError:
             raise
         except Exception as e:
-            raise SigningError(f"C2PA signing failed: {' '.join(str(e).split())[:300]}") from None
+            error = SigningError(f"C2PA signing failed: {' '.join(str(e).split())[:300]}")
+            error.detail = " ".join(str(e).split())[:300]
+            raise error from None
 
     def sign(self, data: bytes, mime: str, mark: Mark, title: str = "sam-age output") -> bytes:
         """``data`` (an encoded image) with a C2PA manifest for ``mark``."""
@@ -330,9 +336,8 @@ class SigningKey:
         from PIL import Image
         try:
             encode_image(Image.new("RGB", (8, 8)), "PNG", Mark(signer=self))
-        except Exception as e:
-            reason = " ".join(str(e).split())
-            raise ValueError(f"c2pa refuses this certificate or key: {reason[:300]}") from None
+        except SigningError as e:
+            raise ValueError(f"c2pa refuses this certificate or key: {e.detail}") from None
 
 
 def _mime_of(path) -> Optional[str]:
@@ -440,7 +445,7 @@ def _mp4_comment(path: Path) -> Optional[str]:
     if i < 0 or data[i + 8:i + 12] != b"data":
         return None
     n = struct.unpack(">I", data[i + 4:i + 8])[0]
-    return data[i + 16:i + 4 + n].decode("utf-8", "replace")
+    return data[i + 20:i + 4 + n].decode("utf-8", "replace")  # data box: size, type, kind, locale
 
 
 def _gif_xmp(data: bytes) -> Optional[bytes]:
@@ -535,6 +540,7 @@ def read_marks(path, trust_anchors: Optional[str] = None) -> dict:
     "digital_source_type", "c2pa": {...}|None}``. ``marked``: an IPTC digital source type
     is present (XMP) or a C2PA manifest is. Raises ``OSError`` / ``ValueError`` for a file
     that cannot be read at all."""
+    from PIL import UnidentifiedImageError
     path = Path(path)
     fields = None
     xmp_error = None
@@ -544,10 +550,12 @@ def read_marks(path, trust_anchors: Optional[str] = None) -> dict:
             fields = parse_xmp(raw)
     except (ValueError, ET.ParseError) as e:
         xmp_error = f"unreadable XMP: {e}"
+    except UnidentifiedImageError:
+        raise ValueError("not an image (PNG, JPEG, WebP, GIF, ...) or an MP4") from None
     except OSError:
         raise
-    except Exception as e:  # Pillow cannot open it: not an image we know
-        raise ValueError(f"not an image or MP4 ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+    except Exception as e:  # Pillow fails on it otherwise: a broken image
+        raise ValueError(f"unreadable ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
     out: Dict[str, object] = {"file": str(path)}
     dst = (fields or {}).get("Iptc4xmpExt:DigitalSourceType")
     out["digital_source_type"] = dst
