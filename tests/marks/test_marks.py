@@ -197,7 +197,9 @@ def test_c2pa_reader_validates_a_signed_output(tmp_path, fmt, suffix, opts):
     assert state == "Valid"
     assert [s["code"] for s in store["validation_status"]] == ["signingCredential.untrusted"]
     # the XMP is still there for readers that know no C2PA
-    assert exiftool(out)[0]["XMP-iptcExt:DigitalSourceType"] == COMPOSITE
+    assert read_marks(out)["digital_source_type"] == COMPOSITE
+    if shutil.which("exiftool"):
+        assert exiftool(out)[0]["XMP-iptcExt:DigitalSourceType"] == COMPOSITE
     assert read_marks(out, trust_anchors=str(ca.root))["c2pa"]["state"] == "Trusted"
 
 
@@ -241,7 +243,7 @@ def test_signed_mp4_validates(tmp_path):
     key = SigningKey.load(ca.chain, ca.key)
     path = save_mp4([_photo(i, 32) for i in range(4)], tmp_path / "anim.mp4", mark=Mark(age="0,100", signer=key))
     assert _reader(path, ca.root)[1] == "Trusted"
-    assert exiftool(path)[0]["XMP-iptcExt:DigitalSourceType"] == GENERATED
+    assert read_marks(path)["digital_source_type"] == GENERATED
 
 
 def test_refused_certificate_exit_2_before_model_work(tmp_path, capsys):

@@ -13,7 +13,7 @@ import sys
 
 from ..errors import EXIT_OK, UsageError
 from .common import (add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument,
-                     add_device_arguments, check_batch_size, check_device)
+                     add_device_arguments, add_mark_arguments, check_batch_size, check_device, resolve_mark)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -33,6 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="also open a temporary public *.gradio.live link (needs the internet)")
     p.add_argument("--max-upload-mb", dest="max_upload_mb", type=float, default=20.0, metavar="N",
                    help="refuse uploads larger than this (default 20)")
+    add_mark_arguments(p)  # --no-mark, --sign-cert, --sign-key: every download is marked (and signed)
     p.set_defaults(run=run)
     return p
 
@@ -44,6 +45,7 @@ def run(args) -> int:
     if args.max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be positive, not {args.max_upload_mb:g}")
     check_device(args.device)
+    mark = resolve_mark(args, "serve")  # a certificate c2pa refuses: exit 2 before the model loads
     check_port(args.host, args.port)
     try:
         import gradio  # noqa: F401
@@ -56,7 +58,7 @@ def run(args) -> int:
     pipeline = AgePipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype,
                                            batch_size=args.batch_size, progress=True,
                                            age_predictor=args.age_predictor_weights)
-    demo = build_app(pipeline, max_upload_mb=args.max_upload_mb)
+    demo = build_app(pipeline, max_upload_mb=args.max_upload_mb, mark=mark)
     print(f"sam-age serve: model on {pipeline.device}; open http://{args.host}:{args.port} "
           "(Ctrl+C stops)", file=sys.stderr)
     try:
