@@ -257,6 +257,10 @@ def test_refused_certificate_exit_2_before_model_work(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert "c2pa refuses this certificate" in err[0] and "self-signed" in err[0]
     assert not (tmp_path / "out").exists()
+    for argv in (["serve"], ["mix", "sample", "--checkpoint", str(missing)], ["video", "clip.mp4"]):
+        assert main([*argv, "--sign-cert", str(bad.chain), "--sign-key", str(bad.key)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "c2pa refuses this certificate" in err[0], (argv, err)
     # a key that is not the certificate's; one flag without the other; --no-mark with signing
     other = make_ca(tmp_path / "other")
     good = make_ca(tmp_path / "good")
@@ -272,8 +276,10 @@ def test_refused_certificate_exit_2_before_model_work(tmp_path, capsys):
 def test_marks_module_keeps_its_floor():
     """marks.py is floor 1: it imports no torch and nothing above it."""
     import ast
+    from pathlib import Path
+
     import sam_age.marks as m
-    tree = ast.parse(open(m.__file__).read())
+    tree = ast.parse(Path(m.__file__).read_text())
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {f"{'.' * n.level}{n.module or ''}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any(x.startswith(("torch", ".pipeline", ".engine", ".models", ".cli")) for x in names), names
