@@ -42,3 +42,31 @@ def test_served_files_unmarked_with_no_mark_and_bounded(web_pipeline, tmp_path):
     paths = [demo.served(Image.new("RGB", (8, 8), (i, 0, 0))) for i in range(5)]
     assert not read_marks(paths[-1])["marked"]
     assert len(list((tmp_path / "web" / "served").glob("*.png"))) == 3
+
+
+def test_what_a_visitor_downloads_is_marked(web_pipeline, tmp_path):
+    """The page on loopback, driven through gradio_client: the files it hands out."""
+    import socket
+    client_mod = pytest.importorskip("gradio_client")
+    from sam_age.pipeline import sample_path
+    from sam_age.web import build_app, launch
+    app = build_app(web_pipeline, max_upload_mb=5, frames_per_age=1, workdir=tmp_path / "web")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch(app, host="127.0.0.1", port=port, block=False, quiet=True)
+    try:
+        client = client_mod.Client(f"http://127.0.0.1:{port}/", verbose=False,
+                                   download_files=str(tmp_path / "downloads"))
+        photo = client_mod.handle_file(str(sample_path()))
+        result = client.predict(photo, "20, 70", False, True, False, api_name="/age")
+        message, strip, gallery, pasted = result[0], result[1], result[2], result[-1]
+        assert message.startswith("Done"), message
+        assert read_marks(strip)["xmp"]["samage:AgeRequested"] == "20,70"
+        paths = [item["image"] for item in gallery["value"]]  # an update: {"value": [{"image", "caption"}]}
+        assert [read_marks(p)["digital_source_type"] for p in paths] == [GENERATED] * 2, gallery
+        assert read_marks(pasted)["digital_source_type"] == COMPOSITE
+        quick, _ = client.predict(photo, 45, api_name="/quick")
+        assert read_marks(quick)["xmp"]["samage:AgeRequested"] == "45"
+    finally:
+        app.close()
