@@ -69,8 +69,8 @@ def image_bytes(img: Image.Image, suffix: str = ".png", mark: Optional[Mark] = D
 def save_image(img: Image.Image, path, mark: Optional[Mark] = DEFAULT_MARK) -> Path:
     """Write ``img`` in the format its suffix names (PNG when the suffix is unknown),
     marked (:mod:`sam_age.marks`), atomically."""
-    data = image_bytes(img, Path(path).suffix, mark)  # encoded (and signed) before the file opens
-    return atomic_write(path, lambda f: f.write(data))
+    # encoded inside the atomic write: an error while encoding names the target file
+    return atomic_write(path, lambda f: f.write(image_bytes(img, Path(path).suffix, mark)))
 
 
 def gif_bytes(frames: Sequence[Image.Image], fps: float = 12.0, mark: Optional[Mark] = DEFAULT_MARK) -> bytes:
@@ -81,8 +81,7 @@ def gif_bytes(frames: Sequence[Image.Image], fps: float = 12.0, mark: Optional[M
 
 def save_gif(frames: Sequence[Image.Image], path, fps: float = 12.0,
              mark: Optional[Mark] = DEFAULT_MARK) -> Path:
-    data = gif_bytes(frames, fps, mark)
-    return atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(gif_bytes(frames, fps, mark)))
 
 
 def mp4_available() -> bool:
