@@ -63,7 +63,10 @@ from PIL import Image
 
 from .ages import format_age, parse_ages
 from .errors import CheckpointError, ImageReadError, InputError, NoFaceError, SamAgeError, UsageError
+from .marks import COMPOSITE, GENERATED, Mark, encode_image
+from .marks import DEFAULT as DEFAULT_MARK
 from .pipeline import AgePipeline, prepare_faces
+from .render import gif_bytes
 
 log = logging.getLogger(__name__)
 
@@ -657,11 +660,14 @@ def prepare_upload(data: bytes, name: str, all_faces: bool, limits: Limits):
     return photo, faces[:limits.max_faces], len(faces)
 
 
-def _encode(img: Image.Image, fmt: str) -> bytes:
+def _encode(img: Image.Image, fmt: str, mark: Optional[Mark] = None) -> bytes:
+    """``img`` as ``fmt``'s bytes, with ``mark``'s AI-edit XMP (and C2PA) (:mod:`sam_age.marks`)."""
     pil, options = PIL_FORMATS[fmt]
-    buf = io.BytesIO()
-    img.save(buf, format=pil, **options)
-    return buf.getvalue()
+    return encode_image(img, pil, mark, **options)
+
+
+def _marked(mark: Optional[Mark], **what) -> Optional[Mark]:
+    return None if mark is None else mark.but(**what)
 
 
 def _b64(data: bytes) -> str:
@@ -675,27 +681,26 @@ def _box(quad) -> Optional[List[float]]:
     return [round(min(xs), 2), round(min(ys), 2), round(max(xs), 2), round(max(ys), 2)]
 
 
-def age_answer(req: AgeRequest, result, frames, found: int) -> dict:
+def age_answer(req: AgeRequest, result, frames, found: int, mark: Optional[Mark] = None) -> dict:
+    """The JSON answer; every image in it marked with ``mark`` (None: unmarked), per image
+    with its age and kind (a face: generated; a pasted photo: a composite)."""
     labels = [format_age(a) for a in req.ages]
     faces = []
     for k, face in enumerate(result.faces):
         anim = None
         if frames is not None:
-            buf = io.BytesIO()
-            frames[k][0].save(buf, format="GIF", save_all=True, append_images=list(frames[k][1:]),
-                              duration=int(round(1000 / ANIMATION_FPS)), loop=0, optimize=False, disposal=1)
-            anim = _b64(buf.getvalue())
+            anim = _b64(gif_bytes(frames[k], ANIMATION_FPS, _marked(mark, source=GENERATED, age=",".join(labels))))
         faces.append({
             "box": _box(face.quad), "quad": None if face.quad is None else [[round(float(x), 2) for x in p]
                                                                               for p in face.quad],
             "score": round(float(face.score), 4),
             "estimated_age": None if face.estimated_age is None else round(float(face.estimated_age), 2),
-            "images": [{"requested": lab, "age": round(float(a), 4), "image": _b64(_encode(img, req.format))}
+            "images": [{"requested": lab, "age": round(float(a), 4), "image": _b64(_encode(img, req.format, _marked(mark, source=GENERATED, age=lab)))}
                        for lab, a, img in zip(labels, face.ages, face.images)],
             "animation": anim})
     pasted = None
     if result.pasted:
-        pasted = [{"requested": lab, "image": _b64(_encode(img, req.format))}
+        pasted = [{"requested": lab, "image": _b64(_encode(img, req.format, _marked(mark, source=COMPOSITE, age=lab)))}
                   for lab, img in zip(labels, result.pasted)]
     return {"ages": labels, "format": req.format, "media_type": FORMAT_TYPES[req.format],
             "faces_found": found, "faces": faces, "pasted": pasted, "notes": result.notes}
@@ -711,7 +716,7 @@ class _JobFolder:
         return self.root / rel
 
 
-def age_zip(req: AgeRequest, result, frames, workdir: Path) -> bytes:
+def age_zip(req: AgeRequest, result, frames, workdir: Path, mark: Optional[Mark] = None) -> bytes:
     """The files ``sam-age age`` writes for this photo (per-input layout), zipped. They are
     written by the CLI's own writer into a job folder that is removed before returning."""
     from .batch.outputs import Layout, Request
@@ -725,7 +730,7 @@ def age_zip(req: AgeRequest, result, frames, workdir: Path) -> bytes:
     job = workdir / uuid.uuid4().hex
     job.mkdir(parents=True)
     try:
-        write_results(_JobFolder(job), plan, request, result, frames)
+        write_results(_JobFolder(job), plan, request, result, frames, mark)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
             for rel in plan.all():
@@ -832,8 +837,11 @@ class SamAgeServer:
 
 
 def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Optional[Dict[str, str]] = None,
-                 demo: bool = True, workdir: Optional[Path] = None, title: str = "SAM age") -> SamAgeServer:
-    """The FastAPI app with the API, and the demo mounted at ``/`` (``demo=False``: API only)."""
+                 demo: bool = True, workdir: Optional[Path] = None, title: str = "SAM age",
+                 mark: Optional[Mark] = DEFAULT_MARK) -> SamAgeServer:
+    """The FastAPI app with the API, and the demo mounted at ``/`` (``demo=False``: API only).
+    ``mark``: how every image the API answers with and the page serves says it was edited by
+    AI (:mod:`sam_age.marks`; None: unmarked, ``--no-mark``)."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
@@ -929,12 +937,15 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
                     result.pasted = [AgePipeline.paste(photo, result.faces, k, mask=req.mask)
                                      for k in range(len(req.ages))]
                 if wants == "application/zip":
-                    return Response(age_zip(req, result, frames, workdir), media_type="application/zip",
+                    return Response(age_zip(req, result, frames, workdir, mark), media_type="application/zip",
                                     headers={"Content-Disposition": f'attachment; filename="{_name_of(filename)}.zip"'})
                 if wants in IMAGE_TYPES:
                     img = result.pasted[0] if result.pasted else result.faces[0].images[0]
-                    return Response(_encode(img, IMAGE_TYPES[wants]), media_type=wants)
-                return JSONResponse(age_answer(req, result, frames, found))
+                    source = COMPOSITE if result.pasted else GENERATED
+                    return Response(_encode(img, IMAGE_TYPES[wants],
+                                            _marked(mark, source=source, age=format_age(req.ages[0]))),
+                                    media_type=wants)
+                return JSONResponse(age_answer(req, result, frames, found, mark))
             return await run_in_threadpool(finish)
 
     estimate_responses = {"200": {"description": "The estimated age of each face",
@@ -990,7 +1001,7 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
         from .web import build_app
         blocks = build_app(pipeline, max_upload_mb=limits.max_upload_mb, workdir=workdir / "web",
                            title=f"{title} demo", model_slot=queue.slot, max_queue=limits.max_queue,
-                           max_faces=limits.max_faces, max_pixels=limits.max_pixels)
+                           max_faces=limits.max_faces, max_pixels=limits.max_pixels, mark=mark)
         gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{limits.max_upload_mb:g}mb",
                             show_error=False, footer_links=["gradio"])
 

@@ -3,6 +3,10 @@
 Labels (``age 30`` under each strip tile and on each animation frame) are drawn in a band
 along the bottom edge of the tile, ``label_band(height)`` pixels high; nothing above the
 band changes, and without labels the pixels are exactly the unlabelled ones.
+
+Every image and animation is encoded through :mod:`sam_age.marks` (``mark=``: the AI-edit
+XMP and, with a signer, C2PA; the default is a generated face's mark; ``mark=None`` writes
+the plain encoder's bytes, as ``--no-mark`` asks).
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .errors import SamAgeError
 from .fileio import atomic_write
+from .marks import DEFAULT as DEFAULT_MARK  # a generated face, no age: what a caller that names no mark gets
+from .marks import Mark, encode_image, ffmpeg_metadata, mark_video_file
 
 
 def label_band(height: int) -> int:
@@ -132,19 +138,28 @@ IMAGE_FORMATS = {
 }
 
 
-def save_image(img: Image.Image, path) -> Path:
-    """Write ``img`` in the format its suffix names (PNG when the suffix is unknown), atomically."""
-    fmt, options = IMAGE_FORMATS.get(Path(path).suffix.lower(), IMAGE_FORMATS[".png"])
-    return atomic_write(path, lambda f: img.save(f, format=fmt, **options))
+def image_bytes(img: Image.Image, suffix: str = ".png", mark: Optional[Mark] = DEFAULT_MARK) -> bytes:
+    """``img`` encoded as the format ``suffix`` names (PNG when unknown), marked."""
+    fmt, options = IMAGE_FORMATS.get(suffix.lower(), IMAGE_FORMATS[".png"])
+    return encode_image(img, fmt, mark, **options)
 
 
-def save_gif(frames: Sequence[Image.Image], path, fps: float = 12.0) -> Path:
+def save_image(img: Image.Image, path, mark: Optional[Mark] = DEFAULT_MARK) -> Path:
+    """Write ``img`` in the format its suffix names (PNG when the suffix is unknown),
+    marked (:mod:`sam_age.marks`), atomically."""
+    # encoded inside the atomic write: an error while encoding names the target file
+    return atomic_write(path, lambda f: f.write(image_bytes(img, Path(path).suffix, mark)))
+
+
+def gif_bytes(frames: Sequence[Image.Image], fps: float = 12.0, mark: Optional[Mark] = DEFAULT_MARK) -> bytes:
     duration = int(round(1000.0 / fps))
+    return encode_image(frames[0], "GIF", mark, save_all=True, append_images=list(frames[1:]),
+                        duration=duration, loop=0, optimize=False, disposal=1)
 
-    def write(f):
-        frames[0].save(f, format="GIF", save_all=True, append_images=list(frames[1:]),
-                       duration=duration, loop=0, optimize=False, disposal=1)
-    return atomic_write(path, write)
+
+def save_gif(frames: Sequence[Image.Image], path, fps: float = 12.0,
+             mark: Optional[Mark] = DEFAULT_MARK) -> Path:
+    return atomic_write(path, lambda f: f.write(gif_bytes(frames, fps, mark)))
 
 
 def mp4_available() -> bool:
@@ -156,8 +171,10 @@ def mp4_available() -> bool:
     return True
 
 
-def save_mp4(frames: Sequence[Image.Image], path, fps: float = 12.0) -> Path:
-    """H.264 MP4 through imageio + imageio-ffmpeg (``pip install 'sam-age[demo]'``)."""
+def save_mp4(frames: Sequence[Image.Image], path, fps: float = 12.0,
+             mark: Optional[Mark] = DEFAULT_MARK) -> Path:
+    """H.264 MP4 through imageio + imageio-ffmpeg (``pip install 'sam-age[demo]'``), marked
+    in its container metadata (:func:`sam_age.marks.mark_video_file`)."""
     if not mp4_available():
         raise SamAgeError("writing MP4 needs imageio and imageio-ffmpeg: "
                           "pip install 'sam-age[demo]' (or use --gif)")
@@ -168,9 +185,11 @@ def save_mp4(frames: Sequence[Image.Image], path, fps: float = 12.0) -> Path:
     try:
         # ffmpeg needs a real file name; write next to the target, then rename (atomic).
         with imageio.get_writer(str(tmp), fps=fps, codec="libx264", quality=8,
-                                macro_block_size=1, ffmpeg_log_level="error") as writer:
+                                macro_block_size=1, ffmpeg_log_level="error",
+                                output_params=ffmpeg_metadata(mark)) as writer:
             for fr in frames:
                 writer.append_data(np.asarray(fr.convert("RGB")))
+        mark_video_file(tmp, mark)
         tmp.replace(path)
     finally:
         if tmp.exists():

@@ -39,7 +39,9 @@ from .ages import RelativeAge
 from .errors import ImageReadError, InputError, SamAgeError, UsageError, VideoReadError
 from .images import read_image
 from .pipeline import parse_ages, sample_path
-from .render import make_strip, mp4_available, save_gif, save_mp4
+from .marks import COMPOSITE, GENERATED, Mark
+from .marks import DEFAULT as DEFAULT_MARK
+from .render import make_strip, mp4_available, save_gif, save_image, save_mp4
 from .video import VideoAger, VideoJob
 
 # No usage statistics from a demo that may run on a private machine.
@@ -71,6 +73,8 @@ class Outputs:
     gif: Optional[str] = None
     mp4: Optional[str] = None
     pasted: Optional[Image.Image] = None                 # the photo at the oldest age asked
+    pasted_age: Optional[str] = None                     # its age, for its mark
+    face_ages: List[List[str]] = field(default_factory=list)  # per face: each image's age, for its mark
 
 
 def parse_ages_text(text: str) -> list:
@@ -104,8 +108,10 @@ class WebDemo:
     def __init__(self, pipeline, workdir: Optional[Path] = None,
                  max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, frames_per_age: int = 4,
                  max_video_seconds: float = MAX_VIDEO_SECONDS, model_slot=None,
-                 max_faces: int = DEFAULT_MAX_FACES, max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_faces: int = DEFAULT_MAX_FACES, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 mark: Optional[Mark] = DEFAULT_MARK):
         self.pipeline = pipeline
+        self.mark = mark  # how every download says it was edited by AI (None: unmarked; sam_age.marks)
         self.max_faces = max(1, int(max_faces))
         self.max_pixels = int(max_pixels)
         self._jobs: dict = {}  # job folder -> the time its handler returned (see clean_jobs)
@@ -184,7 +190,7 @@ class WebDemo:
             with self._lock:
                 photo, found = self.pipeline.prepare(path, all_faces=all_faces)
                 result = self.pipeline.age_prepared(photo, found[:self.max_faces], ages, paste_back=paste_back)
-                out = self._outputs(result, animate)
+                out = self._outputs(result, animate, path)
         except Exception as e:
             return Outputs(self._report(e, upload))
         n = len(result.faces)
@@ -196,7 +202,7 @@ class WebDemo:
             out.message += " " + _estimate_text(result)
         return out
 
-    def _outputs(self, result, animate: bool) -> Outputs:
+    def _outputs(self, result, animate: bool, upload=None) -> Outputs:
         strips = [make_strip(f.aligned, f.images) for f in result.faces]
         strip = Image.new("RGB", (strips[0].width, sum(s.height for s in strips)), "white")
         y = 0
@@ -205,22 +211,60 @@ class WebDemo:
             y += s.height
         faces = [[(im, _caption(k, a, r)) for im, a, r in zip(f.images, f.ages, f.requested or f.ages)]
                  for k, f in enumerate(result.faces)]
-        out = Outputs("", ok=True, strip=strip, faces=faces)
+        out = Outputs("", ok=True, strip=strip, faces=faces,
+                      face_ages=[[f"{a:g}" if not isinstance(r, RelativeAge) else f"{r} ({a:g})"
+                                  for a, r in zip(f.ages, f.requested or f.ages)] for f in result.faces])
         if result.pasted:
             oldest = max(range(len(result.ages)), key=lambda i: result.ages[i])
             out.pasted = result.pasted[oldest]
+        if result.pasted:
+            out.pasted_age = f"{result.ages[oldest]:g}"
         if animate and len(result.ages) > 1:
-            out.gif, out.mp4 = self._animation(result.faces[0])
+            out.gif, out.mp4 = self._animation(result.faces[0], upload)
         return out
 
-    def _animation(self, face) -> Tuple[str, Optional[str]]:
+    def _animation(self, face, upload=None) -> Tuple[str, Optional[str]]:
         frames = self.pipeline.animate(face, frames_per_age=self.frames_per_age)
         job = self.workdir / uuid.uuid4().hex[:12]
         job.mkdir()
         self._jobs[job] = None
-        gif = save_gif(frames, job / "aging.gif", fps=ANIMATION_FPS)
-        mp4 = save_mp4(frames, job / "aging.mp4", fps=ANIMATION_FPS) if mp4_available() else None
+        mark = self.marked(GENERATED, ",".join(f"{a:g}" for a in face.ages), upload)
+        gif = save_gif(frames, job / "aging.gif", fps=ANIMATION_FPS, mark=mark)
+        mp4 = save_mp4(frames, job / "aging.mp4", fps=ANIMATION_FPS, mark=mark) if mp4_available() else None
         return str(gif), (str(mp4) if mp4 else None)
+
+    # -- what the page serves: marked files ------------------------------------------------
+    SERVED_KEPT = 64  # files written for the page kept on disk (Gradio copies each into its cache)
+
+    def marked(self, source: str, age: Optional[str], upload=None) -> Optional[Mark]:
+        """This demo's mark for one output (None when the server runs with --no-mark)."""
+        if self.mark is None:
+            return None
+        ingredient = str(upload) if upload and Path(str(upload)).is_file() else None
+        return self.mark.but(source=source, age=age, ingredient=ingredient)
+
+    def served(self, img: Optional[Image.Image], source: str = GENERATED, age: Optional[str] = None,
+               upload=None) -> Optional[str]:
+        """``img`` as a marked PNG file the page serves as is (Gradio re-encodes a PIL image
+        without its metadata; a file path it passes on byte for byte). The oldest files go
+        when more than :attr:`SERVED_KEPT` are on disk."""
+        if img is None:
+            return None
+        folder = self.workdir / "served"
+        folder.mkdir(exist_ok=True)
+        path = save_image(img, folder / f"{uuid.uuid4().hex[:16]}.png", mark=self.marked(source, age, upload))
+        old = sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)[:-self.SERVED_KEPT]
+        for p in old:
+            p.unlink(missing_ok=True)
+        return str(path)
+
+    def served_outputs(self, out: "Outputs", upload=None) -> Tuple[Optional[str], list, Optional[str]]:
+        """``(strip, galleries, pasted)`` of :meth:`age`'s answer as marked files."""
+        faces = [[(self.served(im, GENERATED, age, upload), caption) for (im, caption), age in zip(f, ages)]
+                 for f, ages in zip(out.faces, out.face_ages)]
+        ages = ",".join(out.face_ages[0]) if out.face_ages else None
+        return (self.served(out.strip, GENERATED, ages or None, upload), faces,
+                self.served(out.pasted, COMPOSITE, out.pasted_age, upload))
 
     # -- video -------------------------------------------------------------------------------
     def video(self, upload, age: float, side_by_side: bool = False) -> Tuple[Optional[str], str]:
@@ -236,7 +280,7 @@ class WebDemo:
             with self._lock:
                 result = VideoAger(self.pipeline).run(path, job, VideoJob(ages=[float(age)],
                                                                           side_by_side=bool(side_by_side)),
-                                                      name=Path(str(upload)).stem or "clip")
+                                                      name=Path(str(upload)).stem or "clip", mark=self.mark)
         except Exception as e:
             return None, self._report(e, upload)
         n = len(result.aged)
@@ -337,14 +381,16 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
               workdir: Optional[Path] = None, frames_per_age: int = 4,
               title: str = "SAM age demo", max_video_seconds: float = MAX_VIDEO_SECONDS,
               model_slot=None, max_queue: int = DEFAULT_MAX_QUEUE, max_faces: int = DEFAULT_MAX_FACES,
-              max_pixels: int = DEFAULT_MAX_PIXELS):
+              max_pixels: int = DEFAULT_MAX_PIXELS, mark: Optional[Mark] = DEFAULT_MARK):
     """The ``gr.Blocks`` page around ``pipeline`` (queued: one model job at a time, the
-    other visitors wait their turn). Launch it with :func:`launch`."""
+    other visitors wait their turn). Launch it with :func:`launch`. ``mark``: how every
+    image, animation and clip the page serves says it was edited by AI (None: unmarked)."""
     import gradio as gr
 
     demo_handlers = WebDemo(pipeline, workdir=workdir, max_upload_mb=max_upload_mb,
                             frames_per_age=frames_per_age, max_video_seconds=max_video_seconds,
-                            model_slot=model_slot, max_faces=max_faces, max_pixels=max_pixels)
+                            model_slot=model_slot, max_faces=max_faces, max_pixels=max_pixels,
+                            mark=mark)
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(f"# {title}\nSee a face at other ages with SAM (*Only a Matter of Style*, "
@@ -410,10 +456,11 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 
         def on_age(upload_value, ages_value, all_value, paste_value, animate_value):
             out = demo_handlers.age(upload_value, ages_value, all_value, paste_value, animate_value)
-            updates = [gr.Gallery(value=out.faces[k] if k < len(out.faces) else None,
-                                  visible=k == 0 or k < len(out.faces))
+            strip_file, faces, pasted_file = demo_handlers.served_outputs(out, upload_value)  # marked files
+            updates = [gr.Gallery(value=faces[k] if k < len(faces) else None,
+                                  visible=k == 0 or k < len(faces))
                        for k in range(MAX_FACES_SHOWN)]
-            return [out.message, out.strip, *updates, out.gif, out.mp4, out.pasted,
+            return [out.message, strip_file, *updates, out.gif, out.mp4, pasted_file,
                     demo_handlers.job_of(out.gif)]
 
         def on_video(video_value, age_value, sbs_value):
@@ -422,17 +469,25 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
 
         job_state = gr.State(None)  # the request's job folder, removed by the event's .then
 
+        def on_quick(upload_value, age_value):
+            image, message = demo_handlers.quick(upload_value, age_value)
+            return demo_handlers.served(image, GENERATED, f"{float(age_value):g}", upload_value), message
+
+        def on_quick_relative(upload_value, years_value):
+            image, message = demo_handlers.quick_relative(upload_value, years_value)
+            return demo_handlers.served(image, GENERATED, str(RelativeAge(float(years_value))), upload_value), message
+
         # Every model call shares one concurrency slot: a single model, used by one job at a time.
         model_slot = dict(concurrency_id="model", concurrency_limit=1)
         sample.click(demo_handlers.sample, None, upload, api_name=False)
         upload.change(demo_handlers.preview, upload, [preview, status], api_name=False)
-        quick.click(demo_handlers.quick, [upload, age], [quick_result, status], api_name="quick",
+        quick.click(on_quick, [upload, age], [quick_result, status], api_name="quick",
                     **model_slot)
-        age.release(demo_handlers.quick, [upload, age], [quick_result, status], api_name=False,
+        age.release(on_quick, [upload, age], [quick_result, status], api_name=False,
                     **model_slot)
-        quick_rel.click(demo_handlers.quick_relative, [upload, years], [quick_result, status],
+        quick_rel.click(on_quick_relative, [upload, years], [quick_result, status],
                         api_name="quick_relative", **model_slot)
-        years.release(demo_handlers.quick_relative, [upload, years], [quick_result, status],
+        years.release(on_quick_relative, [upload, years], [quick_result, status],
                       api_name=False, **model_slot)
         run.click(on_age, [upload, ages, all_faces, paste_back, animate],
                   [status, strip, *galleries, gif, mp4, pasted, job_state], api_name="age",

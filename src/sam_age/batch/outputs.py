@@ -65,6 +65,7 @@ class Request:
     frames_per_age: Optional[int] = None  # only with an animation
     fps: Optional[float] = None
     labels: Optional[bool] = True  # ages written on strip tiles and animation frames (--no-labels: bare)
+    mark: str = "xmp"  # how the files are marked (sam_age.marks.kind_of): xmp | c2pa | none
 
     def __post_init__(self):
         if self.format not in FORMATS:

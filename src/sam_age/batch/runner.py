@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import STOP_ERRNOS, UsageError
+from ..errors import STOP_ERRNOS, SamAgeError, UsageError
 from ..fileio import NotOwnError, not_own_message, shown
 from ..launch import Ranks
+from ..marks import COMPOSITE, GENERATED, Mark
 from ..pipeline import AgePipeline, AgingResult, relative_notes, relative_report
-from ..render import label_frames, make_strip, save_gif, save_image, save_mp4, strip_labels
+from ..render import DEFAULT_MARK, label_frames, make_strip, save_gif, save_image, save_mp4, strip_labels
 from .handshake import Finish
 from .listing import Item, shard
 from .loader import PhotoDataset, Prepared, make_loader
@@ -147,7 +148,7 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
               on_progress: Optional[Callable[[int], None]] = None,
               on_prepared: Optional[Callable[[Item, int], None]] = None,
               on_stage: Optional[Callable[[str, str], None]] = None,
-              device: str = "cpu") -> ShardResult:
+              device: str = "cpu", mark: Optional[Mark] = DEFAULT_MARK) -> ShardResult:
     """Do this rank's share of ``items`` (the whole listing; the split happens here).
 
     ``get_pipeline()`` returns the loaded :class:`~sam_age.pipeline.AgePipeline` (called
@@ -160,7 +161,9 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     (a progress bar's total grows then, not after); ``on_stage(stage, detail)``: reading
     and the face search of the first photo begin (:func:`sam_age.pipeline.prepare_faces`),
     or ``"prepare"`` when worker processes do them; ``device``: where the model runs (it
-    decides how many worker processes, :func:`default_workers`). ``ranks``
+    decides how many worker processes, :func:`default_workers`). ``mark``: how
+    every file is marked (:mod:`sam_age.marks`; None: ``--no-mark``), per file with its
+    age, its kind (face or pasted photo) and the input as C2PA ingredient. ``ranks``
     defaults to the launch this process is in (read when called, not at import)."""
     ranks = Ranks() if ranks is None else ranks
     out = Path(out)
@@ -208,7 +211,7 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
                 pipe = get_pipeline()
                 pipe._check_size(request.size)  # UsageError (exit 2) before anything is written
             for o in _do_batch(batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress,
-                               on_prepared):
+                               on_prepared, mark):
                 outcomes.append(o)
                 reported.add(o.item.index)
                 on_outcome(o)
@@ -245,26 +248,43 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     return ShardResult(outcomes, totals, manifest)
 
 
-def write_results(staging: Staging, plan: Plan, request: Request, result, frames=None) -> None:
+def _age_text(asked: str, made) -> str:
+    """The age a file's mark names: as asked, with the age made when it differs (``+20 (57.4)``)."""
+    try:
+        return asked if float(asked) == float(made) else f"{asked} ({float(made):g})"
+    except (TypeError, ValueError):
+        return f"{asked} ({float(made):g})" if made is not None else asked
+
+
+def _marked(mark: Optional[Mark], **what) -> Optional[Mark]:
+    return None if mark is None else mark.but(**what)
+
+
+def write_results(staging: Staging, plan: Plan, request: Request, result, frames=None,
+                  mark: Optional[Mark] = DEFAULT_MARK) -> None:
     """Write one input's files into ``staging``: ``result`` is an
     :class:`~sam_age.pipeline.AgingResult`; ``frames[k]``: face k's animation frames when
-    the request asks for an animation."""
+    the request asks for an animation; ``mark``: the run's mark (None: unmarked), given
+    each file's age and kind here (a face: generated; a pasted photo: a composite)."""
+    every = ",".join(request.ages)
     for k, (face, files) in enumerate(zip(result.faces, plan.faces)):
-        for img, rel in zip(face.images, files.ages):
-            save_image(img, staging.path(rel))
+        for img, rel, asked, made in zip(face.images, files.ages, request.ages, face.ages):
+            save_image(img, staging.path(rel), mark=_marked(mark, source=GENERATED, age=_age_text(asked, made)))
+        whole = _marked(mark, source=GENERATED, age=every)
         if files.strip:
             labels = strip_labels(face.ages) if request.labels else None
-            save_image(make_strip(face.aligned, face.images, labels), staging.path(files.strip))
+            save_image(make_strip(face.aligned, face.images, labels), staging.path(files.strip), mark=whole)
         anim = frames[k] if frames is not None else None
         if anim is not None and request.labels:
             anim = label_frames(anim, face.ages, request.frames_per_age)
         if files.gif:
-            save_gif(anim, staging.path(files.gif), fps=request.fps)
+            save_gif(anim, staging.path(files.gif), fps=request.fps, mark=whole)
         if files.mp4:
             staging.path(files.mp4).parent.mkdir(parents=True, exist_ok=True)
-            save_mp4(anim, staging.path(files.mp4), fps=request.fps)
-    for img, rel in zip(result.pasted or [], plan.pasted):
-        save_image(img, staging.path(rel))
+            save_mp4(anim, staging.path(files.mp4), fps=request.fps, mark=whole)
+    made_ages = result.ages or [None] * len(request.ages)
+    for img, rel, asked, made in zip(result.pasted or [], plan.pasted, request.ages, made_ages):
+        save_image(img, staging.path(rel), mark=_marked(mark, source=COMPOSITE, age=_age_text(asked, made)))
 
 
 def _record(item: Item, status: str, request: Request, *, reason=None, files: Sequence[str] = (), faces=0,
@@ -285,7 +305,8 @@ def _record(item: Item, status: str, request: Request, *, reason=None, files: Se
 def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layout, out: Path,
               writer: PartWriter, staging: Staging, pool: Optional[ThreadPoolExecutor] = None,
               on_progress: Optional[Callable[[int], None]] = None,
-              on_prepared: Optional[Callable[[Item, int], None]] = None) -> List[Outcome]:
+              on_prepared: Optional[Callable[[Item, int], None]] = None,
+              mark: Optional[Mark] = DEFAULT_MARK) -> List[Outcome]:
     """One batch: intents, the model over every face of the batch
     (``AgePipeline.age_prepared_many``), the files (written by ``pool``'s threads, one input
     each: encoders release the GIL), the final lines."""
@@ -326,7 +347,7 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
             frames = ([pipe.animate(f, frames_per_age=request.frames_per_age) for f in result.faces]
                       if request.gif or request.mp4 else None)  # the model: in this thread
             share = model_seconds * p.n_faces / max(1, n_total)
-            args = (p, todo[p.index], result, frames, share, request, layout, out, staging)
+            args = (p, todo[p.index], result, frames, share, request, layout, out, staging, mark)
             jobs.append(pool.submit(_finish_one, *args) if pool is not None else _finish_one(*args))
         results += [j.result() if pool is not None else j for j in jobs]
 
@@ -345,7 +366,8 @@ def _asked(request: Request) -> dict:
 
 
 def _finish_one(p: Prepared, job: Tuple[Item, bool, frozenset], result: AgingResult, frames, model_share: float,
-                request: Request, layout: Layout, out: Path, staging: Staging) -> Outcome:
+                request: Request, layout: Layout, out: Path, staging: Staging,
+                mark: Optional[Mark] = DEFAULT_MARK) -> Outcome:
     """Paste back, write into staging, rename into place: one input, no model."""
     t1 = time.perf_counter()
     item, replace, own = job
@@ -356,12 +378,16 @@ def _finish_one(p: Prepared, job: Tuple[Item, bool, frozenset], result: AgingRes
                          for k in range(len(request.ages))]
     plan = layout.plan(item.name, len(result.faces))
     try:
-        write_results(staging, plan, request, result, frames)
+        write_results(staging, plan, request, result, frames, _marked(mark, ingredient=str(item.path)))
         files = staging.place(item.name, plan, layout, replace, own)
     except FileExistsError as e:  # a race: the place was free (or sam-age's own) when checked
         staging.discard(item.name, plan)
         reason = str(e) if isinstance(e, NotOwnError) else exists_reason(Path(str(e)))
         return Outcome(item, FAILED, reason, faces=len(result.faces), seconds=p.seconds,
+                       report=_asked(request), aged=True)
+    except SamAgeError as e:  # C2PA refused to sign this input's files (its ingredient): it fails
+        staging.discard(item.name, plan)
+        return Outcome(item, FAILED, e.reason, faces=len(result.faces), seconds=p.seconds,
                        report=_asked(request), aged=True)
     except OSError as e:  # disk full, permissions, ...: this input fails (a full disk stops the run)
         staging.discard(item.name, plan)

@@ -90,6 +90,7 @@ def run(args) -> int:
     from ..batch.outputs import Request, checkpoint_identity
     from ..batch.runner import NOT_DONE, SKIPPED, run_shard
     from ..launch import Ranks
+    from ..marks import kind_of
     from ..render import mp4_available
 
     if args.mp4 and not mp4_available():
@@ -107,7 +108,8 @@ def run(args) -> int:
     request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
                       format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
                       paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
-                      frames_per_age=args.frames_per_age, fps=args.fps, labels=args.labels)
+                      frames_per_age=args.frames_per_age, fps=args.fps, labels=args.labels,
+                      mark=kind_of(setup.mark))
     # Names the manifest records stay their inputs' own; sam-age's own results are no inputs.
     state = read_state(Path(args.output))
     paths, own = drop_own_results([path for _, path in setup.named], Path(args.output), state)
@@ -156,7 +158,7 @@ def run(args) -> int:
                        ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
                        extra_failed=len(missing), on_outcome=report, on_progress=advance,
                        on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
-                       on_stage=stages.start, device=str(ranks.device(args.device)))
+                       on_stage=stages.start, device=str(ranks.device(args.device)), mark=setup.mark)
     if loaded:  # the forms left "auto" are named now that the first call has chosen them
         stages.notes["compute_path"] = compute_path(loaded[0], args.dtype)
     batch.json_extra = stages.as_json()  # stage timings and the compute path, in --json

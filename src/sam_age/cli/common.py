@@ -93,6 +93,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace an input's existing result folder (as a whole)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_quiet_argument(p)
+    add_mark_arguments(p)
 
 
 def add_sample_alias(p: argparse.ArgumentParser) -> None:
@@ -105,6 +106,43 @@ def add_quiet_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no notes (errors and the summary still print); "
                         "the bar is also off when stderr is not a terminal")
+
+
+def add_mark_arguments(p: argparse.ArgumentParser) -> None:
+    """``--no-mark``, ``--sign-cert``, ``--sign-key``: how outputs say they were edited by AI
+    (:mod:`sam_age.marks`; docs/guides/marks.md)."""
+    p.add_argument("--no-mark", action="store_true",
+                   help="write outputs without the AI-edit mark (the XMP digital source type; on by default, "
+                        "as the EU AI Act, Art. 50, asks)")
+    p.add_argument("--sign-cert", metavar="PEM", default=None,
+                   help="C2PA Content Credentials: the signing certificate chain (PEM, signer first)")
+    p.add_argument("--sign-key", metavar="PEM", default=None,
+                   help="C2PA: the private key of --sign-cert (PEM: PKCS#8, SEC1 EC, RSA (PSS) or Ed25519)")
+
+
+def resolve_mark(args, command: str):
+    """The run's :class:`sam_age.marks.Mark` from the flags, or None with ``--no-mark``
+    (said in one stderr line). ``--sign-cert``/``--sign-key`` are loaded and tried on a
+    tiny image now: a certificate c2pa refuses is a UsageError (exit 2) before any model
+    work."""
+    from ..marks import Mark, SigningKey
+    cert, key = getattr(args, "sign_cert", None), getattr(args, "sign_key", None)
+    if getattr(args, "no_mark", False):
+        if cert or key:
+            raise UsageError("--no-mark and --sign-cert/--sign-key contradict each other: give one")
+        print(f"sam-age {command}: warning: --no-mark: the outputs do not say that they were edited by AI "
+              "(no XMP digital source type, no C2PA)", file=sys.stderr)
+        return None
+    if bool(cert) != bool(key):
+        raise UsageError("C2PA signing needs both --sign-cert PEM and --sign-key PEM")
+    if not cert:
+        return Mark()
+    try:
+        signer = SigningKey.load(cert, key)
+        signer.check()
+    except ValueError as e:
+        raise UsageError(f"--sign-cert {cert}: {e}" if not str(e).startswith("--") else str(e)) from None
+    return Mark(signer=signer)
 
 
 def check_batch_size(value) -> None:
@@ -283,6 +321,7 @@ class RunSetup:
     missing: List[str]  # "ARG: reason" for the arguments that named nothing
     weights: Path  # the resolved weights file
     get_pipeline: Callable[[], object]  # loads the model (once per process) when first called
+    mark: object = None  # sam_age.marks.Mark for every output, None with --no-mark (resolve_mark)
 
 
 def prepare_run(args) -> RunSetup:
@@ -294,6 +333,7 @@ def prepare_run(args) -> RunSetup:
     from ..launch import Ranks
     from ..weights.store import resolve_weights
     ages = parse_ages(args.ages, "--ages", relative=True)
+    mark = resolve_mark(args, getattr(args, "command", None) or "age")
     check_batch_size(args.batch_size)
     check_device(args.device)
     check_output_folder(args.output)
@@ -310,7 +350,7 @@ def prepare_run(args) -> RunSetup:
         if predictor is not None:
             pipe.age_predictor = predictor
         return pipe
-    return RunSetup(ages, named, missing, Path(weights), get_pipeline)
+    return RunSetup(ages, named, missing, Path(weights), get_pipeline, mark)
 
 
 def age_predictor_for(args, ages):

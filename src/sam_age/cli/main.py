@@ -19,7 +19,7 @@ from typing import List, Optional
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError
 
 SUBCOMMANDS = ("age", "mix", "estimate", "video", "weights", "train", "serve", "evaluate", "export",
-               "align")
+               "align", "inspect")
 
 
 class _Parser(argparse.ArgumentParser):

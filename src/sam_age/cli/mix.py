@@ -55,6 +55,7 @@ def parse_mask(text: Optional[str]) -> Optional[List[int]]:
 
 
 def run(args) -> int:
+    from ..ages import format_age
     from ..mixing import StyleMixer, fine_layers
     from ..pipeline import prepare_faces
     from ..render import make_strip, save_image
@@ -95,15 +96,19 @@ def run(args) -> int:
         sources = mixer.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
         mixed = mixer.mix_face(base, sources, mask, args.alpha, progress=batch.advance)
         rel, rows = [], [make_strip(base.aligned, base.images)]
+        mark = setup.mark and setup.mark.but(ingredient=str(path))  # None: --no-mark
         with results_folder(folder, args.overwrite) as staged:  # the folder appears whole, or not at all
             for (label, _), images in zip(sources, mixed):
                 for age, img in zip(ages, images):
-                    rel.append(save_image(img, staged / label / f"age_{age_label(age)}.png").relative_to(staged))
+                    one = mark and mark.but(age=f"{format_age(age)} (style {label})")
+                    rel.append(save_image(img, staged / label / f"age_{age_label(age)}.png",
+                                          mark=one).relative_to(staged))
                 rows.append(make_strip(base.aligned, images))
             grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
             for i, r in enumerate(rows):
                 grid.paste(r, (0, i * r.height))
-            rel.append(save_image(grid, staged / "grid.png").relative_to(staged))
+            every = mark and mark.but(age=",".join(format_age(a) for a in ages))
+            rel.append(save_image(grid, staged / "grid.png", mark=every).relative_to(staged))
         layers = mask if mask is not None else fine_layers(pipe.model.n_styles)
         return {"sources": [s[0] for s in sources], "latent_mask": layers, "alpha": args.alpha,
                 "files": [folder / r for r in rel]}

@@ -19,7 +19,7 @@ import sys
 
 from ..errors import EXIT_OK, UsageError
 from .common import (add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument,
-                     add_device_arguments, check_batch_size, check_device)
+                     add_device_arguments, add_mark_arguments, check_batch_size, check_device, resolve_mark)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -59,6 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-wait-ms", dest="batch_wait_ms", type=float, default=DEFAULT_WAIT_MS, metavar="MS",
                    help="how long the model waits for other requests' faces to batch them together "
                         "(default %(default)g)")
+    add_mark_arguments(p)  # --no-mark, --sign-cert, --sign-key: every download is marked (and signed)
     p.set_defaults(run=run)
     return p
 
@@ -79,6 +80,7 @@ def run(args) -> int:
     users = parse_credentials(args.auth, args.auth_file)
     check_exposure(args.host, args.share, users, args.no_auth)
     check_device(args.device)
+    mark = resolve_mark(args, "serve")  # a certificate c2pa refuses: exit 2 before the model loads
     check_port(args.host, args.port)
     try:
         import fastapi  # noqa: F401
@@ -95,7 +97,7 @@ def run(args) -> int:
                                            age_predictor=args.age_predictor_weights)
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_megapixels * 1e6),
                     max_faces=args.max_faces, max_queue=args.max_queue, wait_ms=args.batch_wait_ms)
-    server = build_server(pipeline, limits, users=users)
+    server = build_server(pipeline, limits, users=users, mark=mark)
     # The model and the page are long-lived: out of the collector's way (no full scans of
     # them while serving, and no minutes-long collection of them when Ctrl+C ends the process).
     gc.collect()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_VIDEO_AGE, DEFAULT_VIDEO_CRF
 from ..errors import UsageError
-from .common import (Batch, add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument, add_device_arguments,
-                     add_report_arguments, apply_report, check_batch_size, check_device, check_output_folder,
-                     load_pipeline, report_options)
+from .common import (Batch, add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument,
+                     add_device_arguments, add_mark_arguments, add_report_arguments, apply_report, check_batch_size,
+                     check_device, check_output_folder, load_pipeline, report_options, resolve_mark)
 
 DESCRIPTION = """\
 Age every person in a video clip (or one: --face N, --largest).
@@ -65,6 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (per input and track)")
     add_report_arguments(p)
     add_age_predictor_argument(p)  # DEX, for --report's achieved age
+    add_mark_arguments(p)
     p.set_defaults(run=run)
     return p
 
@@ -100,6 +101,7 @@ def run(args) -> int:
     from ..weights.store import resolve_weights
 
     job = _job(args)
+    mark = resolve_mark(args, "video")  # a certificate c2pa refuses: exit 2 now
     check_device(args.device)
     check_output_folder(args.output)
     ffmpeg_exe()  # exit 2 at once when imageio-ffmpeg is missing
@@ -119,7 +121,7 @@ def run(args) -> int:
         if ager is None:
             ager = VideoAger(apply_report(load_pipeline(weights, device, dtype, args.batch_size), reporting))
         result = ager.run(path, args.output, job, overwrite=args.overwrite, progress=not args.json,
-                          keep_cache=args.keep_cache)
+                          keep_cache=args.keep_cache, mark=mark)
         from ..video.report import report_notes
         for note in result.notes + report_notes(result.report):
             batch.bar.write(f"sam-age video: {path}: {note}", file=sys.stderr)

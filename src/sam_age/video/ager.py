@@ -50,6 +50,7 @@ from ..errors import InputError, NoFaceError, UsageError
 from ..fileio import atomic_write, not_own_file, note_own, shown
 from ..images import to_tensor
 from ..pipeline import INPUT_SIZE, check_ages
+from ..marks import COMPOSITE, DEFAULT as DEFAULT_MARK, Mark
 from .io import DEFAULT_CRF, SegmentWriter, VideoInfo, concat_and_mux, pad_even, probe_video, read_frames
 from .smooth import gaussian_smooth, radius, rms_second_difference
 from .track import MAX_GAP, MIN_FRAMES, FrameFaces, Track, Tracker, select_tracks
@@ -203,7 +204,10 @@ class VideoAger:
 
     # -- public -----------------------------------------------------------------------------
     def run(self, video, output_dir, job: VideoJob, *, overwrite: bool = False, progress: bool = False,
-            keep_cache: bool = False, name: Optional[str] = None) -> VideoResult:
+            keep_cache: bool = False, name: Optional[str] = None,
+            mark: Optional[Mark] = DEFAULT_MARK) -> VideoResult:
+        """``mark``: how the outputs say they were edited by AI (:mod:`sam_age.marks`; the
+        clip is its C2PA ingredient; None: unmarked)."""
         start = time.perf_counter()
         job = job.check()
         self.pipeline._check_size(job.size)
@@ -255,7 +259,9 @@ class VideoAger:
             if getattr(self.pipeline, "report", False):  # --report: measured while rendering
                 from .report import VideoReport
                 self._report = VideoReport(self.pipeline, chosen, len(targets), [t.name for t in targets])
-            files, notes = self._render(info, n, job, chosen, quads, smoothed, cache, targets, prog)
+            if mark is not None:
+                mark = mark.but(source=COMPOSITE, ingredient=str(video))
+            files, notes = self._render(info, n, job, chosen, quads, smoothed, cache, targets, prog, mark)
             stages = {"find_faces": t1 - t0, "track": t2 - t1, "encode": t3 - t2,
                       "render": time.perf_counter() - t3}
         except BaseException as e:
@@ -462,7 +468,7 @@ class VideoAger:
 
     def _render(self, info: VideoInfo, n: int, job: VideoJob, tracks: Sequence[Track],
                 quads: Dict[int, np.ndarray], smoothed: Dict[int, np.ndarray], cache: Path,
-                targets: List[Path], prog):
+                targets: List[Path], prog, mark: Optional[Mark] = DEFAULT_MARK):
         from ..face.paste import paste_face
         n_chunks = math.ceil(n / job.chunk)
         n_out = len(targets)
@@ -536,9 +542,11 @@ class VideoAger:
         out_dir.mkdir(parents=True, exist_ok=True)
         for o, target in enumerate(targets):
             durations = [min(job.chunk, n - c * job.chunk) / info.fps for c in range(n_chunks)]
+            age = f"{job.ramp[0]:g}->{job.ramp[1]:g}" if job.ramp is not None else f"{job.ages[o]:g}"
             notes = concat_and_mux([seg(o, c) for c in range(n_chunks)], info.path, target,
                                    has_audio=bool(info.audio), shortest=n < info.frames,
-                                   durations=[float(d) for d in durations]) or notes
+                                   durations=[float(d) for d in durations],
+                                   mark=mark and mark.but(age=age)) or notes
             note_own(out_dir, [target.name])  # (so that --overwrite may replace it later)
         return targets, notes
 

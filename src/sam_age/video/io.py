@@ -40,6 +40,8 @@ import numpy as np
 
 from ..defaults import DEFAULT_VIDEO_CRF
 from ..errors import SamAgeError, VideoReadError
+from ..marks import DEFAULT as DEFAULT_MARK
+from ..marks import Mark, ffmpeg_metadata, mark_video_file
 
 IMAGE_CODECS = {"mjpeg", "png", "bmp", "tiff", "webp", "gif", "jpeg2000", "pgm", "ppm", "pam", "qoi"}
 IMAGE_FORMATS = ("image2", "_pipe", "gif", "webp")
@@ -379,10 +381,11 @@ class SegmentWriter:
 
 def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: Path,
                    has_audio: bool = True, shortest: bool = False,
-                   durations: Optional[Sequence[float]] = None) -> List[str]:
+                   durations: Optional[Sequence[float]] = None, mark: Optional[Mark] = DEFAULT_MARK) -> List[str]:
     """Join ``segments`` (same encoder settings) without re-encoding, add every audio stream
-    of ``audio_source`` copied as is, write ``out`` atomically. Returns notes (e.g. when the
-    audio had to be re-encoded because MP4 cannot hold its codec)."""
+    of ``audio_source`` copied as is, write ``out`` atomically, marked (:mod:`sam_age.marks`:
+    container ``comment``, the XMP box, C2PA with a signer; ``mark=None``: unmarked).
+    Returns notes (e.g. when the audio had to be re-encoded because MP4 cannot hold its codec)."""
     out = Path(out)
     segments = [Path(s).resolve() for s in segments]
     # the list sits beside the segments (sam-age's own folder) and names them relative to
@@ -407,7 +410,7 @@ def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: P
                 "-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", output_arg(listing)]
         if audio_source and has_audio:
             cmd = base + [*input_args(audio_source), "-map", "0:v:0", "-map", "1:a?", "-c", "copy",
-                          *(["-shortest"] if shortest else []), "-movflags", "+faststart", "-f", "mp4",
+                          *(["-shortest"] if shortest else []), "-movflags", "+faststart", *ffmpeg_metadata(mark), "-f", "mp4",
                           output_arg(tmp)]
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if proc.returncode != 0:  # e.g. PCM audio from a .mov: MP4 cannot hold it as is
@@ -415,11 +418,13 @@ def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: P
                 proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 notes.append("audio re-encoded to AAC 256 kb/s (MP4 cannot hold the input's audio codec)")
         else:
-            cmd = base + ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-f", "mp4", output_arg(tmp)]
+            cmd = base + ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", *ffmpeg_metadata(mark),
+                          "-f", "mp4", output_arg(tmp)]
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if proc.returncode != 0:
             msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             raise SamAgeError(f"ffmpeg could not write the video: {msg[-1] if msg else 'unknown error'}", out)
+        mark_video_file(tmp, mark)
         os.replace(tmp, out)
     finally:
         listing.unlink(missing_ok=True)
