@@ -37,7 +37,7 @@ def test_age_outputs_are_marked_per_kind_and_age(small_sam_path, dex, tmp_path, 
     assert code == 0, cap.err
     base = out / "astronaut"
     asked = {}
-    for f in sorted(p for p in base.iterdir() if p.is_file()):
+    for f in sorted(p for p in base.iterdir() if p.is_file() and not p.name.startswith(".")):
         rec = read_marks(f)
         assert rec["marked"], f
         want = COMPOSITE if f.name.startswith("pasted_") else GENERATED
