@@ -12,6 +12,7 @@ together (``AgePipeline.age_prepared_many``, batches of the engine's size) and e
 encoded as PNG. Offline runs before and after the server runs (interleaved), the ratio uses
 their mean. Writes benchmarks/results/api-<host>-<date>.json and .md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ def photos(n: int) -> list:
     from PIL import Image, ImageOps
 
     from sam_age.pipeline import sample_path
+
     src = Image.open(sample_path()).convert("RGB")
     out = []
     for k in range(n):
@@ -52,6 +54,7 @@ def photos(n: int) -> list:
 
 def offline(pipe, data: list, ages) -> dict:
     from sam_age.pipeline import prepare_faces
+
     start = time.perf_counter()
     prepared = [prepare_faces(d) for d in data]
     results = pipe.age_prepared_many([(None, faces) for _, faces in prepared], ages)
@@ -67,6 +70,7 @@ def offline(pipe, data: list, ages) -> dict:
 
 def served(url: str, data: list, ages: str, clients: int, requests: int) -> dict:
     import httpx
+
     latencies, made, lock = [], [0], threading.Lock()
 
     def client(k):
@@ -80,14 +84,21 @@ def served(url: str, data: list, ages: str, clients: int, requests: int) -> dict
                 with lock:
                     latencies.append(dt)
                     made[0] += n
+
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     wall = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
-    return {"clients": clients, "requests": len(latencies), "images": made[0], "seconds": round(wall, 3),
-            "images_per_s": round(made[0] / wall, 3), "p50_s": round(statistics.median(latencies), 3),
-            "p99_s": round(q[98], 3)}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "images": made[0],
+        "seconds": round(wall, 3),
+        "images_per_s": round(made[0] / wall, 3),
+        "p50_s": round(statistics.median(latencies), 3),
+        "p99_s": round(q[98], 3),
+    }
 
 
 def main(argv=None) -> int:
@@ -108,9 +119,11 @@ def main(argv=None) -> int:
     from sam_age.ages import parse_ages
     from sam_age.api import Limits, build_server
     from sam_age.pipeline import AgePipeline
+
     checkpoint = args.checkpoint or str(bench._small_sam())
-    pipe = AgePipeline(AgePipeline.from_pretrained(checkpoint, device=args.device).model,
-                       cache_size=0)  # no per-upload caches: every request and run does all the work
+    pipe = AgePipeline(
+        AgePipeline.from_pretrained(checkpoint, device=args.device).model, cache_size=0
+    )  # no per-upload caches: every request and run does all the work
     data = photos(args.photos)
     ages = parse_ages(args.ages, relative=True)
     server = build_server(pipe, Limits(max_queue=max(64, args.requests), wait_ms=args.wait_ms), demo=False)
@@ -135,25 +148,42 @@ def main(argv=None) -> int:
     for k, v in runs.items():
         if k.startswith("clients_"):
             v["vs_offline"] = round(v["images_per_s"] / base, 3)
-    report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": platform.node(),
-              "cpu": bench.cpu_info(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "device": args.device, "checkpoint": Path(checkpoint).name, "ages": args.ages,
-              "photos": args.photos, "requests": args.requests, "wait_ms": args.wait_ms,
-              "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in load1],
-              "command": "PYTHONPATH=src python benchmarks/api.py " + " ".join(argv or sys.argv[1:]),
-              "offline_images_per_s": round(base, 3), "runs": runs}
+    report = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(),
+        "cpu": bench.cpu_info(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "checkpoint": Path(checkpoint).name,
+        "ages": args.ages,
+        "photos": args.photos,
+        "requests": args.requests,
+        "wait_ms": args.wait_ms,
+        "loadavg_before": [round(x, 2) for x in load0],
+        "loadavg_after": [round(x, 2) for x in load1],
+        "command": "PYTHONPATH=src python benchmarks/api.py " + " ".join(argv or sys.argv[1:]),
+        "offline_images_per_s": round(base, 3),
+        "runs": runs,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"api-{platform.node()}-{datetime.now(timezone.utc):%Y%m%d-%H%M}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# REST API vs offline, {report['date']}", "",
-             f"{report['cpu']['model']} ({report['cpu']['cores']} cores, flags {' '.join(report['cpu']['flags'])}), "
-             f"torch {report['torch']}, {report['threads']} threads, {args.device}, {report['checkpoint']}, "
-             f"ages {args.ages}, {args.requests} requests of {args.photos} photos, wait {args.wait_ms:g} ms. "
-             f"Load average {load0[0]:.1f} before, {load1[0]:.1f} after (a shared machine: read the ratios).", "",
-             f"Offline (same process, no HTTP): {base:.2f} images/s (before {runs['offline_before']['images_per_s']}, "
-             f"after {runs['offline_after']['images_per_s']}).", "",
-             "| clients | images/s | vs offline | p50 s | p99 s |", "|---|---|---|---|---|"]
+    lines = [
+        f"# REST API vs offline, {report['date']}",
+        "",
+        f"{report['cpu']['model']} ({report['cpu']['cores']} cores, flags {' '.join(report['cpu']['flags'])}), "
+        f"torch {report['torch']}, {report['threads']} threads, {args.device}, {report['checkpoint']}, "
+        f"ages {args.ages}, {args.requests} requests of {args.photos} photos, wait {args.wait_ms:g} ms. "
+        f"Load average {load0[0]:.1f} before, {load1[0]:.1f} after (a shared machine: read the ratios).",
+        "",
+        f"Offline (same process, no HTTP): {base:.2f} images/s (before {runs['offline_before']['images_per_s']}, "
+        f"after {runs['offline_after']['images_per_s']}).",
+        "",
+        "| clients | images/s | vs offline | p50 s | p99 s |",
+        "|---|---|---|---|---|",
+    ]
     for k, v in runs.items():
         if k.startswith("clients_"):
             lines.append(f"| {v['clients']} | {v['images_per_s']} | {v['vs_offline']} | {v['p50_s']} | {v['p99_s']} |")

@@ -9,6 +9,7 @@ Runs alternate between the trees (A B A B ...) so that the machine's load and th
 cache treat them alike; the outputs are checked to hold the same tensors. Results go to
 ``results/convert-rss.json`` and ``.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,7 @@ def run_once(tree: Path, src: Path, out: Path) -> dict:
 def same_tensors(a: Path, b: Path) -> bool:
     import torch
     from safetensors import safe_open
+
     with safe_open(str(a), "pt") as fa, safe_open(str(b), "pt") as fb:
         if set(fa.keys()) != set(fb.keys()) or fa.metadata() != fb.metadata():
             return False
@@ -53,8 +55,13 @@ def same_tensors(a: Path, b: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
-    parser.add_argument("--tree", action="append", default=[], metavar="NAME=SRC_DIR",
-                        help="a source tree to run (default: after=this checkout's src)")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=SRC_DIR",
+        help="a source tree to run (default: after=this checkout's src)",
+    )
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "convert-rss")
     args = parser.parse_args()
@@ -78,15 +85,28 @@ def main() -> int:
         cpu = f"{cpu} ({os.cpu_count()} cores; {', '.join(wanted)})"
     except (OSError, StopIteration):
         pass
-    result = {"command": " ".join([Path(sys.executable).name, "benchmarks/convert_rss.py", str(args.source)]
-                                  + [f"--tree {k}={v}" for k, v in trees.items()]),
-              "source_bytes": args.source.stat().st_size, "cpu": cpu, "loadavg_at_end": load,
-              "outputs_hold_the_same_tensors": same, "runs": runs}
+    result = {
+        "command": " ".join(
+            [Path(sys.executable).name, "benchmarks/convert_rss.py", str(args.source)]
+            + [f"--tree {k}={v}" for k, v in trees.items()]
+        ),
+        "source_bytes": args.source.stat().st_size,
+        "cpu": cpu,
+        "loadavg_at_end": load,
+        "outputs_hold_the_same_tensors": same,
+        "runs": runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["# `weights convert` peak RSS", "", f"Source: `{args.source.name}`, {result['source_bytes']:,} bytes. "
-             f"CPU: {cpu}. Load average at the end: {load[0]:.2f}. Outputs identical: {same}.", "",
-             "| tree | peak RSS (GB), each run | seconds, each run |", "|---|---|---|"]
+    lines = [
+        "# `weights convert` peak RSS",
+        "",
+        f"Source: `{args.source.name}`, {result['source_bytes']:,} bytes. "
+        f"CPU: {cpu}. Load average at the end: {load[0]:.2f}. Outputs identical: {same}.",
+        "",
+        "| tree | peak RSS (GB), each run | seconds, each run |",
+        "|---|---|---|",
+    ]
     for name, rs in runs.items():
         peaks = ", ".join("%.2f" % (r["peak_rss_bytes"] / 1e9) for r in rs)
         secs = ", ".join(str(r["seconds"]) for r in rs)

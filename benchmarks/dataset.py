@@ -20,6 +20,7 @@ Without ``--checkpoint`` the weights are the deterministic 256 px stand-in (rand
 weights: the timings are real, the faces mean nothing); ``--checkpoint 1024`` takes the
 1024 px stand-in, or give a path. Results: benchmarks/results/dataset-<device>.json and .md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +79,9 @@ def _steady(records: list, n_ages: int):
     """Images/s after each rank's first batch (records of one batch are written together)."""
     total = 0.0
     for rank in {r["rank"] for r in records}:
-        times = sorted(dt.datetime.strptime(r["time"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
-                       for r in records if r["rank"] == rank)
+        times = sorted(
+            dt.datetime.strptime(r["time"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() for r in records if r["rank"] == rank
+        )
         batches = []  # (end time, images)
         for r_t in times:
             if batches and r_t - batches[-1][0] < 0.5:
@@ -95,16 +97,36 @@ def _steady(records: list, n_ages: int):
 def run_once(nproc: int, omp: int, folder: Path, args, weights: Path) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"sam-age-bench-{nproc}-"))
     try:
-        age = ["age", str(folder), "--checkpoint", str(weights), "--ages", args.ages, "--output", str(out),
-               "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size)]
+        age = [
+            "age",
+            str(folder),
+            "--checkpoint",
+            str(weights),
+            "--ages",
+            args.ages,
+            "--output",
+            str(out),
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--batch-size",
+            str(args.batch_size),
+        ]
         if args.workers is not None:
             age += ["--workers", str(args.workers)]
         if args.no_align:
             age.append("--no-align")
-        cmd = ([sys.executable, "-m", "sam_age", *age] if nproc == 1 else
-               [_torchrun(), "--standalone", "--nproc_per_node", str(nproc), "-m", "sam_age", *age])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-                   PYTHONWARNINGS="ignore")
+        cmd = (
+            [sys.executable, "-m", "sam_age", *age]
+            if nproc == 1
+            else [_torchrun(), "--standalone", "--nproc_per_node", str(nproc), "-m", "sam_age", *age]
+        )
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+            PYTHONWARNINGS="ignore",
+        )
         env.pop("OMP_NUM_THREADS", None)
         if omp:
             env["OMP_NUM_THREADS"] = str(omp)
@@ -119,24 +141,37 @@ def run_once(nproc: int, omp: int, folder: Path, args, weights: Path) -> dict:
         n_ages = len(ok[0]["ages"]) if ok else 0
         images = sum(r["faces"] * n_ages for r in ok)
         steady = _steady(ok, n_ages)
-        return {"nproc": nproc, "threads_per_process": threads, "inputs": len(records), "ok": len(ok), "images": images, "wall_s": round(wall, 2),
-                "images_per_s_wall": round(images / wall, 4),
-                "images_per_s_steady": None if steady is None else round(steady, 4)}
+        return {
+            "nproc": nproc,
+            "threads_per_process": threads,
+            "inputs": len(records),
+            "ok": len(ok),
+            "images": images,
+            "wall_s": round(wall, 2),
+            "images_per_s_wall": round(images / wall, 4),
+            "images_per_s_steady": None if steady is None else round(steady, 4),
+        }
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
 def _markdown(report: dict) -> str:
-    lines = [f"# sam-age dataset throughput: {report['device_name']} ({report['device']})", "",
-             f"{report['date']} - torch {report['torch']} - {report['cpus']} CPUs (flags: "
-             f"{', '.join(report['cpu_flags']) or 'n/a'}) - commit {report['commit']} - load average "
-             f"{report['load_average_start']} at start, {report.get('load_average_end', '?')} at end", "",
-             f"Command: `{report['command']}`", "",
-             f"Weights: {report['weights']}; {report['n']} photos x {report['n_ages']} age(s); "
-             f"--batch-size {report['batch_size']}, --dtype {report['dtype']}"
-             f"{', --no-align (no detection)' if report.get('no_align') else ''}", "",
-             "| processes x threads | run | images | wall time | images/s (wall) | images/s (steady) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# sam-age dataset throughput: {report['device_name']} ({report['device']})",
+        "",
+        f"{report['date']} - torch {report['torch']} - {report['cpus']} CPUs (flags: "
+        f"{', '.join(report['cpu_flags']) or 'n/a'}) - commit {report['commit']} - load average "
+        f"{report['load_average_start']} at start, {report.get('load_average_end', '?')} at end",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Weights: {report['weights']}; {report['n']} photos x {report['n_ages']} age(s); "
+        f"--batch-size {report['batch_size']}, --dtype {report['dtype']}"
+        f"{', --no-align (no detection)' if report.get('no_align') else ''}",
+        "",
+        "| processes x threads | run | images | wall time | images/s (wall) | images/s (steady) |",
+        "|---|---|---|---|---|---|",
+    ]
     groups = {}
     for i, r in enumerate(report["runs"]):
         if "error" in r:
@@ -145,22 +180,38 @@ def _markdown(report: dict) -> str:
         key = f"{r['nproc']} x {r.get('threads_per_process', '?')}"
         groups.setdefault(key, []).append(r)
         steady = "" if r["images_per_s_steady"] is None else f"{r['images_per_s_steady']:.3f}"
-        lines.append(f"| {key} | {i + 1} | {r['images']} | {r['wall_s']:.1f} s | "
-                     f"{r['images_per_s_wall']:.3f} | {steady} |")
+        lines.append(
+            f"| {key} | {i + 1} | {r['images']} | {r['wall_s']:.1f} s | {r['images_per_s_wall']:.3f} | {steady} |"
+        )
     if groups:
-        lines += ["", "Median per configuration (ratios to the first one):", "",
-                  "| processes x threads | runs | images/s (wall) | images/s (steady) |", "|---|---|---|---|"]
-        med = {k: (statistics.median(r["images_per_s_wall"] for r in rs),
-                   statistics.median(r["images_per_s_steady"] for r in rs)
-                   if all(r["images_per_s_steady"] is not None for r in rs) else None) for k, rs in groups.items()}
+        lines += [
+            "",
+            "Median per configuration (ratios to the first one):",
+            "",
+            "| processes x threads | runs | images/s (wall) | images/s (steady) |",
+            "|---|---|---|---|",
+        ]
+        med = {
+            k: (
+                statistics.median(r["images_per_s_wall"] for r in rs),
+                statistics.median(r["images_per_s_steady"] for r in rs)
+                if all(r["images_per_s_steady"] is not None for r in rs)
+                else None,
+            )
+            for k, rs in groups.items()
+        }
         w0, s0 = next(iter(med.values()))
         for k, (w, st) in med.items():
             steady = "" if st is None else f"{st:.3f}" + (f" ({st / s0:.2f}x)" if s0 else "")
             lines.append(f"| {k} | {len(groups[k])} | {w:.3f} ({w / w0:.2f}x) | {steady} |")
-    lines += ["", "wall: images / the whole command's time (start-up, model loading per process, "
-              "detection and alignment in DataLoader workers, writing PNGs). steady: after each "
-              "process's first batch, summed over processes. The stand-in's faces are noise; "
-              "the work per image is the real model's.", ""]
+    lines += [
+        "",
+        "wall: images / the whole command's time (start-up, model loading per process, "
+        "detection and alignment in DataLoader workers, writing PNGs). steady: after each "
+        "process's first batch, summed over processes. The stand-in's faces are noise; "
+        "the work per image is the real model's.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -173,14 +224,24 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--dtype", default="auto", help="as sam-age age --dtype (default: %(default)s)")
     p.add_argument("--checkpoint", default=None, help="256 (default), 1024 (the stand-ins) or a path")
-    p.add_argument("--batch-size", type=int, default=2,
-                   help="sam-age age --batch-size (default %(default)s: several batches per process)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=2,
+        help="sam-age age --batch-size (default %(default)s: several batches per process)",
+    )
     p.add_argument("--workers", type=int, default=None, help="sam-age age --workers (default: its own)")
-    p.add_argument("--threads", default="0",
-                   help="OMP_NUM_THREADS per process, comma-separated, each tried with every --nproc; 0 = "
-                        "the default: torch's for one process, 1 under torchrun (default: %(default)s)")
-    p.add_argument("--no-align", action="store_true",
-                   help="photos are 256 px face crops read with --no-align (no dlib: the model's rate)")
+    p.add_argument(
+        "--threads",
+        default="0",
+        help="OMP_NUM_THREADS per process, comma-separated, each tried with every --nproc; 0 = "
+        "the default: torch's for one process, 1 under torchrun (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-align",
+        action="store_true",
+        help="photos are 256 px face crops read with --no-align (no dlib: the model's rate)",
+    )
     p.add_argument("--output", default=str(RESULTS), help="results folder")
     args = p.parse_args(argv)
     nprocs = [int(x) for x in (args.nproc or ("1" if args.device.startswith("cuda") else "1,2")).split(",") if x]
@@ -192,21 +253,37 @@ def main(argv=None) -> int:
                 configs.append((n, omp, threads))
 
     import torch
+
     from sam_age.engine import resolve_dtype
+
     sys.path.insert(0, str(REPO))
     from tests.helpers.dataset import write_faces
+
     run = _bench_run()
     weights, label = _checkpoint(args.checkpoint)
     folder = Path(tempfile.mkdtemp(prefix="sam-age-bench-photos-"))
-    report = {"device": args.device, "device_name": (torch.cuda.get_device_name(0) if args.device.startswith("cuda") else run.cpu_info()["model"]),
-              "torch": torch.__version__, "cpus": os.cpu_count(), "cpu_flags": _cpu_flags(), "commit": run._commit(),
-              "python": platform.python_version(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "load_average_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-              "command": "python benchmarks/dataset.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "weights": label, "n": args.n, "n_ages": len(args.ages.split(",")), "batch_size": args.batch_size,
-              "dtype": args.dtype if args.dtype != "auto" else
-              f"auto ({str(resolve_dtype(None, torch.device(args.device.split(':')[0]))).replace('torch.', '')} here)",
-              "no_align": args.no_align, "threads": args.threads, "runs": []}
+    report = {
+        "device": args.device,
+        "device_name": (torch.cuda.get_device_name(0) if args.device.startswith("cuda") else run.cpu_info()["model"]),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "cpu_flags": _cpu_flags(),
+        "commit": run._commit(),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "command": "python benchmarks/dataset.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "weights": label,
+        "n": args.n,
+        "n_ages": len(args.ages.split(",")),
+        "batch_size": args.batch_size,
+        "dtype": args.dtype
+        if args.dtype != "auto"
+        else f"auto ({str(resolve_dtype(None, torch.device(args.device.split(':')[0]))).replace('torch.', '')} here)",
+        "no_align": args.no_align,
+        "threads": args.threads,
+        "runs": [],
+    }
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"dataset-{args.device.split(':')[0]}"

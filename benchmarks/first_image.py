@@ -12,6 +12,7 @@ the API's from a timer around import + load + call) and the whole process's wall
 Without ``--checkpoint``: the 1024 px stand-in from the test cache (random weights: the
 timings are real, the images mean nothing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,31 +61,59 @@ def cpu_info() -> dict:
 
 
 def run_cli(python, checkpoint, ages, dtype, out) -> dict:
-    cmd = [python, "-m", "sam_age", "age", "sample", "--checkpoint", str(checkpoint), "--ages", ages,
-           "--device", "cpu", "--dtype", dtype, "--output", str(out), "--json", "--overwrite"]
+    cmd = [
+        python,
+        "-m",
+        "sam_age",
+        "age",
+        "sample",
+        "--checkpoint",
+        str(checkpoint),
+        "--ages",
+        ages,
+        "--device",
+        "cpu",
+        "--dtype",
+        dtype,
+        "--output",
+        str(out),
+        "--json",
+        "--overwrite",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"CLI failed ({proc.returncode}): {proc.stderr[-2000:]}")
     summary = json.loads(proc.stdout)
-    return {"kind": "cli", "process_seconds": round(wall, 2),
-            "first_image_seconds_in_process": summary.get("first_image_seconds"),
-            "stages": summary.get("stages"), "compute_path": summary.get("compute_path")}
+    return {
+        "kind": "cli",
+        "process_seconds": round(wall, 2),
+        "first_image_seconds_in_process": summary.get("first_image_seconds"),
+        "stages": summary.get("stages"),
+        "compute_path": summary.get("compute_path"),
+    }
 
 
 def run_api(python, checkpoint, ages, dtype) -> dict:
     from_sample = str(REPO / "src" / "sam_age" / "data" / "astronaut.jpg")
     t0 = time.perf_counter()
-    proc = subprocess.run([python, "-c", API, str(checkpoint), from_sample, dtype, ages], capture_output=True,
-                          text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    proc = subprocess.run(
+        [python, "-c", API, str(checkpoint), from_sample, dtype, ages],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"API run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"kind": "api", "process_seconds": round(wall, 2),
-            "first_image_seconds_in_process": round(r["first_image_seconds"], 2),
-            "stages": {k: round(r[k], 2) for k in ("import", "load", "call")}}
+    return {
+        "kind": "api",
+        "process_seconds": round(wall, 2),
+        "first_image_seconds_in_process": round(r["first_image_seconds"], 2),
+        "stages": {k: round(r[k], 2) for k in ("import", "load", "call")},
+    }
 
 
 def main() -> None:
@@ -110,29 +139,43 @@ def main() -> None:
             print(json.dumps(runs[-1]), flush=True)
             runs.append(run_api(sys.executable, ckpt, a.ages, a.dtype))
             print(json.dumps(runs[-1]), flush=True)
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "cpu": cpu_info(), "python": platform.python_version(),
-              "torch": __import__("torch").__version__, "checkpoint": str(ckpt),
-              "checkpoint_bytes": Path(ckpt).stat().st_size, "ages": a.ages, "dtype": a.dtype,
-              "load_before": [round(x, 2) for x in load_before],
-              "load_after": [round(x, 2) for x in os.getloadavg()],
-              "command": " ".join([Path(sys.executable).name, *sys.argv]), "runs": runs}
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu_info(),
+        "python": platform.python_version(),
+        "torch": __import__("torch").__version__,
+        "checkpoint": str(ckpt),
+        "checkpoint_bytes": Path(ckpt).stat().st_size,
+        "ages": a.ages,
+        "dtype": a.dtype,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "runs": runs,
+    }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Time to the first image ({report['date']})", "",
-             f"CPU: {report['cpu']['model']} ({report['cpu']['cores']} cores; {' '.join(report['cpu']['flags'])}); "
-             f"torch {report['torch']}; load average before {report['load_before']}, after {report['load_after']}",
-             f"Checkpoint: {ckpt} ({report['checkpoint_bytes'] / 1e9:.2f} GB), ages {a.ages}, dtype {a.dtype}",
-             f"Command: `{report['command']}`", "",
-             "| run | kind | first image (s, in process) | process wall (s) | stages (s) |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Time to the first image ({report['date']})",
+        "",
+        f"CPU: {report['cpu']['model']} ({report['cpu']['cores']} cores; {' '.join(report['cpu']['flags'])}); "
+        f"torch {report['torch']}; load average before {report['load_before']}, after {report['load_after']}",
+        f"Checkpoint: {ckpt} ({report['checkpoint_bytes'] / 1e9:.2f} GB), ages {a.ages}, dtype {a.dtype}",
+        f"Command: `{report['command']}`",
+        "",
+        "| run | kind | first image (s, in process) | process wall (s) | stages (s) |",
+        "|---|---|---|---|---|",
+    ]
     for i, r in enumerate(runs):
         st = r["stages"]
         if isinstance(st, list):
             st = ", ".join(f"{s['stage']} {s['seconds']:.2f}" for s in st)
         else:
             st = ", ".join(f"{k} {v:.2f}" for k, v in st.items())
-        lines.append(f"| {i + 1} | {r['kind']} | {r['first_image_seconds_in_process']} | {r['process_seconds']} | {st} |")
+        lines.append(
+            f"| {i + 1} | {r['kind']} | {r['first_image_seconds_in_process']} | {r['process_seconds']} | {st} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

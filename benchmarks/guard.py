@@ -23,6 +23,7 @@ level runs in its own process with ``ONEDNN_MAX_CPU_ISA`` / ``ATEN_CPU_CAPABILIT
 path most users have. Each network's line gives its wall and CPU seconds (on a loaded
 machine the CPU seconds tell the quiet-machine cost: about CPU s / threads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,6 +50,7 @@ def _cpu_s() -> float:
 @contextlib.contextmanager
 def _no_packing():
     from sam_age.ops import packed
+
     real = packed.packing_available
     packed.packing_available = lambda: False
     try:
@@ -60,7 +62,7 @@ def _no_packing():
 def _best_interleaved(fns: dict, repeat: int) -> dict:
     times = {k: [] for k in fns}
     for r in range(repeat):
-        for k in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+        for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:
             t = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t)
@@ -73,6 +75,7 @@ def _encoder_pair(input_nc: int, dtype, tuner):
     import torch
 
     from sam_age.models.encoder import GradualStyleEncoder
+
     torch.manual_seed(input_nc)
     enc = GradualStyleEncoder(input_nc, HEADS).eval()
     enc.reclaim_file_pages = False
@@ -86,7 +89,7 @@ def _encoder_pair(input_nc: int, dtype, tuner):
         settle(module, plain)
         module.__dict__.pop("_folded_cache", None)
         xi = x.to(next(module.parameters()).dtype)
-        with (_no_packing() if plain else contextlib.nullcontext()):
+        with _no_packing() if plain else contextlib.nullcontext():
             module(xi)  # folds (and packs / measures at the first call)
         cache = module.__dict__["_folded_cache"]
 
@@ -94,6 +97,7 @@ def _encoder_pair(input_nc: int, dtype, tuner):
             settle(module, plain)
             module.__dict__["_folded_cache"] = cache
             return module(xi)
+
         return call
 
     default_module = enc if dtype == torch.float32 else copy.deepcopy(enc).to(dtype)  # before any fold
@@ -106,6 +110,7 @@ def _generator_pair(dtype, tuner):
     import torch
 
     from sam_age.models.stylegan2 import Generator
+
     torch.manual_seed(0)
     g = Generator(256, 512, 8, 2).eval()
     lat = torch.randn(1, g.n_latent, 512)
@@ -120,6 +125,7 @@ def _generator_pair(dtype, tuner):
 
     def plain():
         return g.synthesis(lat, g.fixed_noise(), impl="reference")
+
     default()  # the warm-up (first-use measurement) of the default
     return default, plain
 
@@ -128,11 +134,13 @@ def child(args) -> dict:
     import torch
 
     from sam_age import engine
+
     if args.threads:
         torch.set_num_threads(args.threads)
     tuner = None
     if hasattr(engine, "make_tuner"):
         from sam_age.autotune import Tuner
+
         tuner = Tuner(None, "on", reps=2)  # measured now, in memory only (the cache is not read)
     if args.dtype == "float32":
         dtype, why = torch.float32, "asked: float32"
@@ -141,21 +149,32 @@ def child(args) -> dict:
     else:
         dtype = engine.resolve_dtype(None, torch.device("cpu"))
         why = "resolve_dtype rule"
-    out = {"isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"), "capability":
-           str(torch.backends.cpu.get_cpu_capability()), "threads": torch.get_num_threads(),
-           "dtype": str(dtype).replace("torch.", ""), "why": why, "nets": {}}
-    makers = {"pretrained_encoder": lambda: _encoder_pair(3, dtype, tuner),
-              "age_encoder": lambda: _encoder_pair(4, dtype, tuner),
-              "generator": lambda: _generator_pair(dtype, tuner)}
+    out = {
+        "isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"),
+        "capability": str(torch.backends.cpu.get_cpu_capability()),
+        "threads": torch.get_num_threads(),
+        "dtype": str(dtype).replace("torch.", ""),
+        "why": why,
+        "nets": {},
+    }
+    makers = {
+        "pretrained_encoder": lambda: _encoder_pair(3, dtype, tuner),
+        "age_encoder": lambda: _encoder_pair(4, dtype, tuner),
+        "generator": lambda: _generator_pair(dtype, tuner),
+    }
     with torch.no_grad():
         for name in args.nets.split(","):
             t0, c0 = time.perf_counter(), _cpu_s()
             default, plain = makers[name]()
             plain()  # the plain form's warm-up too
             best = _best_interleaved({"default": default, "plain": plain}, args.repeat)
-            out["nets"][name] = {"default_s": round(best["default"], 4), "plain_s": round(best["plain"], 4),
-                                 "ratio": round(best["default"] / best["plain"], 3),
-                                 "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu_s() - c0, 1)}
+            out["nets"][name] = {
+                "default_s": round(best["default"], 4),
+                "plain_s": round(best["plain"], 4),
+                "ratio": round(best["default"] / best["plain"], 3),
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "cpu_s": round(_cpu_s() - c0, 1),
+            }
             print(f"guard:   {out['isa']} {name}: {out['nets'][name]}", file=sys.stderr, flush=True)
             del default, plain
     if tuner is not None:
@@ -177,17 +196,32 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0] if Path(
-        "/proc/cpuinfo").exists() else ""
+    flags = (
+        Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0]
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     results, failed = [], False
     for isa in args.isa.split(","):
         if isa == "AVX2" and " avx2" not in flags:
             print(f"guard: {isa}: not on this CPU, skipped")
             continue
-        env = {**os.environ, **ISA_ENV.get(isa, {}), "PYTHONPATH": os.pathsep.join(
-            [str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-        cmd = [sys.executable, __file__, "--child", "--nets", args.nets, "--dtype", args.dtype,
-               "--repeat", str(args.repeat)] + (["--threads", str(args.threads)] if args.threads else [])
+        env = {
+            **os.environ,
+            **ISA_ENV.get(isa, {}),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--nets",
+            args.nets,
+            "--dtype",
+            args.dtype,
+            "--repeat",
+            str(args.repeat),
+        ] + (["--threads", str(args.threads)] if args.threads else [])
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)  # progress on stderr
         if proc.returncode != 0:
             print(f"guard: {isa}: the run failed (exit {proc.returncode})", file=sys.stderr)
@@ -198,15 +232,19 @@ def main(argv=None) -> int:
         for name, r in res["nets"].items():
             bad = r["ratio"] > 1 + args.tolerance
             failed |= bad
-            print(f"guard: {isa:7s} {res['dtype']:8s} {name:19s} default {r['default_s']:.3f} s, plain "
-                  f"{r['plain_s']:.3f} s: {r['ratio']:.2f}x the plain time {'FAIL' if bad else 'ok'} "
-                  f"({r['wall_s']} s wall, {r['cpu_s']} s CPU)")
+            print(
+                f"guard: {isa:7s} {res['dtype']:8s} {name:19s} default {r['default_s']:.3f} s, plain "
+                f"{r['plain_s']:.3f} s: {r['ratio']:.2f}x the plain time {'FAIL' if bad else 'ok'} "
+                f"({r['wall_s']} s wall, {r['cpu_s']} s CPU)"
+            )
         if res.get("forms"):
             print(f"guard: {isa:7s} forms: {res['forms']} ({res['why']})")
     if args.json:
         Path(args.json).write_text(json.dumps({"load": os.getloadavg(), "results": results}, indent=1))
-    print(f"guard: {'FAILED: the default path is more than' if failed else 'ok: the default path within'} "
-          f"{args.tolerance:.0%} of the plain one (load {os.getloadavg()[0]:.1f})")
+    print(
+        f"guard: {'FAILED: the default path is more than' if failed else 'ok: the default path within'} "
+        f"{args.tolerance:.0%} of the plain one (load {os.getloadavg()[0]:.1f})"
+    )
     return 1 if failed else 0
 
 

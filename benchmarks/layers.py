@@ -18,6 +18,7 @@ printed with the table. Results: ``results/layers-<dtype>.{json,md}``. Calls und
 profiler can run slower than bare ones (both are printed): read the groups' shares, and
 benchmarks/run.py for the times.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-CONV_OPS = ("aten::mkldnn_convolution", "aten::_convolution", "mkldnn::_convolution_pointwise",
-            "aten::_slow_conv2d_forward", "aten::slow_conv_transpose2d", "aten::thnn_conv2d")
+CONV_OPS = (
+    "aten::mkldnn_convolution",
+    "aten::_convolution",
+    "mkldnn::_convolution_pointwise",
+    "aten::_slow_conv2d_forward",
+    "aten::slow_conv_transpose2d",
+    "aten::thnn_conv2d",
+)
 
 
 def best_time(fn, repeat: int = 3) -> float:
@@ -47,10 +54,11 @@ def best_time(fn, repeat: int = 3) -> float:
 
 def gemm_rate(dtype, size: int = 4096) -> float:
     import torch
+
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
     a @ b
-    return 2 * size ** 3 / best_time(lambda: a @ b) / 1e9
+    return 2 * size**3 / best_time(lambda: a @ b) / 1e9
 
 
 STRIDE_ARG = {"aten::_convolution": 3}  # elsewhere the 5th argument
@@ -66,7 +74,8 @@ def classify(name: str, shapes, concrete, network: str):
     stride = concrete[STRIDE_ARG.get(name, 4)] if len(concrete) > STRIDE_ARG.get(name, 4) else None
     s = int(stride[0]) if isinstance(stride, (list, tuple)) and stride else 1
     transposed = name == "aten::slow_conv_transpose2d" or (
-        name == "aten::_convolution" and len(concrete) > 6 and bool(concrete[6]))
+        name == "aten::_convolution" and len(concrete) > 6 and bool(concrete[6])
+    )
     if i == 1 and o == c and c > 1:  # depthwise
         if c == 3:  # upfirdn2d's x2 upsampling of the RGB skip (zero-stuffed input)
             return "RGB skip upsample (all sizes)", 2 * n * c * (h - 3) * (w - 3) * kh * kw
@@ -84,6 +93,7 @@ def classify(name: str, shapes, concrete, network: str):
 def profile_network(fn, network: str):
     import torch
     from torch.profiler import ProfilerActivity, profile
+
     fn()
     bare = best_time(fn)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -124,21 +134,30 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
     import torch
+
     import run as bench  # benchmarks/run.py: stand-ins, CPU info
     from sam_age import load_sam
     from sam_age.engine import age_channel, resolve_dtype
+
     torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype, torch.device("cpu"))
     ckpt = Path(args.checkpoint) if args.checkpoint else bench._standin("sam_ffhq_aging")
     model = load_sam(ckpt, dtype=dtype)
     face = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
     x4 = age_channel(face, [50]).to(dtype)
-    report = {"cpu": bench.cpu_info(), "torch": torch.__version__, "threads": args.threads,
-              "dtype": str(dtype).replace("torch.", ""), "commit": bench._commit(),
-              "gemm_gflop_s": {"float32": round(gemm_rate(torch.float32), 1),
-                               "bfloat16": round(gemm_rate(torch.bfloat16), 1)},
-              "command": "python benchmarks/layers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "networks": {}}
+    report = {
+        "cpu": bench.cpu_info(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "dtype": str(dtype).replace("torch.", ""),
+        "commit": bench._commit(),
+        "gemm_gflop_s": {
+            "float32": round(gemm_rate(torch.float32), 1),
+            "bfloat16": round(gemm_rate(torch.bfloat16), 1),
+        },
+        "command": "python benchmarks/layers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "networks": {},
+    }
     with torch.no_grad():
         codes = model.age_codes(x4, model.encode_w_plus(face.to(dtype)))
         # the encoder's 3x3 convs: heads vs body by running the two parts separately
@@ -149,8 +168,11 @@ def main(argv=None) -> int:
     b3 = body["groups"].get("encoder convs 3x3", {"ms": 0.0, "gflop": 0.0, "calls": 0})
     w3 = whole["groups"].pop("encoder convs 3x3", {"ms": 0.0, "gflop": 0.0, "calls": 0})
     whole["groups"]["body 3x3 (input + IR-SE units)"] = dict(b3)
-    heads = {"calls": w3["calls"] - b3["calls"], "ms": round(w3["ms"] - b3["ms"], 1),
-             "gflop": round(w3["gflop"] - b3["gflop"], 2)}
+    heads = {
+        "calls": w3["calls"] - b3["calls"],
+        "ms": round(w3["ms"] - b3["ms"], 1),
+        "gflop": round(w3["gflop"] - b3["gflop"], 2),
+    }
     heads["gflop_s"] = round(heads["gflop"] / (heads["ms"] / 1e3), 1) if heads["ms"] > 0 else None
     whole["groups"]["heads 3x3 stride 2 (18 GradualStyleBlocks)"] = heads
     report["networks"] = {"age encoder": whole, "generator": gen}
@@ -158,19 +180,31 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = f"layers-{report['dtype']}"
     (out / f"{name}.json").write_text(json.dumps(report, indent=2))
-    lines = [f"# Time per layer group ({report['dtype']}, {args.threads} threads)", "",
-             f"{report['cpu']['model']}, flags {' '.join(report['cpu']['flags'])}; torch {report['torch']}; "
-             f"commit {report['commit']}", "",
-             f"Command: `{report['command']}`", "",
-             f"GEMM rate on this machine (4096^3 torch.mm): float32 {report['gemm_gflop_s']['float32']} GFLOP/s, "
-             f"bfloat16 {report['gemm_gflop_s']['bfloat16']} GFLOP/s.", ""]
+    lines = [
+        f"# Time per layer group ({report['dtype']}, {args.threads} threads)",
+        "",
+        f"{report['cpu']['model']}, flags {' '.join(report['cpu']['flags'])}; torch {report['torch']}; "
+        f"commit {report['commit']}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"GEMM rate on this machine (4096^3 torch.mm): float32 {report['gemm_gflop_s']['float32']} GFLOP/s, "
+        f"bfloat16 {report['gemm_gflop_s']['bfloat16']} GFLOP/s.",
+        "",
+    ]
     for net, r in report["networks"].items():
-        lines += [f"## {net} (one call, batch 1: {r['wall_s']} s under the profiler, {r['bare_s']} s without)", "",
-                  "| group | calls | ms | GFLOP | GFLOP/s |", "|---|---|---|---|---|"]
+        lines += [
+            f"## {net} (one call, batch 1: {r['wall_s']} s under the profiler, {r['bare_s']} s without)",
+            "",
+            "| group | calls | ms | GFLOP | GFLOP/s |",
+            "|---|---|---|---|---|",
+        ]
         for g, v in sorted(r["groups"].items(), key=lambda kv: -kv[1]["ms"]):
             lines.append(f"| {g} | {v['calls']} | {v['ms']} | {v['gflop']} | {v.get('gflop_s') or ''} |")
-        lines += [f"| everything else (elementwise, SE, noise, activations, modulation, pooling) | | "
-                  f"{r['other_ms']} | | |", ""]
+        lines += [
+            f"| everything else (elementwise, SE, noise, activations, modulation, pooling) | | {r['other_ms']} | | |",
+            "",
+        ]
     (out / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -15,6 +15,7 @@ animation (imageio-ffmpeg).
 Results: ``DIR/marks.json`` and ``DIR/marks.md`` (default DIR: benchmarks/results), with
 the CPU, the load average before and after, and the date.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,10 @@ def cpu_flags() -> str:
 def main(argv=None) -> int:
     import numpy as np
     from PIL import Image
+    from tests.helpers.certs import make_ca
+
     from sam_age.marks import COMPOSITE, Mark, SigningKey
     from sam_age.render import image_bytes, mp4_available, save_mp4
-    from tests.helpers.certs import make_ca
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=15)
@@ -78,8 +80,7 @@ def main(argv=None) -> int:
         img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
         source = COMPOSITE if label.startswith("pasted") else None
         for suffix in (".png", ".jpg", ".webp"):
-            variants = {"none": None, "xmp": Mark(age="70"),
-                        "c2pa": Mark(age="70", signer=key, ingredient=str(photo))}
+            variants = {"none": None, "xmp": Mark(age="70"), "c2pa": Mark(age="70", signer=key, ingredient=str(photo))}
             if source:
                 variants = {k: (v.but(source=source) if v else v) for k, v in variants.items()}
             times = {k: [] for k in variants}
@@ -91,16 +92,25 @@ def main(argv=None) -> int:
                     times[k].append(time.perf_counter() - t)
                     sizes[k] = len(data)
             med = {k: statistics.median(v[1:]) * 1000 for k, v in times.items()}
-            rows.append({"output": label, "format": suffix[1:], **{f"{k}_ms": round(v, 2) for k, v in med.items()},
-                         "xmp_extra_ms": round(med["xmp"] - med["none"], 2),
-                         "c2pa_extra_ms": round(med["c2pa"] - med["none"], 2),
-                         "xmp_extra_bytes": sizes["xmp"] - sizes["none"],
-                         "c2pa_extra_bytes": sizes["c2pa"] - sizes["none"]})
+            rows.append(
+                {
+                    "output": label,
+                    "format": suffix[1:],
+                    **{f"{k}_ms": round(v, 2) for k, v in med.items()},
+                    "xmp_extra_ms": round(med["xmp"] - med["none"], 2),
+                    "c2pa_extra_ms": round(med["c2pa"] - med["none"], 2),
+                    "xmp_extra_bytes": sizes["xmp"] - sizes["none"],
+                    "c2pa_extra_bytes": sizes["c2pa"] - sizes["none"],
+                }
+            )
             print(rows[-1], file=sys.stderr)
     if mp4_available():
         frames = [Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)) for _ in range(48)]
-        variants = {"none": None, "xmp": Mark(age="0,50,100"),
-                    "c2pa": Mark(age="0,50,100", signer=key, ingredient=str(photo))}
+        variants = {
+            "none": None,
+            "xmp": Mark(age="0,50,100"),
+            "c2pa": Mark(age="0,50,100", signer=key, ingredient=str(photo)),
+        }
         times = {k: [] for k in variants}
         reps = max(3, args.repeats // 3)
         for _ in range(reps + 1):
@@ -109,32 +119,51 @@ def main(argv=None) -> int:
                 save_mp4(frames, tmp / f"{k}.mp4", mark=mark)
                 times[k].append(time.perf_counter() - t)
         med = {k: statistics.median(v[1:]) * 1000 for k, v in times.items()}
-        rows.append({"output": "animation 48 x 256 px", "format": "mp4",
-                     **{f"{k}_ms": round(v, 2) for k, v in med.items()},
-                     "xmp_extra_ms": round(med["xmp"] - med["none"], 2),
-                     "c2pa_extra_ms": round(med["c2pa"] - med["none"], 2),
-                     "xmp_extra_bytes": (tmp / "xmp.mp4").stat().st_size - (tmp / "none.mp4").stat().st_size,
-                     "c2pa_extra_bytes": (tmp / "c2pa.mp4").stat().st_size - (tmp / "none.mp4").stat().st_size})
+        rows.append(
+            {
+                "output": "animation 48 x 256 px",
+                "format": "mp4",
+                **{f"{k}_ms": round(v, 2) for k, v in med.items()},
+                "xmp_extra_ms": round(med["xmp"] - med["none"], 2),
+                "c2pa_extra_ms": round(med["c2pa"] - med["none"], 2),
+                "xmp_extra_bytes": (tmp / "xmp.mp4").stat().st_size - (tmp / "none.mp4").stat().st_size,
+                "c2pa_extra_bytes": (tmp / "c2pa.mp4").stat().st_size - (tmp / "none.mp4").stat().st_size,
+            }
+        )
         print(rows[-1], file=sys.stderr)
     load_after = os.getloadavg()
     import c2pa
-    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_name(),
-            "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "load_before": [round(x, 2) for x in load_before],
-            "load_after": [round(x, 2) for x in load_after], "repeats": args.repeats,
-            "c2pa_python": c2pa.__version__, "command": "python benchmarks/marks.py " + " ".join(argv or sys.argv[1:])}
+
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "cores": os.cpu_count(),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in load_after],
+        "repeats": args.repeats,
+        "c2pa_python": c2pa.__version__,
+        "command": "python benchmarks/marks.py " + " ".join(argv or sys.argv[1:]),
+    }
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "marks.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [f"# Cost of marking one output ({meta['date']})", "",
-             f"CPU: {meta['cpu']} ({meta['cores']} cores; {meta['cpu_flags']}); load average "
-             f"{meta['load_before']} before, {meta['load_after']} after; c2pa-python {meta['c2pa_python']}.",
-             f"Command: `{meta['command']}`. Medians of {args.repeats} interleaved runs (none, xmp, c2pa); "
-             "the machine was shared, so compare within a row.", "",
-             "| output | format | none ms | xmp ms | c2pa ms | xmp extra ms | c2pa extra ms | xmp bytes | c2pa bytes |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Cost of marking one output ({meta['date']})",
+        "",
+        f"CPU: {meta['cpu']} ({meta['cores']} cores; {meta['cpu_flags']}); load average "
+        f"{meta['load_before']} before, {meta['load_after']} after; c2pa-python {meta['c2pa_python']}.",
+        f"Command: `{meta['command']}`. Medians of {args.repeats} interleaved runs (none, xmp, c2pa); "
+        "the machine was shared, so compare within a row.",
+        "",
+        "| output | format | none ms | xmp ms | c2pa ms | xmp extra ms | c2pa extra ms | xmp bytes | c2pa bytes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['output']} | {r['format']} | {r['none_ms']} | {r['xmp_ms']} | {r['c2pa_ms']} | "
-                     f"{r['xmp_extra_ms']} | {r['c2pa_extra_ms']} | {r['xmp_extra_bytes']} | {r['c2pa_extra_bytes']} |")
+        lines.append(
+            f"| {r['output']} | {r['format']} | {r['none_ms']} | {r['xmp_ms']} | {r['c2pa_ms']} | "
+            f"{r['xmp_extra_ms']} | {r['c2pa_extra_ms']} | {r['xmp_extra_bytes']} | {r['c2pa_extra_bytes']} |"
+        )
     (out / "marks.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -13,6 +13,7 @@ Per output (one face at one age), each timed on its own:
   id_irse      IR-SE-50 identity (the fallback): fixed crop + forward
 Writes benchmarks/results/report-cost.json with the CPU, flags, load and command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     from tests.conftest import build_standin
+
     from sam_age import AgePipeline
     from sam_age.estimate import AgeEstimator
     from sam_age.identity import IdentityNet
@@ -68,26 +70,39 @@ def main() -> None:
         pts = cf.landmarks(out_img)
         cf._embed(cf.crop(out_img[None], [pts if pts is not None else ref_pts]))
 
-    cases = {"make": lambda: pipe.age_aligned(face, [70]),
-             "dex": lambda: dex.estimate_aligned(out_img[None]),
-             "id_cf": id_cf,
-             "id_irse": lambda: irse._embed(irse.crop(out_img[None]))}
+    cases = {
+        "make": lambda: pipe.age_aligned(face, [70]),
+        "dex": lambda: dex.estimate_aligned(out_img[None]),
+        "id_cf": id_cf,
+        "id_irse": lambda: irse._embed(irse.crop(out_img[None])),
+    }
     load_before = os.getloadavg()
     times = {k: [] for k in cases}
     for _ in range(args.repeat):  # interleaved: each round runs every case once
         for k, fn in cases.items():
             times[k].append(_best(fn, 1))
     best = {k: min(v) for k, v in times.items()}
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+        platform.processor(),
+    )
     flags = sorted(set(open("/proc/cpuinfo").read().split()) & {"avx2", "avx512f", "avx512_bf16", "amx_tile"})
-    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "flags": flags,
-           "threads": torch.get_num_threads(), "torch": torch.__version__, "load_before": load_before,
-           "load_after": os.getloadavg(), "command": " ".join([Path(sys.executable).name] + sys.argv),
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                    text=True).stdout.strip(),
-           "seconds_best": {k: round(v, 4) for k, v in best.items()},
-           "report_cf_over_make": round((best["dex"] + best["id_cf"]) / best["make"], 3),
-           "report_irse_over_make": round((best["dex"] + best["id_irse"]) / best["make"], 3)}
+    res = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu,
+        "flags": flags,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip(),
+        "seconds_best": {k: round(v, 4) for k, v in best.items()},
+        "report_cf_over_make": round((best["dex"] + best["id_cf"]) / best["make"], 3),
+        "report_irse_over_make": round((best["dex"] + best["id_irse"]) / best["make"], 3),
+    }
     out = REPO / "benchmarks" / "results" / "report-cost.json"
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

@@ -38,6 +38,7 @@ GFLOP/s per network = the network's multiply-adds x 2 (counted by torch's FlopCo
 on the meta device) / seconds per call. Results: benchmarks/results/<device>[-quick].json
 and .md; every case is written as soon as it ends.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,12 +62,17 @@ NETS = ("pretrained_encoder", "age_encoder", "generator")
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
 CPU_CASES = "ours,rss,rss-float32,original,onnxruntime,openvino,training"
 # oneDNN ISA levels, the CPU flag each needs, and ATen's capability beside it
-ISA_LEVELS = (("AVX2", "avx2", "avx2"), ("AVX512_CORE", "avx512f", "avx512"),
-              ("AVX512_CORE_BF16", "avx512_bf16", "avx512"), ("AVX512_CORE_AMX", "amx_bf16", "avx512"))
+ISA_LEVELS = (
+    ("AVX2", "avx2", "avx2"),
+    ("AVX512_CORE", "avx512f", "avx512"),
+    ("AVX512_CORE_BF16", "avx512_bf16", "avx512"),
+    ("AVX512_CORE_AMX", "amx_bf16", "avx512"),
+)
 CUDA_CASES = "ours,original,training"
 
 
 # -- helpers run inside the case subprocess ---------------------------------------------
+
 
 def _shared() -> Path:
     return Path(os.environ.get("SAM_AGE_SHARED", REPO.parent / "shared")).resolve()
@@ -77,6 +83,7 @@ def _standins():
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from tests.helpers import standins
+
     return standins
 
 
@@ -95,11 +102,12 @@ def _checkpoint(args) -> Path:
 
 
 def _ages(args):
-    return AGES_11 if args.ages >= 11 else AGES_11[:: max(1, len(AGES_11) // args.ages)][:args.ages]
+    return AGES_11 if args.ages >= 11 else AGES_11[:: max(1, len(AGES_11) // args.ages)][: args.ages]
 
 
 def _sync(device):
     import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize()
 
@@ -110,6 +118,7 @@ def _peak_rss_mib() -> float:
 
 def _face(n: int = 1):
     import torch
+
     g = torch.Generator().manual_seed(0)
     return torch.rand(n, 3, 256, 256, generator=g) * 2 - 1
 
@@ -118,7 +127,7 @@ def _psnr(a, b) -> float:
     a, b = a.double(), b.double()
     peak = float(b.max() - b.min())
     mse = float(((a - b) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 def _interleaved(fns: dict, repeat: int, device, warm: bool = True) -> dict:
@@ -141,8 +150,10 @@ def network_flops(checkpoint) -> dict:
     """Multiply-adds x 2 per call (batch 1) of each network, counted on the meta device."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
     from sam_age.checkpoints.load import _infer_sam_config, _read, _sam_state
     from sam_age.models.sam import SAM
+
     fmt, obj, path = _read(checkpoint)
     state, opts, _ = _sam_state(fmt, obj, path)
     cfg = _infer_sam_config(state, opts, path)
@@ -153,9 +164,11 @@ def network_flops(checkpoint) -> dict:
         codes = torch.empty(1, sam.n_styles, 512)
     out = {}
     with torch.no_grad():
-        for name, fn in (("pretrained_encoder", lambda: sam.pretrained_encoder(x4[:, :3], impl="reference")),
-                         ("age_encoder", lambda: sam.encoder(x4, impl="reference")),
-                         ("generator", lambda: sam.generate(codes, randomize_noise=False, impl="reference"))):
+        for name, fn in (
+            ("pretrained_encoder", lambda: sam.pretrained_encoder(x4[:, :3], impl="reference")),
+            ("age_encoder", lambda: sam.encoder(x4, impl="reference")),
+            ("generator", lambda: sam.generate(codes, randomize_noise=False, impl="reference")),
+        ):
             if name == "pretrained_encoder" and sam.pretrained_encoder is None:
                 continue
             counter = FlopCounterMode(display=False)
@@ -167,8 +180,10 @@ def network_flops(checkpoint) -> dict:
 
 def case_ours(args, device) -> dict:
     import torch
+
     from sam_age import load_sam
     from sam_age.engine import age_channel, age_encoded, age_faces, apply_forms, choose_dtype, encode_faces, make_tuner
+
     ckpt = _checkpoint(args)
     ages = _ages(args)
     tuner = make_tuner()  # the pipeline's default: forms measured once per machine (autotune.json)
@@ -178,8 +193,15 @@ def case_ours(args, device) -> dict:
     models = {str(d).replace("torch.", ""): load_sam(ckpt, device=device, dtype=d) for d in dtypes}
     for m in models.values():
         apply_forms(m, None, tuner)
-    out = {"case": "ours", "load_s": round(time.perf_counter() - t0, 2), "default_dtype": str(default).replace("torch.", ""),
-           "dtypes": list(models), "ages": len(ages), "batch_size": args.batch_size, "why": why}
+    out = {
+        "case": "ours",
+        "load_s": round(time.perf_counter() - t0, 2),
+        "default_dtype": str(default).replace("torch.", ""),
+        "dtypes": list(models),
+        "ages": len(ages),
+        "batch_size": args.batch_size,
+        "why": why,
+    }
     face = _face().to(device)
     x4 = age_channel(face, [50])
     res = {}
@@ -194,28 +216,30 @@ def case_ours(args, device) -> dict:
     for name, r in res.items():
         m = r["m"]
         if m.pretrained_encoder is not None:
-            fns[f"{name}/pretrained_encoder"] = (lambda m=m, r=r: m.encode_w_plus(r["xf"]))
-        fns[f"{name}/age_encoder"] = (lambda m=m, r=r: torch.no_grad()(m.encoder)(r["x4"]))
-        fns[f"{name}/generator"] = (lambda m=m, r=r: torch.no_grad()(m.generate)(r["codes"], randomize_noise=False))
+            fns[f"{name}/pretrained_encoder"] = lambda m=m, r=r: m.encode_w_plus(r["xf"])
+        fns[f"{name}/age_encoder"] = lambda m=m, r=r: torch.no_grad()(m.encoder)(r["x4"])
+        fns[f"{name}/generator"] = lambda m=m, r=r: torch.no_grad()(m.generate)(r["codes"], randomize_noise=False)
     per_call = _interleaved(fns, args.repeat, device, warm=not args.quick)
     sched = {}
     for name, r in res.items():
         m = r["m"]
-        sched[f"{name}/schedule"] = (lambda m=m: age_faces(m, face, ages, batch_size=args.batch_size))
-        sched[f"{name}/latency"] = (lambda m=m: age_faces(m, face, [50], batch_size=args.batch_size))
-        sched[f"{name}/slider"] = (lambda m=m, r=r: age_encoded(m, face, r["base"], [50], batch_size=args.batch_size))
+        sched[f"{name}/schedule"] = lambda m=m: age_faces(m, face, ages, batch_size=args.batch_size)
+        sched[f"{name}/latency"] = lambda m=m: age_faces(m, face, [50], batch_size=args.batch_size)
+        sched[f"{name}/slider"] = lambda m=m, r=r: age_encoded(m, face, r["base"], [50], batch_size=args.batch_size)
     if device.type == "cuda":
         for name, r in res.items():
             m = r["m"]
-            sched[f"{name}/latency_graphs"] = (lambda m=m: age_faces(m, face, [50], cuda_graphs=True))
-            sched[f"{name}/slider_graphs"] = (lambda m=m, r=r: age_encoded(m, face, r["base"], [50], cuda_graphs=True))
+            sched[f"{name}/latency_graphs"] = lambda m=m: age_faces(m, face, [50], cuda_graphs=True)
+            sched[f"{name}/slider_graphs"] = lambda m=m, r=r: age_encoded(m, face, r["base"], [50], cuda_graphs=True)
             faces = _face(args.faces).to(device)
             big = args.faces * len(ages)
-            sched[f"{name}/throughput"] = (lambda m=m, faces=faces: age_faces(m, faces, ages, batch_size=args.batch_size))
-            sched[f"{name}/throughput_graphs"] = (lambda m=m, faces=faces: age_faces(
-                m, faces, ages, batch_size=args.batch_size, cuda_graphs=True))
-            sched[f"{name}/throughput_big_graphs"] = (lambda m=m, faces=faces, big=big: age_faces(
-                m, faces, ages, batch_size=big, cuda_graphs=True))
+            sched[f"{name}/throughput"] = lambda m=m, faces=faces: age_faces(m, faces, ages, batch_size=args.batch_size)
+            sched[f"{name}/throughput_graphs"] = lambda m=m, faces=faces: age_faces(
+                m, faces, ages, batch_size=args.batch_size, cuda_graphs=True
+            )
+            sched[f"{name}/throughput_big_graphs"] = lambda m=m, faces=faces, big=big: age_faces(
+                m, faces, ages, batch_size=big, cuda_graphs=True
+            )
     whole = _interleaved(sched, args.repeat, device, warm=not args.quick)
     out["per_call_s"] = {k: round(v, 4) for k, v in per_call.items()}
     out["seconds"] = {k: round(v, 4) for k, v in whole.items()}
@@ -229,14 +253,21 @@ def case_ours(args, device) -> dict:
         agree["default_vs_float32_psnr_db"] = _psnr(imgs[out["default_dtype"]], imgs["float32"])
     try:
         import numpy as np
+
         ref = np.load(_shared() / "reference" / "cases" / "sam_forward.npz")
         x = torch.from_numpy(ref["x"]).to(device)
         theirs = torch.from_numpy(ref["images_256"])
-        if (not args.quick and x.shape[-1] == 256 and theirs.shape[0] == x.shape[0]
-                and res["float32"]["m"].output_size == 1024 and not args.checkpoint):
+        if (
+            not args.quick
+            and x.shape[-1] == 256
+            and theirs.shape[0] == x.shape[0]
+            and res["float32"]["m"].output_size == 1024
+            and not args.checkpoint
+        ):
             for name, r in res.items():
-                ours = torch.cat([age_faces(r["m"], x[i:i + 1, :3], [float(x[i, 3, 0, 0]) * 100])[0][0]
-                                  for i in range(x.shape[0])]).cpu()
+                ours = torch.cat(
+                    [age_faces(r["m"], x[i : i + 1, :3], [float(x[i, 3, 0, 0]) * 100])[0][0] for i in range(x.shape[0])]
+                ).cpu()
                 agree[f"{name}_vs_original_psnr_db"] = _psnr(ours, theirs)
                 agree[f"{name}_vs_original_max_abs"] = float((ours - theirs).abs().max())
     except (OSError, KeyError, ImportError) as e:  # no reference folder: say so
@@ -247,7 +278,7 @@ def case_ours(args, device) -> dict:
     except Exception as e:  # counting is informative only
         out["flops_error"] = str(e)[:200]
     if device.type == "cuda":
-        out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     else:
         out["peak_memory_mib"] = round(_peak_rss_mib(), 1)
     return out
@@ -256,6 +287,7 @@ def case_ours(args, device) -> dict:
 def case_rss(args, device, dtype=None, case: str = "rss") -> dict:
     from sam_age import load_sam
     from sam_age.engine import age_faces, apply_forms, choose_dtype, make_tuner
+
     tuner = make_tuner()
     dtype, _ = choose_dtype(dtype, device, tuner)
     model = load_sam(_checkpoint(args), device=device, dtype=dtype)
@@ -263,15 +295,22 @@ def case_rss(args, device, dtype=None, case: str = "rss") -> dict:
     t = time.perf_counter()
     age_faces(model, _face().to(device), _ages(args), batch_size=args.batch_size)
     name = str(dtype).replace("torch.", "")
-    return {"case": case, "dtype": name, "first_run_s": round(time.perf_counter() - t, 2),
-            "peak_memory_mib": round(_peak_rss_mib(), 1), "ages": args.ages,
-            "note": f"peak RSS of a fresh process: load + one face x all ages in {name}"}
+    return {
+        "case": case,
+        "dtype": name,
+        "first_run_s": round(time.perf_counter() - t, 2),
+        "peak_memory_mib": round(_peak_rss_mib(), 1),
+        "ages": args.ages,
+        "note": f"peak RSS of a fresh process: load + one face x all ages in {name}",
+    }
 
 
 def case_original(args, device) -> dict:
     import torch
+
     from sam_age import load_sam
     from sam_age.engine import age_channel
+
     model = load_sam(_checkpoint(args), device=device, dtype=torch.float32)
     ages = _ages(args)
     face = _face().to(device)
@@ -283,11 +322,14 @@ def case_original(args, device) -> dict:
         with torch.no_grad():
             for age in ages:  # as the original inference script: one age per forward
                 model(age_channel(face, [age]), randomize_noise=False, resize=True)
-    secs = _interleaved({"original": original}, max(1, min(args.repeat, 1 if not args.quick else 1)), device,
-                        warm=device.type == "cuda")["original"]
+
+    secs = _interleaved(
+        {"original": original}, max(1, min(args.repeat, 1 if not args.quick else 1)), device, warm=device.type == "cuda"
+    )["original"]
     out = {"case": "original", "seconds_per_face": secs, "ages": len(ages), "seconds_per_image": secs / len(ages)}
-    out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda"
-                                   else _peak_rss_mib(), 1)
+    out["peak_memory_mib"] = round(
+        torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mib(), 1
+    )
     return out
 
 
@@ -300,6 +342,7 @@ def _peer_schedule(runners: dict, face, ages) -> None:
     """The encode-once schedule on exported networks, one age per call (as their per-call
     numbers multiply up)."""
     import numpy as np
+
     f = face.numpy()
     w_plus = runners["pretrained_encoder"](f) if "pretrained_encoder" in runners else None
     for age in ages:
@@ -310,22 +353,28 @@ def _peer_schedule(runners: dict, face, ages) -> None:
 
 def case_peer(args, device, runtime: str) -> dict:
     import numpy as np
+
     from sam_age.export import Runner
+
     files = _peer_networks(args)
     face = _face()
     ages = _ages(args)
-    variants = {"onnxruntime": [("onnxruntime", "f32")],
-                "openvino": [("openvino", "f32"), ("openvino", "default")]}[runtime]
+    variants = {"onnxruntime": [("onnxruntime", "f32")], "openvino": [("openvino", "f32"), ("openvino", "default")]}[
+        runtime
+    ]
     t0 = time.perf_counter()
     sets = {}
     for rt, precision in variants:
         label = rt if rt == "onnxruntime" else f"openvino-{precision}"
         if precision == "default":
             import openvino as ov
+
             hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
             label = f"openvino-default-{hint}"
-        sets[label] = {n: Runner(p, rt, threads=args.threads, precision=None if precision == "default" else "f32")
-                       for n, p in files.items()}
+        sets[label] = {
+            n: Runner(p, rt, threads=args.threads, precision=None if precision == "default" else "f32")
+            for n, p in files.items()
+        }
     load_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     x4 = np.concatenate([face.numpy(), np.full((1, 1, 256, 256), 0.5, np.float32)], axis=1)
@@ -335,26 +384,39 @@ def case_peer(args, device, runtime: str) -> dict:
     for label, runners in sets.items():
         for n, r in runners.items():
             if n == "pretrained_encoder":
-                fns[f"{label}/{n}"] = (lambda r=r: r(face.numpy()))
+                fns[f"{label}/{n}"] = lambda r=r: r(face.numpy())
             elif n == "age_encoder":
-                fns[f"{label}/{n}"] = (lambda r=r: r(x4, w) if len(r.inputs) == 2 else r(x4))
+                fns[f"{label}/{n}"] = lambda r=r: r(x4, w) if len(r.inputs) == 2 else r(x4)
             else:
-                fns[f"{label}/{n}"] = (lambda r=r: r(w))
+                fns[f"{label}/{n}"] = lambda r=r: r(w)
     per_call = _interleaved(fns, args.repeat, device)
-    sched = _interleaved({f"{label}/schedule": (lambda rs=rs: _peer_schedule(rs, face, ages)) for label, rs in sets.items()},
-                         args.repeat, device, warm=False)
+    sched = _interleaved(
+        {f"{label}/schedule": (lambda rs=rs: _peer_schedule(rs, face, ages)) for label, rs in sets.items()},
+        args.repeat,
+        device,
+        warm=False,
+    )
     import importlib
+
     mod = importlib.import_module(runtime)
-    return {"case": runtime, "version": getattr(mod, "__version__", "?"), "load_s": round(load_s, 2),
-            "per_call_s": {k: round(v, 4) for k, v in per_call.items()},
-            "seconds": {k: round(v, 4) for k, v in sched.items()}, "ages": len(ages),
-            "peak_memory_mib": round(_peak_rss_mib(), 1), "threads": args.threads}
+    return {
+        "case": runtime,
+        "version": getattr(mod, "__version__", "?"),
+        "load_s": round(load_s, 2),
+        "per_call_s": {k: round(v, 4) for k, v in per_call.items()},
+        "seconds": {k: round(v, 4) for k, v in sched.items()},
+        "ages": len(ages),
+        "peak_memory_mib": round(_peak_rss_mib(), 1),
+        "threads": args.threads,
+    }
 
 
 def case_training(args, device) -> dict:
     import torch
+
     from sam_age import load_sam
     from sam_age.engine import age_channel
+
     cuda = device.type == "cuda"
     ckpt = _checkpoint(args) if (cuda or args.checkpoint) else _small_sam()  # CPU: 256 px
     model = load_sam(ckpt, device=device, dtype=torch.float32)
@@ -364,8 +426,13 @@ def case_training(args, device) -> dict:
     opt = torch.optim.Adam(params, lr=1e-4)
     x = age_channel(_face().to(device).repeat(batch, 1, 1, 1), [30.0] * batch)
     impls = ["reference", "grouped"] + (["shared"] if cuda else [])
-    out = {"case": "training", "batch": batch, "size": model.output_size, "impls": {},
-           "note": "age encoder forward+backward+Adam with an MSE loss (not the full SAM loss set)"}
+    out = {
+        "case": "training",
+        "batch": batch,
+        "size": model.output_size,
+        "impls": {},
+        "note": "age encoder forward+backward+Adam with an MSE loss (not the full SAM loss set)",
+    }
     for impl in impls:
         model.decoder.impl = impl
 
@@ -375,6 +442,7 @@ def case_training(args, device) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
         try:
             step()  # warm-up (cuDNN autotuning allocations are not counted below)
             if cuda:
@@ -383,7 +451,7 @@ def case_training(args, device) -> dict:
             secs = _interleaved({impl: step}, args.repeat, device, warm=False)[impl]
             r = {"seconds_per_step": round(secs, 3), "samples_per_s": round(batch / secs, 3)}
             if cuda:
-                r["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+                r["peak_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             out["impls"][impl] = r
         except RuntimeError as e:  # CUDA out of memory included: the other forms still run
             out["impls"][impl] = {"error": (str(e).splitlines() or ["failed"])[0][:160]}
@@ -395,6 +463,7 @@ def case_training(args, device) -> dict:
 
 def run_case(case: str, args) -> dict:
     import torch
+
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -416,6 +485,7 @@ def run_case(case: str, args) -> dict:
 
 # -- the driver -------------------------------------------------------------------------
 
+
 def cpu_info() -> dict:
     model, flags = platform.processor() or "cpu", set()
     try:
@@ -431,14 +501,16 @@ def cpu_info() -> dict:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def _has(module: str) -> bool:
     import importlib.util
+
     return importlib.util.find_spec(module) is not None
 
 
@@ -451,14 +523,33 @@ def ensure_export(args, env) -> Path:
         sys.path.insert(0, str(REPO / "src"))
         ckpt = _checkpoint(args)
     st = ckpt.stat()
-    src = b"".join((REPO / "src" / "sam_age" / f).read_bytes() for f in
-                   ("export.py", "models/stylegan2.py", "models/encoder.py", "models/irse.py", "ops/modconv.py"))
+    src = b"".join(
+        (REPO / "src" / "sam_age" / f).read_bytes()
+        for f in ("export.py", "models/stylegan2.py", "models/encoder.py", "models/irse.py", "ops/modconv.py")
+    )
     key = hashlib.sha1(f"{ckpt.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode() + src).hexdigest()[:12]
     out = Path(args.export_dir or CACHE / f"export-{key}")
     if not (out / "manifest.json").exists():
         print(f"[bench] exporting ONNX to {out} (once per checkpoint) ...", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, "-m", "sam_age", "export", "--checkpoint", str(ckpt), "--format", "onnx",
-                               "--output", str(out), "--overwrite", "--quiet"], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sam_age",
+                "export",
+                "--checkpoint",
+                str(ckpt),
+                "--format",
+                "onnx",
+                "--output",
+                str(out),
+                "--overwrite",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode != 0:
             raise RuntimeError((proc.stderr.strip().splitlines() or ["export failed"])[-1])
     return out
@@ -471,30 +562,53 @@ def _fmt_s(v):
 def _markdown(report: dict) -> str:
     r = {c["case"]: c for c in report["cases"] if "error" not in c and "skipped" not in c}
     info = report["cpu"]
-    lines = [f"# sam-age benchmark: {report['device_name']} ({report['device']})", "",
-             f"{report['date']} - torch {report['torch']} - {report['threads']} threads - commit {report['commit']} - "
-             f"load average at start {report['load_average']}, at end {report.get('load_average_end', '?')}", "",
-             f"CPU: {info['model']}, {info['cores']} cores, flags: {' '.join(info['flags']) or 'none of ' + '/'.join(FLAGS)}",
-             "", f"Command: `{report['command']}`", "", f"Weights: {report['weights']}", ""]
+    lines = [
+        f"# sam-age benchmark: {report['device_name']} ({report['device']})",
+        "",
+        f"{report['date']} - torch {report['torch']} - {report['threads']} threads - commit {report['commit']} - "
+        f"load average at start {report['load_average']}, at end {report.get('load_average_end', '?')}",
+        "",
+        f"CPU: {info['model']}, {info['cores']} cores, "
+        f"flags: {' '.join(info['flags']) or 'none of ' + '/'.join(FLAGS)}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Weights: {report['weights']}",
+        "",
+    ]
     ours = r.get("ours")
     flops = (ours or {}).get("flops", {})
     # per network
     rows = []
     if ours:
         for d in ours["dtypes"]:
-            label = f"sam-age {d}" + (" (default)" if d == ours["default_dtype"] else "") + (" (exact)" if d == "float32" else "")
-            rows.append((label, {n: ours["per_call_s"].get(f"{d}/{n}") for n in NETS},
-                         ours["seconds"].get(f"{d}/schedule")))
+            label = (
+                f"sam-age {d}"
+                + (" (default)" if d == ours["default_dtype"] else "")
+                + (" (exact)" if d == "float32" else "")
+            )
+            rows.append(
+                (label, {n: ours["per_call_s"].get(f"{d}/{n}") for n in NETS}, ours["seconds"].get(f"{d}/schedule"))
+            )
     for peer in ("onnxruntime", "openvino"):
         c = r.get(peer)
         if c:
             for label in sorted({k.split("/")[0] for k in c["per_call_s"]}):
-                rows.append((f"{label} {c['version']}", {n: c["per_call_s"].get(f"{label}/{n}") for n in NETS},
-                             c["seconds"].get(f"{label}/schedule")))
+                rows.append(
+                    (
+                        f"{label} {c['version']}",
+                        {n: c["per_call_s"].get(f"{label}/{n}") for n in NETS},
+                        c["seconds"].get(f"{label}/schedule"),
+                    )
+                )
     if rows:
         n_ages = (ours or {}).get("ages", report["ages"])
-        lines += [f"## Per network call (batch 1) and the encode-once schedule ({n_ages} ages, one face)", "",
-                  "| runtime | pretrained encoder | age encoder | generator | schedule, s/face |", "|---|---|---|---|---|"]
+        lines += [
+            f"## Per network call (batch 1) and the encode-once schedule ({n_ages} ages, one face)",
+            "",
+            "| runtime | pretrained encoder | age encoder | generator | schedule, s/face |",
+            "|---|---|---|---|---|",
+        ]
         for label, per, sched in rows:
             cells = []
             for n in NETS:
@@ -512,15 +626,20 @@ def _markdown(report: dict) -> str:
         f32 = s.get("float32/schedule")
         if "original" in r and f32:
             o = r["original"]
-            lines.append(f"| original schedule (float32, reference math, one age per forward) | "
-                         f"{o['seconds_per_face']:.1f} s/face ({o['ages']} ages) |")
+            lines.append(
+                f"| original schedule (float32, reference math, one age per forward) | "
+                f"{o['seconds_per_face']:.1f} s/face ({o['ages']} ages) |"
+            )
             lines.append(f"| float32 path vs original | {o['seconds_per_face'] / f32:.2f}x faster |")
             if d != "float32":
-                lines.append(f"| default ({d}) vs original | {o['seconds_per_face'] / s[f'{d}/schedule']:.2f}x faster |")
+                lines.append(
+                    f"| default ({d}) vs original | {o['seconds_per_face'] / s[f'{d}/schedule']:.2f}x faster |"
+                )
         if d != "float32" and f32:
             lines.append(f"| default ({d}) vs float32 path | {f32 / s[f'{d}/schedule']:.2f}x faster (schedule) |")
-        for peer_label in [k for k in (r.get("openvino") or {}).get("seconds", {})] + \
-                          [k for k in (r.get("onnxruntime") or {}).get("seconds", {})]:
+        for peer_label in [k for k in (r.get("openvino") or {}).get("seconds", {})] + [
+            k for k in (r.get("onnxruntime") or {}).get("seconds", {})
+        ]:
             peer = r["openvino"] if peer_label.startswith("openvino") else r["onnxruntime"]
             pv = peer["seconds"][peer_label]
             name = peer_label.split("/")[0]
@@ -528,49 +647,73 @@ def _markdown(report: dict) -> str:
                 lines.append(f"| float32 path vs {name} | {pv / f32:.2f}x |")
             if d != "float32":
                 lines.append(f"| default ({d}) vs {name} | {pv / s[f'{d}/schedule']:.2f}x |")
-        for key, what in (("latency", "one face, one age"), ("slider", "slider move (face encoded: age encoder + generator)"),
-                          ("latency_graphs", "one face, one age, CUDA graphs"),
-                          ("slider_graphs", "slider move, CUDA graphs")):
+        for key, what in (
+            ("latency", "one face, one age"),
+            ("slider", "slider move (face encoded: age encoder + generator)"),
+            ("latency_graphs", "one face, one age, CUDA graphs"),
+            ("slider_graphs", "slider move, CUDA graphs"),
+        ):
             for dd in ours["dtypes"]:
                 v = s.get(f"{dd}/{key}")
                 if v is not None:
                     lines.append(f"| {what}, {dd} | {v * 1000:.1f} ms |" if v < 1 else f"| {what}, {dd} | {v:.2f} s |")
         n_img = ours.get("faces", 1) * ours["ages"]
-        for key, batch in (("throughput", ours["batch_size"] or "default (16)"),
-                           ("throughput_graphs", ours["batch_size"] or "default (16)"),
-                           ("throughput_big_graphs", n_img)):
+        for key, batch in (
+            ("throughput", ours["batch_size"] or "default (16)"),
+            ("throughput_graphs", ours["batch_size"] or "default (16)"),
+            ("throughput_big_graphs", n_img),
+        ):
             for dd in ours["dtypes"]:
                 v = s.get(f"{dd}/{key}")
                 if v is not None:
                     what = "throughput" + (", CUDA graphs" if "graphs" in key else "")
-                    lines.append(f"| {what}, {dd}, {ours['faces']} faces x {ours['ages']} ages, batch {batch} | "
-                                 f"{n_img / v:.1f} images/s ({v / ours['faces']:.3f} s/face) |")
+                    lines.append(
+                        f"| {what}, {dd}, {ours['faces']} faces x {ours['ages']} ages, batch {batch} | "
+                        f"{n_img / v:.1f} images/s ({v / ours['faces']:.3f} s/face) |"
+                    )
         a = ours.get("agreement", {})
         if "default_vs_float32_psnr_db" in a:
             lines.append(f"| agreement, default ({d}) vs float32 | {a['default_vs_float32_psnr_db']:.1f} dB PSNR |")
         for dd in ours["dtypes"]:
             if f"{dd}_vs_original_psnr_db" in a:
-                lines.append(f"| agreement, {dd} vs the original code's images | {a[f'{dd}_vs_original_psnr_db']:.1f} dB "
-                             f"PSNR, max abs err {a[f'{dd}_vs_original_max_abs']:.2e} |")
+                lines.append(
+                    f"| agreement, {dd} vs the original code's images | {a[f'{dd}_vs_original_psnr_db']:.1f} dB "
+                    f"PSNR, max abs err {a[f'{dd}_vs_original_max_abs']:.2e} |"
+                )
         mem = "max_memory_allocated" if report["device"] == "cuda" else "peak RSS"
         if "rss" in r:
-            lines.append(f"| peak RSS, default path ({r['rss']['dtype']}) alone (load + 11 ages) | "
-                         f"{r['rss']['peak_memory_mib'] / 1024:.2f} GiB |")
+            lines.append(
+                f"| peak RSS, default path ({r['rss']['dtype']}) alone (load + 11 ages) | "
+                f"{r['rss']['peak_memory_mib'] / 1024:.2f} GiB |"
+            )
         if "rss-float32" in r:
-            lines.append(f"| peak RSS, float32 path alone (load + 11 ages) | "
-                         f"{r['rss-float32']['peak_memory_mib'] / 1024:.2f} GiB |")
+            lines.append(
+                f"| peak RSS, float32 path alone (load + 11 ages) | "
+                f"{r['rss-float32']['peak_memory_mib'] / 1024:.2f} GiB |"
+            )
         lines.append(f"| {mem}, the A/B process (all dtypes loaded) | {ours['peak_memory_mib'] / 1024:.2f} GiB |")
         lines.append("")
     if "training" in r:
         t = r["training"]
-        lines += [f"## Training step (batch {t['batch']}, {t['size']} px; {t['note']})", "",
-                  "| generator form | s/step | samples/s | peak memory |", "|---|---|---|---|"]
+        lines += [
+            f"## Training step (batch {t['batch']}, {t['size']} px; {t['note']})",
+            "",
+            "| generator form | s/step | samples/s | peak memory |",
+            "|---|---|---|---|",
+        ]
         for impl, v in t["impls"].items():
             if "error" in v:
                 lines.append(f"| {impl} | failed: {v['error']} | | |")
             else:
-                m = f"{v['peak_memory_mib'] / 1024:.2f} GiB" if v.get("peak_memory_mib") else \
-                    (f"{t['peak_memory_mib'] / 1024:.2f} GiB (process, all forms)" if t.get("peak_memory_mib") else "")
+                m = (
+                    f"{v['peak_memory_mib'] / 1024:.2f} GiB"
+                    if v.get("peak_memory_mib")
+                    else (
+                        f"{t['peak_memory_mib'] / 1024:.2f} GiB (process, all forms)"
+                        if t.get("peak_memory_mib")
+                        else ""
+                    )
+                )
                 lines.append(f"| {impl} | {v['seconds_per_step']:.2f} | {v['samples_per_s']:.2f} | {m} |")
         lines.append("")
     notes = [f"- {c['case']}: skipped ({c['skipped']})" for c in report["cases"] if "skipped" in c]
@@ -617,10 +760,17 @@ def _markdown_levels(report: dict) -> str:
     rows = [(lv["isa"], _level_row(lv["cases"])) for lv in levels]
     keys = list(dict.fromkeys(k for _, row in rows for k in row))
     head = _markdown({**report, "cases": []}).split("## Notes")[0].rstrip()
-    lines = [head, "", "## Per ISA level, side by side", "",
-             "Each level in its own processes with `ONEDNN_MAX_CPU_ISA=<level>` and `ATEN_CPU_CAPABILITY` "
-             "(avx2 for AVX2, avx512 above): what a CPU of that kind gets.", "",
-             "| | " + " | ".join(lv for lv, _ in rows) + " |", "|---|" + "---|" * len(rows)]
+    lines = [
+        head,
+        "",
+        "## Per ISA level, side by side",
+        "",
+        "Each level in its own processes with `ONEDNN_MAX_CPU_ISA=<level>` and `ATEN_CPU_CAPABILITY` "
+        "(avx2 for AVX2, avx512 above): what a CPU of that kind gets.",
+        "",
+        "| | " + " | ".join(lv for lv, _ in rows) + " |",
+        "|---|" + "---|" * len(rows),
+    ]
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(row.get(k, "") for _, row in rows) + " |")
     lines.append("")
@@ -646,21 +796,32 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--checkpoint", default=None, help="a SAM checkpoint (default: the stand-in)")
     p.add_argument("--ages", type=int, default=None, help="ages per face (default 11; --quick: 2)")
-    p.add_argument("--repeat", type=int, default=None, help="timed rounds, A/B interleaved, best kept (default 2; --quick: 1)")
+    p.add_argument(
+        "--repeat", type=int, default=None, help="timed rounds, A/B interleaved, best kept (default 2; --quick: 1)"
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default 2 on CPU)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=None,
-                   help="images per batch (default: the engine's per-device default)")
+    p.add_argument(
+        "--batch_size",
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per batch (default: the engine's per-device default)",
+    )
     p.add_argument("--faces", type=int, default=4, help="faces in the CUDA throughput run (default 4)")
     p.add_argument("--train_batch", type=int, default=None, help="training batch (default: CPU 2, CUDA 6)")
     p.add_argument("--cases", default=None, help=f"comma-separated (CPU default {CPU_CASES}; CUDA {CUDA_CASES})")
     p.add_argument("--export_dir", default=None, help="exported ONNX folder for the peers (default: cached export)")
     p.add_argument("--output", default=str(RESULTS), help="results folder")
-    p.add_argument("--isa", default=None,
-                   help="comma-separated oneDNN ISA levels (AVX2, AVX512_CORE, AVX512_CORE_BF16, AVX512_CORE_AMX), "
-                        "'all' (every level this CPU has; the CPU default) or 'native' (no cap; --quick's default)")
+    p.add_argument(
+        "--isa",
+        default=None,
+        help="comma-separated oneDNN ISA levels (AVX2, AVX512_CORE, AVX512_CORE_BF16, AVX512_CORE_AMX), "
+        "'all' (every level this CPU has; the CPU default) or 'native' (no cap; --quick's default)",
+    )
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     import torch
+
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.ages = args.ages or (2 if args.quick else 11)
@@ -675,20 +836,47 @@ def main(argv=None) -> int:
         cases = ["ours", "original"]
     info = cpu_info()
     device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else info["model"]
-    report = {"device": args.device, "device_name": device_name, "cpu": info, "torch": torch.__version__,
-              "threads": args.threads, "commit": _commit(), "python": platform.python_version(),
-              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-              "command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "weights": args.checkpoint or ("256 px stand-in SAM (random weights)" if args.quick
-                                             else "1024 px stand-in SAM (random weights)"),
-              "ages": args.ages, "repeat": args.repeat, "cases": []}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS=str(args.threads))
-    base = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--ages", str(args.ages),
-            "--repeat", str(args.repeat), "--threads", str(args.threads), "--faces", str(args.faces)]
-    for flag, value in (("--batch_size", args.batch_size), ("--train_batch", args.train_batch),
-                        ("--checkpoint", args.checkpoint)):
+    report = {
+        "device": args.device,
+        "device_name": device_name,
+        "cpu": info,
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "commit": _commit(),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "weights": args.checkpoint
+        or ("256 px stand-in SAM (random weights)" if args.quick else "1024 px stand-in SAM (random weights)"),
+        "ages": args.ages,
+        "repeat": args.repeat,
+        "cases": [],
+    }
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS=str(args.threads),
+    )
+    base = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--device",
+        args.device,
+        "--ages",
+        str(args.ages),
+        "--repeat",
+        str(args.repeat),
+        "--threads",
+        str(args.threads),
+        "--faces",
+        str(args.faces),
+    ]
+    for flag, value in (
+        ("--batch_size", args.batch_size),
+        ("--train_batch", args.train_batch),
+        ("--checkpoint", args.checkpoint),
+    ):
         if value is not None:
             base += [flag, str(value)]
     if args.quick:
@@ -711,8 +899,9 @@ def isa_levels(args, info) -> list:
     """``[(level, env)]`` to run: ``native`` has no cap; the others set oneDNN's and ATen's."""
     want = args.isa or ("native" if args.quick or args.device != "cpu" else "all")
     flags = set(info.get("all_flags") or info["flags"])
-    offered = [(lv, {"ONEDNN_MAX_CPU_ISA": lv, "ATEN_CPU_CAPABILITY": aten}) for lv, flag, aten in ISA_LEVELS
-               if flag in flags]
+    offered = [
+        (lv, {"ONEDNN_MAX_CPU_ISA": lv, "ATEN_CPU_CAPABILITY": aten}) for lv, flag, aten in ISA_LEVELS if flag in flags
+    ]
     if want == "native" or not offered:
         return [("native", {})]
     if want == "all":
@@ -739,8 +928,9 @@ def _run_cases(cases, args, report, base, env) -> None:
                 continue
             missing = [m for m in (module, "onnx", "onnxscript") if not _has(m)]
             if missing:
-                report["cases"].append({"case": case, "skipped": f"{', '.join(missing)} not installed "
-                                                                  "(pip install 'sam-age[bench]')"})
+                report["cases"].append(
+                    {"case": case, "skipped": f"{', '.join(missing)} not installed (pip install 'sam-age[bench]')"}
+                )
                 _write(report, args)
                 continue
             try:

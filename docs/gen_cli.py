@@ -7,6 +7,7 @@ The page is built from the parsers' actions (flags, metavars, defaults, choices,
 ``format_help()``, whose layout changes with the terminal width and the Python version: the same
 parsers give the same page everywhere. Descriptions are quoted as written (``RawDescription``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,10 +67,12 @@ def _section(parser: argparse.ArgumentParser, path: list, level: int) -> list:
     lines = [f"{'#' * level} `{name}`", ""]
     if parser.description:
         lines += ["```text", parser.description.strip("\n"), "```", ""]
-    positionals = [a for a in parser._actions if not a.option_strings
-                   and not isinstance(a, argparse._SubParsersAction)]
-    options = [a for a in parser._actions if a.option_strings and a.help is not argparse.SUPPRESS
-               and not isinstance(a, argparse._HelpAction)]
+    positionals = [a for a in parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+    options = [
+        a
+        for a in parser._actions
+        if a.option_strings and a.help is not argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+    ]
     usage = [name] + [_value(a) for a in positionals]
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if subs:
@@ -84,8 +87,9 @@ def _section(parser: argparse.ArgumentParser, path: list, level: int) -> list:
         for a in options:
             flags = ", ".join(f"`{s}`" for s in a.option_strings)
             value = _value(a)
-            lines.append(f"| {flags} | {'`' + _cell(value) + '`' if value else ''} | {_default(a)} | "
-                         f"{_help(parser, a)} |")
+            lines.append(
+                f"| {flags} | {'`' + _cell(value) + '`' if value else ''} | {_default(a)} | {_help(parser, a)} |"
+            )
         lines.append("")
     for sub in subs:
         helps = {c.dest: c.help for c in sub._choices_actions}
@@ -99,6 +103,7 @@ def _section(parser: argparse.ArgumentParser, path: list, level: int) -> list:
 
 def render() -> str:
     from sam_age.cli.main import build_parser
+
     parser = build_parser()
     lines = [HEADER]
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

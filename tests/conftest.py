@@ -4,6 +4,7 @@ Stand-ins are built by :mod:`tests.helpers.standins` (shared with ``benchmarks/`
 ``../shared/reference/make_checkpoint.py`` (never downloaded) and cached under
 ``SAM_AGE_TEST_CACHE`` (default: a temp folder), so the 2.2 GB SAM stand-in is written once.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Dependency floors that keep known vulnerabilities out (issue 22, item 14): torch >= 2.10
 (weights_only=True bypasses: CVE-2025-32434 fixed in 2.6, CVE-2026-24747 in 2.10) and
 gradio >= 6.16 (CVE-2026-28414 fixed in 6.7, GHSA-j36p-7w88-g82j in 6.16)."""
+
 from __future__ import annotations
 
 import re

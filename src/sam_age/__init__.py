@@ -2,6 +2,7 @@
 
 Heavy pieces are imported lazily so that ``import sam_age`` stays cheap.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -23,6 +23,7 @@ Each age gets a file label that is unique for distinct ages (:func:`age_label`):
 integer part zero-padded to three digits and the exact decimals (``030``, ``030.21``,
 ``099.99``; never rounded up to ``100.0``); relative ages keep their sign (``+20``).
 """
+
 from __future__ import annotations
 
 import math
@@ -118,8 +119,10 @@ def _brief(text: str) -> str:
 
 def _check_absolute(value: float, item: str, what: str) -> float:
     if not MIN_AGE <= value <= MAX_AGE:
-        raise UsageError(f"{what}: {item!r} is outside 0..100 (SAM was trained on that range; "
-                         "for years from the estimated age write +N or -N)")
+        raise UsageError(
+            f"{what}: {item!r} is outside 0..100 (SAM was trained on that range; "
+            "for years from the estimated age write +N or -N)"
+        )
     return round(value, DECIMALS)
 
 
@@ -135,19 +138,22 @@ def _parse_range(item: str, what: str) -> List[Age]:
         raise UsageError(f"{what}: cannot read {item!r}: a range is START:STOP:STEP ({SYNTAX})")
     numbers = [_number(b, item, what) for b in bits]
     if len(bits) == 2:
-        raise UsageError(f"{what}: the range {item!r} needs a step: START:STOP:STEP "
-                         f"(e.g. {item}:10)")
+        raise UsageError(f"{what}: the range {item!r} needs a step: START:STOP:STEP (e.g. {item}:10)")
     (start, s1), (stop, s2), (step, _) = numbers
     if s1 != s2:
-        raise UsageError(f"{what}: in {item!r} one end has a sign and the other not: a range is "
-                         "absolute (10:50:10) or relative to the estimated age (-10:+30:10)")
+        raise UsageError(
+            f"{what}: in {item!r} one end has a sign and the other not: a range is "
+            "absolute (10:50:10) or relative to the estimated age (-10:+30:10)"
+        )
     if step == 0:
         raise UsageError(f"{what}: the range {item!r} has a step of 0")
     if (stop - start) * step < 0:
         right = f"{bits[0]}:{bits[1]}:{_plain(-step) if step < 0 else '-' + _plain(step)}"
-        raise UsageError(f"{what}: the range {item!r} is empty: it counts "
-                         f"{'up' if step > 0 else 'down'} from {bits[0]} but {bits[1]} is "
-                         f"{'below' if step > 0 else 'above'}; did you mean {right}?")
+        raise UsageError(
+            f"{what}: the range {item!r} is empty: it counts "
+            f"{'up' if step > 0 else 'down'} from {bits[0]} but {bits[1]} is "
+            f"{'below' if step > 0 else 'above'}; did you mean {right}?"
+        )
     n = int(math.floor((stop - start) / step + 1e-9)) + 1
     if n > MAX_AGES:
         raise UsageError(f"{what}: the range {item!r} makes {n} ages; at most {MAX_AGES}")
@@ -184,9 +190,11 @@ def _parse_one(value, what: str) -> List[Age]:
         if not math.isfinite(v):
             raise UsageError(f"{what}: {value!r} is not an age")
         if v < 0:
-            raise UsageError(f"{what}: {value!r} is negative; ages are 0..100 "
-                             f"(for {_plain(-v)} years younger than the estimate pass the string "
-                             f"'{_plain(v)}')")
+            raise UsageError(
+                f"{what}: {value!r} is negative; ages are 0..100 "
+                f"(for {_plain(-v)} years younger than the estimate pass the string "
+                f"'{_plain(v)}')"
+            )
         return [_check_absolute(v, _plain(v), what)]
     raise UsageError(f"{what}: cannot read {value!r} ({SYNTAX})")
 
@@ -209,8 +217,9 @@ def _no_relative(ages: Sequence[Age], what: str) -> None:
         raise UsageError(f"{what}: relative ages ({rel}) are not available here; give ages 0..100")
 
 
-def parse_ages(value: Union[str, Real, RelativeAge, Iterable], what: str = "ages", *,
-               relative: bool = False) -> List[Age]:
+def parse_ages(
+    value: Union[str, Real, RelativeAge, Iterable], what: str = "ages", *, relative: bool = False
+) -> List[Age]:
     """``value`` (text, a number, a :class:`RelativeAge` or a list of these) -> the ages
     asked, in order, without repeats: floats (absolute) and :class:`RelativeAge` items.
 

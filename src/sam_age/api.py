@@ -73,13 +73,13 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/v1"
 PROBES = ("/v1/health", "/v1/ready")  # open without credentials (load balancers, Kubernetes)
 DEFAULT_MAX_UPLOAD_MB = 20.0
-DEFAULT_MAX_PIXELS = 40_000_000   # 40 MP: any phone photo; 120 MB decoded
+DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: any phone photo; 120 MB decoded
 DEFAULT_MAX_FACES = 8
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_WAIT_MS = 5.0
-MAX_AGES = 21                    # the demo's bound (0:100:5)
-MAX_BATCH_FACES = 32             # faces per model call of the queue's worker
-ANIMATION_FRAMES_PER_AGE = 4     # `sam-age age --gif`'s defaults
+MAX_AGES = 21  # the demo's bound (0:100:5)
+MAX_BATCH_FACES = 32  # faces per model call of the queue's worker
+ANIMATION_FRAMES_PER_AGE = 4  # `sam-age age --gif`'s defaults
 ANIMATION_FPS = 12.0
 RETRY_AFTER_S = 2
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
@@ -101,7 +101,7 @@ class Limits:
 
     @property
     def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 2 ** 20)
+        return int(self.max_upload_mb * 2**20)
 
     @property
     def max_body_bytes(self) -> int:
@@ -110,6 +110,7 @@ class Limits:
 
 
 # ------------------------------------------------------------------------------ credentials
+
 
 def parse_credentials(values: Iterable[str] = (), files: Iterable[str] = ()) -> Dict[str, str]:
     """``--auth USER:PASSWORD`` values and ``--auth-file`` files (one ``USER:PASSWORD`` a
@@ -155,14 +156,19 @@ def check_exposure(host: str, share: bool, users: Dict[str, str], no_auth: bool)
     if users or no_auth:
         return
     if share:
-        raise UsageError("--share makes the server public: give --auth USER:PASSWORD or --auth-file FILE "
-                         "(or --no-auth to serve without credentials)")
+        raise UsageError(
+            "--share makes the server public: give --auth USER:PASSWORD or --auth-file FILE "
+            "(or --no-auth to serve without credentials)"
+        )
     if not is_loopback(host):
-        raise UsageError(f"--host {host} lets other machines in: give --auth USER:PASSWORD or --auth-file FILE "
-                         "(or --no-auth to serve without credentials)")
+        raise UsageError(
+            f"--host {host} lets other machines in: give --auth USER:PASSWORD or --auth-file FILE "
+            "(or --no-auth to serve without credentials)"
+        )
 
 
 # ------------------------------------------------------------------------------ the queue
+
 
 class Busy(SamAgeError):
     """The bounded queue is full: try again in a moment (HTTP 429, a line in the demo)."""
@@ -173,8 +179,8 @@ class Busy(SamAgeError):
 
 @dataclass
 class _AgeJob:
-    faces: list            # PreparedFace
-    requested: list        # parsed ages (floats, RelativeAge)
+    faces: list  # PreparedFace
+    requested: list  # parsed ages (floats, RelativeAge)
     size: int
     frames_per_age: Optional[int]  # an animation per face when set
     future: Future
@@ -190,8 +196,14 @@ class ModelQueue:
     """The model's one worker thread and its bounded queue (see the module docstring).
     ``observe(faces, images)``: called after each model call (metrics)."""
 
-    def __init__(self, pipeline: AgePipeline, max_queue: int = DEFAULT_MAX_QUEUE,
-                 wait_ms: float = DEFAULT_WAIT_MS, max_batch_faces: int = MAX_BATCH_FACES, observe=None):
+    def __init__(
+        self,
+        pipeline: AgePipeline,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        wait_ms: float = DEFAULT_WAIT_MS,
+        max_batch_faces: int = MAX_BATCH_FACES,
+        observe=None,
+    ):
         self.pipeline = pipeline
         self.max_queue = max(1, int(max_queue))
         self.wait_s = max(0.0, float(wait_ms)) / 1000.0
@@ -239,6 +251,7 @@ class ModelQueue:
         def hold():
             go.set()
             done.wait()
+
         future = self.call(hold)
         try:
             while not go.wait(0.5):
@@ -324,12 +337,14 @@ class ModelQueue:
 
     def _age(self, jobs: List[_AgeJob]) -> list:
         pipe = self.pipeline
-        results = pipe.age_prepared_many([(None, job.faces) for job in jobs], jobs[0].requested,
-                                         size=jobs[0].size)
+        results = pipe.age_prepared_many([(None, job.faces) for job in jobs], jobs[0].requested, size=jobs[0].size)
         outs = []
         for job, result in zip(jobs, results):
-            frames = ([pipe.animate(f, frames_per_age=job.frames_per_age) for f in result.faces]
-                      if job.frames_per_age else None)
+            frames = (
+                [pipe.animate(f, frames_per_age=job.frames_per_age) for f in result.faces]
+                if job.frames_per_age
+                else None
+            )
             outs.append((result, frames))
         if self.observe is not None:
             faces = sum(len(job.faces) for job in jobs)
@@ -339,21 +354,32 @@ class ModelQueue:
 
 # ------------------------------------------------------------------------------ metrics
 
+
 class ServerMetrics:
     """The Prometheus series, in a registry of this server's own (tests build many)."""
 
     def __init__(self):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry()
-        self.requests = Counter("sam_age_requests", "HTTP requests by route and status",
-                                ["route", "status"], registry=self.registry)
-        self.latency = Histogram("sam_age_request_seconds", "HTTP request latency by route", ["route"],
-                                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-                                 registry=self.registry)
+        self.requests = Counter(
+            "sam_age_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "sam_age_request_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("sam_age_queue_depth", "jobs waiting for the model", registry=self.registry)
         self.in_flight = Gauge("sam_age_requests_in_flight", "API requests being served", registry=self.registry)
-        self.batch_faces = Histogram("sam_age_batch_faces", "faces per model call (batching across requests)",
-                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.batch_faces = Histogram(
+            "sam_age_batch_faces",
+            "faces per model call (batching across requests)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.images = Counter("sam_age_images", "aged face images made", registry=self.registry)
 
     def observe_batch(self, faces: int, images: int) -> None:
@@ -362,6 +388,7 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
 
@@ -377,11 +404,16 @@ def route_label(path: str) -> str:
 
 # ------------------------------------------------------------------------------ ASGI layers
 
+
 async def _send_json(send, status: int, body: dict, headers: Sequence = ()) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -400,6 +432,7 @@ class Metrics:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
+
         try:
             await self.app(scope, receive, watch)
         finally:
@@ -437,9 +470,15 @@ class BasicAuth:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await _send_json(send, 401, {"error": "authentication required",
-                                     "detail": "this server needs credentials (HTTP Basic: curl -u USER:PASSWORD)"},
-                         [(b"www-authenticate", self.challenge)])
+        await _send_json(
+            send,
+            401,
+            {
+                "error": "authentication required",
+                "detail": "this server needs credentials (HTTP Basic: curl -u USER:PASSWORD)",
+            },
+            [(b"www-authenticate", self.challenge)],
+        )
 
 
 class _TooLarge(Exception):
@@ -473,6 +512,7 @@ class BodyLimit:
             if message["type"] == "http.response.start":
                 seen["started"] = True
             await send(message)
+
         try:
             await self.app(scope, counted, watch)
         except _TooLarge:
@@ -480,13 +520,19 @@ class BodyLimit:
                 await self._refuse(send, None)
 
     async def _refuse(self, send, n: Optional[int]) -> None:
-        size = f"{n / 2 ** 20:.1f} MB" if n is not None else "more"
-        await _send_json(send, 413, {"error": "upload too large",
-                                     "detail": f"the body is {size}; this server takes up to "
-                                               f"{self.max_bytes / 2 ** 20:.1f} MB"})
+        size = f"{n / 2**20:.1f} MB" if n is not None else "more"
+        await _send_json(
+            send,
+            413,
+            {
+                "error": "upload too large",
+                "detail": f"the body is {size}; this server takes up to {self.max_bytes / 2**20:.1f} MB",
+            },
+        )
 
 
 # ------------------------------------------------------------------------------ requests
+
 
 class ApiError(Exception):
     def __init__(self, status: int, error: str, detail: str = "", headers: Optional[dict] = None):
@@ -567,8 +613,11 @@ async def read_fields(request, allowed: Sequence[str]) -> tuple:
         fields = {k: v for k, v in body.items() if k not in ("image", "filename")}
         filename = str(body.get("filename") or "image")
     else:
-        raise ApiError(415, "unsupported content type",
-                       f"send multipart/form-data (field 'image') or application/json (base64), not {ctype or 'nothing'}")
+        raise ApiError(
+            415,
+            "unsupported content type",
+            f"send multipart/form-data (field 'image') or application/json (base64), not {ctype or 'nothing'}",
+        )
     unknown = sorted(set(fields) - set(allowed))
     if unknown:
         raise ApiError(422, "unknown field", f"{unknown[0][:40]!r}; the fields are image, {', '.join(allowed)}")
@@ -582,8 +631,9 @@ def age_request(data: bytes, filename: str, fields: dict) -> AgeRequest:
     ages_value = fields.get("ages", "0:100:10")
     if isinstance(ages_value, (int, float)) and not isinstance(ages_value, bool):
         ages_value = [ages_value]
-    if isinstance(ages_value, list) and not all(isinstance(a, (int, float, str)) and not isinstance(a, bool)
-                                                for a in ages_value):
+    if isinstance(ages_value, list) and not all(
+        isinstance(a, (int, float, str)) and not isinstance(a, bool) for a in ages_value
+    ):
         raise ApiError(422, "invalid ages", "ages: a string like '30', '0:100:10', '+20' or a list of them")
     if not isinstance(ages_value, (str, list)):
         raise ApiError(422, "invalid ages", "ages: a string like '30', '0:100:10', '+20'")
@@ -605,9 +655,20 @@ def age_request(data: bytes, filename: str, fields: dict) -> AgeRequest:
     try:
         size = int(str(fields.get("size", 256)))
     except ValueError:
-        raise ApiError(422, "invalid field", f"size: a number of pixels, not {str(fields.get('size'))[:40]!r}") from None
-    return AgeRequest(data, filename, ages, _bool(fields.get("paste_back", False), "paste_back"), mask, size, fmt,
-                      _bool(fields.get("all_faces", False), "all_faces"), _bool(fields.get("gif", False), "gif"))
+        raise ApiError(
+            422, "invalid field", f"size: a number of pixels, not {str(fields.get('size'))[:40]!r}"
+        ) from None
+    return AgeRequest(
+        data,
+        filename,
+        ages,
+        _bool(fields.get("paste_back", False), "paste_back"),
+        mask,
+        size,
+        fmt,
+        _bool(fields.get("all_faces", False), "all_faces"),
+        _bool(fields.get("gif", False), "gif"),
+    )
 
 
 def input_error(e: BaseException) -> ApiError:
@@ -648,8 +709,9 @@ def check_pixels(data: bytes, name: str, max_pixels: int) -> None:
     except Exception:  # not an image, or over PIL's own limit: the reader says why
         return
     if w * h > max_pixels:
-        raise ImageReadError(f"image too large ({w}x{h} pixels; this server takes up to "
-                             f"{max_pixels / 1e6:g} megapixels)", name)
+        raise ImageReadError(
+            f"image too large ({w}x{h} pixels; this server takes up to {max_pixels / 1e6:g} megapixels)", name
+        )
 
 
 def prepare_upload(data: bytes, name: str, all_faces: bool, limits: Limits):
@@ -657,7 +719,7 @@ def prepare_upload(data: bytes, name: str, all_faces: bool, limits: Limits):
     ``limits.max_faces`` faces, best first."""
     check_pixels(data, name, limits.max_pixels)
     photo, faces = prepare_faces(data, all_faces=all_faces, name=name)
-    return photo, faces[:limits.max_faces], len(faces)
+    return photo, faces[: limits.max_faces], len(faces)
 
 
 def _encode(img: Image.Image, fmt: str, mark: Optional[Mark] = None) -> bytes:
@@ -690,20 +752,38 @@ def age_answer(req: AgeRequest, result, frames, found: int, mark: Optional[Mark]
         anim = None
         if frames is not None:
             anim = _b64(gif_bytes(frames[k], ANIMATION_FPS, _marked(mark, source=GENERATED, age=",".join(labels))))
-        faces.append({
-            "box": _box(face.quad), "quad": None if face.quad is None else [[round(float(x), 2) for x in p]
-                                                                              for p in face.quad],
-            "score": round(float(face.score), 4),
-            "estimated_age": None if face.estimated_age is None else round(float(face.estimated_age), 2),
-            "images": [{"requested": lab, "age": round(float(a), 4), "image": _b64(_encode(img, req.format, _marked(mark, source=GENERATED, age=lab)))}
-                       for lab, a, img in zip(labels, face.ages, face.images)],
-            "animation": anim})
+        faces.append(
+            {
+                "box": _box(face.quad),
+                "quad": None if face.quad is None else [[round(float(x), 2) for x in p] for p in face.quad],
+                "score": round(float(face.score), 4),
+                "estimated_age": None if face.estimated_age is None else round(float(face.estimated_age), 2),
+                "images": [
+                    {
+                        "requested": lab,
+                        "age": round(float(a), 4),
+                        "image": _b64(_encode(img, req.format, _marked(mark, source=GENERATED, age=lab))),
+                    }
+                    for lab, a, img in zip(labels, face.ages, face.images)
+                ],
+                "animation": anim,
+            }
+        )
     pasted = None
     if result.pasted:
-        pasted = [{"requested": lab, "image": _b64(_encode(img, req.format, _marked(mark, source=COMPOSITE, age=lab)))}
-                  for lab, img in zip(labels, result.pasted)]
-    return {"ages": labels, "format": req.format, "media_type": FORMAT_TYPES[req.format],
-            "faces_found": found, "faces": faces, "pasted": pasted, "notes": result.notes}
+        pasted = [
+            {"requested": lab, "image": _b64(_encode(img, req.format, _marked(mark, source=COMPOSITE, age=lab)))}
+            for lab, img in zip(labels, result.pasted)
+        ]
+    return {
+        "ages": labels,
+        "format": req.format,
+        "media_type": FORMAT_TYPES[req.format],
+        "faces_found": found,
+        "faces": faces,
+        "pasted": pasted,
+        "notes": result.notes,
+    }
 
 
 class _JobFolder:
@@ -721,10 +801,19 @@ def age_zip(req: AgeRequest, result, frames, workdir: Path, mark: Optional[Mark]
     written by the CLI's own writer into a job folder that is removed before returning."""
     from .batch.outputs import Layout, Request
     from .batch.runner import write_results
-    request = Request(ages=tuple(format_age(a) for a in req.ages), checkpoint="", size=req.size, format=req.format,
-                      all_faces=req.all_faces, paste_back=req.paste_back, mask=req.mask, gif=req.gif,
-                      frames_per_age=ANIMATION_FRAMES_PER_AGE if req.gif else None,
-                      fps=ANIMATION_FPS if req.gif else None)
+
+    request = Request(
+        ages=tuple(format_age(a) for a in req.ages),
+        checkpoint="",
+        size=req.size,
+        format=req.format,
+        all_faces=req.all_faces,
+        paste_back=req.paste_back,
+        mask=req.mask,
+        gif=req.gif,
+        frames_per_age=ANIMATION_FRAMES_PER_AGE if req.gif else None,
+        fps=ANIMATION_FPS if req.gif else None,
+    )
     name = _name_of(req.filename)
     plan = Layout(request).plan(name, len(result.faces))
     job = workdir / uuid.uuid4().hex
@@ -754,11 +843,17 @@ def _wants(accept: str) -> str:
 
 # ------------------------------------------------------------------------------ the app
 
-ERROR_SCHEMA = {"type": "object", "required": ["error", "detail"],
-                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+}
 AGE_FORM_PROPERTIES = {
-    "ages": {"type": "string", "default": "0:100:10",
-             "description": "ages in the CLI's syntax: 30, 0,30,60, 0:100:10, +20 (years from the estimated age)"},
+    "ages": {
+        "type": "string",
+        "default": "0:100:10",
+        "description": "ages in the CLI's syntax: 30, 0,30,60, 0:100:10, +20 (years from the estimated age)",
+    },
     "paste_back": {"type": "boolean", "default": False},
     "mask": {"type": "string", "enum": list(MASKS), "default": "face"},
     "size": {"type": "integer", "default": 256, "description": "256 or the generator's size"},
@@ -766,53 +861,106 @@ AGE_FORM_PROPERTIES = {
     "all_faces": {"type": "boolean", "default": False},
     "gif": {"type": "boolean", "default": False},
 }
-FACE_SCHEMA = {"type": "object", "required": ["box", "quad", "score", "estimated_age", "images", "animation"],
-               "properties": {
-                   "box": {"type": ["array", "null"], "items": {"type": "number"}},
-                   "quad": {"type": ["array", "null"], "items": {"type": "array", "items": {"type": "number"}}},
-                   "score": {"type": "number"},
-                   "estimated_age": {"type": ["number", "null"]},
-                   "images": {"type": "array", "items": {
-                       "type": "object", "required": ["requested", "age", "image"],
-                       "properties": {"requested": {"type": "string"}, "age": {"type": "number"},
-                                      "image": {"type": "string", "format": "byte"}}}},
-                   "animation": {"type": ["string", "null"], "format": "byte"}}}
-AGE_ANSWER_SCHEMA = {"type": "object", "required": ["ages", "format", "media_type", "faces_found", "faces",
-                                                    "pasted", "notes"],
-                     "properties": {"ages": {"type": "array", "items": {"type": "string"}},
-                                    "format": {"type": "string"}, "media_type": {"type": "string"},
-                                    "faces_found": {"type": "integer"},
-                                    "faces": {"type": "array", "items": FACE_SCHEMA},
-                                    "pasted": {"type": ["array", "null"], "items": {
-                                        "type": "object", "required": ["requested", "image"],
-                                        "properties": {"requested": {"type": "string"},
-                                                       "image": {"type": "string", "format": "byte"}}}},
-                                    "notes": {"type": "array", "items": {"type": "string"}}}}
-ESTIMATE_ANSWER_SCHEMA = {"type": "object", "required": ["faces_found", "faces"],
-                          "properties": {"faces_found": {"type": "integer"}, "faces": {"type": "array", "items": {
-                              "type": "object", "required": ["box", "quad", "score", "age"],
-                              "properties": {"box": {"type": ["array", "null"], "items": {"type": "number"}},
-                                             "quad": {"type": ["array", "null"]},
-                                             "score": {"type": "number"}, "age": {"type": "number"}}}}}}
+FACE_SCHEMA = {
+    "type": "object",
+    "required": ["box", "quad", "score", "estimated_age", "images", "animation"],
+    "properties": {
+        "box": {"type": ["array", "null"], "items": {"type": "number"}},
+        "quad": {"type": ["array", "null"], "items": {"type": "array", "items": {"type": "number"}}},
+        "score": {"type": "number"},
+        "estimated_age": {"type": ["number", "null"]},
+        "images": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["requested", "age", "image"],
+                "properties": {
+                    "requested": {"type": "string"},
+                    "age": {"type": "number"},
+                    "image": {"type": "string", "format": "byte"},
+                },
+            },
+        },
+        "animation": {"type": ["string", "null"], "format": "byte"},
+    },
+}
+AGE_ANSWER_SCHEMA = {
+    "type": "object",
+    "required": ["ages", "format", "media_type", "faces_found", "faces", "pasted", "notes"],
+    "properties": {
+        "ages": {"type": "array", "items": {"type": "string"}},
+        "format": {"type": "string"},
+        "media_type": {"type": "string"},
+        "faces_found": {"type": "integer"},
+        "faces": {"type": "array", "items": FACE_SCHEMA},
+        "pasted": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "required": ["requested", "image"],
+                "properties": {"requested": {"type": "string"}, "image": {"type": "string", "format": "byte"}},
+            },
+        },
+        "notes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+ESTIMATE_ANSWER_SCHEMA = {
+    "type": "object",
+    "required": ["faces_found", "faces"],
+    "properties": {
+        "faces_found": {"type": "integer"},
+        "faces": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["box", "quad", "score", "age"],
+                "properties": {
+                    "box": {"type": ["array", "null"], "items": {"type": "number"}},
+                    "quad": {"type": ["array", "null"]},
+                    "score": {"type": "number"},
+                    "age": {"type": "number"},
+                },
+            },
+        },
+    },
+}
 
 
 def _error_responses(*codes: int) -> dict:
-    names = {400: "Malformed request", 401: "Credentials needed", 406: "Cannot answer in the media type asked",
-             413: "Upload or image too large", 415: "Not a usable image or content type",
-             422: "Bad field, no face", 429: "Queue full: try again after Retry-After seconds",
-             503: "Model unavailable"}
-    return {str(c): {"description": names[c], "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-            for c in codes}
+    names = {
+        400: "Malformed request",
+        401: "Credentials needed",
+        406: "Cannot answer in the media type asked",
+        413: "Upload or image too large",
+        415: "Not a usable image or content type",
+        422: "Bad field, no face",
+        429: "Queue full: try again after Retry-After seconds",
+        503: "Model unavailable",
+    }
+    return {str(c): {"description": names[c], "content": {"application/json": {"schema": ERROR_SCHEMA}}} for c in codes}
 
 
 def _body(properties: dict) -> dict:
-    form = {"type": "object", "required": ["image"],
-            "properties": {"image": {"type": "string", "format": "binary"}, **properties}}
-    js = {"type": "object", "required": ["image"],
-          "properties": {"image": {"type": "string", "format": "byte", "description": "the photo, base64"},
-                         "filename": {"type": "string"}, **properties}}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form},
-                                                          "application/json": {"schema": js}}}}
+    form = {
+        "type": "object",
+        "required": ["image"],
+        "properties": {"image": {"type": "string", "format": "binary"}, **properties},
+    }
+    js = {
+        "type": "object",
+        "required": ["image"],
+        "properties": {
+            "image": {"type": "string", "format": "byte", "description": "the photo, base64"},
+            "filename": {"type": "string"},
+            **properties,
+        },
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": form}, "application/json": {"schema": js}},
+        }
+    }
 
 
 @dataclass
@@ -836,9 +984,16 @@ class SamAgeServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Optional[Dict[str, str]] = None,
-                 demo: bool = True, workdir: Optional[Path] = None, title: str = "SAM age",
-                 mark: Optional[Mark] = DEFAULT_MARK) -> SamAgeServer:
+def build_server(
+    pipeline: AgePipeline,
+    limits: Limits = Limits(),
+    *,
+    users: Optional[Dict[str, str]] = None,
+    demo: bool = True,
+    workdir: Optional[Path] = None,
+    title: str = "SAM age",
+    mark: Optional[Mark] = DEFAULT_MARK,
+) -> SamAgeServer:
     """The FastAPI app with the API, and the demo mounted at ``/`` (``demo=False``: API only).
     ``mark``: how every image the API answers with and the page serves says it was edited by
     AI (:mod:`sam_age.marks`; None: unmarked, ``--no-mark``)."""
@@ -857,9 +1012,12 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
     metrics.in_flight.set_function(lambda: in_flight["n"])
     lock = threading.Lock()
 
-    api = FastAPI(title=f"{title} API", version="1",
-                  description="Age the faces in a photo (SAM). Errors are JSON {error, detail}. "
-                              "Credentials: HTTP Basic when the server was started with --auth.")
+    api = FastAPI(
+        title=f"{title} API",
+        version="1",
+        description="Age the faces in a photo (SAM). Errors are JSON {error, detail}. "
+        "Credentials: HTTP Basic when the server was started with --auth.",
+    )
 
     def error(status: int, err: str, detail: str = "", headers: Optional[dict] = None):
         return JSONResponse({"error": err, "detail": detail}, status_code=status, headers=headers)
@@ -880,8 +1038,12 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
     def admitted():
         with lock:
             if in_flight["n"] >= limits.max_queue:
-                raise ApiError(429, "busy", f"the server is busy ({in_flight['n']} requests in flight); "
-                                            "try again in a few seconds", {"Retry-After": str(RETRY_AFTER_S)})
+                raise ApiError(
+                    429,
+                    "busy",
+                    f"the server is busy ({in_flight['n']} requests in flight); try again in a few seconds",
+                    {"Retry-After": str(RETRY_AFTER_S)},
+                )
             in_flight["n"] += 1
         try:
             yield
@@ -891,22 +1053,36 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
 
     async def photo_in(data: bytes, filename: str, all_faces: bool):
         if len(data) > limits.max_upload_bytes:
-            raise ApiError(413, "upload too large", f"{_name_of(filename)}: {len(data) / 2 ** 20:.1f} MB; "
-                                                    f"this server takes up to {limits.max_upload_mb:g} MB")
+            raise ApiError(
+                413,
+                "upload too large",
+                f"{_name_of(filename)}: {len(data) / 2**20:.1f} MB; "
+                f"this server takes up to {limits.max_upload_mb:g} MB",
+            )
         try:
             return await run_in_threadpool(prepare_upload, data, filename, all_faces, limits)
         except SamAgeError as e:
             raise input_error(e) from None
 
-    age_responses = {"200": {"description": "The aged faces (JSON), the files (zip) or one image",
-                             "content": {"application/json": {"schema": AGE_ANSWER_SCHEMA},
-                                         "application/zip": {"schema": {"type": "string", "format": "binary"}},
-                                         **{t: {"schema": {"type": "string", "format": "binary"}}
-                                            for t in IMAGE_TYPES}}},
-                     **_error_responses(400, 401, 406, 413, 415, 422, 429, 503)}
+    age_responses = {
+        "200": {
+            "description": "The aged faces (JSON), the files (zip) or one image",
+            "content": {
+                "application/json": {"schema": AGE_ANSWER_SCHEMA},
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                **{t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
+            },
+        },
+        **_error_responses(400, 401, 406, 413, 415, 422, 429, 503),
+    }
 
-    @api.post(API_PREFIX + "/age", summary="Age the face(s) in a photo", response_class=Response,
-              responses=age_responses, openapi_extra=_body(AGE_FORM_PROPERTIES))
+    @api.post(
+        API_PREFIX + "/age",
+        summary="Age the face(s) in a photo",
+        response_class=Response,
+        responses=age_responses,
+        openapi_extra=_body(AGE_FORM_PROPERTIES),
+    )
     async def age(request: Request):
         """A photo in (multipart field ``image``, or JSON with ``image`` in base64), the
         face(s) at every age out. ``Accept: application/zip``: the files as ``sam-age age``
@@ -917,16 +1093,20 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
             data, filename, fields = await read_fields(request, FIELDS)
             req = age_request(data, filename, fields)
             if wants in IMAGE_TYPES and len(req.ages) != 1:
-                raise ApiError(406, "one image needs one age",
-                               f"Accept: {wants} returns one image: ask for one age, not {len(req.ages)}")
+                raise ApiError(
+                    406,
+                    "one image needs one age",
+                    f"Accept: {wants} returns one image: ask for one age, not {len(req.ages)}",
+                )
             try:
                 pipeline._check_size(req.size)
             except UsageError as e:
                 raise ApiError(422, "invalid field", e.reason) from None
             photo, faces, found = await photo_in(data, filename, req.all_faces)
             try:
-                future = queue.age(faces, req.ages, size=req.size,
-                                   frames_per_age=ANIMATION_FRAMES_PER_AGE if req.gif else None)
+                future = queue.age(
+                    faces, req.ages, size=req.size, frames_per_age=ANIMATION_FRAMES_PER_AGE if req.gif else None
+                )
                 result, frames = await asyncio.wrap_future(future)
             except SamAgeError as e:
                 raise input_error(e) from None
@@ -934,27 +1114,41 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
             def finish():
                 result.source = photo
                 if req.paste_back:
-                    result.pasted = [AgePipeline.paste(photo, result.faces, k, mask=req.mask)
-                                     for k in range(len(req.ages))]
+                    result.pasted = [
+                        AgePipeline.paste(photo, result.faces, k, mask=req.mask) for k in range(len(req.ages))
+                    ]
                 if wants == "application/zip":
-                    return Response(age_zip(req, result, frames, workdir, mark), media_type="application/zip",
-                                    headers={"Content-Disposition": f'attachment; filename="{_name_of(filename)}.zip"'})
+                    return Response(
+                        age_zip(req, result, frames, workdir, mark),
+                        media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{_name_of(filename)}.zip"'},
+                    )
                 if wants in IMAGE_TYPES:
                     img = result.pasted[0] if result.pasted else result.faces[0].images[0]
                     source = COMPOSITE if result.pasted else GENERATED
-                    return Response(_encode(img, IMAGE_TYPES[wants],
-                                            _marked(mark, source=source, age=format_age(req.ages[0]))),
-                                    media_type=wants)
+                    return Response(
+                        _encode(img, IMAGE_TYPES[wants], _marked(mark, source=source, age=format_age(req.ages[0]))),
+                        media_type=wants,
+                    )
                 return JSONResponse(age_answer(req, result, frames, found, mark))
+
             return await run_in_threadpool(finish)
 
-    estimate_responses = {"200": {"description": "The estimated age of each face",
-                                  "content": {"application/json": {"schema": ESTIMATE_ANSWER_SCHEMA}}},
-                          **_error_responses(400, 401, 413, 415, 422, 429, 503)}
+    estimate_responses = {
+        "200": {
+            "description": "The estimated age of each face",
+            "content": {"application/json": {"schema": ESTIMATE_ANSWER_SCHEMA}},
+        },
+        **_error_responses(400, 401, 413, 415, 422, 429, 503),
+    }
 
-    @api.post(API_PREFIX + "/estimate", summary="Estimate the age of the face(s) in a photo (DEX)",
-              response_class=Response, responses=estimate_responses,
-              openapi_extra=_body({"all_faces": AGE_FORM_PROPERTIES["all_faces"]}))
+    @api.post(
+        API_PREFIX + "/estimate",
+        summary="Estimate the age of the face(s) in a photo (DEX)",
+        response_class=Response,
+        responses=estimate_responses,
+        openapi_extra=_body({"all_faces": AGE_FORM_PROPERTIES["all_faces"]}),
+    )
     async def estimate(request: Request):
         with admitted():
             data, filename, fields = await read_fields(request, ("all_faces",))
@@ -965,33 +1159,62 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
                 ages = await asyncio.wrap_future(future)
             except SamAgeError as e:
                 raise input_error(e) from None
-            return JSONResponse({"faces_found": found, "faces": [
-                {"box": _box(f.quad), "quad": None if f.quad is None else [[round(float(x), 2) for x in p]
-                                                                           for p in f.quad],
-                 "score": round(float(f.score), 4), "age": round(float(a), 2)} for f, a in zip(faces, ages)]})
+            return JSONResponse(
+                {
+                    "faces_found": found,
+                    "faces": [
+                        {
+                            "box": _box(f.quad),
+                            "quad": None if f.quad is None else [[round(float(x), 2) for x in p] for p in f.quad],
+                            "score": round(float(f.score), 4),
+                            "age": round(float(a), 2),
+                        }
+                        for f, a in zip(faces, ages)
+                    ],
+                }
+            )
 
     status_schema = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
 
-    @api.get(API_PREFIX + "/health", summary="Liveness: the process answers",
-             responses={"200": {"description": "alive", "content": {"application/json": {"schema": status_schema}}}})
+    @api.get(
+        API_PREFIX + "/health",
+        summary="Liveness: the process answers",
+        responses={"200": {"description": "alive", "content": {"application/json": {"schema": status_schema}}}},
+    )
     async def health():
         return {"status": "ok"}
 
-    @api.get(API_PREFIX + "/ready", summary="Readiness: the model is loaded and its worker runs",
-             responses={"200": {"description": "ready", "content": {"application/json": {"schema": status_schema}}},
-                        **_error_responses(503)})
+    @api.get(
+        API_PREFIX + "/ready",
+        summary="Readiness: the model is loaded and its worker runs",
+        responses={
+            "200": {"description": "ready", "content": {"application/json": {"schema": status_schema}}},
+            **_error_responses(503),
+        },
+    )
     async def ready():
         if not queue.alive:
             return error(503, "not ready", "the model's worker is not running (shutting down?)")
-        return {"status": "ready", "device": str(pipeline.device), "queue_depth": queue.depth,
-                "in_flight": in_flight["n"], "max_queue": limits.max_queue}
+        return {
+            "status": "ready",
+            "device": str(pipeline.device),
+            "queue_depth": queue.depth,
+            "in_flight": in_flight["n"],
+            "max_queue": limits.max_queue,
+        }
 
-    @api.get("/metrics", summary="Prometheus metrics", response_class=Response,
-             responses={"200": {"description": "Prometheus text format",
-                                "content": {"text/plain": {"schema": {"type": "string"}}}},
-                        **_error_responses(401)})
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_error_responses(401),
+        },
+    )
     async def metrics_route():
         from prometheus_client import CONTENT_TYPE_LATEST
+
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     blocks = None
@@ -999,11 +1222,26 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
         import gradio as gr
 
         from .web import build_app
-        blocks = build_app(pipeline, max_upload_mb=limits.max_upload_mb, workdir=workdir / "web",
-                           title=f"{title} demo", model_slot=queue.slot, max_queue=limits.max_queue,
-                           max_faces=limits.max_faces, max_pixels=limits.max_pixels, mark=mark)
-        gr.mount_gradio_app(api, blocks, path="/", max_file_size=f"{limits.max_upload_mb:g}mb",
-                            show_error=False, footer_links=["gradio"])
+
+        blocks = build_app(
+            pipeline,
+            max_upload_mb=limits.max_upload_mb,
+            workdir=workdir / "web",
+            title=f"{title} demo",
+            model_slot=queue.slot,
+            max_queue=limits.max_queue,
+            max_faces=limits.max_faces,
+            max_pixels=limits.max_pixels,
+            mark=mark,
+        )
+        gr.mount_gradio_app(
+            api,
+            blocks,
+            path="/",
+            max_file_size=f"{limits.max_upload_mb:g}mb",
+            show_error=False,
+            footer_links=["gradio"],
+        )
 
     app = BodyLimit(api, limits.max_body_bytes)
     if users:
@@ -1012,20 +1250,35 @@ def build_server(pipeline: AgePipeline, limits: Limits = Limits(), *, users: Opt
     return SamAgeServer(app, api, queue, blocks, metrics, workdir, limits)
 
 
-def serve(server: SamAgeServer, host: str = "127.0.0.1", port: int = 7860, *, log_level: str = "warning",
-          graceful_s: float = 3.0) -> None:
+def serve(
+    server: SamAgeServer,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    *,
+    log_level: str = "warning",
+    graceful_s: float = 3.0,
+) -> None:
     """Run ``server`` with uvicorn until SIGINT/SIGTERM (Ctrl+C): open requests get
     ``graceful_s`` seconds, then the model's worker stops and the job folders go.
     OSError when it cannot listen on ``host:port``."""
     import uvicorn
-    config = uvicorn.Config(server.app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=graceful_s, access_log=False)
+
+    config = uvicorn.Config(
+        server.app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_s,
+        access_log=False,
+    )
     uv = uvicorn.Server(config)
 
     def stop(sig, frame):  # the first signal: graceful; a second Ctrl+C: at once
         if uv.should_exit:
             uv.force_exit = True
         uv.should_exit = True
+
     # Our handlers instead of uvicorn's: it re-raises the signal after shutting down, which
     # would kill the process (SIGTERM) before the job folders are removed.
     uv.capture_signals = contextlib.nullcontext

@@ -18,6 +18,7 @@ forget everything. A :class:`Tuner` is an explicit object the caller hands to th
 nothing here is global state. ``tests/test_autotune.py`` holds the decision logic to
 injected timings (no test depends on real timing).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,12 @@ def machine(env: Optional[Mapping[str, str]] = None, cpuinfo: str = "/proc/cpuin
     """What a timing depends on besides the code: the cache key's fields."""
     env = os.environ if env is None else env
     model, flags = _cpu(cpuinfo)
-    out = {"cpu": model, "flags": hashlib.sha1(flags.encode()).hexdigest()[:16],
-           "torch": torch.__version__, "threads": str(torch.get_num_threads())}
+    out = {
+        "cpu": model,
+        "flags": hashlib.sha1(flags.encode()).hexdigest()[:16],
+        "torch": torch.__version__,
+        "threads": str(torch.get_num_threads()),
+    }
     for name in ISA_ENV:
         out[name] = env.get(name, "")
     return out
@@ -91,9 +96,12 @@ def choose(times: Mapping[str, Sequence[float]], plain: str, margin: float = MAR
     return fast if fast != plain and best[fast] < best[plain] * (1 - margin) else plain
 
 
-def measure(fns: Mapping[str, Callable[[], object]], reps: int = 3,
-            clock: Callable[[], float] = time.perf_counter,
-            warmup: bool = True) -> Tuple[Dict[str, list], Dict[str, object]]:
+def measure(
+    fns: Mapping[str, Callable[[], object]],
+    reps: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+    warmup: bool = True,
+) -> Tuple[Dict[str, list], Dict[str, object]]:
     """Each callable ``reps`` times, interleaved and in alternating order (a b, b a, ...:
     load on a shared machine hits both alike), after one untimed warm-up round when
     ``warmup``. Returns ``(times, last output of each)``."""
@@ -114,8 +122,14 @@ class Tuner:
     """The measured choices of one machine, read from and written to ``path`` (None: kept
     in memory only). ``mode``: see :func:`mode_from_env`. ``pick`` is the one entry."""
 
-    def __init__(self, path: Optional[Path] = None, mode: str = "on", reps: int = 3,
-                 clock: Callable[[], float] = time.perf_counter, env: Optional[Mapping[str, str]] = None):
+    def __init__(
+        self,
+        path: Optional[Path] = None,
+        mode: str = "on",
+        reps: int = 3,
+        clock: Callable[[], float] = time.perf_counter,
+        env: Optional[Mapping[str, str]] = None,
+    ):
         if mode not in MODES:
             raise ValueError(f"autotune mode must be one of {MODES}, got {mode!r}")
         self.path = None if path is None else Path(path)
@@ -149,8 +163,15 @@ class Tuner:
         except OSError:
             pass  # a read-only cache: the choice holds for this process
 
-    def pick(self, name: str, fns: Mapping[str, Callable[[], object]], plain: str, rule: str,
-             reps: Optional[int] = None, warmup: bool = True) -> Tuple[str, object]:
+    def pick(
+        self,
+        name: str,
+        fns: Mapping[str, Callable[[], object]],
+        plain: str,
+        rule: str,
+        reps: Optional[int] = None,
+        warmup: bool = True,
+    ) -> Tuple[str, object]:
         """The form for ``name`` (a shape's or a network's key) among ``fns`` (form ->
         callable that runs it once and returns its output): the cached choice, else the
         measured one (then cached), or ``rule`` when the mode is off. Returns ``(form,

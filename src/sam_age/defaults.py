@@ -3,6 +3,7 @@
 Commands, the Python API, the web demo and evaluation read these names rather than
 repeating the numbers, so a default changes in one place.
 """
+
 DEFAULT_CHECKPOINT = "sam_ffhq_aging"  # the registry name every ``--checkpoint`` defaults to
 DEFAULT_AGES = "0:100:10"  # 0, 10, ..., 100: the original inference script's ages
 DEFAULT_BATCH_SIZE = 8  # images per forward pass (capped lower on CPU by the engine)

@@ -25,6 +25,7 @@ and the dtype was not given, bfloat16 is kept only when a probe of the networks'
 shapes measures it faster than float32 (``sam_age.autotune``, cached per machine); the
 encoders' packed convs and the generator's form are measured the same way at first use.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,8 +40,14 @@ from .models.sam import SAM
 from .weights.store import cache_dir
 
 DeviceLike = Union[str, torch.device, None]
-DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-               "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 NATIVE_FP16_FLAGS = ("amx_fp16",)
 CPU_MAX_BATCH = 4
@@ -119,8 +126,10 @@ def emulation_note(dtype: torch.dtype, device: DeviceLike) -> Optional[str]:
     else:
         return None
     name = str(dtype).replace("torch.", "")
-    return (f"{name} is emulated on this CPU (no {need}): expect it to run many times slower than "
-            f"float32; use --dtype auto or float32 here")
+    return (
+        f"{name} is emulated on this CPU (no {need}): expect it to run many times slower than "
+        f"float32; use --dtype auto or float32 here"
+    )
 
 
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
@@ -151,10 +160,25 @@ def cpu_kind(flags: Optional[Iterable[str]] = None) -> str:
     flags = frozenset(flags) if flags is not None else cpu_flags()
     cap = autotune.isa_cap()
     order = ["other", "AVX2", "AVX-512", "AVX-512 bf16", "AMX"]
-    have = ("AMX" if "amx_bf16" in flags else "AVX-512 bf16" if "avx512_bf16" in flags
-            else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other")
-    allowed = {"AVX2": "AVX2", "AVX2_VNNI": "AVX2", "AVX2_VNNI_2": "AVX2", "AVX512_CORE": "AVX-512",
-               "AVX512_CORE_VNNI": "AVX-512", "AVX512_CORE_BF16": "AVX-512 bf16"}.get(cap)
+    have = (
+        "AMX"
+        if "amx_bf16" in flags
+        else "AVX-512 bf16"
+        if "avx512_bf16" in flags
+        else "AVX-512"
+        if "avx512f" in flags
+        else "AVX2"
+        if "avx2" in flags
+        else "other"
+    )
+    allowed = {
+        "AVX2": "AVX2",
+        "AVX2_VNNI": "AVX2",
+        "AVX2_VNNI_2": "AVX2",
+        "AVX512_CORE": "AVX-512",
+        "AVX512_CORE_VNNI": "AVX-512",
+        "AVX512_CORE_BF16": "AVX-512 bf16",
+    }.get(cap)
     if allowed is not None and order.index(allowed) < order.index(have):
         return allowed
     return have
@@ -171,8 +195,13 @@ def _dtype_probe(dtype: torch.dtype) -> Callable[[], torch.Tensor]:
     generator's 256 ch at 128 px), one call each: what bf16 against float32 is timed on."""
     g = torch.Generator().manual_seed(0)
     shapes = [(512, 16), (256, 128)]
-    data = [(torch.randn(1, c, s, s, generator=g).to(dtype).contiguous(memory_format=torch.channels_last),
-             (torch.randn(c, c, 3, 3, generator=g) / (3 * c)).to(dtype)) for c, s in shapes]
+    data = [
+        (
+            torch.randn(1, c, s, s, generator=g).to(dtype).contiguous(memory_format=torch.channels_last),
+            (torch.randn(c, c, 3, 3, generator=g) / (3 * c)).to(dtype),
+        )
+        for c, s in shapes
+    ]
     return lambda: [torch.nn.functional.conv2d(x, w, padding=1) for x, w in data]
 
 
@@ -206,6 +235,7 @@ def apply_forms(model: SAM, forms: Optional[dict] = None, tuner: Optional[autotu
     ``impl``; "auto" is measured by ``tuner`` (when given). Returns the forms set."""
     from .models.stylegan2 import SYNTHESIS_IMPLS
     from .ops.packed import CONV_FORMS
+
     forms = {"conv": "auto", "generator": "auto", **(forms or {})}
     unknown = set(forms) - {"conv", "generator"}
     if unknown:
@@ -306,8 +336,9 @@ def _batch_size(device: torch.device, batch_size: Optional[int]) -> int:
 
 
 @torch.no_grad()
-def encode_faces(model: SAM, faces: torch.Tensor, batch_size: Optional[int] = None,
-                 cuda_graphs: bool = False) -> Optional[torch.Tensor]:
+def encode_faces(
+    model: SAM, faces: torch.Tensor, batch_size: Optional[int] = None, cuda_graphs: bool = False
+) -> Optional[torch.Tensor]:
     """The age-independent part, once per face: ``encode_w_plus`` ``[N, n_styles, 512]``
     in the model's dtype (None for a SAM that starts from ``latent_avg``). Keep it to age
     the same face again (:func:`age_encoded`: one age encoder + one generator per age)."""
@@ -319,7 +350,7 @@ def encode_faces(model: SAM, faces: torch.Tensor, batch_size: Optional[int] = No
     graphs = _graphs_of(model) if cuda_graphs and param.device.type == "cuda" else None
     out = []
     for i in range(0, faces.shape[0], bs):
-        chunk = faces[i:i + bs]
+        chunk = faces[i : i + bs]
         if graphs is not None:
             out.append(graphs.run(("encode", tuple(chunk.shape), chunk.dtype), model.encode_w_plus, chunk))
         else:
@@ -328,10 +359,17 @@ def encode_faces(model: SAM, faces: torch.Tensor, batch_size: Optional[int] = No
 
 
 @torch.no_grad()
-def age_encoded(model: SAM, faces: torch.Tensor, base: Optional[torch.Tensor], ages: Sequence[float],
-                batch_size: Optional[int] = None, resize: bool = True, randomize_noise: bool = False,
-                cuda_graphs: bool = False,
-                progress: Optional[Callable[[int], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def age_encoded(
+    model: SAM,
+    faces: torch.Tensor,
+    base: Optional[torch.Tensor],
+    ages: Sequence[float],
+    batch_size: Optional[int] = None,
+    resize: bool = True,
+    randomize_noise: bool = False,
+    cuda_graphs: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Age faces whose :func:`encode_faces` result ``base`` is known: per image one age
     encoder and one generator call. Returns what :func:`age_faces` returns;
     ``progress(k)`` after each forward pass (k face-ages done: a progress bar's hook)."""
@@ -341,8 +379,7 @@ def age_encoded(model: SAM, faces: torch.Tensor, base: Optional[torch.Tensor], a
     n, a = faces.shape[0], len(ages)
     if base is not None:
         base = base.to(device=param.device, dtype=param.dtype).repeat_interleave(a, dim=0)
-    graphs = (_graphs_of(model) if cuda_graphs and param.device.type == "cuda" and not randomize_noise
-              else None)
+    graphs = _graphs_of(model) if cuda_graphs and param.device.type == "cuda" and not randomize_noise else None
 
     def step(x, b=None):
         c = model.age_codes(x, b)
@@ -367,10 +404,16 @@ def age_encoded(model: SAM, faces: torch.Tensor, base: Optional[torch.Tensor], a
     return img.reshape(n, a, *img.shape[1:]), cod.reshape(n, a, *cod.shape[1:])
 
 
-def age_faces(model: SAM, faces: torch.Tensor, ages: Sequence[float], batch_size: Optional[int] = None,
-              resize: bool = True, randomize_noise: bool = False,
-              cuda_graphs: bool = False,
-              progress: Optional[Callable[[int], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def age_faces(
+    model: SAM,
+    faces: torch.Tensor,
+    ages: Sequence[float],
+    batch_size: Optional[int] = None,
+    resize: bool = True,
+    randomize_noise: bool = False,
+    cuda_graphs: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Age every face to every age (``progress(k)`` after each forward pass: k face-ages done).
 
     ``faces``: ``[N, 3, 256, 256]`` in [-1, 1] (aligned). Returns ``(images, codes)`` with

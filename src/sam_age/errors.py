@@ -3,6 +3,7 @@
 Every message is a single line that names the file (when there is one) and the problem,
 so a shell user never sees a traceback for a bad input.
 """
+
 from __future__ import annotations
 
 import errno as _errno
@@ -29,10 +30,11 @@ def brief(text: str, limit: int = 160) -> str:
         out = f"{out} {sentence}"
     return out
 
+
 # The exit codes of every command (the CLI maps errors to them once, in cli/main.py).
-EXIT_OK = 0            # everything worked
-EXIT_SOME_FAILED = 1   # some inputs failed (each named on stderr), the rest were done
-EXIT_USAGE = 2         # bad flags, or a weights/checkpoint problem: nothing was done
+EXIT_OK = 0  # everything worked
+EXIT_SOME_FAILED = 1  # some inputs failed (each named on stderr), the rest were done
+EXIT_USAGE = 2  # bad flags, or a weights/checkpoint problem: nothing was done
 EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT, as shells report it)
 
 # Write errors after which no later input can be written either: a batch stops (exit 1).

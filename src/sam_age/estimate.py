@@ -16,6 +16,7 @@ half precision); in float32 the two are the same computation (a test holds it).
 demo all go through :class:`AgeEstimator`. The weights are the registry's ``dex_age``
 unless another file is given, and are loaded only when an estimate is asked for.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,9 +57,16 @@ class EstimateResult:
 def _as_batch(faces) -> torch.Tensor:
     if isinstance(faces, torch.Tensor):
         return faces if faces.ndim == 4 else faces[None]
-    return torch.stack([to_tensor(f.convert("RGB") if f.size == (FACE_SIZE, FACE_SIZE)
-                                  else f.convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS))
-                        for f in faces])
+    return torch.stack(
+        [
+            to_tensor(
+                f.convert("RGB")
+                if f.size == (FACE_SIZE, FACE_SIZE)
+                else f.convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS)
+            )
+            for f in faces
+        ]
+    )
 
 
 class AgeEstimator:
@@ -66,22 +74,32 @@ class AgeEstimator:
 
     def __init__(self, net: DexVGG, device=None, dtype=None, batch_size: int = 8):
         from .engine import resolve_device
+
         self.device = resolve_device(device) if device is not None else next(net.parameters()).device
-        self.dtype = dtype if isinstance(dtype, torch.dtype) else (
-            torch.float32 if dtype in (None, "auto") else _dtype(dtype))
+        self.dtype = (
+            dtype if isinstance(dtype, torch.dtype) else (torch.float32 if dtype in (None, "auto") else _dtype(dtype))
+        )
         self.net = net.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
         self.batch_size = max(1, int(batch_size))
 
     @classmethod
-    def from_pretrained(cls, weights: Union[str, Path, DexVGG, None] = DEFAULT_AGE_PREDICTOR, device=None,
-                        dtype=None, batch_size: int = 8, progress: bool = False) -> "AgeEstimator":
+    def from_pretrained(
+        cls,
+        weights: Union[str, Path, DexVGG, None] = DEFAULT_AGE_PREDICTOR,
+        device=None,
+        dtype=None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> "AgeEstimator":
         """``weights``: a registry name (fetched into the cache when missing), a path, or
         a built :class:`DexVGG`. ``dtype`` defaults to float32 (the estimate is cheap)."""
         from .engine import resolve_device
+
         dev = resolve_device(device)
         if isinstance(weights, DexVGG):
             return cls(weights, dev, dtype, batch_size)
         from .checkpoints.load import load_dex
+
         path = resolve_age_predictor(weights, progress=progress)
         return cls(load_dex(path, device=dev), dev, dtype, batch_size)
 
@@ -91,7 +109,7 @@ class AgeEstimator:
         batch = _as_batch(faces)
         out: List[float] = []
         for start in range(0, batch.shape[0], self.batch_size):
-            x = batch[start:start + self.batch_size].to(device=self.device, dtype=self.dtype)
+            x = batch[start : start + self.batch_size].to(device=self.device, dtype=self.dtype)
             x = F.interpolate(x, size=(DEX_INPUT, DEX_INPUT), mode="bilinear", align_corners=False)
             probs = F.softmax(self.net(x).float(), dim=1)
             bins = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
@@ -107,14 +125,17 @@ class AgeEstimator:
         """The best face (or every face) of ``image`` (path, bytes, PIL or numpy).
         Raises ImageReadError / NoFaceError (one-line messages naming the file)."""
         from .pipeline import prepare_faces
+
         photo, faces = prepare_faces(image, all_faces=all_faces, align=align)
         return self.estimate_prepared(photo, faces)
 
 
 def _dtype(name) -> torch.dtype:
     from .engine import DTYPE_NAMES
+
     if name not in DTYPE_NAMES:
         from .errors import UsageError
+
         raise UsageError(f"unknown dtype {name!r}")
     return DTYPE_NAMES[name]
 
@@ -123,4 +144,5 @@ def resolve_age_predictor(weights=None, progress: bool = False) -> Path:
     """The ``--age_predictor_weights`` value (None: the registry's ``dex_age``) -> a file,
     fetched into the cache when it is a registry name that is missing."""
     from .weights.store import resolve_weights
+
     return Path(resolve_weights(weights, DEFAULT_AGE_PREDICTOR, progress=progress))

@@ -13,6 +13,7 @@ demo; this module only measures the results and writes them down:
 FID per age group is optional (``fid=True``): it needs torch-fidelity or clean-fid *and*
 their Inception weights on disk; when either is missing the report says so and goes on.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,11 +34,21 @@ from .fileio import atomic_write, note_own, write_text
 from .images import to_tensor
 from .losses import AgingLoss, IDLoss
 
-CSV_COLUMNS = ("image", "face", "target_age", "predicted_age", "age_error", "signed_age_error",
-               "identity_similarity", "input_predicted_age", "age_gap")
+CSV_COLUMNS = (
+    "image",
+    "face",
+    "target_age",
+    "predicted_age",
+    "age_error",
+    "signed_age_error",
+    "identity_similarity",
+    "input_predicted_age",
+    "age_gap",
+)
 RESULTS_CSV, SUMMARY_JSON = "results.csv", "summary.json"
 AGE_PLOT, IDENTITY_PLOT = "age_accuracy.png", "identity_vs_age_gap.png"
 OUTPUT_FILES = (RESULTS_CSV, SUMMARY_JSON, AGE_PLOT, IDENTITY_PLOT)
+
 
 @dataclass
 class Row:
@@ -45,18 +56,18 @@ class Row:
     face: int
     target_age: float
     predicted_age: float
-    age_error: float           # |predicted - target|, what the paper averages
-    signed_age_error: float    # predicted - target: tells too old from too young
+    age_error: float  # |predicted - target|, what the paper averages
+    signed_age_error: float  # predicted - target: tells too old from too young
     identity_similarity: float
     input_predicted_age: float
-    age_gap: float             # |target - input_predicted_age|: how far the face was moved
+    age_gap: float  # |target - input_predicted_age|: how far the face was moved
 
 
 @dataclass
 class Report:
     ages: List[float]
     rows: List[Row] = field(default_factory=list)
-    failures: List[Dict[str, str]] = field(default_factory=list)   # {"image", "reason"}
+    failures: List[Dict[str, str]] = field(default_factory=list)  # {"image", "reason"}
     n_inputs: int = 0
     fid: Optional[Dict[str, float]] = None
     fid_note: Optional[str] = None
@@ -75,8 +86,15 @@ class Evaluator:
     training losses' networks (:class:`~sam_age.losses.AgingLoss`,
     :class:`~sam_age.losses.IDLoss`), so evaluation measures what training optimised."""
 
-    def __init__(self, pipeline, age_net, identity_net, device="cpu", batch_size: int = DEFAULT_BATCH_SIZE,
-                 save_dir: Optional[Path] = None):
+    def __init__(
+        self,
+        pipeline,
+        age_net,
+        identity_net,
+        device="cpu",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        save_dir: Optional[Path] = None,
+    ):
         self.pipeline = pipeline
         self.device = torch.device(device)
         self.age_net = age_net
@@ -86,17 +104,26 @@ class Evaluator:
         self.save_dir = None if save_dir is None else Path(save_dir)
 
     @classmethod
-    def from_weights(cls, pipeline, identity_weights, age_predictor_weights, device="cpu",
-                     batch_size: int = DEFAULT_BATCH_SIZE, id_model: str = "ir_se50") -> "Evaluator":
+    def from_weights(
+        cls,
+        pipeline,
+        identity_weights,
+        age_predictor_weights,
+        device="cpu",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        id_model: str = "ir_se50",
+    ) -> "Evaluator":
         """``id_model`` ``"ir_se50"``: training's :class:`~sam_age.losses.IDLoss` (fixed crop);
         ``"curricularface"``: :class:`~sam_age.identity.IdentityNet` (five-point crop)."""
         if id_model == "ir_se50":
             identity = IDLoss(identity_weights, device=device)
         else:
             from .identity import IdentityNet
+
             identity = IdentityNet.from_weights(identity_weights, id_model, device=device, batch_size=batch_size)
-        return cls(pipeline, AgingLoss(age_predictor_weights, device=device), identity,
-                   device=device, batch_size=batch_size)
+        return cls(
+            pipeline, AgingLoss(age_predictor_weights, device=device), identity, device=device, batch_size=batch_size
+        )
 
     @property
     def identity_model(self) -> Optional[str]:
@@ -109,18 +136,21 @@ class Evaluator:
         """``[N, 3, 256, 256]`` in [-1, 1] -> (DEX ages [N], identity features [N, 512])."""
         ages, feats = [], []
         for start in range(0, images.shape[0], self.batch_size):
-            chunk = images[start:start + self.batch_size].to(self.device, torch.float32)
+            chunk = images[start : start + self.batch_size].to(self.device, torch.float32)
             ages.append(self.age_net.predict_ages(chunk).float().cpu())
             feats.append(self.identity_net.features(chunk).float().cpu())
         return torch.cat(ages), torch.cat(feats)
 
     @torch.no_grad()
     def _ages(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.age_net.predict_ages(images[s:s + self.batch_size].to(self.device, torch.float32))
-                          .float().cpu() for s in range(0, images.shape[0], self.batch_size)])
+        return torch.cat(
+            [
+                self.age_net.predict_ages(images[s : s + self.batch_size].to(self.device, torch.float32)).float().cpu()
+                for s in range(0, images.shape[0], self.batch_size)
+            ]
+        )
 
-    def evaluate_image(self, path, ages: Sequence[float], align: bool = True,
-                       all_faces: bool = False) -> List[Row]:
+    def evaluate_image(self, path, ages: Sequence[float], align: bool = True, all_faces: bool = False) -> List[Row]:
         """Age the face(s) of one photo to every age and measure each result.
         Raises :class:`~sam_age.errors.InputError` (unreadable, no face, ...)."""
         result = self.pipeline(str(path), list(ages), all_faces=all_faces, align=align)
@@ -137,10 +167,19 @@ class Evaluator:
             if self.save_dir is not None:
                 self._save_images(f"{Path(str(path)).stem}_{k}.png", face, ages)
             for target, pred, sim in zip(ages, predicted[1:].tolist(), similarity):
-                rows.append(Row(image=Path(str(path)).name, face=k, target_age=float(target),
-                                predicted_age=pred, age_error=abs(pred - target),
-                                signed_age_error=pred - target, identity_similarity=sim,
-                                input_predicted_age=input_age, age_gap=abs(target - input_age)))
+                rows.append(
+                    Row(
+                        image=Path(str(path)).name,
+                        face=k,
+                        target_age=float(target),
+                        predicted_age=pred,
+                        age_error=abs(pred - target),
+                        signed_age_error=pred - target,
+                        identity_similarity=sim,
+                        input_predicted_age=input_age,
+                        age_gap=abs(target - input_age),
+                    )
+                )
         return rows
 
     def _save_images(self, name: str, face, ages: Sequence[float]) -> None:
@@ -151,9 +190,15 @@ class Evaluator:
             folder.mkdir(exist_ok=True)
             image.save(folder / name)
 
-    def evaluate(self, paths: Iterable, ages: Sequence[float], align: bool = True,
-                 all_faces: bool = False, on_error: Optional[Callable[[str, str], None]] = None,
-                 progress: bool = False) -> Report:
+    def evaluate(
+        self,
+        paths: Iterable,
+        ages: Sequence[float],
+        align: bool = True,
+        all_faces: bool = False,
+        on_error: Optional[Callable[[str, str], None]] = None,
+        progress: bool = False,
+    ) -> Report:
         """Every image x every age. Bad inputs are recorded (and passed to ``on_error``
         as ``(name, one-line message)``), never raised."""
         paths = list(paths)
@@ -161,6 +206,7 @@ class Evaluator:
         iterator = paths
         if progress:
             from tqdm.auto import tqdm
+
             iterator = tqdm(paths, desc="evaluate", unit="image")
         for path in iterator:
             try:
@@ -181,14 +227,21 @@ def summarize(report: Report) -> dict:
     def stats(rows: List[Row]) -> dict:
         n = len(rows)
         if n == 0:
-            return {"n": 0, "mean_age_error": None, "mean_signed_age_error": None,
-                    "mean_predicted_age": None, "mean_identity_similarity": None}
+            return {
+                "n": 0,
+                "mean_age_error": None,
+                "mean_signed_age_error": None,
+                "mean_predicted_age": None,
+                "mean_identity_similarity": None,
+            }
         mean = lambda values: float(sum(values) / n)  # noqa: E731
-        return {"n": n,
-                "mean_age_error": mean([r.age_error for r in rows]),
-                "mean_signed_age_error": mean([r.signed_age_error for r in rows]),
-                "mean_predicted_age": mean([r.predicted_age for r in rows]),
-                "mean_identity_similarity": mean([r.identity_similarity for r in rows])}
+        return {
+            "n": n,
+            "mean_age_error": mean([r.age_error for r in rows]),
+            "mean_signed_age_error": mean([r.signed_age_error for r in rows]),
+            "mean_predicted_age": mean([r.predicted_age for r in rows]),
+            "mean_identity_similarity": mean([r.identity_similarity for r in rows]),
+        }
 
     per_age = {_age_key(a): stats([r for r in report.rows if r.target_age == a]) for a in report.ages}
     n_faces = len({(r.image, r.face) for r in report.rows})
@@ -196,14 +249,22 @@ def summarize(report: Report) -> dict:
         "target_ages": report.ages,
         "per_target_age": per_age,
         "overall": stats(report.rows),
-        "counts": {"inputs": report.n_inputs, "succeeded": report.n_inputs - report.n_failed,
-                   "failed": report.n_failed, "faces": n_faces, "rows": len(report.rows)},
+        "counts": {
+            "inputs": report.n_inputs,
+            "succeeded": report.n_inputs - report.n_failed,
+            "failed": report.n_failed,
+            "faces": n_faces,
+            "rows": len(report.rows),
+        },
         "failed": report.failures,
     }
     if report.identity_model is not None:
         from .identity import LABELS
-        summary["identity_model"] = {"name": report.identity_model,
-                                     "network": LABELS.get(report.identity_model, report.identity_model)}
+
+        summary["identity_model"] = {
+            "name": report.identity_model,
+            "network": LABELS.get(report.identity_model, report.identity_model),
+        }
     if report.fid is not None or report.fid_note is not None:
         summary["fid"] = {"per_target_age": report.fid, "note": report.fid_note}
     return summary
@@ -240,8 +301,10 @@ def write_report(report: Report, output: Path) -> Dict[str, Path]:
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")  # files only: never needs a display
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -282,14 +345,26 @@ def plot_identity_vs_gap(report: Report):
         for g, s in zip(gaps, sims):
             bins.setdefault(int(g // width), []).append(s)
         centres = sorted(bins)
-        ax.plot([(b + 0.5) * width for b in centres], [_mean(bins[b]) for b in centres], "o-",
-                color="C1", label=f"mean per {int(width)} years")
-    return _finish_plot(fig, ax, "|target age - input age (DEX)|", f"identity similarity ({_id_label(report)} cosine)",
-                        "Identity preservation vs age gap", "lower left")
+        ax.plot(
+            [(b + 0.5) * width for b in centres],
+            [_mean(bins[b]) for b in centres],
+            "o-",
+            color="C1",
+            label=f"mean per {int(width)} years",
+        )
+    return _finish_plot(
+        fig,
+        ax,
+        "|target age - input age (DEX)|",
+        f"identity similarity ({_id_label(report)} cosine)",
+        "Identity preservation vs age gap",
+        "lower left",
+    )
 
 
 def _id_label(report: Report) -> str:
     from .identity import LABELS
+
     return LABELS.get(report.identity_model or "", "embedding")
 
 
@@ -304,14 +379,17 @@ def fid_backend() -> tuple:
     """``(name, None)`` when an FID library and its Inception weights are on disk, else
     ``(None, why-not)``. Never downloads anything."""
     import importlib.util
+
     hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
     if importlib.util.find_spec("torch_fidelity") is not None:
         if any(hub.glob("weights-inception-2015-12-05-*.pth")):
             return "torch-fidelity", None
         return None, f"torch-fidelity is installed but its Inception weights are not in {hub}"
     if importlib.util.find_spec("cleanfid") is not None:
-        candidates = [Path(tempfile.gettempdir()) / "inception-2015-12-05.pt",
-                      Path.home() / ".cache" / "cleanfid" / "inception-2015-12-05.pt"]
+        candidates = [
+            Path(tempfile.gettempdir()) / "inception-2015-12-05.pt",
+            Path.home() / ".cache" / "cleanfid" / "inception-2015-12-05.pt",
+        ]
         if any(p.exists() for p in candidates):
             return "clean-fid", None
         return None, "clean-fid is installed but its Inception weights are not on disk"
@@ -330,12 +408,14 @@ def fid_per_age(images_dir: Path, ages: Sequence[float], backend: str) -> Dict[s
             continue
         if backend == "torch-fidelity":
             import torch_fidelity
-            metrics = torch_fidelity.calculate_metrics(input1=str(folder), input2=str(inputs_dir),
-                                                       fid=True, cuda=torch.cuda.is_available(),
-                                                       verbose=False)
+
+            metrics = torch_fidelity.calculate_metrics(
+                input1=str(folder), input2=str(inputs_dir), fid=True, cuda=torch.cuda.is_available(), verbose=False
+            )
             scores[age] = float(metrics["frechet_inception_distance"])
         else:
             from cleanfid import fid
+
             scores[age] = float(fid.compute_fid(str(folder), str(inputs_dir), mode="clean"))
         if math.isnan(scores[age]):
             scores[age] = None
@@ -345,10 +425,18 @@ def fid_per_age(images_dir: Path, ages: Sequence[float], backend: str) -> Dict[s
 # --------------------------------------------------------------------------- all of it
 
 
-def run_evaluation(evaluator: Evaluator, paths: Sequence, ages: Sequence[float], output: Path,
-                   align: bool = True, all_faces: bool = False, fid: bool = False,
-                   on_error: Optional[Callable[[str, str], None]] = None,
-                   on_note: Optional[Callable[[str], None]] = None, progress: bool = False) -> Report:
+def run_evaluation(
+    evaluator: Evaluator,
+    paths: Sequence,
+    ages: Sequence[float],
+    output: Path,
+    align: bool = True,
+    all_faces: bool = False,
+    fid: bool = False,
+    on_error: Optional[Callable[[str, str], None]] = None,
+    on_note: Optional[Callable[[str], None]] = None,
+    progress: bool = False,
+) -> Report:
     """Evaluate ``paths`` at ``ages``, add FID when asked and possible, write the report."""
     note = on_note or (lambda message: None)
     backend = None
@@ -359,8 +447,9 @@ def run_evaluation(evaluator: Evaluator, paths: Sequence, ages: Sequence[float],
     with tempfile.TemporaryDirectory(prefix="sam-age-eval-") as images_dir:
         evaluator.save_dir = Path(images_dir) if backend else None
         try:
-            report = evaluator.evaluate(paths, ages, align=align, all_faces=all_faces,
-                                        on_error=on_error, progress=progress)
+            report = evaluator.evaluate(
+                paths, ages, align=align, all_faces=all_faces, on_error=on_error, progress=progress
+            )
         finally:
             evaluator.save_dir = None
         if fid and backend is None:

@@ -22,6 +22,7 @@ runtime folds and fuses by itself. ONNX comes from ``torch.onnx.export(dynamo=Tr
 formats hold the float32 weights. :func:`check_export` runs each file with ONNX Runtime
 or OpenVINO (whichever is installed; OpenVINO in its f32 precision) against torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ from torch import nn
 
 from . import __version__
 from .errors import SamAgeError, UsageError
-from .fileio import note_own, not_own_file, shown
+from .fileio import not_own_file, note_own, shown
 from .models.sam import SAM
 
 FORMATS = ("onnx", "openvino")
@@ -113,8 +114,11 @@ def example_inputs(sam: SAM, name: str, batch: int = 2, seed: int = 0) -> tuple:
 
 
 def input_names(sam: SAM, name: str) -> List[str]:
-    return {"pretrained_encoder": ["rgb"], "generator": ["codes"],
-            "age_encoder": ["x", "w_plus"] if sam.start_from_encoded_w_plus else ["x"]}[name]
+    return {
+        "pretrained_encoder": ["rgb"],
+        "generator": ["codes"],
+        "age_encoder": ["x", "w_plus"] if sam.start_from_encoded_w_plus else ["x"],
+    }[name]
 
 
 OUTPUT_NAMES = {"pretrained_encoder": "w_plus", "age_encoder": "codes", "generator": "image"}
@@ -135,16 +139,26 @@ def _need(module: str, extra: str, what: str):
         raise UsageError(f"{what} needs the {module!r} package: pip install 'sam-age[{extra}]'") from e
 
 
-def _export_onnx(module: nn.Module, args: tuple, names: Sequence[str], out_name: str, path: Path,
-                 opset: Optional[int]) -> None:
+def _export_onnx(
+    module: nn.Module, args: tuple, names: Sequence[str], out_name: str, path: Path, opset: Optional[int]
+) -> None:
     _need("onnx", "export", "ONNX export")
     _need("onnxscript", "export", "ONNX export")
     batch = torch.export.Dim("batch", min=1, max=1024)
     dynamic = tuple({0: batch} for _ in args)
     kwargs = {"opset_version": opset} if opset else {}
     with torch.no_grad():
-        program = torch.onnx.export(module, args, dynamo=True, input_names=list(names), output_names=[out_name],
-                                    dynamic_shapes=dynamic, external_data=True, verbose=False, **kwargs)
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            input_names=list(names),
+            output_names=[out_name],
+            dynamic_shapes=dynamic,
+            external_data=True,
+            verbose=False,
+            **kwargs,
+        )
     if program is None:
         raise ExportError(f"torch.onnx.export returned nothing for {path.name}")
     program.save(str(path), external_data=True)
@@ -160,8 +174,7 @@ def _files_of(fmt: str, name: str) -> List[str]:
     return [f"{name}.onnx", f"{name}.onnx.data"] if fmt == "onnx" else [f"{name}.xml", f"{name}.bin"]
 
 
-def check_output(output: Union[str, Path], fmt: str, overwrite: bool = False,
-                 names: Sequence[str] = NETWORKS) -> Path:
+def check_output(output: Union[str, Path], fmt: str, overwrite: bool = False, names: Sequence[str] = NETWORKS) -> Path:
     """The output folder, checked before any work: a folder (or creatable), without the
     files an export would write unless ``overwrite``. Raises :class:`UsageError` (exit 2)."""
     if fmt not in FORMATS:
@@ -178,14 +191,24 @@ def check_output(output: Union[str, Path], fmt: str, overwrite: bool = False,
         raise UsageError(f"{output / clash[0]} exists (use --overwrite to replace the exported files)")
     theirs = not_own_file(output, clash) if clash else None
     if theirs is not None:  # --overwrite replaces only what sam-age wrote (issue 22)
-        raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
-                         "(move it away or choose another --output)")
+        raise UsageError(
+            f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
+            "(move it away or choose another --output)"
+        )
     return output
 
 
-def export_sam(sam: SAM, output: Union[str, Path], fmt: str = "onnx", *, names: Sequence[str] = NETWORKS,
-               opset: Optional[int] = None, overwrite: bool = False, check: bool = True,
-               on_note=None) -> ExportResult:
+def export_sam(
+    sam: SAM,
+    output: Union[str, Path],
+    fmt: str = "onnx",
+    *,
+    names: Sequence[str] = NETWORKS,
+    opset: Optional[int] = None,
+    overwrite: bool = False,
+    check: bool = True,
+    on_note=None,
+) -> ExportResult:
     """Write the networks ``names`` of ``sam`` (converted to float32 in place) to
     ``output`` (a folder) as ``fmt`` files plus ``manifest.json``. Files are written in a
     temporary folder inside ``output`` and moved in when all of them are done; existing
@@ -222,15 +245,19 @@ def export_sam(sam: SAM, output: Union[str, Path], fmt: str = "onnx", *, names: 
             bad = {n: e for n, e in result.parity.items() if not e <= PARITY_RTOL}
             if bad:
                 n, e = next(iter(bad.items()))
-                raise ExportError(f"{n}: the exported network differs from torch by {e:.2e} "
-                                  f"(relative, limit {PARITY_RTOL:.0e}); nothing was written")
+                raise ExportError(
+                    f"{n}: the exported network differs from torch by {e:.2e} "
+                    f"(relative, limit {PARITY_RTOL:.0e}); nothing was written"
+                )
         manifest = _manifest(sam, fmt, result.parity, list(nets))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         written = sorted(f.name for f in tmp.iterdir())
         theirs = not_own_file(output, written)  # (checked again: the export took minutes)
         if theirs is not None:
-            raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
-                             "(move it away or choose another --output)")
+            raise UsageError(
+                f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
+                "(move it away or choose another --output)"
+            )
         for name in written:
             os.chmod(tmp / name, 0o644 & ~_umask())
             os.replace(tmp / name, output / name)
@@ -250,25 +277,36 @@ def _umask() -> int:
 def _manifest(sam: SAM, fmt: str, parity: Dict[str, float], names: Sequence[str]) -> dict:
     nets = {}
     for name in names:
-        nets[name] = {"file": _files_of(fmt, name)[0], "inputs": input_names(sam, name),
-                      "output": OUTPUT_NAMES[name]}
-    return {"sam_age_version": __version__, "format": fmt, "dtype": "float32", "batch": "dynamic",
-            "n_styles": sam.n_styles, "generator_size": sam.output_size, "image_size": 256,
-            "networks": nets, "parity_max_relative_error": parity,
-            "schedule": ["w_plus = pretrained_encoder(rgb)  # once per face",
-                         "x = concat(rgb, full(age / 100))  # per age",
-                         "codes = age_encoder(x, w_plus)",
-                         "image = generator(codes)  # [-1, 1], 256 px"],
-            "noise": "fixed (the generator's stored noise maps)"}
+        nets[name] = {"file": _files_of(fmt, name)[0], "inputs": input_names(sam, name), "output": OUTPUT_NAMES[name]}
+    return {
+        "sam_age_version": __version__,
+        "format": fmt,
+        "dtype": "float32",
+        "batch": "dynamic",
+        "n_styles": sam.n_styles,
+        "generator_size": sam.output_size,
+        "image_size": 256,
+        "networks": nets,
+        "parity_max_relative_error": parity,
+        "schedule": [
+            "w_plus = pretrained_encoder(rgb)  # once per face",
+            "x = concat(rgb, full(age / 100))  # per age",
+            "codes = age_encoder(x, w_plus)",
+            "image = generator(codes)  # [-1, 1], 256 px",
+        ],
+        "noise": "fixed (the generator's stored noise maps)",
+    }
 
 
 # -- running exported files -------------------------------------------------------------
 
+
 class Runner:
     """One exported network in ONNX Runtime or OpenVINO: ``runner(*numpy arrays) -> array``."""
 
-    def __init__(self, path: Union[str, Path], runtime: str, threads: Optional[int] = None,
-                 precision: Optional[str] = "f32"):
+    def __init__(
+        self, path: Union[str, Path], runtime: str, threads: Optional[int] = None, precision: Optional[str] = "f32"
+    ):
         """``precision``: OpenVINO's inference precision ("f32"; None: the device's default,
         bf16 on CPUs with AMX/avx512_bf16)."""
         self.path, self.runtime = Path(path), runtime
@@ -298,8 +336,9 @@ class Runner:
         return next(iter(self.compiled(feed).values()))
 
 
-def check_export(sam: SAM, files: Dict[str, Path], fmt: str, runtime: Optional[str] = None,
-                 batch: int = 2) -> Dict[str, float]:
+def check_export(
+    sam: SAM, files: Dict[str, Path], fmt: str, runtime: Optional[str] = None, batch: int = 2
+) -> Dict[str, float]:
     """``max |runtime - torch| / max |torch|`` per network on example inputs. ONNX files
     run in ONNX Runtime when installed, else OpenVINO; IR files in OpenVINO (f32)."""
     if runtime is None:
@@ -307,6 +346,7 @@ def check_export(sam: SAM, files: Dict[str, Path], fmt: str, runtime: Optional[s
         if fmt == "onnx":
             try:
                 import onnxruntime  # noqa: F401
+
                 runtime = "onnxruntime"
             except ImportError:
                 pass

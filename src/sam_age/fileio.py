@@ -24,6 +24,7 @@ there meanwhile is never deleted. A symbolic link is never followed, replaced or
 :func:`shown` is the one way a path or name reaches a message: control characters and
 undecodable bytes escaped, so a line stays one line and printing never raises.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -144,7 +145,7 @@ def _swap_in(stage: Path, path: Path, replace: bool) -> None:
     foreign = foreign_entry(path)
     if foreign is not None:
         raise NotOwnError(path, foreign)
-    old = stage.with_name(stage.name[:-len(".partial")] + ".old")
+    old = stage.with_name(stage.name[: -len(".partial")] + ".old")
     os.replace(path, old)
     try:
         os.replace(stage, path)
@@ -173,10 +174,12 @@ class NotOwnError(FileExistsError):
 
 def not_own_message(path: PathLike, entry: PathLike) -> str:
     path, entry = Path(path), Path(entry)
-    what = ("was not written by sam-age for this input" if entry == path
-            else f"holds {shown(entry)}, which sam-age did not write")
-    return (f"output {shown(path)} {what}: left alone, even with --overwrite "
-            "(move it away or choose another --output)")
+    what = (
+        "was not written by sam-age for this input"
+        if entry == path
+        else f"holds {shown(entry)}, which sam-age did not write"
+    )
+    return f"output {shown(path)} {what}: left alone, even with --overwrite (move it away or choose another --output)"
 
 
 def _files_under(folder: Path) -> Iterator[str]:

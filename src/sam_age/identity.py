@@ -23,6 +23,7 @@ on each result says which one was used.
 
 Floor 4 (a service beside :mod:`sam_age.estimate`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,9 +45,15 @@ LABELS = {"curricularface": "CurricularFace IR-101", "ir_se50": "IR-SE-50"}
 ID_SIZE = 112
 # align_trans.py's REFERENCE_FACIAL_POINTS for the 96x112 crop, moved 8 px right for the
 # square 112x112 one (default_square=True): left eye, right eye, nose, mouth left, mouth right
-ARCFACE_POINTS_112 = np.array([[30.29459953, 51.69630051], [65.53179932, 51.50139999],
-                               [48.02519989, 71.73660278], [33.54930115, 92.3655014],
-                               [62.72990036, 92.20410156]]) + np.array([8.0, 0.0])
+ARCFACE_POINTS_112 = np.array(
+    [
+        [30.29459953, 51.69630051],
+        [65.53179932, 51.50139999],
+        [48.02519989, 71.73660278],
+        [33.54930115, 92.3655014],
+        [62.72990036, 92.20410156],
+    ]
+) + np.array([8.0, 0.0])
 FACE_CROP = (slice(None), slice(None), slice(35, 223), slice(32, 220))  # as sam_age.losses
 CROP_LANDMARKS, CROP_FIXED = "five-point", "fixed"
 
@@ -78,8 +85,9 @@ def warp_to_112(images: torch.Tensor, matrices: Sequence[np.ndarray]) -> torch.T
     input at ``M^-1 (x, y)`` (pixel centres at integers, as ``cv2.warpAffine``), bilinear,
     black (-1) outside."""
     n, _, h, w = images.shape
-    ys, xs = torch.meshgrid(torch.arange(ID_SIZE, dtype=torch.float64),
-                            torch.arange(ID_SIZE, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(ID_SIZE, dtype=torch.float64), torch.arange(ID_SIZE, dtype=torch.float64), indexing="ij"
+    )
     dst = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(-1, 3)
     grids = []
     for m in matrices:
@@ -95,6 +103,7 @@ def warp_to_112(images: torch.Tensor, matrices: Sequence[np.ndarray]) -> torch.T
 def _landmarks_of(image: torch.Tensor) -> Optional[np.ndarray]:
     """Five points of the best face in one ``[3, H, W]`` image in [-1, 1], or None."""
     from .face.landmarks import detect_faces
+
     arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     try:
         found = detect_faces(Image.fromarray(arr, "RGB"))
@@ -106,16 +115,22 @@ def _landmarks_of(image: torch.Tensor) -> Optional[np.ndarray]:
 @dataclass
 class Similarity:
     values: List[float]  # one per output, cosine in [-1, 1]
-    crop: str            # CROP_LANDMARKS or CROP_FIXED
-    model: str           # "curricularface" or "ir_se50"
+    crop: str  # CROP_LANDMARKS or CROP_FIXED
+    model: str  # "curricularface" or "ir_se50"
 
 
 class IdentityNet:
     """One identity network with its crop. ``features`` for a batch, ``similarities`` for
     an input face against its outputs (all ``[.., 3, 256, 256]`` in [-1, 1])."""
 
-    def __init__(self, net: torch.nn.Module, model: str, device="cpu", batch_size: int = 8,
-                 landmarks: Optional[Callable[[torch.Tensor], Optional[np.ndarray]]] = None):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        model: str,
+        device="cpu",
+        batch_size: int = 8,
+        landmarks: Optional[Callable[[torch.Tensor], Optional[np.ndarray]]] = None,
+    ):
         if model not in ID_MODELS:
             raise ValueError(f"model must be one of {ID_MODELS}")
         self.model = model
@@ -130,9 +145,11 @@ class IdentityNet:
         return LABELS[self.model]
 
     @classmethod
-    def from_weights(cls, path: Union[str, Path], model: str = DEFAULT_ID_MODEL, device="cpu",
-                     batch_size: int = 8) -> "IdentityNet":
+    def from_weights(
+        cls, path: Union[str, Path], model: str = DEFAULT_ID_MODEL, device="cpu", batch_size: int = 8
+    ) -> "IdentityNet":
         from .checkpoints import load_curricular_face, load_ir_se50
+
         load = load_curricular_face if model == "curricularface" else load_ir_se50
         net = cls(load(path), model, device=device, batch_size=batch_size)
         net.path = Path(path)
@@ -142,7 +159,7 @@ class IdentityNet:
     def _embed(self, crops: torch.Tensor) -> torch.Tensor:
         out = []
         for start in range(0, crops.shape[0], self.batch_size):
-            x = crops[start:start + self.batch_size].to(self.device, torch.float32)
+            x = crops[start : start + self.batch_size].to(self.device, torch.float32)
             out.append(F.normalize(self.net(x).float(), p=2, dim=1).cpu())
         return torch.cat(out)
 
@@ -183,9 +200,13 @@ class IdentityNet:
         return Similarity((feats[1:] @ feats[0]).tolist(), CROP_FIXED, self.model)
 
 
-def resolve_identity_weights(model: Optional[str] = None, curricular_face_weights=None, ir_se50_weights=None,
-                             progress: bool = True,
-                             on_note: Optional[Callable[[str], None]] = None) -> Tuple[str, Path]:
+def resolve_identity_weights(
+    model: Optional[str] = None,
+    curricular_face_weights=None,
+    ir_se50_weights=None,
+    progress: bool = True,
+    on_note: Optional[Callable[[str], None]] = None,
+) -> Tuple[str, Path]:
     """``(model, weights file)`` for an identity measure.
 
     ``model`` given (``evaluate --id-model``): that network's flag, or its registry name,
@@ -193,10 +214,12 @@ def resolve_identity_weights(model: Optional[str] = None, curricular_face_weight
     CurricularFace when its weights resolve (given, cached or fetched), else IR-SE-50, with
     a note naming the fallback and why."""
     from .weights.store import resolve_weights
+
     flags = {"curricularface": curricular_face_weights, "ir_se50": ir_se50_weights}
     if model is not None:
         if model not in ID_MODELS:
             from .errors import UsageError
+
             raise UsageError(f"--id-model must be one of {', '.join(ID_MODELS)}, not {model!r}")
         return model, Path(resolve_weights(flags[model], REGISTRY_NAMES[model], progress=progress))
     if curricular_face_weights is not None:
@@ -206,12 +229,18 @@ def resolve_identity_weights(model: Optional[str] = None, curricular_face_weight
     except WeightsUnavailableError as e:
         path = Path(resolve_weights(ir_se50_weights, "ir_se50", progress=progress))
         if on_note is not None:
-            on_note(f"identity measured with IR-SE-50 (the training loss's network): the CurricularFace "
-                    f"weights are not available ({str(e).splitlines()[0]})")
+            on_note(
+                f"identity measured with IR-SE-50 (the training loss's network): the CurricularFace "
+                f"weights are not available ({str(e).splitlines()[0]})"
+            )
         return "ir_se50", path
 
 
 def as_batch(faces: Sequence[Image.Image]) -> torch.Tensor:
     """PIL faces -> ``[N, 3, 256, 256]`` in [-1, 1] (resized to 256 where they are not)."""
-    return torch.stack([to_tensor(f.convert("RGB") if f.size == (256, 256)
-                                  else f.convert("RGB").resize((256, 256), Image.LANCZOS)) for f in faces])
+    return torch.stack(
+        [
+            to_tensor(f.convert("RGB") if f.size == (256, 256) else f.convert("RGB").resize((256, 256), Image.LANCZOS))
+            for f in faces
+        ]
+    )

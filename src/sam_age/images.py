@@ -11,6 +11,7 @@ is one line naming the file and the reason. Conversions:
 * images with more than ``MAX_PIXELS`` pixels are refused before being decoded
   (decompression bombs), and so are images whose shorter side is under ``MIN_SIDE``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -94,8 +95,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
-               name: Optional[str] = None) -> Image.Image:
+def read_image(
+    source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE, name: Optional[str] = None
+) -> Image.Image:
     """Read ``source`` into an upright 8-bit RGB PIL image, or raise ImageReadError
     (``name`` is what error messages call it; default: the path)."""
     name = name or _name(source)
@@ -106,8 +108,9 @@ def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
             img = _open(source)
             w, h = img.size
             if w * h > max_pixels:
-                raise ImageReadError(f"image too large ({w}x{h} pixels, limit {max_pixels}): "
-                                     "possible decompression bomb", name)
+                raise ImageReadError(
+                    f"image too large ({w}x{h} pixels, limit {max_pixels}): possible decompression bomb", name
+                )
             img.load()
             try:
                 img = ImageOps.exif_transpose(img)
@@ -117,8 +120,9 @@ def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError("image too large (over PIL's pixel limit): possible decompression bomb, "
-                             "refused before decoding", name) from None
+        raise ImageReadError(
+            "image too large (over PIL's pixel limit): possible decompression bomb, refused before decoding", name
+        ) from None
     except FileNotFoundError:
         raise ImageReadError("file not found", name) from None
     except IsADirectoryError:
@@ -139,6 +143,7 @@ def read_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
 def to_tensor(img: Image.Image):
     """PIL RGB -> float32 tensor ``[3, H, W]`` in [-1, 1] (the original's ToTensor+Normalize)."""
     import torch
+
     a = np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(a.transpose(2, 0, 1).copy())
 
@@ -190,8 +195,7 @@ def list_inputs(args: Iterable[str], extensions=IMAGE_EXTENSIONS) -> Tuple[List[
         elif p.exists():
             add(p)
         elif _has_glob(arg):
-            files = sorted(Path(q) for q in glob.glob(os.path.expanduser(arg), recursive=True)
-                           if is_image(Path(q)))
+            files = sorted(Path(q) for q in glob.glob(os.path.expanduser(arg), recursive=True) if is_image(Path(q)))
             if not files:
                 missing.append(f"{arg}: no image matches this pattern")
             for q in files:

@@ -11,6 +11,7 @@ start here, so a rank picks its device the same way in every command:
 * an explicit index (``cuda:1``) is kept; CPU processes stay on the CPU;
 * ``cuda`` where torch has no CUDA -> :class:`~sam_age.errors.UsageError` (exit 2).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,12 @@ class Ranks:
     def from_env(cls) -> "Ranks":
         if not launched_by_torchrun():
             return cls()
-        return cls(_env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0),
-                   max(1, _env_int("LOCAL_WORLD_SIZE", 1)))
+        return cls(
+            _env_int("RANK", 0),
+            _env_int("WORLD_SIZE", 1),
+            _env_int("LOCAL_RANK", 0),
+            max(1, _env_int("LOCAL_WORLD_SIZE", 1)),
+        )
 
     @property
     def distributed(self) -> bool:
@@ -62,7 +67,10 @@ class Ranks:
             if not torch.cuda.is_available():
                 raise UsageError(f"--device {flag}: CUDA is not available")
             if device.index is None:
-                index = self.local_rank % max(1, torch.cuda.device_count()) if self.distributed else \
-                    torch.cuda.current_device()
+                index = (
+                    self.local_rank % max(1, torch.cuda.device_count())
+                    if self.distributed
+                    else torch.cuda.current_device()
+                )
                 device = torch.device("cuda", index)
         return device

@@ -4,6 +4,7 @@ Every loss network is frozen (``requires_grad=False``, eval mode, whatever mode 
 caller puts it in) but differentiable: gradients flow through it to the image, and from
 there into the encoder. That is the point of the aging loss, so a test holds it.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,13 +56,15 @@ class IDLoss(_FrozenLoss):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.facenet(self.face_pool(crop_face(images)))
 
-    def forward(self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
-                weights: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, float]:
+    def forward(
+        self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor, weights: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, float]:
         loss, improvement = self.loss_and_improvement(y_hat, y, x, weights)
         return loss, float(improvement)
 
-    def loss_and_improvement(self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
-                             weights: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_improvement(
+        self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor, weights: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """As ``forward`` but the improvement stays a tensor (no device sync per step)."""
         f_hat = self.features(y_hat)
         with torch.no_grad():  # the target and the input are constants (the original detaches them)
@@ -104,8 +107,9 @@ class LPIPS(_FrozenLoss):
         super().__init__()
         self.net = load_alexnet(alexnet_path, device=device)
         lins = lpips_lin_state(lin_path if lin_path is not None else default_lpips_lin_path())
-        self.lins = nn.ParameterList([nn.Parameter(lins[f"lins.{i}.weight"].float())
-                                      for i in range(len(lins))]).to(device)
+        self.lins = nn.ParameterList([nn.Parameter(lins[f"lins.{i}.weight"].float()) for i in range(len(lins))]).to(
+            device
+        )
         self.register_buffer("shift", torch.tensor(self.SHIFT).view(1, 3, 1, 1).to(device))
         self.register_buffer("scale", torch.tensor(self.SCALE).view(1, 3, 1, 1).to(device))
         self._freeze()

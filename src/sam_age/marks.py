@@ -27,6 +27,7 @@ Invariants:
   the MP4 box tree, C2PA through c2pa-python's ``Reader`` (its validation state as is).
   File contents are hostile: the XMP packet is capped (:data:`MAX_XMP`) before parsing.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,16 +56,28 @@ NS = {
 }
 XMP_UUID = bytes.fromhex("BE7ACFCB97A942E89C71999491E3AFAC")  # Adobe's XMP box in ISO BMFF (MP4)
 MAX_XMP = 1 << 20  # an XMP packet larger than this is not parsed (hostile files)
-MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
-        "MP4": "video/mp4"}
-SUFFIX_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-               ".gif": "image/gif", ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
-               ".tif": "image/tiff", ".tiff": "image/tiff", ".avif": "image/avif", ".heic": "image/heic",
-               ".heif": "image/heif", ".bmp": "image/bmp"}
+MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "MP4": "video/mp4"}
+SUFFIX_MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".avif": "image/avif",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".bmp": "image/bmp",
+}
 
 
 def tool_version() -> str:
     from . import __version__
+
     return __version__
 
 
@@ -105,34 +118,39 @@ def description(mark: Mark, media: str = "image") -> str:
 
 
 def _esc(text: str) -> str:
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def xmp_packet(mark: Mark, media: str = "image") -> bytes:
     """The XMP packet (UTF-8, with the ``xpacket`` wrapper) for ``mark`` (``media``:
     ``image`` or ``video``, for the description)."""
     version = tool_version()
-    attrs = {"Iptc4xmpExt:DigitalSourceType": mark.source,
-             "Iptc4xmpExt:AISystemUsed": SYSTEM,
-             "Iptc4xmpExt:AISystemVersionUsed": version,
-             "xmp:CreatorTool": f"{TOOL} {version}",
-             "samage:Tool": TOOL, "samage:Version": version}
+    attrs = {
+        "Iptc4xmpExt:DigitalSourceType": mark.source,
+        "Iptc4xmpExt:AISystemUsed": SYSTEM,
+        "Iptc4xmpExt:AISystemVersionUsed": version,
+        "xmp:CreatorTool": f"{TOOL} {version}",
+        "samage:Tool": TOOL,
+        "samage:Version": version,
+    }
     if mark.age:
         attrs["Iptc4xmpExt:AIPromptInformation"] = f"age {mark.age}"
         attrs["samage:AgeRequested"] = str(mark.age)
     ns = " ".join(f'xmlns:{p}="{u}"' for p, u in NS.items() if p not in ("x", "rdf"))
     body = "\n    ".join(f'{k}="{_esc(v)}"' for k, v in attrs.items())
-    text = (f'<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-            f'<x:xmpmeta xmlns:x="{NS["x"]}">\n <rdf:RDF xmlns:rdf="{NS["rdf"]}">\n'
-            f'  <rdf:Description rdf:about="" {ns}\n    {body}>\n'
-            f'   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{_esc(description(mark, media))}'
-            f'</rdf:li></rdf:Alt></dc:description>\n'
-            f'  </rdf:Description>\n </rdf:RDF>\n</x:xmpmeta>\n<?xpacket end="w"?>')
+    text = (
+        f'<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+        f'<x:xmpmeta xmlns:x="{NS["x"]}">\n <rdf:RDF xmlns:rdf="{NS["rdf"]}">\n'
+        f'  <rdf:Description rdf:about="" {ns}\n    {body}>\n'
+        f'   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{_esc(description(mark, media))}'
+        f"</rdf:li></rdf:Alt></dc:description>\n"
+        f'  </rdf:Description>\n </rdf:RDF>\n</x:xmpmeta>\n<?xpacket end="w"?>'
+    )
     return text.encode("utf-8")
 
 
 # -- images ----------------------------------------------------------------------------------
+
 
 def encode_image(img, format: str, mark: Optional[Mark] = None, **options) -> bytes:
     """``img`` (PIL) encoded as ``format`` (``PNG``, ``JPEG``, ``WEBP``, ``GIF``; Pillow's
@@ -149,6 +167,7 @@ def encode_image(img, format: str, mark: Optional[Mark] = None, **options) -> by
     xmp = xmp_packet(mark)
     if fmt == "PNG":
         from PIL.PngImagePlugin import PngInfo
+
         info = PngInfo()
         info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=False)  # XMP's own rule: uncompressed
         img.save(buf, format=fmt, pnginfo=info, **options)
@@ -179,6 +198,7 @@ def gif_with_xmp(gif: bytes, xmp: bytes) -> bytes:
 
 
 # -- video -----------------------------------------------------------------------------------
+
 
 def ffmpeg_metadata(mark: Optional[Mark]) -> List[str]:
     """ffmpeg output options that put the mark in an MP4's container metadata
@@ -211,6 +231,7 @@ def mark_video_file(path, mark: Optional[Mark]) -> Path:
 
 
 # -- C2PA ------------------------------------------------------------------------------------
+
 
 class SigningError(InputError):
     """c2pa refused to sign one output (that input fails; a bad certificate is caught at
@@ -246,6 +267,7 @@ class SigningKey:
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
         try:
             chain = Path(cert_path).read_bytes()
         except OSError as e:
@@ -267,47 +289,62 @@ class SigningKey:
         if isinstance(key, ec.EllipticCurvePrivateKey):
             alg = {"secp256r1": "es256", "secp384r1": "es384", "secp521r1": "es512"}.get(key.curve.name)
             if alg is None:
-                raise ValueError(f"--sign-key {key_path}: EC curve {key.curve.name} is not one C2PA signs "
-                                 "with (P-256, P-384, P-521)")
+                raise ValueError(
+                    f"--sign-key {key_path}: EC curve {key.curve.name} is not one C2PA signs with (P-256, P-384, P-521)"
+                )
         elif isinstance(key, rsa.RSAPrivateKey):
             alg = "ps256"
         elif isinstance(key, ed25519.Ed25519PrivateKey):
             alg = "ed25519"
         else:
-            raise ValueError(f"--sign-key {key_path}: {type(key).__name__} keys cannot sign C2PA manifests "
-                             "(EC P-256/384/521, RSA (PSS) or Ed25519)")
-        if certs[0].public_key().public_bytes(serialization.Encoding.DER,
-                                              serialization.PublicFormat.SubjectPublicKeyInfo) != \
-                key.public_key().public_bytes(serialization.Encoding.DER,
-                                              serialization.PublicFormat.SubjectPublicKeyInfo):
+            raise ValueError(
+                f"--sign-key {key_path}: {type(key).__name__} keys cannot sign C2PA manifests "
+                "(EC P-256/384/521, RSA (PSS) or Ed25519)"
+            )
+        if certs[0].public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ) != key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
             raise ValueError(f"--sign-key {key_path}: does not match the first certificate of --sign-cert {cert_path}")
-        pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         return cls(chain, pkcs8, alg, certs[0].subject.rfc4514_string(), ta_url)
 
     def _signer(self):
         import c2pa
+
         return c2pa.Signer.from_info(c2pa.C2paSignerInfo(self.alg, self.chain, self.key, self.ta_url))
 
     def _builder(self, mark: Mark, title: str):
         import c2pa
+
         version = tool_version()
         actions = []
         has_parent = bool(mark.ingredient) and _mime_of(mark.ingredient) is not None
         if has_parent:
             actions.append({"action": "c2pa.opened", "parameters": {"ingredientIds": ["input"]}})
-        actions.append({"action": "c2pa.edited" if has_parent else "c2pa.created",
-                        "digitalSourceType": mark.source,
-                        "softwareAgent": {"name": TOOL, "version": version},
-                        **({"description": f"face aged to {mark.age}"} if mark.age else {})})
-        manifest = {"claim_generator_info": [{"name": TOOL, "version": version}], "title": title,
-                    "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": actions}}]}
+        actions.append(
+            {
+                "action": "c2pa.edited" if has_parent else "c2pa.created",
+                "digitalSourceType": mark.source,
+                "softwareAgent": {"name": TOOL, "version": version},
+                **({"description": f"face aged to {mark.age}"} if mark.age else {}),
+            }
+        )
+        manifest = {
+            "claim_generator_info": [{"name": TOOL, "version": version}],
+            "title": title,
+            "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": actions}}],
+        }
         context = c2pa.Context(c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}}))
         builder = c2pa.Builder(json.dumps(manifest), context)
         if has_parent:
             with open(mark.ingredient, "rb") as f:
-                builder.add_ingredient(json.dumps({"title": Path(mark.ingredient).name, "relationship": "parentOf",
-                                                   "label": "input"}), _mime_of(mark.ingredient), f)
+                builder.add_ingredient(
+                    json.dumps({"title": Path(mark.ingredient).name, "relationship": "parentOf", "label": "input"}),
+                    _mime_of(mark.ingredient),
+                    f,
+                )
         return builder
 
     def sign_stream(self, src, dst, mime: str, mark: Mark, title: str = "sam-age output") -> None:
@@ -334,6 +371,7 @@ class SigningKey:
         if not c2pa_available():
             raise ValueError("signing needs c2pa-python: pip install 'sam-age[c2pa]'")
         from PIL import Image
+
         try:
             encode_image(Image.new("RGB", (8, 8)), "PNG", Mark(signer=self))
         except SigningError as e:
@@ -347,6 +385,7 @@ def _mime_of(path) -> Optional[str]:
         return None
     try:
         import c2pa
+
         supported = c2pa.Builder.get_supported_mime_types()
     except Exception:
         return mime
@@ -354,6 +393,7 @@ def _mime_of(path) -> Optional[str]:
 
 
 # -- reading (sam-age inspect) ---------------------------------------------------------------
+
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
@@ -372,13 +412,13 @@ def parse_xmp(xmp: Union[bytes, str]) -> Dict[str, str]:
         start = xmp.find(b"<rdf:RDF")
     if start < 0:
         raise ValueError("no XMP packet")
-    end_tag = b"</x:xmpmeta>" if xmp[start:start + 10] == b"<x:xmpmeta" else b"</rdf:RDF>"
+    end_tag = b"</x:xmpmeta>" if xmp[start : start + 10] == b"<x:xmpmeta" else b"</rdf:RDF>"
     end = xmp.find(end_tag, start)
     if end < 0:
         raise ValueError("XMP packet cut short")
     if b"<!DOCTYPE" in xmp[start:end] or b"<!ENTITY" in xmp[start:end]:
         raise ValueError("XMP packet with a DOCTYPE (refused)")
-    root = ET.fromstring(xmp[start:end + len(end_tag)])
+    root = ET.fromstring(xmp[start : end + len(end_tag)])
     prefix = {u: p for p, u in NS.items()}
 
     def name(tag: str) -> str:
@@ -442,10 +482,10 @@ def _mp4_comment(path: Path) -> Optional[str]:
     """ffmpeg's ``comment`` tag (``moov/udta/meta/ilst/©cmt/data``), when short enough to find."""
     data = path.read_bytes() if path.stat().st_size <= 64 << 20 else b""
     i = data.find(b"\xa9cmt")
-    if i < 0 or data[i + 8:i + 12] != b"data":
+    if i < 0 or data[i + 8 : i + 12] != b"data":
         return None
-    n = struct.unpack(">I", data[i + 4:i + 8])[0]
-    return data[i + 20:i + 4 + n].decode("utf-8", "replace")  # data box: size, type, kind, locale
+    n = struct.unpack(">I", data[i + 4 : i + 8])[0]
+    return data[i + 20 : i + 4 + n].decode("utf-8", "replace")  # data box: size, type, kind, locale
 
 
 def _gif_xmp(data: bytes) -> Optional[bytes]:
@@ -469,8 +509,8 @@ def _gif_xmp(data: bytes) -> Optional[bytes]:
             pos += 10 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0) + 1
             pos = skip_sub_blocks(pos)
         elif kind == 0x21 and pos + 1 < len(data):
-            if data[pos + 1] == 0xFF and data[pos + 2:pos + 14] == b"\x0bXMP DataXMP":
-                body = data[pos + 14:pos + 14 + MAX_XMP + 258]
+            if data[pos + 1] == 0xFF and data[pos + 2 : pos + 14] == b"\x0bXMP DataXMP":
+                body = data[pos + 14 : pos + 14 + MAX_XMP + 258]
                 end = body.find(b"\x01\xff\xfe")  # the magic trailer's first bytes
                 return body[:end] if end >= 0 else body
             pos = skip_sub_blocks(pos + 2)
@@ -489,6 +529,7 @@ def read_xmp(path) -> Optional[bytes]:
     if head[:4] == b"GIF8":
         return _gif_xmp(path.read_bytes())
     from PIL import Image
+
     with Image.open(path) as im:
         xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
@@ -503,6 +544,7 @@ def read_c2pa(path, trust_anchors: Optional[str] = None) -> Optional[dict]:
     if not c2pa_available():
         return {"error": "not checked: pip install c2pa-python"}
     import c2pa
+
     path = Path(path)
     mime = SUFFIX_MIME.get(path.suffix.lower())
     settings = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
@@ -523,16 +565,22 @@ def read_c2pa(path, trust_anchors: Optional[str] = None) -> Optional[dict]:
     actions = []
     for a in active.get("assertions", []):
         if str(a.get("label", "")).startswith("c2pa.actions"):
-            actions += [{k: v for k, v in x.items() if k in ("action", "digitalSourceType", "softwareAgent",
-                                                             "description")}
-                        for x in a.get("data", {}).get("actions", [])]
+            actions += [
+                {k: v for k, v in x.items() if k in ("action", "digitalSourceType", "softwareAgent", "description")}
+                for x in a.get("data", {}).get("actions", [])
+            ]
     failures = [s.get("code") for s in store.get("validation_status", []) or []]
-    return {"state": state, "failures": failures,
-            "claim_generator": active.get("claim_generator_info"),
-            "signer": active.get("signature_info", {}),
-            "actions": actions,
-            "ingredients": [{"title": i.get("title"), "format": i.get("format"),
-                             "relationship": i.get("relationship")} for i in active.get("ingredients", [])]}
+    return {
+        "state": state,
+        "failures": failures,
+        "claim_generator": active.get("claim_generator_info"),
+        "signer": active.get("signature_info", {}),
+        "actions": actions,
+        "ingredients": [
+            {"title": i.get("title"), "format": i.get("format"), "relationship": i.get("relationship")}
+            for i in active.get("ingredients", [])
+        ],
+    }
 
 
 def read_marks(path, trust_anchors: Optional[str] = None) -> dict:
@@ -541,6 +589,7 @@ def read_marks(path, trust_anchors: Optional[str] = None) -> dict:
     is present (XMP) or a C2PA manifest is. Raises ``OSError`` / ``ValueError`` for a file
     that cannot be read at all."""
     from PIL import UnidentifiedImageError
+
     path = Path(path)
     fields = None
     xmp_error = None
@@ -569,7 +618,20 @@ def read_marks(path, trust_anchors: Optional[str] = None) -> dict:
     return out
 
 
-__all__ = ["GENERATED", "COMPOSITE", "Mark", "SigningKey", "encode_image", "xmp_packet", "gif_with_xmp",
-           "ffmpeg_metadata", "mark_video_file", "read_marks", "read_xmp", "read_c2pa", "parse_xmp",
-           "kind_of", "c2pa_available"]
-
+__all__ = [
+    "GENERATED",
+    "COMPOSITE",
+    "Mark",
+    "SigningKey",
+    "encode_image",
+    "xmp_packet",
+    "gif_with_xmp",
+    "ffmpeg_metadata",
+    "mark_video_file",
+    "read_marks",
+    "read_xmp",
+    "read_c2pa",
+    "parse_xmp",
+    "kind_of",
+    "c2pa_available",
+]

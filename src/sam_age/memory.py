@@ -21,6 +21,7 @@ Only tensors whose bytes lie inside a file-backed mapping of this process are to
 sandbox that forbids madvise) is a no-op that returns 0. :func:`trim_heap` returns freed
 malloc arenas to the OS (glibc ``malloc_trim``), for after large temporary copies.
 """
+
 from __future__ import annotations
 
 import bisect

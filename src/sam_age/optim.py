@@ -11,6 +11,7 @@ Per parameter and step t (betas b1, b2):
 The slow buffer starts as a copy of the weights at the first step. Everything lives in
 ``self.state``, so ``state_dict()`` / ``load_state_dict()`` round-trip it for resume.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,10 +22,19 @@ from torch.optim import Optimizer
 
 
 class Ranger(Optimizer):
-    def __init__(self, params: Iterable, lr: float = 1e-3, alpha: float = 0.5, k: int = 6,
-                 N_sma_threshhold: float = 5, betas: Tuple[float, float] = (0.95, 0.999),
-                 eps: float = 1e-5, weight_decay: float = 0.0, use_gc: bool = True,
-                 gc_conv_only: bool = False):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        alpha: float = 0.5,
+        k: int = 6,
+        N_sma_threshhold: float = 5,
+        betas: Tuple[float, float] = (0.95, 0.999),
+        eps: float = 1e-5,
+        weight_decay: float = 0.0,
+        use_gc: bool = True,
+        gc_conv_only: bool = False,
+    ):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"invalid slow update rate: {alpha}")
         if not k >= 1:
@@ -33,9 +43,17 @@ class Ranger(Optimizer):
             raise ValueError(f"invalid learning rate: {lr}")
         if not eps > 0:
             raise ValueError(f"invalid eps: {eps}")
-        defaults = dict(lr=lr, alpha=alpha, k=k, N_sma_threshhold=N_sma_threshhold, betas=tuple(betas),
-                        eps=eps, weight_decay=weight_decay, use_gc=use_gc,
-                        gc_min_dim=3 if gc_conv_only else 1)
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            k=k,
+            N_sma_threshhold=N_sma_threshhold,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            use_gc=use_gc,
+            gc_min_dim=3 if gc_conv_only else 1,
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -67,15 +85,22 @@ class Ranger(Optimizer):
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
 
-                beta2_t = beta2 ** t
+                beta2_t = beta2**t
                 n_sma_max = 2 / (1 - beta2) - 1
                 n_sma = n_sma_max - 2 * t * beta2_t / (1 - beta2_t)
                 if n_sma > group["N_sma_threshhold"]:
-                    step_size = math.sqrt((1 - beta2_t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma
-                                          * n_sma_max / (n_sma_max - 2)) / (1 - beta1 ** t)
+                    step_size = math.sqrt(
+                        (1 - beta2_t)
+                        * (n_sma - 4)
+                        / (n_sma_max - 4)
+                        * (n_sma - 2)
+                        / n_sma
+                        * n_sma_max
+                        / (n_sma_max - 2)
+                    ) / (1 - beta1**t)
                     update = exp_avg / exp_avg_sq.sqrt().add_(group["eps"])
                 else:
-                    step_size = 1.0 / (1 - beta1 ** t)
+                    step_size = 1.0 / (1 - beta1**t)
                     update = exp_avg
                 if group["weight_decay"] != 0:
                     p32 = p32.add(p32, alpha=-group["weight_decay"] * group["lr"])

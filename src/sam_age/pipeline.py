@@ -25,6 +25,7 @@ a seed taken from that generator, so a run repeats exactly and the global RNG is
 alone. Without ``randomize_noise`` (the default) the generator's fixed noise is used and
 nothing is random.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .ages import (Age, RelativeAge, ResolvedAge, absolute_ages, age_label, clamp_note,  # noqa: F401
-                   format_age, is_relative, parse_ages, resolve_ages)
+from .ages import (
+    ResolvedAge,
+    absolute_ages,
+    clamp_note,  # noqa: F401
+    format_age,
+    is_relative,
+    parse_ages,
+    resolve_ages,
+)
 from .checkpoints.load import load_sam
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
 from .engine import age_encoded, apply_forms, choose_dtype, encode_faces, make_tuner, resolve_device
@@ -52,7 +60,7 @@ from .render import interpolate_codes, ping_pong
 from .weights.store import resolve_weights
 
 INPUT_SIZE = 256  # SAM's encoder always sees 256 px aligned faces
-PHOTO_CACHE_BYTES = 256 * 2 ** 20  # decoded photos the per-upload cache may hold (a web server's memory)
+PHOTO_CACHE_BYTES = 256 * 2**20  # decoded photos the per-upload cache may hold (a web server's memory)
 
 
 @dataclass
@@ -92,8 +100,9 @@ class AgingResult:
     @property
     def notes(self) -> List[str]:
         """Lines worth telling the user (clamped relative ages), per face."""
-        return [f"face {i + 1}: {f.note}" if len(self.faces) > 1 else f.note
-                for i, f in enumerate(self.faces) if f.note]
+        return [
+            f"face {i + 1}: {f.note}" if len(self.faces) > 1 else f.note for i, f in enumerate(self.faces) if f.note
+        ]
 
     @property
     def images(self) -> List[Image.Image]:
@@ -130,7 +139,7 @@ def noise_from(generator: Optional[torch.Generator], device: torch.device) -> It
     if generator is None:
         yield
         return
-    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device))
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -140,6 +149,7 @@ def noise_from(generator: Optional[torch.Generator], device: torch.device) -> It
 class PreparedFace(NamedTuple):
     """A face found in a photo, before the model: the 256 px network input, where it came
     from (quad, None without alignment), the detector score and the 68 landmarks."""
+
     image: Image.Image
     quad: Optional[np.ndarray]
     score: float
@@ -150,9 +160,13 @@ def _landmarks(face) -> Optional[np.ndarray]:
     return face[3] if len(face) > 3 else None  # plain (image, quad, score) tuples too
 
 
-def prepare_faces(image, all_faces: bool = False, align: bool = True,
-                  name: Optional[str] = None,
-                  on_stage: Optional[Callable[[str, str], None]] = None) -> Tuple[Image.Image, List[PreparedFace]]:
+def prepare_faces(
+    image,
+    all_faces: bool = False,
+    align: bool = True,
+    name: Optional[str] = None,
+    on_stage: Optional[Callable[[str, str], None]] = None,
+) -> Tuple[Image.Image, List[PreparedFace]]:
     """Read ``image`` and find its face(s), without the model: ``(photo, faces)``.
     Raises ImageReadError / NoFaceError (one-line messages naming the file).
     ``on_stage(stage, name)``: called as reading (``"read"``) and the face search
@@ -169,9 +183,14 @@ def prepare_faces(image, all_faces: bool = False, align: bool = True,
     if not align:
         w, h = photo.size
         if w != h:
-            raise InputError(f"is {w}x{h}, not a square aligned face crop (what --no-align takes); "
-                             "without --no-align the face is found and aligned", name)
-        face = photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
+            raise InputError(
+                f"is {w}x{h}, not a square aligned face crop (what --no-align takes); "
+                "without --no-align the face is found and aligned",
+                name,
+            )
+        face = (
+            photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
+        )
         return photo, [PreparedFace(face, None, 0.0)]
     if on_stage is not None:
         on_stage("faces", name or "the photo")
@@ -213,8 +232,9 @@ class LRU:
         self._data[key] = value
         self._sizes[key] = nbytes
         self._data.move_to_end(key)
-        while len(self._data) > self.maxsize or (self.max_bytes is not None
-                                                 and sum(self._sizes.values()) > self.max_bytes):
+        while len(self._data) > self.maxsize or (
+            self.max_bytes is not None and sum(self._sizes.values()) > self.max_bytes
+        ):
             old, _ = self._data.popitem(last=False)
             self._sizes.pop(old, None)
 
@@ -278,10 +298,21 @@ class AgePipeline:
     ``ir_se50_weights`` (None: CurricularFace when its weights resolve, else IR-SE-50),
     loaded at the first report."""
 
-    def __init__(self, model: SAM, device=None, dtype=None, batch_size: Optional[int] = None,
-                 age_predictor=None, cache_size: int = 4, forms: Optional[dict] = None, tuner=None,
-                 report: bool = False, max_age_error: Optional[float] = None,
-                 min_identity: Optional[float] = None, identity=None):
+    def __init__(
+        self,
+        model: SAM,
+        device=None,
+        dtype=None,
+        batch_size: Optional[int] = None,
+        age_predictor=None,
+        cache_size: int = 4,
+        forms: Optional[dict] = None,
+        tuner=None,
+        report: bool = False,
+        max_age_error: Optional[float] = None,
+        min_identity: Optional[float] = None,
+        identity=None,
+    ):
         self.report = bool(report)
         self.max_age_error, self.min_identity = max_age_error, min_identity
         self.identity = identity
@@ -308,8 +339,14 @@ class AgePipeline:
         of the pretrained encoder's parameters), dtype and device."""
         enc = self.model.pretrained_encoder
         params = () if enc is None else tuple((p.data_ptr(), p._version) for p in enc.parameters())
-        return (id(self.model), self.dtype, str(self.device), hash(params),
-                self.model.latent_avg.data_ptr(), self.model.latent_avg._version)
+        return (
+            id(self.model),
+            self.dtype,
+            str(self.device),
+            hash(params),
+            self.model.latent_avg.data_ptr(),
+            self.model.latent_avg._version,
+        )
 
     def prepare(self, image, all_faces: bool = False, align: bool = True):
         """:func:`prepare_faces` through the per-photo cache: ``(photo, faces)``."""
@@ -333,8 +370,9 @@ class AgePipeline:
             return None
         model_key = self._model_key()
         keys = [(model_key, _tensor_key(f)) for f in faces]
-        return torch.stack(self._encoded.get_many(
-            keys, lambda todo: encode_faces(self.model, faces[todo], batch_size=self.batch_size)))
+        return torch.stack(
+            self._encoded.get_many(keys, lambda todo: encode_faces(self.model, faces[todo], batch_size=self.batch_size))
+        )
 
     def to(self, device=None, dtype=None) -> "AgePipeline":
         """Move the model to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...) and/or
@@ -354,14 +392,22 @@ class AgePipeline:
         return self
 
     @classmethod
-    def from_pretrained(cls, checkpoint: Union[str, Path, SAM] = DEFAULT_CHECKPOINT, device=None, dtype=None,
-                        batch_size: Optional[int] = None, progress: bool = False,
-                        age_predictor=None, forms: Optional[dict] = None, **options) -> "AgePipeline":
+    def from_pretrained(
+        cls,
+        checkpoint: Union[str, Path, SAM] = DEFAULT_CHECKPOINT,
+        device=None,
+        dtype=None,
+        batch_size: Optional[int] = None,
+        progress: bool = False,
+        age_predictor=None,
+        forms: Optional[dict] = None,
+        **options,
+    ) -> "AgePipeline":
         """``checkpoint``: a registry name (fetched into the cache when missing), a path
         (.pt, .pdparams, .safetensors) or an already built :class:`SAM`.
         ``age_predictor``: see the class (default: the registry's ``dex_age``, lazily).
-        ``forms`` and ``options`` (``report=True``, ``identity=``, ...): see the class. ``dtype`` "auto"/None: the measured choice
-        (:func:`sam_age.engine.choose_dtype`)."""
+        ``forms`` and ``options`` (``report=True``, ``identity=``, ...): see the class.
+        ``dtype`` "auto"/None: the measured choice (:func:`sam_age.engine.choose_dtype`)."""
         dev = resolve_device(device)
         tuner = make_tuner()
         dt, why = choose_dtype(dtype, dev, tuner)
@@ -369,8 +415,16 @@ class AgePipeline:
             pipe = cls(checkpoint, dev, dt, batch_size, age_predictor, forms=forms, tuner=tuner, **options)
         else:
             path = resolve_weights(checkpoint, progress=progress, kind="sam")
-            pipe = cls(load_sam(path, device=dev, dtype=dt), dev, dt, batch_size, age_predictor, forms=forms,
-                       tuner=tuner, **options)
+            pipe = cls(
+                load_sam(path, device=dev, dtype=dt),
+                dev,
+                dt,
+                batch_size,
+                age_predictor,
+                forms=forms,
+                tuner=tuner,
+                **options,
+            )
         pipe._why = why if dtype in (None, "auto") else pipe._why
         return pipe
 
@@ -380,14 +434,20 @@ class AgePipeline:
         reason), "forms": {"conv", "generator", "autotune"}}``. A form left "auto" is named
         once it has been chosen (at the first call: measured, or read from the cache)."""
         used = {"conv": self.tuner.summary("conv:"), "generator": self.tuner.summary("generator:")}
-        forms = {k: (used[k] or ("auto (chosen at first use)" if v == "auto" else v)) if v == "auto" else v
-                 for k, v in self.forms.items()}
+        forms = {
+            k: (used[k] or ("auto (chosen at first use)" if v == "auto" else v)) if v == "auto" else v
+            for k, v in self.forms.items()
+        }
         if self.device.type != "cpu":
             gen = self.forms["generator"]
             forms = {"conv": "plain", "generator": "shared" if gen == "auto" else gen}
         forms["autotune"] = self.tuner.mode
-        return {"device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "why": self._why or "", "forms": forms}
+        return {
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "why": self._why or "",
+            "forms": forms,
+        }
 
     # -- the estimated age (relative ages) ---------------------------------------------------
     @property
@@ -398,8 +458,9 @@ class AgePipeline:
     def age_predictor(self, value) -> None:
         """A new name, path or estimator; the loaded one is dropped only when it changes."""
         old = getattr(self, "_age_predictor", None)
-        same = old is value or (isinstance(old, (str, Path)) and isinstance(value, (str, Path))
-                                and str(old) == str(value))
+        same = old is value or (
+            isinstance(old, (str, Path)) and isinstance(value, (str, Path)) and str(old) == str(value)
+        )
         if not same:
             self._estimator = None
             self._estimates.clear()
@@ -410,6 +471,7 @@ class AgePipeline:
         """The :class:`~sam_age.estimate.AgeEstimator`, loaded at first use."""
         if self._estimator is None:
             from .estimate import AgeEstimator
+
             value = self._age_predictor
             if hasattr(value, "estimate_aligned"):
                 self._estimator = value
@@ -422,12 +484,17 @@ class AgePipeline:
     def identity_net(self):
         """The :class:`~sam_age.identity.IdentityNet` of reports, loaded at first use."""
         from .identity import IdentityNet, resolve_identity_weights
+
         if not isinstance(self.identity, IdentityNet):
             spec = dict(self.identity or {})
             notes: List[str] = []
-            model, path = resolve_identity_weights(spec.get("model"), spec.get("curricular_face_weights"),
-                                                   spec.get("ir_se50_weights"), progress=False,
-                                                   on_note=notes.append)
+            model, path = resolve_identity_weights(
+                spec.get("model"),
+                spec.get("curricular_face_weights"),
+                spec.get("ir_se50_weights"),
+                progress=False,
+                on_note=notes.append,
+            )
             self.identity_note = notes[0] if notes else None
             self.identity = IdentityNet.from_weights(path, model, device=self.device)
         return self.identity
@@ -435,9 +502,11 @@ class AgePipeline:
     def report_faces(self, faces: Sequence[FaceResult]) -> None:
         """Fill ``face.report`` for each face (see :mod:`sam_age.report`)."""
         from .report import measure_face
+
         for f in faces:
-            f.report = measure_face(f.aligned, f.images, f.ages, self.estimator, self.identity_net,
-                                    self.max_age_error, self.min_identity)
+            f.report = measure_face(
+                f.aligned, f.images, f.ages, self.estimator, self.identity_net, self.max_age_error, self.min_identity
+            )
 
     def _estimate_aligned(self, faces: Sequence[Image.Image]) -> List[float]:
         """DEX's estimates of aligned faces through the per-face cache (relative ages)."""
@@ -460,29 +529,61 @@ class AgePipeline:
             return False
         raise UsageError(f"size must be {INPUT_SIZE} or {self.model.output_size} for this checkpoint, got {size}")
 
-    def age_aligned(self, faces: Union[torch.Tensor, Sequence[Image.Image]], ages: Sequence[float],
-                    size: int = 256, randomize_noise: bool = False,
-                    generator: Optional[torch.Generator] = None,
-                    progress: Optional[Callable[[int], None]] = None):
+    def age_aligned(
+        self,
+        faces: Union[torch.Tensor, Sequence[Image.Image]],
+        ages: Sequence[float],
+        size: int = 256,
+        randomize_noise: bool = False,
+        generator: Optional[torch.Generator] = None,
+        progress: Optional[Callable[[int], None]] = None,
+    ):
         """Aligned faces (tensor ``[N,3,256,256]`` in [-1,1], or PIL images) -> ``(images
         [N,A,3,S,S], codes [N,A,n_styles,512])`` as float32 CPU tensors. ``progress(k)``
         is called as each forward pass finishes (k face-ages done): a progress bar's hook."""
         ages = check_ages(ages)
         resize = self._check_size(size)
         if not isinstance(faces, torch.Tensor):
-            faces = torch.stack([to_tensor(f.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
-                                           if f.size != (INPUT_SIZE, INPUT_SIZE) else f) for f in faces])
+            faces = torch.stack(
+                [
+                    to_tensor(
+                        f.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
+                        if f.size != (INPUT_SIZE, INPUT_SIZE)
+                        else f
+                    )
+                    for f in faces
+                ]
+            )
         with torch.no_grad():
             base = self.encode(faces)
         with noise_from(generator if randomize_noise else None, self.device):
-            images, codes = age_encoded(self.model, faces, base, ages, batch_size=self.batch_size, resize=resize,
-                                        randomize_noise=randomize_noise, progress=progress)
+            images, codes = age_encoded(
+                self.model,
+                faces,
+                base,
+                ages,
+                batch_size=self.batch_size,
+                resize=resize,
+                randomize_noise=randomize_noise,
+                progress=progress,
+            )
         return images.float().cpu(), codes.float().cpu()
 
-    def __call__(self, image, ages, *, all_faces: bool = False, align: bool = True,
-                 paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
-                 generator: Optional[torch.Generator] = None, mask: str = "face",
-                 colour_match: bool = True, report: Optional[bool] = None) -> AgingResult:
+    def __call__(
+        self,
+        image,
+        ages,
+        *,
+        all_faces: bool = False,
+        align: bool = True,
+        paste_back: bool = False,
+        size: int = 256,
+        randomize_noise: bool = False,
+        generator: Optional[torch.Generator] = None,
+        mask: str = "face",
+        colour_match: bool = True,
+        report: Optional[bool] = None,
+    ) -> AgingResult:
         """Age the best face in ``image`` (path, bytes, PIL or numpy) to every age.
 
         ``ages``: as ``--ages`` (:func:`sam_age.ages.parse_ages`): ``[10, 40]``, ``30``,
@@ -497,30 +598,65 @@ class AgePipeline:
         self._check_size(size)
         _check_mask(mask)
         photo, aligned = self.prepare(image, all_faces=all_faces, align=align)
-        result = self.age_prepared(photo, aligned, requested, paste_back=paste_back, size=size,
-                                   randomize_noise=randomize_noise, generator=generator, mask=mask,
-                                   colour_match=colour_match, report=report)
+        result = self.age_prepared(
+            photo,
+            aligned,
+            requested,
+            paste_back=paste_back,
+            size=size,
+            randomize_noise=randomize_noise,
+            generator=generator,
+            mask=mask,
+            colour_match=colour_match,
+            report=report,
+        )
         return result
 
-    def age_prepared(self, photo: Image.Image, aligned: Sequence[PreparedFace], ages, *,
-                     paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
-                     generator: Optional[torch.Generator] = None, mask: str = "face",
-                     colour_match: bool = True,
-                     progress: Optional[Callable[[int], None]] = None,
-                     report: Optional[bool] = None) -> AgingResult:
+    def age_prepared(
+        self,
+        photo: Image.Image,
+        aligned: Sequence[PreparedFace],
+        ages,
+        *,
+        paste_back: bool = False,
+        size: int = 256,
+        randomize_noise: bool = False,
+        generator: Optional[torch.Generator] = None,
+        mask: str = "face",
+        colour_match: bool = True,
+        progress: Optional[Callable[[int], None]] = None,
+        report: Optional[bool] = None,
+    ) -> AgingResult:
         """The model half of ``__call__``, for faces from :func:`prepare_faces`. Relative
         ages are resolved per face against its estimated age (DEX on the aligned face).
         ``progress``: see :meth:`age_aligned`."""
-        return self.age_prepared_many([(photo, aligned)], ages, paste_back=paste_back, size=size,
-                                      randomize_noise=randomize_noise, generator=generator, mask=mask,
-                                      colour_match=colour_match, progress=progress, report=report)[0]
+        return self.age_prepared_many(
+            [(photo, aligned)],
+            ages,
+            paste_back=paste_back,
+            size=size,
+            randomize_noise=randomize_noise,
+            generator=generator,
+            mask=mask,
+            colour_match=colour_match,
+            progress=progress,
+            report=report,
+        )[0]
 
-    def age_prepared_many(self, photos: Sequence[Tuple[Optional[Image.Image], Sequence[PreparedFace]]], ages, *,
-                          paste_back: bool = False, size: int = 256, randomize_noise: bool = False,
-                          generator: Optional[torch.Generator] = None, mask: str = "face",
-                          colour_match: bool = True,
-                          progress: Optional[Callable[[int], None]] = None,
-                          report: Optional[bool] = None) -> List[AgingResult]:
+    def age_prepared_many(
+        self,
+        photos: Sequence[Tuple[Optional[Image.Image], Sequence[PreparedFace]]],
+        ages,
+        *,
+        paste_back: bool = False,
+        size: int = 256,
+        randomize_noise: bool = False,
+        generator: Optional[torch.Generator] = None,
+        mask: str = "face",
+        colour_match: bool = True,
+        progress: Optional[Callable[[int], None]] = None,
+        report: Optional[bool] = None,
+    ) -> List[AgingResult]:
         """:meth:`age_prepared` for several photos at once, ``[(photo, faces), ...]`` -> one
         result per photo (dataset runs). The faces of all the photos that share their list
         of ages (all of them, unless relative) go through the model together, so forward
@@ -539,30 +675,50 @@ class AgePipeline:
             groups.setdefault(tuple(x.age for x in r), []).append(i)
         made = {}
         for key, idx in groups.items():
-            images, codes = self.age_aligned([flat[i][1][0] for i in idx], list(key), size=size,
-                                             randomize_noise=randomize_noise, generator=generator,
-                                             progress=progress)
+            images, codes = self.age_aligned(
+                [flat[i][1][0] for i in idx],
+                list(key),
+                size=size,
+                randomize_noise=randomize_noise,
+                generator=generator,
+                progress=progress,
+            )
             for j, i in enumerate(idx):
                 made[i] = (images[j], codes[j])
-        faces = [FaceResult(a[0], a[1], [x.age for x in resolved[i]], _images_to_pil(made[i][0]), made[i][1],
-                            float(a[2]), size, _landmarks(a), estimates[i], list(requested), resolved[i])
-                 for i, (_, a) in enumerate(flat)]
+        faces = [
+            FaceResult(
+                a[0],
+                a[1],
+                [x.age for x in resolved[i]],
+                _images_to_pil(made[i][0]),
+                made[i][1],
+                float(a[2]),
+                size,
+                _landmarks(a),
+                estimates[i],
+                list(requested),
+                resolved[i],
+            )
+            for i, (_, a) in enumerate(flat)
+        ]
         if self.report if report is None else report:
             self.report_faces(faces)
         results, start = [], 0
         for photo, aligned in photos:
-            mine = faces[start:start + len(aligned)]
+            mine = faces[start : start + len(aligned)]
             start += len(aligned)
             pasted = None
             if paste_back and photo is not None and any(a[1] is not None for a in aligned):
-                pasted = [self.paste(photo, mine, k, mask=mask, colour_match=colour_match)
-                          for k in range(len(requested))]
+                pasted = [
+                    self.paste(photo, mine, k, mask=mask, colour_match=colour_match) for k in range(len(requested))
+                ]
             results.append(AgingResult(photo, list(mine[0].ages) if mine else [], mine, pasted, list(requested)))
         return results
 
     @staticmethod
-    def paste(photo: Image.Image, faces: Sequence[FaceResult], age_index: int, mask: str = "face",
-              colour_match: bool = True) -> Image.Image:
+    def paste(
+        photo: Image.Image, faces: Sequence[FaceResult], age_index: int, mask: str = "face", colour_match: bool = True
+    ) -> Image.Image:
         """The photo with every face's ``age_index``-th result put back (the best face
         last, so it wins where crops overlap). ``mask``: "face" (the landmark mask; the
         box for faces without landmarks) or "box"; colours are matched to the original."""
@@ -570,21 +726,33 @@ class AgePipeline:
         out = photo
         for f in reversed(list(faces)):
             if f.quad is not None:
-                out = paste_face(out, f.images[age_index], f.quad, mask, landmarks=f.landmarks,
-                                 colour_match=colour_match, reference=photo)
+                out = paste_face(
+                    out,
+                    f.images[age_index],
+                    f.quad,
+                    mask,
+                    landmarks=f.landmarks,
+                    colour_match=colour_match,
+                    reference=photo,
+                )
         return out
 
     # -- animation -----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, codes: torch.Tensor, size: int = 256, randomize_noise: bool = False,
-                 generator: Optional[torch.Generator] = None,
-                 progress: Optional[Callable[[int], None]] = None) -> List[Image.Image]:
+    def generate(
+        self,
+        codes: torch.Tensor,
+        size: int = 256,
+        randomize_noise: bool = False,
+        generator: Optional[torch.Generator] = None,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> List[Image.Image]:
         """W+ codes ``[K, n_styles, 512]`` -> images, in batches (``progress(k)`` after each)."""
         resize = self._check_size(size)
         out: List[Image.Image] = []
         with noise_from(generator if randomize_noise else None, self.device):
             for start in range(0, codes.shape[0], self.batch_size):
-                c = codes[start:start + self.batch_size].to(device=self.device, dtype=self.dtype)
+                c = codes[start : start + self.batch_size].to(device=self.device, dtype=self.dtype)
                 out += _images_to_pil(self.model.generate(c, resize=resize, randomize_noise=randomize_noise))
                 if progress is not None:
                     progress(c.shape[0])
@@ -604,8 +772,7 @@ class AgePipeline:
         reuse = size == face.size
         todo = [i for i in range(steps.shape[0]) if not (reuse and i % k == 0)]
         made = iter(self.generate(steps[todo], size=size)) if todo else iter(())
-        frames = [face.images[order[i // k]] if (reuse and i % k == 0) else next(made)
-                  for i in range(steps.shape[0])]
+        frames = [face.images[order[i // k]] if (reuse and i % k == 0) else next(made) for i in range(steps.shape[0])]
         return ping_pong(frames)
 
 
@@ -619,18 +786,26 @@ def _check_mask(mask: str) -> None:
 
 # -- what relative ages did, for reports ------------------------------------------------------
 
+
 def relative_report(result: AgingResult) -> dict:
     """Per input, for JSON summaries and the dataset manifest: the ages asked and made per
     face, with relative ages the estimate per face and what was clamped, and with
     ``report=True`` what each output reached (``report``: :func:`sam_age.report.report_json`)."""
     from .report import report_json
-    rec = {"requested": [format_age(a) for a in (result.requested or result.ages)],
-           "ages": [[round(a, 6) for a in f.ages] for f in result.faces], **report_json(result.faces)}
+
+    rec = {
+        "requested": [format_age(a) for a in (result.requested or result.ages)],
+        "ages": [[round(a, 6) for a in f.ages] for f in result.faces],
+        **report_json(result.faces),
+    }
     if any(f.estimated_age is not None for f in result.faces):
-        rec["estimated_ages"] = [None if f.estimated_age is None else round(f.estimated_age, 2)
-                                 for f in result.faces]
-        rec["clamped"] = [{"face": i + 1, "request": str(r.request), "asked": r.asked, "age": r.age}
-                          for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
+        rec["estimated_ages"] = [None if f.estimated_age is None else round(f.estimated_age, 2) for f in result.faces]
+        rec["clamped"] = [
+            {"face": i + 1, "request": str(r.request), "asked": r.asked, "age": r.age}
+            for i, f in enumerate(result.faces)
+            for r in f.resolved
+            if r.clamped
+        ]
     return rec
 
 
@@ -638,6 +813,7 @@ def relative_notes(result: AgingResult) -> List[str]:
     """Lines for stderr: the estimate(s) and what was clamped (one line per input), and
     one line per output that missed a ``--max-age-error`` / ``--min-identity`` check."""
     from .report import report_notes
+
     return _estimate_notes(result) + report_notes(result.faces)
 
 
@@ -647,8 +823,12 @@ def _estimate_notes(result: AgingResult) -> List[str]:
     ests = ", ".join(f"{f.estimated_age:.1f}" for f in result.faces)
     n = len(result.faces)
     line = f"estimated age {ests}" if n == 1 else f"estimated ages {ests} (faces 1..{n})"
-    clamped = [f"face {i + 1}: " * (len(result.faces) > 1) + f"{r.request} -> {r.asked:g} clamped to {r.age:g}"
-               for i, f in enumerate(result.faces) for r in f.resolved if r.clamped]
+    clamped = [
+        f"face {i + 1}: " * (len(result.faces) > 1) + f"{r.request} -> {r.asked:g} clamped to {r.age:g}"
+        for i, f in enumerate(result.faces)
+        for r in f.resolved
+        if r.clamped
+    ]
     if clamped:
         line += "; " + "; ".join(clamped) + " (SAM ages within 0..100)"
     return [line]

@@ -8,6 +8,7 @@ Every image and animation is encoded through :mod:`sam_age.marks` (``mark=``: th
 XMP and, with a signer, C2PA; the default is a generated face's mark; ``mark=None`` writes
 the plain encoder's bytes, as ``--no-mark`` asks).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,6 +39,7 @@ def _font(px: int):
 def age_caption(age) -> str:
     """``age 30``, ``age 42.5`` (in-between animation frames: rounded to whole years)."""
     from .ages import format_age
+
     return f"age {format_age(age)}"
 
 
@@ -86,8 +88,9 @@ def label_frames(frames: Sequence[Image.Image], ages: Sequence[float], frames_pe
     return [draw_label(f, age_caption(a)) for f, a in zip(frames, shown)]
 
 
-def make_strip(aligned: Image.Image, images: Sequence[Image.Image],
-               labels: Optional[Sequence[str]] = None) -> Image.Image:
+def make_strip(
+    aligned: Image.Image, images: Sequence[Image.Image], labels: Optional[Sequence[str]] = None
+) -> Image.Image:
     """One row of equal square tiles: the aligned input, then every age.
     The tile size is the outputs' size (the input is resized to match). ``labels``: one
     caption per tile (``strip_labels(ages)``), drawn in each tile's bottom band; None
@@ -153,12 +156,20 @@ def save_image(img: Image.Image, path, mark: Optional[Mark] = DEFAULT_MARK) -> P
 
 def gif_bytes(frames: Sequence[Image.Image], fps: float = 12.0, mark: Optional[Mark] = DEFAULT_MARK) -> bytes:
     duration = int(round(1000.0 / fps))
-    return encode_image(frames[0], "GIF", mark, save_all=True, append_images=list(frames[1:]),
-                        duration=duration, loop=0, optimize=False, disposal=1)
+    return encode_image(
+        frames[0],
+        "GIF",
+        mark,
+        save_all=True,
+        append_images=list(frames[1:]),
+        duration=duration,
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
 
 
-def save_gif(frames: Sequence[Image.Image], path, fps: float = 12.0,
-             mark: Optional[Mark] = DEFAULT_MARK) -> Path:
+def save_gif(frames: Sequence[Image.Image], path, fps: float = 12.0, mark: Optional[Mark] = DEFAULT_MARK) -> Path:
     return atomic_write(path, lambda f: f.write(gif_bytes(frames, fps, mark)))
 
 
@@ -171,22 +182,27 @@ def mp4_available() -> bool:
     return True
 
 
-def save_mp4(frames: Sequence[Image.Image], path, fps: float = 12.0,
-             mark: Optional[Mark] = DEFAULT_MARK) -> Path:
+def save_mp4(frames: Sequence[Image.Image], path, fps: float = 12.0, mark: Optional[Mark] = DEFAULT_MARK) -> Path:
     """H.264 MP4 through imageio + imageio-ffmpeg (``pip install 'sam-age[demo]'``), marked
     in its container metadata (:func:`sam_age.marks.mark_video_file`)."""
     if not mp4_available():
-        raise SamAgeError("writing MP4 needs imageio and imageio-ffmpeg: "
-                          "pip install 'sam-age[demo]' (or use --gif)")
+        raise SamAgeError("writing MP4 needs imageio and imageio-ffmpeg: pip install 'sam-age[demo]' (or use --gif)")
     import imageio.v2 as imageio
     import numpy as np
+
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         # ffmpeg needs a real file name; write next to the target, then rename (atomic).
-        with imageio.get_writer(str(tmp), fps=fps, codec="libx264", quality=8,
-                                macro_block_size=1, ffmpeg_log_level="error",
-                                output_params=ffmpeg_metadata(mark)) as writer:
+        with imageio.get_writer(
+            str(tmp),
+            fps=fps,
+            codec="libx264",
+            quality=8,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=ffmpeg_metadata(mark),
+        ) as writer:
             for fr in frames:
                 writer.append_data(np.asarray(fr.convert("RGB")))
         mark_video_file(tmp, mark)

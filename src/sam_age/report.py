@@ -18,6 +18,7 @@ Per output image (one face at one asked age):
 The measures run on the aligned 256 px faces the model made (``--size 1024`` outputs are
 resized to 256 first), never on the pasted photo.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -32,12 +33,12 @@ CHECK_OK, CHECK_FAILED = "ok", "failed"
 
 @dataclass
 class OutputReport:
-    age: float                      # the age asked (relative ages resolved)
-    achieved_age: float             # DEX on the output, years
-    identity: float                 # cosine similarity with the input face
-    identity_model: str             # "curricularface" / "ir_se50"
-    crop: str = "five-point"        # the identity crop used (see sam_age.identity)
-    check: Optional[str] = None     # None (no thresholds), "ok" or "failed"
+    age: float  # the age asked (relative ages resolved)
+    achieved_age: float  # DEX on the output, years
+    identity: float  # cosine similarity with the input face
+    identity_model: str  # "curricularface" / "ir_se50"
+    crop: str = "five-point"  # the identity crop used (see sam_age.identity)
+    check: Optional[str] = None  # None (no thresholds), "ok" or "failed"
     misses: List[str] = field(default_factory=list)
 
     @property
@@ -50,8 +51,12 @@ class OutputReport:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d.update(achieved_age=round(self.achieved_age, 2), identity=round(self.identity, 4),
-                 age_error=round(self.age_error, 2), caption=self.caption)
+        d.update(
+            achieved_age=round(self.achieved_age, 2),
+            identity=round(self.identity, 4),
+            age_error=round(self.age_error, 2),
+            caption=self.caption,
+        )
         if self.check is None:
             d.pop("check")
             d.pop("misses")
@@ -63,8 +68,10 @@ def check_output(rep: OutputReport, max_age_error: Optional[float], min_identity
         return rep
     misses = []
     if max_age_error is not None and abs(rep.age_error) > max_age_error:
-        misses.append(f"looks {rep.achieved_age:.1f}, {abs(rep.age_error):.1f} years from {rep.age:g} "
-                      f"(more than --max-age-error {max_age_error:g})")
+        misses.append(
+            f"looks {rep.achieved_age:.1f}, {abs(rep.age_error):.1f} years from {rep.age:g} "
+            f"(more than --max-age-error {max_age_error:g})"
+        )
     if min_identity is not None and rep.identity < min_identity:
         misses.append(f"identity {rep.identity:.3f} below --min-identity {min_identity:g}")
     rep.misses = misses
@@ -74,19 +81,28 @@ def check_output(rep: OutputReport, max_age_error: Optional[float], min_identity
 
 def _batch(images) -> torch.Tensor:
     from .identity import as_batch
+
     return as_batch(images)
 
 
-def measure_face(aligned, images: Sequence, ages: Sequence[float], estimator, identity_net,
-                 max_age_error: Optional[float] = None, min_identity: Optional[float] = None) -> List[OutputReport]:
+def measure_face(
+    aligned,
+    images: Sequence,
+    ages: Sequence[float],
+    estimator,
+    identity_net,
+    max_age_error: Optional[float] = None,
+    min_identity: Optional[float] = None,
+) -> List[OutputReport]:
     """The reports of one face's outputs: ``aligned`` (the 256 px input face, PIL) and
     ``images`` (PIL, one per age in ``ages``)."""
     outputs = _batch(images)
     achieved = estimator.estimate_aligned(outputs)
     sim = identity_net.similarities(to_tensor(aligned.convert("RGB")), outputs)
-    return [check_output(OutputReport(float(a), float(got), float(s), sim.model, sim.crop), max_age_error,
-                         min_identity)
-            for a, got, s in zip(ages, achieved, sim.values)]
+    return [
+        check_output(OutputReport(float(a), float(got), float(s), sim.model, sim.crop), max_age_error, min_identity)
+        for a, got, s in zip(ages, achieved, sim.values)
+    ]
 
 
 def report_json(faces) -> Optional[Dict[str, object]]:

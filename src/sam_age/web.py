@@ -19,6 +19,7 @@ queue says "busy, try again" at once); the files a request writes live in a job 
 that is removed once Gradio has copied them into its cache (an event's ``.then``), and
 Gradio's cache itself is emptied of old files (``delete_cache``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,9 @@ from PIL import Image
 from .ages import RelativeAge
 from .errors import ImageReadError, InputError, SamAgeError, UsageError, VideoReadError
 from .images import read_image
-from .pipeline import parse_ages, sample_path
 from .marks import COMPOSITE, GENERATED, Mark
 from .marks import DEFAULT as DEFAULT_MARK
+from .pipeline import parse_ages, sample_path
 from .render import make_strip, mp4_available, save_gif, save_image, save_mp4
 from .video import VideoAger, VideoJob
 
@@ -51,14 +52,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AGES = "0, 20, 40, 60, 80, 100"
 DEFAULT_MAX_UPLOAD_MB = 20
-MAX_AGES = 21          # one strip of 0:100:5 at most: keeps one request from hogging the server
-MAX_FACES_SHOWN = 4    # galleries on the page; more faces still appear in the strip
+MAX_AGES = 21  # one strip of 0:100:5 at most: keeps one request from hogging the server
+MAX_FACES_SHOWN = 4  # galleries on the page; more faces still appear in the strip
 ANIMATION_FPS = 12
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 MAX_VIDEO_SECONDS = 10.0  # the Video tab is for short clips: `sam-age video` for longer ones
-DEFAULT_MAX_FACES = 8     # faces aged per photo with "All faces"
+DEFAULT_MAX_FACES = 8  # faces aged per photo with "All faces"
 DEFAULT_MAX_PIXELS = 40_000_000  # pixels per upload (40 MP)
-DEFAULT_MAX_QUEUE = 16    # visitors waiting for the model; one more is told to try again
+DEFAULT_MAX_QUEUE = 16  # visitors waiting for the model; one more is told to try again
 GRADIO_CACHE_CLEANUP = (60, 600)  # every minute, Gradio's copies older than 10 minutes go
 
 
@@ -68,12 +69,12 @@ class Outputs:
 
     message: str
     ok: bool = False
-    strip: Optional[Image.Image] = None                  # one row per face
+    strip: Optional[Image.Image] = None  # one row per face
     faces: List[List[Tuple[Image.Image, str]]] = field(default_factory=list)  # per face: (image, caption)
     gif: Optional[str] = None
     mp4: Optional[str] = None
-    pasted: Optional[Image.Image] = None                 # the photo at the oldest age asked
-    pasted_age: Optional[str] = None                     # its age, for its mark
+    pasted: Optional[Image.Image] = None  # the photo at the oldest age asked
+    pasted_age: Optional[str] = None  # its age, for its mark
     face_ages: List[List[str]] = field(default_factory=list)  # per face: each image's age, for its mark
 
 
@@ -105,11 +106,18 @@ def error_message(exc: BaseException, upload: Optional[str] = None) -> str:
 class WebDemo:
     """The page's handlers, with one pipeline loaded once and shared by every visitor."""
 
-    def __init__(self, pipeline, workdir: Optional[Path] = None,
-                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, frames_per_age: int = 4,
-                 max_video_seconds: float = MAX_VIDEO_SECONDS, model_slot=None,
-                 max_faces: int = DEFAULT_MAX_FACES, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 mark: Optional[Mark] = DEFAULT_MARK):
+    def __init__(
+        self,
+        pipeline,
+        workdir: Optional[Path] = None,
+        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+        frames_per_age: int = 4,
+        max_video_seconds: float = MAX_VIDEO_SECONDS,
+        model_slot=None,
+        max_faces: int = DEFAULT_MAX_FACES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        mark: Optional[Mark] = DEFAULT_MARK,
+    ):
         self.pipeline = pipeline
         self.mark = mark  # how every download says it was edited by AI (None: unmarked; sam_age.marks)
         self.max_faces = max(1, int(max_faces))
@@ -141,8 +149,11 @@ class WebDemo:
             raise UsageError("upload a photo first (or press “Use the sample portrait”)")
         path = Path(str(upload))
         if path.exists() and path.stat().st_size > self.max_upload_bytes:
-            raise ImageReadError(f"file too large ({path.stat().st_size / 2**20:.2g} MB; "
-                                 f"the limit is {self.max_upload_bytes / 2**20:.2g} MB)", path)
+            raise ImageReadError(
+                f"file too large ({path.stat().st_size / 2**20:.2g} MB; "
+                f"the limit is {self.max_upload_bytes / 2**20:.2g} MB)",
+                path,
+            )
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             _check_pixels(path, self.max_pixels)
         return str(path)
@@ -180,8 +191,9 @@ class WebDemo:
             return None, self._report(e, upload)
         return result.faces[0].images[0], f"{request} years: done. {_estimate_text(result)}"
 
-    def age(self, upload, ages_text: str, all_faces: bool = False, paste_back: bool = True,
-            animate: bool = False) -> Outputs:
+    def age(
+        self, upload, ages_text: str, all_faces: bool = False, paste_back: bool = True, animate: bool = False
+    ) -> Outputs:
         """The strip, a gallery per face, the animation and the pasted-back photo."""
         start = time.perf_counter()
         try:
@@ -189,13 +201,14 @@ class WebDemo:
             ages = parse_ages_text(ages_text)
             with self._lock:
                 photo, found = self.pipeline.prepare(path, all_faces=all_faces)
-                result = self.pipeline.age_prepared(photo, found[:self.max_faces], ages, paste_back=paste_back)
+                result = self.pipeline.age_prepared(photo, found[: self.max_faces], ages, paste_back=paste_back)
                 out = self._outputs(result, animate, path)
         except Exception as e:
             return Outputs(self._report(e, upload))
         n = len(result.faces)
-        out.message = (f"Done: {n} face{'s' if n != 1 else ''} x {len(ages)} ages "
-                       f"in {time.perf_counter() - start:.1f} s.")
+        out.message = (
+            f"Done: {n} face{'s' if n != 1 else ''} x {len(ages)} ages in {time.perf_counter() - start:.1f} s."
+        )
         if len(found) > n:
             out.message += f" ({len(found)} faces found; this server ages the best {n}.)"
         if result.estimated_age is not None:
@@ -209,11 +222,23 @@ class WebDemo:
         for s in strips:
             strip.paste(s, (0, y))
             y += s.height
-        faces = [[(im, _caption(k, a, r)) for im, a, r in zip(f.images, f.ages, f.requested or f.ages)]
-                 for k, f in enumerate(result.faces)]
-        out = Outputs("", ok=True, strip=strip, faces=faces,
-                      face_ages=[[f"{a:g}" if not isinstance(r, RelativeAge) else f"{r} ({a:g})"
-                                  for a, r in zip(f.ages, f.requested or f.ages)] for f in result.faces])
+        faces = [
+            [(im, _caption(k, a, r)) for im, a, r in zip(f.images, f.ages, f.requested or f.ages)]
+            for k, f in enumerate(result.faces)
+        ]
+        out = Outputs(
+            "",
+            ok=True,
+            strip=strip,
+            faces=faces,
+            face_ages=[
+                [
+                    f"{a:g}" if not isinstance(r, RelativeAge) else f"{r} ({a:g})"
+                    for a, r in zip(f.ages, f.requested or f.ages)
+                ]
+                for f in result.faces
+            ],
+        )
         if result.pasted:
             oldest = max(range(len(result.ages)), key=lambda i: result.ages[i])
             out.pasted = result.pasted[oldest]
@@ -243,8 +268,9 @@ class WebDemo:
         ingredient = str(upload) if upload and Path(str(upload)).is_file() else None
         return self.mark.but(source=source, age=age, ingredient=ingredient)
 
-    def served(self, img: Optional[Image.Image], source: str = GENERATED, age: Optional[str] = None,
-               upload=None) -> Optional[str]:
+    def served(
+        self, img: Optional[Image.Image], source: str = GENERATED, age: Optional[str] = None, upload=None
+    ) -> Optional[str]:
         """``img`` as a marked PNG file the page serves as is (Gradio re-encodes a PIL image
         without its metadata; a file path it passes on byte for byte). The oldest files go
         when more than :attr:`SERVED_KEPT` are on disk."""
@@ -253,18 +279,23 @@ class WebDemo:
         folder = self.workdir / "served"
         folder.mkdir(exist_ok=True)
         path = save_image(img, folder / f"{uuid.uuid4().hex[:16]}.png", mark=self.marked(source, age, upload))
-        old = sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)[:-self.SERVED_KEPT]
+        old = sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)[: -self.SERVED_KEPT]
         for p in old:
             p.unlink(missing_ok=True)
         return str(path)
 
     def served_outputs(self, out: "Outputs", upload=None) -> Tuple[Optional[str], list, Optional[str]]:
         """``(strip, galleries, pasted)`` of :meth:`age`'s answer as marked files."""
-        faces = [[(self.served(im, GENERATED, age, upload), caption) for (im, caption), age in zip(f, ages)]
-                 for f, ages in zip(out.faces, out.face_ages)]
+        faces = [
+            [(self.served(im, GENERATED, age, upload), caption) for (im, caption), age in zip(f, ages)]
+            for f, ages in zip(out.faces, out.face_ages)
+        ]
         ages = ",".join(out.face_ages[0]) if out.face_ages else None
-        return (self.served(out.strip, GENERATED, ages or None, upload), faces,
-                self.served(out.pasted, COMPOSITE, out.pasted_age, upload))
+        return (
+            self.served(out.strip, GENERATED, ages or None, upload),
+            faces,
+            self.served(out.pasted, COMPOSITE, out.pasted_age, upload),
+        )
 
     # -- video -------------------------------------------------------------------------------
     def video(self, upload, age: float, side_by_side: bool = False) -> Tuple[Optional[str], str]:
@@ -274,20 +305,27 @@ class WebDemo:
         try:
             path = self._check_upload(upload, what="a video clip")
             from .video.io import probe_limited  # counted frames, capped decode, timeout
+
             probe_limited(path, self.max_video_seconds)
             job = self.workdir / uuid.uuid4().hex[:12]
             self._jobs[job] = None
             with self._lock:
-                result = VideoAger(self.pipeline).run(path, job, VideoJob(ages=[float(age)],
-                                                                          side_by_side=bool(side_by_side)),
-                                                      name=Path(str(upload)).stem or "clip", mark=self.mark)
+                result = VideoAger(self.pipeline).run(
+                    path,
+                    job,
+                    VideoJob(ages=[float(age)], side_by_side=bool(side_by_side)),
+                    name=Path(str(upload)).stem or "clip",
+                    mark=self.mark,
+                )
         except Exception as e:
             return None, self._report(e, upload)
         n = len(result.aged)
         notes = "".join(f" ({note})" for note in result.notes)
-        return str(result.files[0]), (f"Done: {n} {'person' if n == 1 else 'people'} aged to "
-                                      f"{float(age):g} over {result.frames} frames in "
-                                      f"{time.perf_counter() - start:.1f} s.{notes}")
+        return str(result.files[0]), (
+            f"Done: {n} {'person' if n == 1 else 'people'} aged to "
+            f"{float(age):g} over {result.frames} frames in "
+            f"{time.perf_counter() - start:.1f} s.{notes}"
+        )
 
     # -- disk: per-request job folders ---------------------------------------------------------
     def job_of(self, path: Optional[str]) -> Optional[str]:
@@ -344,8 +382,9 @@ def _check_pixels(path: Path, max_pixels: int) -> None:
     except Exception:  # not an image, or over PIL's own limit: the reader says why
         return
     if w * h > max_pixels:
-        raise ImageReadError(f"image too large ({w}x{h} pixels; this server takes up to "
-                             f"{max_pixels / 1e6:g} megapixels)", path)
+        raise ImageReadError(
+            f"image too large ({w}x{h} pixels; this server takes up to {max_pixels / 1e6:g} megapixels)", path
+        )
 
 
 def _caption(k: int, age: float, request) -> str:
@@ -357,8 +396,11 @@ def _caption(k: int, age: float, request) -> str:
 def _estimate_text(result) -> str:
     """'Estimated age 37.4.' (every face's with several), plus what was clamped."""
     ests = [f.estimated_age for f in result.faces if f.estimated_age is not None]
-    text = (f"Estimated age {ests[0]:.1f}." if len(ests) == 1 else
-            "Estimated ages " + ", ".join(f"{e:.1f}" for e in ests) + ".")
+    text = (
+        f"Estimated age {ests[0]:.1f}."
+        if len(ests) == 1
+        else "Estimated ages " + ", ".join(f"{e:.1f}" for e in ests) + "."
+    )
     notes = result.notes
     return text + (" " + "; ".join(n[0].upper() + n[1:] for n in notes) + "." if notes else "")
 
@@ -377,76 +419,113 @@ def _warn(message: str) -> None:
 # ------------------------------------------------------------------------------ the page
 
 
-def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-              workdir: Optional[Path] = None, frames_per_age: int = 4,
-              title: str = "SAM age demo", max_video_seconds: float = MAX_VIDEO_SECONDS,
-              model_slot=None, max_queue: int = DEFAULT_MAX_QUEUE, max_faces: int = DEFAULT_MAX_FACES,
-              max_pixels: int = DEFAULT_MAX_PIXELS, mark: Optional[Mark] = DEFAULT_MARK):
+def build_app(
+    pipeline,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    workdir: Optional[Path] = None,
+    frames_per_age: int = 4,
+    title: str = "SAM age demo",
+    max_video_seconds: float = MAX_VIDEO_SECONDS,
+    model_slot=None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_faces: int = DEFAULT_MAX_FACES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    mark: Optional[Mark] = DEFAULT_MARK,
+):
     """The ``gr.Blocks`` page around ``pipeline`` (queued: one model job at a time, the
     other visitors wait their turn). Launch it with :func:`launch`. ``mark``: how every
     image, animation and clip the page serves says it was edited by AI (None: unmarked)."""
     import gradio as gr
 
-    demo_handlers = WebDemo(pipeline, workdir=workdir, max_upload_mb=max_upload_mb,
-                            frames_per_age=frames_per_age, max_video_seconds=max_video_seconds,
-                            model_slot=model_slot, max_faces=max_faces, max_pixels=max_pixels,
-                            mark=mark)
+    demo_handlers = WebDemo(
+        pipeline,
+        workdir=workdir,
+        max_upload_mb=max_upload_mb,
+        frames_per_age=frames_per_age,
+        max_video_seconds=max_video_seconds,
+        model_slot=model_slot,
+        max_faces=max_faces,
+        max_pixels=max_pixels,
+        mark=mark,
+    )
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEANUP) as demo:
-        gr.Markdown(f"# {title}\nSee a face at other ages with SAM (*Only a Matter of Style*, "
-                    "Alaluf et al. 2021). Upload a portrait or take the sample, then age it. "
-                    f"<small>(model: {_model_note(pipeline)})</small>")
+        gr.Markdown(
+            f"# {title}\nSee a face at other ages with SAM (*Only a Matter of Style*, "
+            "Alaluf et al. 2021). Upload a portrait or take the sample, then age it. "
+            f"<small>(model: {_model_note(pipeline)})</small>"
+        )
         with gr.Tab("Photo", id="photo-tab", elem_id="photo-tab"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    upload = gr.File(label=f"Photo (up to {max_upload_mb:g} MB)", type="filepath",
-                                     elem_id="photo")
+                    upload = gr.File(label=f"Photo (up to {max_upload_mb:g} MB)", type="filepath", elem_id="photo")
                     sample = gr.Button("Use the sample portrait", elem_id="sample", size="sm")
-                    preview = gr.Image(label="Input", type="pil", interactive=False, elem_id="preview",
-                                       height=256)
+                    preview = gr.Image(label="Input", type="pil", interactive=False, elem_id="preview", height=256)
                     status = gr.Markdown("", elem_id="status")
                     with gr.Group():
                         with gr.Row():
-                            age = gr.Slider(0, 100, value=60, step=1, label="Age for a quick result",
-                                            elem_id="age")
-                            years = gr.Slider(-60, 60, value=20, step=1,
-                                              label="+N years (from the estimated age)", elem_id="years")
+                            age = gr.Slider(0, 100, value=60, step=1, label="Age for a quick result", elem_id="age")
+                            years = gr.Slider(
+                                -60, 60, value=20, step=1, label="+N years (from the estimated age)", elem_id="years"
+                            )
                         with gr.Row():
                             quick = gr.Button("Quick result", elem_id="quick")
                             quick_rel = gr.Button("Quick result, +N years", elem_id="quick-relative")
-                        quick_result = gr.Image(label="Quick result", type="pil", interactive=False,
-                                                elem_id="quick-result", height=256)
+                        quick_result = gr.Image(
+                            label="Quick result", type="pil", interactive=False, elem_id="quick-result", height=256
+                        )
                     with gr.Group():
-                        ages = gr.Textbox(DEFAULT_AGES, label="Ages for the strip (0, 30, 60 or 0:100:20; "
-                                          "+10, +20: years from the estimated age)", elem_id="ages")
+                        ages = gr.Textbox(
+                            DEFAULT_AGES,
+                            label="Ages for the strip (0, 30, 60 or 0:100:20; +10, +20: years from the estimated age)",
+                            elem_id="ages",
+                        )
                         with gr.Row():
                             all_faces = gr.Checkbox(False, label="All faces", elem_id="all-faces")
                             paste_back = gr.Checkbox(True, label="Paste back", elem_id="paste-back")
                             animate = gr.Checkbox(False, label="Animation (slower)", elem_id="animate")
                         run = gr.Button("Age", variant="primary", elem_id="run")
                 with gr.Column(scale=2):
-                    strip = gr.Image(label="Strip: input, then every age", type="pil",
-                                     interactive=False, elem_id="strip")
-                    galleries = [gr.Gallery(label=f"Face {k + 1}", columns=6, fit_columns=False,
-                                            height=260, visible=k == 0, elem_id=f"face-{k + 1}")
-                                 for k in range(MAX_FACES_SHOWN)]
+                    strip = gr.Image(
+                        label="Strip: input, then every age", type="pil", interactive=False, elem_id="strip"
+                    )
+                    galleries = [
+                        gr.Gallery(
+                            label=f"Face {k + 1}",
+                            columns=6,
+                            fit_columns=False,
+                            height=260,
+                            visible=k == 0,
+                            elem_id=f"face-{k + 1}",
+                        )
+                        for k in range(MAX_FACES_SHOWN)
+                    ]
                     with gr.Row():
-                        gif = gr.Image(label="Animation (GIF)", type="filepath", interactive=False,
-                                       elem_id="gif", height=300)
-                        mp4 = gr.Video(label="Animation (MP4)", interactive=False, elem_id="mp4",
-                                       height=300)
-                    pasted = gr.Image(label="Pasted back into the photo (oldest age)", type="pil",
-                                      interactive=False, elem_id="pasted", height=420)
+                        gif = gr.Image(
+                            label="Animation (GIF)", type="filepath", interactive=False, elem_id="gif", height=300
+                        )
+                        mp4 = gr.Video(label="Animation (MP4)", interactive=False, elem_id="mp4", height=300)
+                    pasted = gr.Image(
+                        label="Pasted back into the photo (oldest age)",
+                        type="pil",
+                        interactive=False,
+                        elem_id="pasted",
+                        height=420,
+                    )
 
         with gr.Tab("Video", id="video-tab", elem_id="video-tab"):
-            gr.Markdown(f"Age everyone in a **short clip (up to {max_video_seconds:g} s, "
-                        f"{max_upload_mb:g} MB)**: faces are tracked, steadied and pasted back, the "
-                        "sound is kept. For longer clips use `sam-age video` on the command line.",
-                        elem_id="video-limit")
+            gr.Markdown(
+                f"Age everyone in a **short clip (up to {max_video_seconds:g} s, "
+                f"{max_upload_mb:g} MB)**: faces are tracked, steadied and pasted back, the "
+                "sound is kept. For longer clips use `sam-age video` on the command line.",
+                elem_id="video-limit",
+            )
             with gr.Row():
                 with gr.Column(scale=1):
-                    video_file = gr.File(label=f"Video clip (up to {max_video_seconds:g} s)", type="filepath",
-                                         elem_id="video-file")
+                    video_file = gr.File(
+                        label=f"Video clip (up to {max_video_seconds:g} s)", type="filepath", elem_id="video-file"
+                    )
                     video_age = gr.Slider(0, 100, value=70, step=1, label="Age", elem_id="video-age")
                     video_sbs = gr.Checkbox(False, label="Side by side (input | aged)", elem_id="video-sbs")
                     video_run = gr.Button("Age the clip", variant="primary", elem_id="video-run")
@@ -457,11 +536,11 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         def on_age(upload_value, ages_value, all_value, paste_value, animate_value):
             out = demo_handlers.age(upload_value, ages_value, all_value, paste_value, animate_value)
             strip_file, faces, pasted_file = demo_handlers.served_outputs(out, upload_value)  # marked files
-            updates = [gr.Gallery(value=faces[k] if k < len(faces) else None,
-                                  visible=k == 0 or k < len(faces))
-                       for k in range(MAX_FACES_SHOWN)]
-            return [out.message, strip_file, *updates, out.gif, out.mp4, pasted_file,
-                    demo_handlers.job_of(out.gif)]
+            updates = [
+                gr.Gallery(value=faces[k] if k < len(faces) else None, visible=k == 0 or k < len(faces))
+                for k in range(MAX_FACES_SHOWN)
+            ]
+            return [out.message, strip_file, *updates, out.gif, out.mp4, pasted_file, demo_handlers.job_of(out.gif)]
 
         def on_video(video_value, age_value, sbs_value):
             path, message = demo_handlers.video(video_value, age_value, sbs_value)
@@ -481,20 +560,26 @@ def build_app(pipeline, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         model_slot = dict(concurrency_id="model", concurrency_limit=1)
         sample.click(demo_handlers.sample, None, upload, api_name=False)
         upload.change(demo_handlers.preview, upload, [preview, status], api_name=False)
-        quick.click(on_quick, [upload, age], [quick_result, status], api_name="quick",
-                    **model_slot)
-        age.release(on_quick, [upload, age], [quick_result, status], api_name=False,
-                    **model_slot)
-        quick_rel.click(on_quick_relative, [upload, years], [quick_result, status],
-                        api_name="quick_relative", **model_slot)
-        years.release(on_quick_relative, [upload, years], [quick_result, status],
-                      api_name=False, **model_slot)
-        run.click(on_age, [upload, ages, all_faces, paste_back, animate],
-                  [status, strip, *galleries, gif, mp4, pasted, job_state], api_name="age",
-                  **model_slot).then(demo_handlers.clean_jobs, job_state, None, api_name=False)
-        video_run.click(on_video, [video_file, video_age, video_sbs], [video_out, video_status, job_state],
-                        api_name="video", **model_slot).then(demo_handlers.clean_jobs, job_state, None,
-                                                             api_name=False)
+        quick.click(on_quick, [upload, age], [quick_result, status], api_name="quick", **model_slot)
+        age.release(on_quick, [upload, age], [quick_result, status], api_name=False, **model_slot)
+        quick_rel.click(
+            on_quick_relative, [upload, years], [quick_result, status], api_name="quick_relative", **model_slot
+        )
+        years.release(on_quick_relative, [upload, years], [quick_result, status], api_name=False, **model_slot)
+        run.click(
+            on_age,
+            [upload, ages, all_faces, paste_back, animate],
+            [status, strip, *galleries, gif, mp4, pasted, job_state],
+            api_name="age",
+            **model_slot,
+        ).then(demo_handlers.clean_jobs, job_state, None, api_name=False)
+        video_run.click(
+            on_video,
+            [video_file, video_age, video_sbs],
+            [video_out, video_status, job_state],
+            api_name="video",
+            **model_slot,
+        ).then(demo_handlers.clean_jobs, job_state, None, api_name=False)
 
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     demo.sam_age = demo_handlers  # the handlers, for tests and for launch()
@@ -509,12 +594,26 @@ def _model_note(pipeline) -> str:
         return type(pipeline).__name__
 
 
-def launch(demo, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           max_upload_mb: Optional[float] = None, block: bool = True, quiet: bool = False):
+def launch(
+    demo,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    max_upload_mb: Optional[float] = None,
+    block: bool = True,
+    quiet: bool = False,
+):
     """Serve ``demo`` with Gradio's own server (its upload route as shipped), refusing
     uploads above ``max_upload_mb``. ``block=False`` returns at once (tests)."""
-    mb = max_upload_mb if max_upload_mb is not None else getattr(demo, "sam_age_max_upload_mb",
-                                                                 DEFAULT_MAX_UPLOAD_MB)
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=f"{mb:g}mb",
-                       prevent_thread_lock=not block, show_error=False, quiet=quiet,
-                       inbrowser=False, footer_links=["gradio"])
+    mb = max_upload_mb if max_upload_mb is not None else getattr(demo, "sam_age_max_upload_mb", DEFAULT_MAX_UPLOAD_MB)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=f"{mb:g}mb",
+        prevent_thread_lock=not block,
+        show_error=False,
+        quiet=quiet,
+        inbrowser=False,
+        footer_links=["gradio"],
+    )

@@ -1,4 +1,5 @@
 """A real server on 127.0.0.1 (uvicorn in a thread) around the 256 px stand-in SAM."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,8 +9,10 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
 
 def free_port() -> int:
@@ -23,9 +26,19 @@ def running(server, timeout: float = 60.0):
     """Serve ``server`` (a :class:`sam_age.api.SamAgeServer`) on a free loopback port:
     yields the base URL; stops uvicorn and the model's worker afterwards."""
     import uvicorn
+
     port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(server.app, host="127.0.0.1", port=port, log_level="warning",
-                                       lifespan="on", timeout_graceful_shutdown=2, access_log=False))
+    uv = uvicorn.Server(
+        uvicorn.Config(
+            server.app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            access_log=False,
+        )
+    )
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -46,12 +59,14 @@ def api_pipeline(small_sam_path):
     pytest.importorskip("fastapi")
     pytest.importorskip("prometheus_client")
     from sam_age.pipeline import AgePipeline
+
     return AgePipeline.from_pretrained(small_sam_path, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def portrait_bytes():
     from sam_age.pipeline import sample_path
+
     return sample_path().read_bytes()
 
 
@@ -61,6 +76,7 @@ def bad_files(tmp_path_factory):
     import io
 
     from PIL import Image
+
     out = {"notes.png": b"these are my notes, not a picture\n"}
     buf = io.BytesIO()
     Image.new("RGB", (160, 160), (128, 128, 128)).save(buf, "PNG")

@@ -1,4 +1,5 @@
 """Shared bits of the API tests."""
+
 from __future__ import annotations
 
 import base64

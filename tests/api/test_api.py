@@ -1,5 +1,6 @@
 """The REST API on a real loopback server: answers equal the Python API's, files as the
 CLI writes them, every bad input a JSON error with the right status, auth, the bounded queue."""
+
 from __future__ import annotations
 
 import base64
@@ -22,8 +23,13 @@ httpx = pytest.importorskip("httpx")
 def api(api_pipeline, tmp_path_factory):
     """An API-only server (no demo page), no credentials."""
     from sam_age.api import Limits, build_server
-    server = build_server(api_pipeline, Limits(max_upload_mb=2, max_pixels=4_000_000, max_queue=4), demo=False,
-                          workdir=tmp_path_factory.mktemp("api"))
+
+    server = build_server(
+        api_pipeline,
+        Limits(max_upload_mb=2, max_pixels=4_000_000, max_queue=4),
+        demo=False,
+        workdir=tmp_path_factory.mktemp("api"),
+    )
     with running(server) as url:
         with httpx.Client(base_url=url, timeout=300) as client:
             yield server, client
@@ -39,14 +45,16 @@ def test_probes_schema_and_docs(api):
     body = schema["paths"]["/v1/age"]["post"]["requestBody"]["content"]
     assert set(body) == {"multipart/form-data", "application/json"}
     assert {"ages", "paste_back", "mask", "size", "format", "all_faces", "gif"} <= set(
-        body["multipart/form-data"]["schema"]["properties"])
+        body["multipart/form-data"]["schema"]["properties"]
+    )
     assert "swagger" in client.get("/docs").text.lower()
 
 
 def test_age_answer_equals_the_python_api_for_the_photo_alone(api, api_pipeline, portrait_bytes):
     server, client = api
-    r = client.post("/v1/age", files={"image": ("me.jpg", portrait_bytes)},
-                    data={"ages": "20, 70", "paste_back": "true"})
+    r = client.post(
+        "/v1/age", files={"image": ("me.jpg", portrait_bytes)}, data={"ages": "20, 70", "paste_back": "true"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["ages"] == ["20", "70"] and body["faces_found"] == 1 and len(body["faces"]) == 1
@@ -67,42 +75,53 @@ def test_age_answer_equals_the_python_api_for_the_photo_alone(api, api_pipeline,
 
 def test_zip_holds_the_files_the_cli_writes_and_one_age_can_be_one_image(api, portrait_bytes):
     server, client = api
-    r = client.post("/v1/age", files={"image": ("my photo.jpg", portrait_bytes)},
-                    data={"ages": "40", "paste_back": "1", "gif": "true", "format": "webp"},
-                    headers={"Accept": "application/zip"})
+    r = client.post(
+        "/v1/age",
+        files={"image": ("my photo.jpg", portrait_bytes)},
+        data={"ages": "40", "paste_back": "1", "gif": "true", "format": "webp"},
+        headers={"Accept": "application/zip"},
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(r.content)).namelist())
-    assert names == {"my_photo/age_040.webp", "my_photo/strip.webp", "my_photo/animation.gif",
-                     "my_photo/pasted_040.webp"}
+    assert names == {
+        "my_photo/age_040.webp",
+        "my_photo/strip.webp",
+        "my_photo/animation.gif",
+        "my_photo/pasted_040.webp",
+    }
     assert not any(server.workdir.iterdir())  # the job folder is gone with the answer
 
-    r = client.post("/v1/age", files={"image": ("a.jpg", portrait_bytes)}, data={"ages": "40"},
-                    headers={"Accept": "image/jpeg"})
+    r = client.post(
+        "/v1/age", files={"image": ("a.jpg", portrait_bytes)}, data={"ages": "40"}, headers={"Accept": "image/jpeg"}
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(r.content)).size == (256, 256)
-    r = client.post("/v1/age", files={"image": ("a.jpg", portrait_bytes)}, data={"ages": "40, 50"},
-                    headers={"Accept": "image/png"})
+    r = client.post(
+        "/v1/age", files={"image": ("a.jpg", portrait_bytes)}, data={"ages": "40, 50"}, headers={"Accept": "image/png"}
+    )
     assert r.status_code == 406 and "one age" in r.json()["error"]
 
 
-@pytest.mark.parametrize("kwargs, status, words", [
-    (dict(files={"image": ("notes.png", b"my notes, not a picture")}), 415, "notes.png: not an image"),
-    (dict(files={"image": ("a.png", "GREY")}), 422, "no face"),
-    (dict(files={"image": ("bomb.png", "BOMB")}), 413, "bomb.png: image too large"),
-    (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"ages": "150"}), 422, "0..100"),
-    (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"ages": "0:100:1"}), 422, "at most 21"),
-    (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"mask": "blob"}), 422, "mask"),
-    (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"size": "999"}), 422, "size"),
-    (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"colour": "red"}), 422, "colour"),
-    (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"gif": "maybe"}), 422, "gif"),
-    (dict(data={"ages": "30"}), 400, "image"),
-    (dict(json={"image": "not base64!"}), 400, "base64"),
-    (dict(json=[1, 2]), 400, "JSON"),
-    (dict(content=b"raw", headers={"content-type": "text/plain"}), 415, "multipart"),
-    (dict(files={"image": ("big.jpg", b"x" * (3 * 2 ** 20))}), 413, "MB"),
-])
-def test_bad_requests_get_a_json_error_that_says_what_is_wrong(api, bad_files, portrait_bytes, kwargs, status,
-                                                               words):
+@pytest.mark.parametrize(
+    "kwargs, status, words",
+    [
+        (dict(files={"image": ("notes.png", b"my notes, not a picture")}), 415, "notes.png: not an image"),
+        (dict(files={"image": ("a.png", "GREY")}), 422, "no face"),
+        (dict(files={"image": ("bomb.png", "BOMB")}), 413, "bomb.png: image too large"),
+        (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"ages": "150"}), 422, "0..100"),
+        (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"ages": "0:100:1"}), 422, "at most 21"),
+        (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"mask": "blob"}), 422, "mask"),
+        (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"size": "999"}), 422, "size"),
+        (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"colour": "red"}), 422, "colour"),
+        (dict(files={"image": ("a.jpg", "PORTRAIT")}, data={"gif": "maybe"}), 422, "gif"),
+        (dict(data={"ages": "30"}), 400, "image"),
+        (dict(json={"image": "not base64!"}), 400, "base64"),
+        (dict(json=[1, 2]), 400, "JSON"),
+        (dict(content=b"raw", headers={"content-type": "text/plain"}), 415, "multipart"),
+        (dict(files={"image": ("big.jpg", b"x" * (3 * 2**20))}), 413, "MB"),
+    ],
+)
+def test_bad_requests_get_a_json_error_that_says_what_is_wrong(api, bad_files, portrait_bytes, kwargs, status, words):
     server, client = api
     known = {"GREY": bad_files["grey.png"], "BOMB": bad_files["bomb.png"], "PORTRAIT": portrait_bytes}
     if "files" in kwargs:
@@ -116,12 +135,16 @@ def test_bad_requests_get_a_json_error_that_says_what_is_wrong(api, bad_files, p
 
 def test_a_full_queue_answers_429_at_once_with_retry_after(api_pipeline, portrait_bytes, tmp_path):
     from sam_age.api import Limits, build_server
+
     server = build_server(api_pipeline, Limits(max_queue=1), demo=False, workdir=tmp_path)
     with running(server) as url, httpx.Client(base_url=url, timeout=300) as client:
         first = {}
         with server.queue.slot():  # the model is busy (as with a long demo job)
-            t = threading.Thread(target=lambda: first.setdefault(
-                "r", client.post("/v1/age", files={"image": ("a.jpg", portrait_bytes)}, data={"ages": "30"})))
+            t = threading.Thread(
+                target=lambda: first.setdefault(
+                    "r", client.post("/v1/age", files={"image": ("a.jpg", portrait_bytes)}, data={"ages": "30"})
+                )
+            )
             t.start()
             deadline = time.monotonic() + 120
             while client.get("/v1/ready").json()["in_flight"] < 1 and time.monotonic() < deadline:
@@ -155,12 +178,12 @@ def test_estimate_and_relative_ages(api, api_pipeline, portrait_bytes, monkeypat
     r = client.post("/v1/age", files={"image": ("a.jpg", portrait_bytes)}, data={"ages": "+20"})
     assert r.status_code == 200, r.text
     face = r.json()["faces"][0]
-    assert face["estimated_age"] == 40.0 and face["images"][0] == {**face["images"][0], "requested": "+20",
-                                                                     "age": 60.0}
+    assert face["estimated_age"] == 40.0 and face["images"][0] == {**face["images"][0], "requested": "+20", "age": 60.0}
 
 
 def test_credentials_guard_the_api_the_page_and_the_metrics_not_the_probes(api_pipeline, tmp_path):
     from sam_age.api import build_server
+
     server = build_server(api_pipeline, users={"ann": "s3cret", "bob": "pw"}, workdir=tmp_path)  # with the demo
     with running(server) as url, httpx.Client(base_url=url, timeout=120) as client:
         for path in ("/", "/metrics", "/docs", "/openapi.json"):
@@ -173,13 +196,16 @@ def test_credentials_guard_the_api_the_page_and_the_metrics_not_the_probes(api_p
         assert r.status_code == 401
         assert client.post("/v1/age", files={"image": ("a.jpg", b"x")}, auth=("ann", "s3cret")).status_code == 415
         assert client.get("/v1/health").status_code == 200 and client.get("/v1/ready").status_code == 200
-        assert "<gradio-app" in client.get("/", auth=("ann", "s3cret")).text or \
-            "gradio" in client.get("/", auth=("ann", "s3cret")).text.lower()
+        assert (
+            "<gradio-app" in client.get("/", auth=("ann", "s3cret")).text
+            or "gradio" in client.get("/", auth=("ann", "s3cret")).text.lower()
+        )
 
 
 def test_credentials_from_flags_and_files(tmp_path):
     from sam_age.api import check_exposure, parse_credentials
     from sam_age.errors import UsageError
+
     f = tmp_path / "users.txt"
     f.write_text("# team\nann:pa:ss\n\nbob:pw\n")
     assert parse_credentials(["cy:x"], [str(f)]) == {"cy": "x", "ann": "pa:ss", "bob": "pw"}

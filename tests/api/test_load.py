@@ -2,6 +2,7 @@
 requests of four different photos. Nothing is lost (every request answered 200), nothing is
 mixed up (each answer equals what AgePipeline gives for that client's photo alone), and the
 faces of concurrent requests went through the model together (batch sizes > 1)."""
+
 from __future__ import annotations
 
 import re
@@ -19,6 +20,7 @@ CLIENTS, PER_CLIENT = 16, 1
 
 def test_sixteen_clients_nothing_lost_or_mixed_up_and_batched(api_pipeline, portrait_bytes, tmp_path):
     from sam_age.api import Limits, build_server
+
     photos = variants(portrait_bytes, 4)
     server = build_server(api_pipeline, Limits(max_queue=CLIENTS, wait_ms=20), demo=False, workdir=tmp_path)
     with running(server) as url:

@@ -1,5 +1,6 @@
 """`sam-age serve` as a user runs it: refuses an open server without credentials, and
 stops cleanly on Ctrl+C (SIGINT) within a few seconds (a real subprocess)."""
+
 from __future__ import annotations
 
 import os
@@ -16,15 +17,19 @@ from .conftest import free_port
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines in"),
-    (["--share"], "--share makes the server public"),
-    (["--host", "0.0.0.0", "--auth", "nopassword"], "USER:PASSWORD"),
-    (["--auth-file", "/nonexistent/users.txt"], "--auth-file /nonexistent/users.txt: cannot read it"),
-    (["--max-queue", "0"], "--max-queue must be positive"),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines in"),
+        (["--share"], "--share makes the server public"),
+        (["--host", "0.0.0.0", "--auth", "nopassword"], "USER:PASSWORD"),
+        (["--auth-file", "/nonexistent/users.txt"], "--auth-file /nonexistent/users.txt: cannot read it"),
+        (["--max-queue", "0"], "--max-queue must be positive"),
+    ],
+)
 def test_open_server_without_credentials_is_refused_before_loading(tmp_path, capsys, flags, words):
     from sam_age.cli.main import main
+
     assert main(["serve", "--checkpoint", str(tmp_path / "missing.pt"), *flags]) == 2
     err = capsys.readouterr().err
     assert words in err and "missing.pt" not in err and len(err.strip().splitlines()) == 1
@@ -32,9 +37,23 @@ def test_open_server_without_credentials_is_refused_before_loading(tmp_path, cap
 
 def test_no_auth_means_the_user_means_it(tmp_path, capsys):
     from sam_age.cli.main import main
+
     # Past the credentials check: the next problem is the missing checkpoint.
-    assert main(["serve", "--checkpoint", str(tmp_path / "missing.pt"), "--host", "0.0.0.0", "--no-auth",
-                 "--port", str(free_port())]) == 2
+    assert (
+        main(
+            [
+                "serve",
+                "--checkpoint",
+                str(tmp_path / "missing.pt"),
+                "--host",
+                "0.0.0.0",
+                "--no-auth",
+                "--port",
+                str(free_port()),
+            ]
+        )
+        == 2
+    )
     assert "missing.pt" in capsys.readouterr().err
 
 
@@ -44,9 +63,23 @@ def test_ctrl_c_stops_serve_within_seconds(small_sam_path, tmp_path, sig):
     httpx = pytest.importorskip("httpx")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "sam_age", "serve", "--checkpoint", str(small_sam_path),
-                             "--device", "cpu", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sam_age",
+            "serve",
+            "--checkpoint",
+            str(small_sam_path),
+            "--device",
+            "cpu",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 240
         while True:

@@ -2,6 +2,7 @@
 and bad uploads. Every request is answered (200) or refused with a JSON message (4xx, 429
 when the bounded queue is full), never a 5xx or a dropped connection; afterwards the
 process's RSS and the temp folders are back where they started."""
+
 from __future__ import annotations
 
 import gc
@@ -27,6 +28,7 @@ def rss_mb() -> float:
 def test_soak_32_clients_good_and_bad_uploads(api_pipeline, portrait_bytes, bad_files, tmp_path, monkeypatch):
     from sam_age.api import Limits, build_server
     from sam_age.memory import trim_heap
+
     tmp = tmp_path / "tmp"  # the process's temp folder (multipart spools, job folders) for this test
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
@@ -38,11 +40,12 @@ def test_soak_32_clients_good_and_bad_uploads(api_pipeline, portrait_bytes, bad_
         ("files", ("notes.png", bad_files["notes.png"]), {}, "bad"),
         ("files", ("grey.png", bad_files["grey.png"]), {}, "bad"),
         ("files", ("bomb.png", bad_files["bomb.png"]), {}, "bad"),
-        ("files", ("big.jpg", b"\xff" * (2 * 2 ** 20)), {}, "bad"),
+        ("files", ("big.jpg", b"\xff" * (2 * 2**20)), {}, "bad"),
         ("raw", ("x", b"\x00" * 1000), {}, "bad"),
     ]
     server = build_server(api_pipeline, Limits(max_upload_mb=1, max_queue=8, max_faces=2), demo=False, workdir=work)
     with running(server) as url:
+
         def send(c, k):
             kind, (name, data), fields, _ = uploads[k % len(uploads)]
             try:
@@ -50,6 +53,7 @@ def test_soak_32_clients_good_and_bad_uploads(api_pipeline, portrait_bytes, bad_
                     r = c.post("/v1/age", files={"image": (name, data)}, data=fields)
                 elif kind == "json":
                     import base64
+
                     r = c.post("/v1/age", json={"image": base64.b64encode(data).decode(), **fields})
                 else:
                     r = c.post("/v1/age", content=data, headers={"content-type": "application/octet-stream"})

@@ -1,5 +1,6 @@
 """Preparation in DataLoader workers: the same network input as the one-photo path, bad
 inputs come back as statuses (never raise), order kept (no model; a few seconds)."""
+
 from __future__ import annotations
 
 import pytest

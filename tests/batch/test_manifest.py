@@ -1,4 +1,5 @@
 """The manifest's parts, merge and the listing split, without a model (fast)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from sam_age.batch.listing import name_items, shard
-from sam_age.batch.manifest import (MANIFEST, PartWriter, merge, parts_dir, read_lines, read_state,
-                                    staging_root)
+from sam_age.batch.manifest import MANIFEST, PartWriter, merge, parts_dir, read_lines, read_state, staging_root
 
 
 def _rec(inp, status="ok", **kw):
@@ -23,7 +23,9 @@ def test_names_are_unique_over_the_whole_listing_and_the_split_covers_it_once():
     items = name_items(paths)
     assert [i.name for i in items] == ["p", "q", "p2", "p_2", "q_2", "p2_2", "p_3"]
     assert [i.name for i in name_items([Path("/x/manifest.jsonl.png"), Path("/x/.sam-age.jpg")])] == [
-        "manifest.jsonl_2", "sam-age"]  # never the run's own names (nor hidden ones)
+        "manifest.jsonl_2",
+        "sam-age",
+    ]  # never the run's own names (nor hidden ones)
     for world in (1, 2, 3, 7, 10):
         shares = [shard(items, r, world) for r in range(world)]
         flat = sorted(i.index for s in shares for i in s)
@@ -43,7 +45,10 @@ def test_part_lines_are_durable_per_commit_and_merge_keeps_the_latest(tmp_path):
     w.commit()
     lines = list(read_lines(w.path))
     assert [(r["input"], r["status"], r["rank"], r["world"]) for r in lines] == [
-        ("/in/a.jpg", "started", 1, 2), ("/in/b.jpg", "failed", 1, 2), ("/in/a.jpg", "ok", 1, 2)]
+        ("/in/a.jpg", "started", 1, 2),
+        ("/in/b.jpg", "failed", 1, 2),
+        ("/in/a.jpg", "ok", 1, 2),
+    ]
     state = read_state(tmp_path)  # an open (live) part counts
     assert state["/in/a.jpg"]["status"] == "ok" and state["/in/b.jpg"]["status"] == "failed"
     merge(tmp_path, own=w.path)
@@ -89,10 +94,10 @@ def test_a_dead_writers_part_is_merged_and_removed_a_live_ones_kept(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path), "60"], stdout=subprocess.PIPE, text=True)
     try:
         part = Path(proc.stdout.readline().strip())
-        (staging_root(tmp_path) / part.name[:-len(".jsonl")]).mkdir(parents=True)
+        (staging_root(tmp_path) / part.name[: -len(".jsonl")]).mkdir(parents=True)
         (staging_root(tmp_path) / "gone-1-r0-deadbeef").mkdir()  # a dead process's staging
         merge(tmp_path)
-        assert part.exists() and (staging_root(tmp_path) / part.name[:-len(".jsonl")]).exists()
+        assert part.exists() and (staging_root(tmp_path) / part.name[: -len(".jsonl")]).exists()
         assert not (staging_root(tmp_path) / "gone-1-r0-deadbeef").exists()
         line = json.loads((tmp_path / MANIFEST).read_text())
         assert line["input"] == "/in/started.jpg" and line["status"] == "interrupted"

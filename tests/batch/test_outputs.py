@@ -1,11 +1,12 @@
 """File names per layout and format, and the move into place (no model; fast)."""
+
 from __future__ import annotations
 
 import pytest
 from PIL import Image
 
-from sam_age.fileio import OWN_MARKER
 from sam_age.batch.outputs import Layout, Request, Staging
+from sam_age.fileio import OWN_MARKER
 from sam_age.render import save_image
 
 
@@ -15,11 +16,21 @@ def _req(**kw):
 
 def test_names_per_layout():
     per = Layout(_req(gif=True, paste_back=True))
-    assert per.plan("a").all() == ["a/age_030.png", "a/age_060.5.png", "a/strip.png", "a/animation.gif",
-                                   "a/pasted_030.png", "a/pasted_060.5.png"]
+    assert per.plan("a").all() == [
+        "a/age_030.png",
+        "a/age_060.5.png",
+        "a/strip.png",
+        "a/animation.gif",
+        "a/pasted_030.png",
+        "a/pasted_060.5.png",
+    ]
     flat = Layout(_req(layout="flat", format="jpg", all_faces=True))
-    assert flat.plan("a", 2).all() == ["a_face1_age_030.jpg", "a_face1_age_060.5.jpg",
-                                       "a_face2_age_030.jpg", "a_face2_age_060.5.jpg"]
+    assert flat.plan("a", 2).all() == [
+        "a_face1_age_030.jpg",
+        "a_face1_age_060.5.jpg",
+        "a_face2_age_030.jpg",
+        "a_face2_age_060.5.jpg",
+    ]
     assert Layout(_req(layout="flat", format="webp")).plan("a").all() == ["a_age_030.webp", "a_age_060.5.webp"]
     assert Layout(_req(all_faces=True)).plan("a", 2).faces[1].strip == "a/face_2/strip.png"
     assert Layout(_req(paste_back=True, align=False)).plan("a").pasted == []  # nothing to paste into

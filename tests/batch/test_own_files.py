@@ -1,6 +1,7 @@
 """Issue 22 items 1-4: a run never loses a user's file, never gives one input's result to
 another, takes any name the OS allows, and never ages its own results. The model is a stub
 (tests/helpers/stub_pipeline.py: each result is its input's colour), the rest is the real CLI."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,24 @@ from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 
 
 def _age(weights, out, *inputs, extra=()):
-    return main(["age", *map(str, inputs), "--checkpoint", str(weights), "--ages", "30", "--no-align",
-                 "--output", str(out), "--device", "cpu", "--workers", "0", *extra])
+    return main(
+        [
+            "age",
+            *map(str, inputs),
+            "--checkpoint",
+            str(weights),
+            "--ages",
+            "30",
+            "--no-align",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            *extra,
+        ]
+    )
 
 
 def _records(out):
@@ -113,8 +130,17 @@ def test_a_retried_input_keeps_its_own_name(tmp_path, monkeypatch):
     assert all(r["status"] == "ok" for r in recs.values())
 
 
-NAMES = [b"caf\xe9.png", b"new\nline.png", b'say "cheese".png', b"it's.png", b"-rf.png", b"2024-01-01T10:30.png",
-         b"...png", b"\xff\xfe.png", b"tab\there.png"]
+NAMES = [
+    b"caf\xe9.png",
+    b"new\nline.png",
+    b'say "cheese".png',
+    b"it's.png",
+    b"-rf.png",
+    b"2024-01-01T10:30.png",
+    b"...png",
+    b"\xff\xfe.png",
+    b"tab\there.png",
+]
 
 
 def test_any_name_the_os_allows(tmp_path, monkeypatch, capsys):
@@ -153,9 +179,13 @@ def test_flat_layout_into_the_input_folder_never_ages_its_own_results(tmp_path, 
     write_face(photos / "anna.png", (9, 9, 9))
     for extra in ([], [], ["--ages", "60"], ["--ages", "60"], ["--ages", "30", "--overwrite"]):
         assert _age(w, photos, photos, extra=["--layout", "flat", *extra]) == 0
-    assert sorted(p.name for p in photos.iterdir()) == ["anna.png", "anna_age_030.png", "anna_age_060.png",
-                                                         "manifest.jsonl"]
-    rec, = _records(photos)
+    assert sorted(p.name for p in photos.iterdir()) == [
+        "anna.png",
+        "anna_age_030.png",
+        "anna_age_060.png",
+        "manifest.jsonl",
+    ]
+    (rec,) = _records(photos)
     assert rec["files"] == ["anna_age_030.png"] and rec["earlier_files"] == ["anna_age_060.png"]
 
 

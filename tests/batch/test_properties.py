@@ -8,6 +8,7 @@ was ever replaced by another input's; a recorded name never moves to another inp
 result of sam-age's is ever an input; the user's files are untouched; the manifest is
 strict UTF-8 JSON whose keys give back the exact paths and whose lines re-encode the same.
 The model is a stub (tests/helpers/stub_pipeline.py); the rest is the real CLI."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,8 +28,9 @@ from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 # any byte but "/" and NUL; short, so that a few collide after making names safe
 name_bytes = st.binary(min_size=1, max_size=8).map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"~"))
 folder = st.sampled_from([b"", b"cam1", b"cam1/deep", b"caf\xe9", b"-x"])
-inputs = st.lists(st.tuples(folder, name_bytes, st.booleans()), min_size=1, max_size=6,
-                  unique_by=lambda t: (t[0], t[1]))
+inputs = st.lists(
+    st.tuples(folder, name_bytes, st.booleans()), min_size=1, max_size=6, unique_by=lambda t: (t[0], t[1])
+)
 
 
 def _colour(k):
@@ -39,10 +40,28 @@ def _colour(k):
 def _run(weights, out, dirs, extra=()):
     import contextlib
     import io
+
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        code = main(["age", *map(str, dirs), "--checkpoint", str(weights), "--ages", "30", "--no-align",
-                     "--output", str(out), "--device", "cpu", "--workers", "0", "--json", *extra])
+        code = main(
+            [
+                "age",
+                *map(str, dirs),
+                "--checkpoint",
+                str(weights),
+                "--ages",
+                "30",
+                "--no-align",
+                "--output",
+                str(out),
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+                "--json",
+                *extra,
+            ]
+        )
     return code, json.loads(buf.getvalue())
 
 
@@ -113,7 +132,10 @@ def test_every_input_gets_its_own_result_and_keeps_it(monkeypatch, spec, layout,
                     write_face(p, colours[str(p)])  # the user fixes it; the next run must redo it
             for key, data in user_files.items():
                 assert Path(key).read_bytes() == data
-        assert code == 0 or all("already exists" in r.get("error", "") or "did not write" in r.get("error", "")
-                                for r in summary["inputs"] if not r["ok"])
+        assert code == 0 or all(
+            "already exists" in r.get("error", "") or "did not write" in r.get("error", "")
+            for r in summary["inputs"]
+            if not r["ok"]
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

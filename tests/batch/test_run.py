@@ -1,6 +1,7 @@
 """``sam-age age`` as a dataset run in one process: the manifest, resume after an
 interruption (issue 17: done inputs are skipped and count as done), --format, --layout.
 256 px stand-in SAM, one age: the faces are noise, the files and records are what count."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,25 @@ def _mtimes(folder):
 
 
 def _age(small_sam_path, out, *inputs, extra=()):
-    return main(["age", *map(str, inputs), "--checkpoint", str(small_sam_path), "--ages", "30",
-                 "--output", str(out), "--device", "cpu", "--batch-size", "1", "--workers", "0", *extra])
+    return main(
+        [
+            "age",
+            *map(str, inputs),
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "1",
+            "--workers",
+            "0",
+            *extra,
+        ]
+    )
 
 
 def test_rerun_after_interrupt_skips_done_inputs_and_exits_0(small_sam_path, tmp_path, capsys, monkeypatch):
@@ -45,6 +63,7 @@ def test_rerun_after_interrupt_skips_done_inputs_and_exits_0(small_sam_path, tmp
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*a, **kw)
+
     monkeypatch.setattr(runner_mod, "_do_batch", interrupted)
     assert _age(small_sam_path, out, *inputs) == 130
     monkeypatch.setattr(runner_mod, "_do_batch", real)
@@ -67,8 +86,20 @@ def test_rerun_after_interrupt_skips_done_inputs_and_exits_0(small_sam_path, tmp
 
     # another request into the same folder is refused as before (and leaves the record alone)
     before = _mtimes(out)
-    code = main(["age", str(inputs[0]), "--checkpoint", str(small_sam_path), "--ages", "60",
-                 "--output", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "age",
+            str(inputs[0]),
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "60",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
     assert _mtimes(out) == before and _manifest(out)["a"]["request"]["ages"] == ["30"]
@@ -89,6 +120,7 @@ def test_a_result_placed_but_not_recorded_is_redone_not_refused(small_sam_path, 
             self._pending.clear()
             raise KeyboardInterrupt
         return real(self)
+
     monkeypatch.setattr(manifest_mod.PartWriter, "commit", commit)
     jpg = ["--format", "jpg"]
     assert _age(small_sam_path, out, data / "d.jpg", extra=jpg) == 130
@@ -123,8 +155,10 @@ def test_flat_layout_and_formats(small_sam_path, tmp_path, capsys):
                 assert im.format == "WEBP" and im.size == (256, 256)
     m = _manifest(out)
     assert m["astronaut"]["files"] == sorted(faces) and m["astronaut"]["faces"] == len(faces)
-    assert {m[n]["status"] for n in ("e_truncated", "f_gradient")} == {expect["e_truncated.jpg"],
-                                                                        expect["f_gradient.png"]}
+    assert {m[n]["status"] for n in ("e_truncated", "f_gradient")} == {
+        expect["e_truncated.jpg"],
+        expect["f_gradient.png"],
+    }
     assert m["a"]["request"]["layout"] == "flat" and m["a"]["request"]["format"] == "webp"
 
 

@@ -2,6 +2,7 @@
 truncated file and a photo without a face among them: each input done exactly once, one
 manifest line per input; a rank killed with SIGKILL mid-run, then the command again: the
 rest done, nothing done twice, no half-written file. 256 px stand-in SAM, one age."""
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,28 @@ pytestmark = [pytest.mark.torchrun, pytest.mark.skipif(_torchrun() is None, reas
 
 
 def _command(data, out, weights):
-    return [_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "sam_age", "age", str(data),
-            "--checkpoint", str(weights), "--ages", "30", "--output", str(out), "--device", "cpu",
-            "--batch-size", "1", "--workers", "1"]
+    return [
+        _torchrun(),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "sam_age",
+        "age",
+        str(data),
+        "--checkpoint",
+        str(weights),
+        "--ages",
+        "30",
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+    ]
 
 
 def _env():
@@ -69,15 +89,16 @@ def _check_results(out, expect, m):
             assert not (out / stem).exists() and m[name]["reason"]
     results = {p.name for p in out.iterdir()}
     assert results == {Path(n).stem for n, s in expect.items() if s == GOOD} | {"manifest.jsonl"}
-    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name != OWN_MARKER]  # no temporaries, no state left
+    assert not [
+        p for p in out.rglob("*") if p.name.startswith(".") and p.name != OWN_MARKER
+    ]  # no temporaries, no state left
 
 
 @pytest.mark.timeout(1800)  # torchrun subprocesses: each may take 900 s on a loaded machine
 def test_two_ranks_split_the_inputs(small_sam_path, tmp_path):
     data, out = tmp_path / "in", tmp_path / "out"
     expect = write_dataset(data)
-    run = subprocess.run(_command(data, out, small_sam_path), env=_env(), capture_output=True, text=True,
-                         timeout=900)
+    run = subprocess.run(_command(data, out, small_sam_path), env=_env(), capture_output=True, text=True, timeout=900)
     assert run.returncode == 1, run.stderr[-3000:]  # two inputs failed
     m = _manifest(out)
     _check_results(out, expect, m)
@@ -93,8 +114,9 @@ def test_two_ranks_split_the_inputs(small_sam_path, tmp_path):
 def test_a_rank_killed_mid_run_then_run_again(small_sam_path, tmp_path):
     data, out = tmp_path / "in", tmp_path / "out"
     expect = write_dataset(data)
-    proc = subprocess.Popen(_command(data, out, small_sam_path), env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _command(data, out, small_sam_path), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     victim = None
     try:
         deadline = time.time() + 600
@@ -123,8 +145,7 @@ def test_a_rank_killed_mid_run_then_run_again(small_sam_path, tmp_path):
     for folder in (p for p in out.iterdir() if p.is_dir() and p.name != ".sam-age"):
         assert sorted(x.name for x in folder.iterdir()) == [OWN_MARKER, "age_030.png", "strip.png"]  # whole or absent
 
-    run = subprocess.run(_command(data, out, small_sam_path), env=_env(), capture_output=True, text=True,
-                         timeout=900)
+    run = subprocess.run(_command(data, out, small_sam_path), env=_env(), capture_output=True, text=True, timeout=900)
     assert run.returncode == 1, run.stderr[-3000:]
     m = _manifest(out)
     _check_results(out, expect, m)

@@ -1,4 +1,5 @@
 """The benchmark's --quick mode runs end to end and writes its JSON and table."""
+
 import json
 import subprocess
 import sys
@@ -11,9 +12,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(1800)  # the benchmark subprocess alone may take 900 s
 def test_quick_benchmark(tmp_path, small_sam_path):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--device", "cpu",
-                           "--checkpoint", str(small_sam_path), "--cases", "ours,original",
-                           "--output", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run.py"),
+            "--quick",
+            "--device",
+            "cpu",
+            "--checkpoint",
+            str(small_sam_path),
+            "--cases",
+            "ours,original",
+            "--output",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "cpu-quick.json").read_text())
     cases = {c["case"]: c for c in report["cases"]}
@@ -33,11 +49,13 @@ def test_quick_benchmark(tmp_path, small_sam_path):
 
 def test_peers_skipped_with_a_note_when_absent(tmp_path, small_sam_path):
     """A missing optional runtime is a note in the table, not a failure."""
-    env_code = ("import sys, runpy, importlib.util as u; real = u.find_spec; "
-                "u.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a); "
-                f"sys.argv = ['run.py', '--quick', '--device', 'cpu', '--checkpoint', {str(small_sam_path)!r}, "
-                f"'--cases', 'onnxruntime', '--output', {str(tmp_path)!r}]; "
-                f"runpy.run_path({str(REPO / 'benchmarks' / 'run.py')!r}, run_name='__main__')")
+    env_code = (
+        "import sys, runpy, importlib.util as u; real = u.find_spec; "
+        "u.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a); "
+        f"sys.argv = ['run.py', '--quick', '--device', 'cpu', '--checkpoint', {str(small_sam_path)!r}, "
+        f"'--cases', 'onnxruntime', '--output', {str(tmp_path)!r}]; "
+        f"runpy.run_path({str(REPO / 'benchmarks' / 'run.py')!r}, run_name='__main__')"
+    )
     proc = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "cpu-quick.json").read_text())
@@ -54,8 +72,20 @@ def test_layer_groups_account_for_the_networks_flops(tmp_path, small_sam_path):
 
     from sam_age import load_sam
     from sam_age.engine import age_channel
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "layers.py"), "--checkpoint", str(small_sam_path),
-                           "--output", str(tmp_path)], capture_output=True, text=True, timeout=900)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "layers.py"),
+            "--checkpoint",
+            str(small_sam_path),
+            "--output",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "layers-float32.json").read_text())
     model = load_sam(small_sam_path)
@@ -64,8 +94,10 @@ def test_layer_groups_account_for_the_networks_flops(tmp_path, small_sam_path):
     with torch.no_grad():
         codes = model.age_codes(x4, model.encode_w_plus(face))
         counted = {}
-        for name, fn in (("age encoder", lambda: model.encoder(x4, impl="reference")),
-                         ("generator", lambda: model.generate(codes, randomize_noise=False, impl="reference"))):
+        for name, fn in (
+            ("age encoder", lambda: model.encoder(x4, impl="reference")),
+            ("generator", lambda: model.generate(codes, randomize_noise=False, impl="reference")),
+        ):
             with FlopCounterMode(display=False) as fc:
                 fn()
             counted[name] = fc.get_total_flops() / 1e9
@@ -81,5 +113,6 @@ def test_layer_groups_account_for_the_networks_flops(tmp_path, small_sam_path):
     assert sum(g["ms"] for g in gen["groups"].values()) + gen["other_ms"] <= 1.05 * 1e3 * gen["wall_s"] + 1
     assert report["networks"]["age encoder"]["groups"]["body 3x3 (input + IR-SE units)"]["ms"] > 0
     assert {"heads 3x3 stride 2 (18 GradualStyleBlocks)", "body 3x3 (input + IR-SE units)"} <= set(
-        report["networks"]["age encoder"]["groups"])
+        report["networks"]["age encoder"]["groups"]
+    )
     assert (tmp_path / "layers-float32.md").read_text().count("GFLOP/s") >= 3

@@ -1,6 +1,7 @@
 """Every benchmark script starts: ``--help`` for each (they import their heavy parts after
 parsing), and a tiny real run of the scripts whose work is cheap on the 256 px stand-in
 (``seam.py`` once failed only after parsing: an import of a helper that had been removed)."""
+
 import json
 import subprocess
 import sys
@@ -13,8 +14,9 @@ SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py"))
 
 
 def _run(args, timeout=600, **kw):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, **kw)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kw
+    )
 
 
 def test_every_script_is_covered():

@@ -3,6 +3,7 @@ without the memory it asks for. Every load runs in a subprocess under an address
 so the old unpickler (which let ``_codecs.encode`` grow a 2 KB file to gigabytes and numpy's
 ``_reconstruct`` allocate any shape) fails these tests with a MemoryError instead of taking
 the machine down."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ print(json.dumps({"elapsed": time.perf_counter() - t0, "error": err, "kind": kin
 
 def _probe(path: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -74,11 +76,11 @@ def codecs_bomb(times: int = 40) -> bytes:
 def reconstruct_bomb(build: bool) -> bytes:
     """_reconstruct(ndarray, (2**31,), b'b') of float64: 16 GiB asked for by a tiny file."""
     out = PROTO2 + _global("numpy._core.multiarray", "_reconstruct")
-    out += _global("numpy", "ndarray") + b"J" + struct.pack("<i", 2 ** 31 - 1) + b"\x85"  # BININT, TUPLE1
+    out += _global("numpy", "ndarray") + b"J" + struct.pack("<i", 2**31 - 1) + b"\x85"  # BININT, TUPLE1
     out += _short_bytes(b"b") + b"\x87R"  # TUPLE3, REDUCE
     if build:
         # BUILD with (1, (2**31,), dtype('f8'), False, b'') : shape that the data does not hold
-        out += b"(" + b"K\x01" + b"J" + struct.pack("<i", 2 ** 31 - 1) + b"\x85"
+        out += b"(" + b"K\x01" + b"J" + struct.pack("<i", 2**31 - 1) + b"\x85"
         out += _global("numpy", "dtype") + _short_unicode("f8") + b"\x89\x88\x87R"
         out += b"(K\x03" + _short_unicode("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
         out += b"\x89" + _short_bytes(b"") + b"tb"
@@ -87,7 +89,7 @@ def reconstruct_bomb(build: bool) -> bytes:
 
 def ndarray_call() -> bytes:
     """numpy.ndarray((2**31,), 'f8') called directly: an uninitialised 16 GiB array."""
-    out = PROTO2 + _global("numpy", "ndarray") + b"J" + struct.pack("<i", 2 ** 31 - 1) + b"\x85"
+    out = PROTO2 + _global("numpy", "ndarray") + b"J" + struct.pack("<i", 2**31 - 1) + b"\x85"
     out += _short_unicode("f8") + b"\x86R"
     return out + STOP
 
@@ -135,8 +137,9 @@ def test_codecs_encode_only_as_latin1_bytes(tmp_path):
     got = read_pickle_restricted(good)
     assert np.array_equal(got["w"][1], arr) and np.array_equal(got["b"], arr[0].astype(np.float64))
     bad = tmp_path / "rot13.pdparams"
-    bad.write_bytes(PROTO2 + _global("_codecs", "encode") + _short_unicode("abc") + _short_unicode("rot13")
-                    + b"\x86R" + STOP)
+    bad.write_bytes(
+        PROTO2 + _global("_codecs", "encode") + _short_unicode("abc") + _short_unicode("rot13") + b"\x86R" + STOP
+    )
     with pytest.raises(UnsafeCheckpointError, match="latin-1"):
         read_pickle_restricted(bad)
 
@@ -170,11 +173,25 @@ def test_cli_refuses_hostile_checkpoint_in_one_line(tmp_path):
     path.write_bytes(codecs_bomb())
     img = REPO / "src" / "sam_age" / "data" / "astronaut.jpg"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-c", "import resource; resource.setrlimit(resource.RLIMIT_AS, "
-                           "(4 << 30, 4 << 30)); import sys; from sam_age.cli.main import main; "
-                           "sys.exit(main(sys.argv[1:]))",
-                           "age", str(img), "--checkpoint", str(path), "--output", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import resource; resource.setrlimit(resource.RLIMIT_AS, "
+            "(4 << 30, 4 << 30)); import sys; from sam_age.cli.main import main; "
+            "sys.exit(main(sys.argv[1:]))",
+            "age",
+            str(img),
+            "--checkpoint",
+            str(path),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(lines) == 1 and "sam.pdparams" in lines[0] and "refusing" in lines[0], lines

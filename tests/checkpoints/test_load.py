@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from sam_age import load_sam, save_sam
-from sam_age.checkpoints import (build_sam_for_training, load_alexnet, load_dex, load_ir_se50,
-                                 load_psp_encoder, load_stylegan2)
+from sam_age.checkpoints import (
+    build_sam_for_training,
+    load_alexnet,
+    load_dex,
+    load_ir_se50,
+    load_psp_encoder,
+    load_stylegan2,
+)
 from sam_age.errors import CheckpointError, UnsafeCheckpointError
 
 from ..helpers.paddle_writer import write_pdparams
@@ -63,6 +69,7 @@ def test_pdparams_matches_pt(small, tmp_path, numpy1_names):
 
 def test_pdparams_nested_under_state_dict(small, tmp_path):
     from ..helpers.paddle_writer import to_paddle_tree
+
     tree = to_paddle_tree(small.state_dict(), small.latent_avg)
     latent_avg = tree.pop("latent_avg")
     path = tmp_path / "nested.pdparams"
@@ -86,8 +93,12 @@ def test_truncated_file(small_sam_path, tmp_path):
 
 
 def test_corrupt_and_foreign_bytes(tmp_path):
-    for name, data in [("zeros.pt", b"\0" * 4096), ("text.pt", b"hello world" * 10),
-                       ("empty.pt", b""), ("junk.pdparams", b"\x80\x04garbage")]:
+    for name, data in [
+        ("zeros.pt", b"\0" * 4096),
+        ("text.pt", b"hello world" * 10),
+        ("empty.pt", b""),
+        ("junk.pdparams", b"\x80\x04garbage"),
+    ]:
         p = tmp_path / name
         p.write_bytes(data)
         with pytest.raises(CheckpointError) as e:
@@ -149,8 +160,9 @@ def test_other_loaders(standin):
 
 def test_build_for_training(standin):
     g = torch.Generator().manual_seed(1)
-    model = build_sam_for_training(standin("stylegan2-256"), standin("model_ir_se50"),
-                                   standin("psp_encode-256"), generator=g)
+    model = build_sam_for_training(
+        standin("stylegan2-256"), standin("model_ir_se50"), standin("psp_encode-256"), generator=g
+    )
     ir = torch.load(standin("model_ir_se50"), weights_only=True)
     w = model.encoder.input_layer[0].weight
     assert w.shape == (64, 4, 3, 3)

@@ -2,6 +2,7 @@
 valid one, is either refused with a :class:`CheckpointError` or gives a plain tree of
 dicts/lists/tuples/strings/numbers/numpy arrays, and never allocates more than a bounded
 multiple of its own size (measured with tracemalloc, which numpy reports to)."""
+
 from __future__ import annotations
 
 import collections
@@ -15,19 +16,39 @@ from hypothesis import strategies as st
 from sam_age.checkpoints.formats import read_pickle_restricted
 from sam_age.errors import CheckpointError
 
-SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 dtypes = st.sampled_from(["<f4", ">f4", "<f8", "<i8", "|u1", "|b1", "<f2", "<i4"])
 arrays = st.builds(
     lambda shape, dt, seed: np.random.default_rng(seed).integers(0, 3, size=shape).astype(dt),
-    st.lists(st.integers(0, 4), max_size=3).map(tuple), dtypes, st.integers(0, 2 ** 16))
-leaves = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=False),
-                   st.text(max_size=8), arrays, st.builds(lambda a: ("param", a), arrays))
-trees = st.recursive(leaves, lambda kids: st.one_of(
-    st.lists(kids, max_size=4), st.lists(kids, max_size=3).map(tuple),
-    st.dictionaries(st.text(max_size=6), kids, max_size=4),
-    st.dictionaries(st.text(max_size=6), kids, max_size=4).map(collections.OrderedDict)), max_leaves=12)
+    st.lists(st.integers(0, 4), max_size=3).map(tuple),
+    dtypes,
+    st.integers(0, 2**16),
+)
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    arrays,
+    st.builds(lambda a: ("param", a), arrays),
+)
+trees = st.recursive(
+    leaves,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4),
+        st.lists(kids, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=6), kids, max_size=4),
+        st.dictionaries(st.text(max_size=6), kids, max_size=4).map(collections.OrderedDict),
+    ),
+    max_leaves=12,
+)
 
 
 def _plain(obj) -> bool:
@@ -79,9 +100,15 @@ def test_valid_pickles_round_trip(tmp_path_factory, tree, protocol):
 
 
 @SETTINGS
-@given(tree=trees, protocol=st.sampled_from([2, 4]),
-       edits=st.lists(st.tuples(st.sampled_from(["set", "insert", "delete", "cut"]),
-                                st.integers(0, 1 << 30), st.integers(0, 255)), min_size=1, max_size=4))
+@given(
+    tree=trees,
+    protocol=st.sampled_from([2, 4]),
+    edits=st.lists(
+        st.tuples(st.sampled_from(["set", "insert", "delete", "cut"]), st.integers(0, 1 << 30), st.integers(0, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+)
 def test_mutated_pickles_refused_or_plain(tmp_path_factory, tree, protocol, edits):
     data = bytearray(pickle.dumps(tree, protocol=protocol))
     for kind, where, byte in edits:

@@ -1,5 +1,6 @@
 """``sam-age age`` end to end on the bundled portrait and on every kind of bad input
 (in-process through ``sam_age.cli.main.main``; one real subprocess)."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,10 @@ import pytest
 from PIL import Image
 
 from sam_age.cli.common import check_output_dir
-from sam_age.pipeline import parse_ages
 from sam_age.cli.main import main
 from sam_age.errors import InputError, UsageError
 from sam_age.fileio import OWN_MARKER
+from sam_age.pipeline import parse_ages
 
 from ..helpers.images import write_bad_files, write_grey16, write_rotated
 
@@ -37,8 +38,26 @@ def test_parse_ages():
 
 def test_sample_all_faces_strip_gif_paste_back(small_sam_path, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "0,100", "--output", str(out),
-                 "--all-faces", "--gif", "--frames-per-age", "1", "--paste-back", "--json", "--device", "cpu"])
+    code = main(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "0,100",
+            "--output",
+            str(out),
+            "--all-faces",
+            "--gif",
+            "--frames-per-age",
+            "1",
+            "--paste-back",
+            "--json",
+            "--device",
+            "cpu",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     summary = json.loads(captured.out)
@@ -79,15 +98,34 @@ def test_bad_inputs_one_line_each_and_batch_continues(small_sam_path, tmp_path, 
     good = [write_rotated(tmp_path / "in" / "rotated.jpg"), write_grey16(tmp_path / "in" / "grey16.png")]
     missing = tmp_path / "in" / "missing.jpg"
     out = tmp_path / "out"
-    args = ["age", *map(str, bad.values()), *map(str, good), str(missing),
-            "--checkpoint", str(small_sam_path), "--ages", "30", "--output", str(out), "--device", "cpu"]
+    args = [
+        "age",
+        *map(str, bad.values()),
+        *map(str, good),
+        str(missing),
+        "--checkpoint",
+        str(small_sam_path),
+        "--ages",
+        "30",
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     code = main(args)
     captured = capsys.readouterr()
     assert code == 1
     err = _lines(captured.err)
     assert "Traceback" not in captured.err
-    expected = {"corrupt": "not an image", "truncated": "truncated", "notes": "not an image",
-                "blank": "no face", "tiny": "too small", "bomb": "decompression bomb", "missing": "file not found"}
+    expected = {
+        "corrupt": "not an image",
+        "truncated": "truncated",
+        "notes": "not an image",
+        "blank": "no face",
+        "tiny": "too small",
+        "bomb": "decompression bomb",
+        "missing": "file not found",
+    }
     assert len(err) == len(expected), err
     for stem, reason in expected.items():
         line = [ln for ln in err if f"{stem}." in ln]
@@ -100,8 +138,9 @@ def test_bad_inputs_one_line_each_and_batch_continues(small_sam_path, tmp_path, 
 
 
 def test_usage_and_checkpoint_errors_exit_2(small_sam_path, tmp_path, capsys):
-    assert main(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "0:abc",
-                 "--output", str(tmp_path)]) == 2
+    assert (
+        main(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "0:abc", "--output", str(tmp_path)]) == 2
+    )
     assert "--ages" in capsys.readouterr().err
     assert main(["age", "sample", "--checkpoint", str(tmp_path / "none.pt"), "--output", str(tmp_path)]) == 2
     err = _lines(capsys.readouterr().err)
@@ -111,15 +150,44 @@ def test_usage_and_checkpoint_errors_exit_2(small_sam_path, tmp_path, capsys):
         main(["age", "sample", "--size", "512"])
     assert e.value.code == 2
     # this checkpoint generates 256 px only: --size 1024 is a usage error
-    assert main(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "10", "--size", "1024",
-                 "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "age",
+                "sample",
+                "--checkpoint",
+                str(small_sam_path),
+                "--ages",
+                "10",
+                "--size",
+                "1024",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "size" in capsys.readouterr().err
 
 
 def test_python_m_sam_age_subprocess(small_sam_path, tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "sam_age", "age", str(tmp_path / "gone.jpg"),
-                           "--checkpoint", str(small_sam_path), "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sam_age",
+            "age",
+            str(tmp_path / "gone.jpg"),
+            "--checkpoint",
+            str(small_sam_path),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert _lines(proc.stderr) == [f"sam-age age: {tmp_path / 'gone.jpg'}: file not found"]

@@ -1,4 +1,5 @@
 """``sam-age align``: aligned crops through the dataset runner (manifest, resume, split)."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,21 @@ def _run(args, capsys):
 def test_align_best_face_same_as_age_and_bad_files_named(photos, tmp_path, capsys):
     d, bad = photos
     out = tmp_path / "aligned"
-    code, cap = _run(["align", str(d / "astronaut.jpg"), str(d / "mirror.png"), str(bad["blank"]),
-                      str(bad["corrupt"]), "--output", str(out), "--json", "--workers", "0"], capsys)
+    code, cap = _run(
+        [
+            "align",
+            str(d / "astronaut.jpg"),
+            str(d / "mirror.png"),
+            str(bad["blank"]),
+            str(bad["corrupt"]),
+            "--output",
+            str(out),
+            "--json",
+            "--workers",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 1  # two bad inputs
     summary = json.loads(cap.out)
     assert (summary["ok"], summary["failed"]) == (2, 2)
@@ -56,14 +70,17 @@ def test_align_best_face_same_as_age_and_bad_files_named(photos, tmp_path, capsy
 
     # resume: a second run skips what is done, redoes nothing, and keeps the files
     before = os.stat(out / "astronaut.png").st_mtime_ns
-    code, cap = _run(["align", str(d / "astronaut.jpg"), str(d / "mirror.png"), "--output", str(out), "--json",
-                      "--workers", "0"], capsys)
+    code, cap = _run(
+        ["align", str(d / "astronaut.jpg"), str(d / "mirror.png"), "--output", str(out), "--json", "--workers", "0"],
+        capsys,
+    )
     assert code == 0
     assert json.loads(cap.out)["skipped"] == 2
     assert os.stat(out / "astronaut.png").st_mtime_ns == before
     # another request (1024 px) does not replace the crops it did not write
-    code, cap = _run(["align", str(d / "astronaut.jpg"), "--output", str(out), "--size", "1024",
-                      "--workers", "0"], capsys)
+    code, cap = _run(
+        ["align", str(d / "astronaut.jpg"), "--output", str(out), "--size", "1024", "--workers", "0"], capsys
+    )
     assert code == 1 and "--overwrite" in cap.err
     assert Image.open(out / "astronaut.png").size == (256, 256)
 
@@ -71,8 +88,23 @@ def test_align_best_face_same_as_age_and_bad_files_named(photos, tmp_path, capsy
 def test_align_all_faces_1024_and_split(photos, tmp_path, capsys):
     d, _ = photos
     out = tmp_path / "data"
-    code, cap = _run(["align", str(d), "--output", str(out), "--all-faces", "--size", "1024", "--split", "0.5",
-                      "--json", "--workers", "1"], capsys)
+    code, cap = _run(
+        [
+            "align",
+            str(d),
+            "--output",
+            str(out),
+            "--all-faces",
+            "--size",
+            "1024",
+            "--split",
+            "0.5",
+            "--json",
+            "--workers",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, cap.err  # (the bad/ subfolder is not listed: folders are not recursive)
     recs = {r["name"]: r for r in json.loads(cap.out)["inputs"]}
     group = recs["group"]
@@ -104,16 +136,35 @@ def test_torchrun_two_ranks_split_the_inputs(tmp_path):
     from pathlib import Path
 
     from ..helpers.dataset import GOOD, write_dataset
+
     torchrun = Path(sys.executable).parent / "torchrun"
     torchrun = str(torchrun) if torchrun.exists() else shutil.which("torchrun")
     if torchrun is None:
         pytest.skip("torchrun is not installed")
     data, out = tmp_path / "in", tmp_path / "out"
     expect = write_dataset(data)
-    run = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sam_age", "align", str(data),
-                          "--output", str(out), "--split", "0.3", "--workers", "0"],
-                         env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"),
-                         capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "sam_age",
+            "align",
+            str(data),
+            "--output",
+            str(out),
+            "--split",
+            "0.3",
+            "--workers",
+            "0",
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     n_bad = sum(s != GOOD for s in expect.values())
     assert run.returncode == (1 if n_bad else 0), run.stderr[-3000:]
     lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]

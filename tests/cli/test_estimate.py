@@ -1,5 +1,6 @@
 """``sam-age estimate`` and relative ages in ``sam-age age`` (in-process, stand-in weights:
 the 256 px SAM and the DEX stand-in, whose estimates are meaningless but deterministic)."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def test_estimate_prints_each_face_and_goes_on_past_bad_inputs(dex, tmp_path, ca
     if group is not None:
         inputs.append(str(group))
     out = tmp_path / "out"
-    code = main(["estimate", *inputs, "--age_predictor_weights", dex, "--all-faces", "--output", str(out),
-                 "--device", "cpu"])
+    code = main(
+        ["estimate", *inputs, "--age_predictor_weights", dex, "--all-faces", "--output", str(out), "--device", "cpu"]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err
     err = _lines(captured.err)
@@ -73,23 +75,42 @@ def test_signed_values_reach_ages():
     assert join_signed_values(["age", "--output", "-10"]) == ["age", "--output", "-10"]  # only --ages
 
 
-@pytest.mark.parametrize("ages, message", [
-    ("0:100", "needs a step"),
-    ("10:0:5", "is empty"),
-    ("-5:5:5", "one end has a sign"),
-    ("150", "outside 0..100"),
-])
+@pytest.mark.parametrize(
+    "ages, message",
+    [
+        ("0:100", "needs a step"),
+        ("10:0:5", "is empty"),
+        ("-5:5:5", "one end has a sign"),
+        ("150", "outside 0..100"),
+    ],
+)
 def test_age_refuses_unclear_ages_before_anything_loads(ages, message, tmp_path, capsys):
-    code = main(["age", "sample", "--ages", ages, "--checkpoint", str(tmp_path / "never.pt"),
-                 "--output", str(tmp_path / "o")])
+    code = main(
+        ["age", "sample", "--ages", ages, "--checkpoint", str(tmp_path / "never.pt"), "--output", str(tmp_path / "o")]
+    )
     err = _lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1 and message in err[0] and "--ages" in err[0], err
 
 
 def test_age_relative_and_fractional_ages(small_sam_path, dex, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["age", "sample", "--checkpoint", str(small_sam_path), "--age_predictor_weights", dex,
-                 "--ages", "-20,30.21,30.24", "--output", str(out), "--json", "--device", "cpu"])
+    code = main(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--age_predictor_weights",
+            dex,
+            "--ages",
+            "-20,30.21,30.24",
+            "--output",
+            str(out),
+            "--json",
+            "--device",
+            "cpu",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rec = json.loads(captured.out)["inputs"][0]
@@ -110,8 +131,20 @@ def test_age_relative_and_fractional_ages(small_sam_path, dex, tmp_path, capsys)
 
 
 def test_age_relative_with_missing_age_predictor_exits_2_early(small_sam_path, tmp_path, capsys):
-    code = main(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "+10",
-                 "--age_predictor_weights", str(tmp_path / "no-dex.pth"), "--output", str(tmp_path / "o")])
+    code = main(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "+10",
+            "--age_predictor_weights",
+            str(tmp_path / "no-dex.pth"),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     err = _lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1 and "no-dex.pth" in err[0]
     assert not (tmp_path / "o").exists()

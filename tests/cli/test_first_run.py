@@ -1,6 +1,7 @@
 """Issue 26, the first minutes of a new user: stage lines before the first image, a
 progress bar whose total is right (read through a pseudo-terminal), labelled strips and
 animations, one spelling of ``sample``, ``export``'s flags as every command's."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,24 @@ pytest.importorskip("dlib")
 
 
 def _age(small_sam_path, out, *extra):
-    return main(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "30,60", "--output", str(out),
-                 "--device", "cpu", "--dtype", "float32", "--json", *extra])
+    return main(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30,60",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--json",
+            *extra,
+        ]
+    )
 
 
 def test_labels_change_only_the_band_and_no_labels_gives_the_old_bytes(small_sam_path, tmp_path, capsys):
@@ -34,9 +51,9 @@ def test_labels_change_only_the_band_and_no_labels_gives_the_old_bytes(small_sam
     b = np.asarray(Image.open(off / "strip.png").convert("RGB")).astype(int)
     assert a.shape == b.shape == (256, 768, 3)
     band = label_band(256)
-    assert np.array_equal(a[:256 - band], b[:256 - band])  # above the band: untouched
+    assert np.array_equal(a[: 256 - band], b[: 256 - band])  # above the band: untouched
     for t in range(3):  # every tile has its label: white text on the dark band
-        tile = a[256 - band:, t * 256:(t + 1) * 256]
+        tile = a[256 - band :, t * 256 : (t + 1) * 256]
         assert (tile.min(axis=2) > 200).sum() > 20 and (tile.max(axis=2) < 40).sum() > 1000, t
     # --no-labels: the bytes the unlabelled code wrote (the input tile, then the age files)
     ages = [Image.open(off / f"age_{x}.png").convert("RGB") for x in ("030", "060")]
@@ -51,11 +68,11 @@ def test_labels_change_only_the_band_and_no_labels_gives_the_old_bytes(small_sam
             g_off.seek(i)
             x = np.asarray(g_on.convert("RGB")).astype(int)
             y = np.asarray(g_off.convert("RGB")).astype(int)
-            assert (x[256 - band:].min(axis=2) > 200).sum() > 20  # white text
+            assert (x[256 - band :].min(axis=2) > 200).sum() > 20  # white text
             # above the band only the GIF palette's rounding may differ (each frame gets its
             # own 256 colours; the band's black and white take two of them)
-            assert np.abs(x[:256 - band] - y[:256 - band]).mean() < 8.0
-            assert np.abs(x[256 - band:] - y[256 - band:]).mean() > 30.0
+            assert np.abs(x[: 256 - band] - y[: 256 - band]).mean() < 8.0
+            assert np.abs(x[256 - band :] - y[256 - band :]).mean() > 30.0
 
 
 def test_sample_has_one_spelling_and_the_old_flag_still_works(capsys):
@@ -64,6 +81,7 @@ def test_sample_has_one_spelling_and_the_old_flag_still_works(capsys):
     assert "--sample" not in age_help and "'sample'" in age_help
     args = parser.parse_args(["age", "--sample"])  # hidden, deprecated: old scripts keep running
     from sam_age.cli.common import collect_inputs
+
     named, missing = collect_inputs(args)
     assert [n for n, _ in named] == ["astronaut"] and not missing
     assert "--sample is deprecated" in capsys.readouterr().err
@@ -78,8 +96,10 @@ def test_export_takes_checkpoint_path_and_defaults_its_output(small_sam_path, tm
     args = parser.parse_args(["export", "--checkpoint_path", "x.pt"])
     assert args.checkpoint == "x.pt" and args.output is None  # -> exported-onnx, after --format
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "--checkpoint_path", str(small_sam_path), "--networks", "age_encoder",
-                 "--no-check", "--quiet"]) == 0
+    assert (
+        main(["export", "--checkpoint_path", str(small_sam_path), "--networks", "age_encoder", "--no-check", "--quiet"])
+        == 0
+    )
     assert (tmp_path / "exported-onnx" / "manifest.json").is_file()
     assert json.loads((tmp_path / "exported-onnx" / "manifest.json").read_text())
 
@@ -95,11 +115,13 @@ def _run_in_pty(argv, columns=120, timeout=900):
     import sys
     import termios
     import time
+
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS=str(columns), TERM="xterm")
-    proc = subprocess.Popen([sys.executable, "-m", "sam_age", *argv], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sam_age", *argv], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+    )
     os.close(slave)
     chunks, deadline = [], time.monotonic() + timeout
     try:
@@ -127,13 +149,34 @@ def test_pty_stage_lines_then_a_bar_whose_total_is_right_with_all_faces(small_sa
     pass), then a bar that never counts past its total: with --all-faces on a photo with
     several faces it used to show 1/1 after the first face, then 2/1 ... 6/6."""
     import re
+
     out = tmp_path / "out"
-    code, text = _run_in_pty(["age", "sample", "--all-faces", "--ages", "30", "--checkpoint", str(small_sam_path),
-                              "--output", str(out), "--device", "cpu", "--dtype", "float32"])
+    code, text = _run_in_pty(
+        [
+            "age",
+            "sample",
+            "--all-faces",
+            "--ages",
+            "30",
+            "--checkpoint",
+            str(small_sam_path),
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ]
+    )
     assert code == 0, text
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
-    order = ["sam-age age: reading ", "sam-age age: finding faces in ", "sam-age age: loading the model ",
-             "sam-age age: compute path: cpu, float32", "sam-age age: first pass through the model"]
+    order = [
+        "sam-age age: reading ",
+        "sam-age age: finding faces in ",
+        "sam-age age: loading the model ",
+        "sam-age age: compute path: cpu, float32",
+        "sam-age age: first pass through the model",
+    ]
     at = [next((i for i, ln in enumerate(lines) if ln.startswith(o)), None) for o in order]
     assert None not in at and at == sorted(at), (at, lines)
     assert str(small_sam_path) in lines[at[2]] and "astronaut.jpg" in lines[at[0]]
@@ -149,6 +192,7 @@ def test_pty_stage_lines_then_a_bar_whose_total_is_right_with_all_faces(small_sa
 def test_worker_processes_leave_a_small_machine_to_the_model():
     from sam_age.batch.runner import default_workers
     from sam_age.launch import Ranks
+
     one = Ranks()
     assert default_workers(one, n_batches=1, cpus=64) == 0  # one photo: nothing to read ahead
     assert default_workers(one, n_batches=50, cpus=2) == 0  # 2 cores: the model keeps both

@@ -1,4 +1,5 @@
 """``sam-age mix``: random styles injected into the fine layers change the result."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,25 @@ def test_parse_mask():
 
 def test_mix_random_styles(small_sam_path, tmp_path, capsys):
     out = tmp_path / "mix"
-    code = main(["mix", "sample", "--checkpoint", str(small_sam_path), "--ages", "50", "--n-random", "1",
-                 "--seed", "1", "--output", str(out), "--json", "--device", "cpu"])
+    code = main(
+        [
+            "mix",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "50",
+            "--n-random",
+            "1",
+            "--seed",
+            "1",
+            "--output",
+            str(out),
+            "--json",
+            "--device",
+            "cpu",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rec = json.loads(captured.out)["inputs"][0]
@@ -45,11 +63,31 @@ def test_mix_bad_flags(small_sam_path, tmp_path, capsys):
 
 def test_mix_reference_guided(small_sam_path, tmp_path, capsys):
     from ..helpers.images import sample
+
     ref = tmp_path / "ref.png"
     sample().transpose(Image.FLIP_LEFT_RIGHT).save(ref)
     out = tmp_path / "mix"
-    code = main(["mix", "sample", "--checkpoint", str(small_sam_path), "--ages", "40", "--reference", str(ref),
-                 "--alpha", "0.5", "--latent-mask", "10,11", "--output", str(out), "--json", "--device", "cpu"])
+    code = main(
+        [
+            "mix",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "40",
+            "--reference",
+            str(ref),
+            "--alpha",
+            "0.5",
+            "--latent-mask",
+            "10,11",
+            "--output",
+            str(out),
+            "--json",
+            "--device",
+            "cpu",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rec = json.loads(captured.out)["inputs"][0]

@@ -5,6 +5,7 @@ start-up time, --overwrite, flags that do nothing, misleading errors, progress.
 Model runs are few and small (a 256 px stand-in, one aligned face, one or two ages); every
 check that can be made before the model is made so (which is the point of most items).
 """
+
 from __future__ import annotations
 
 import errno
@@ -59,6 +60,7 @@ class _TTY(io.StringIO):
 
 # -- 1. output that cannot be written -----------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["age", "mix", "evaluate", "estimate", "video", "export"])
 def test_output_folder_checked_before_anything_else(command, tmp_path, capsys, face):
     afile = tmp_path / "afile"
@@ -86,6 +88,7 @@ def test_output_folder_unwritable(tmp_path, monkeypatch):
 
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system")
+
     monkeypatch.setattr(tempfile, "mkdtemp", read_only)
     with pytest.raises(UsageError, match="cannot write in .*Read-only file system"):
         check_output_folder(tmp_path)
@@ -106,8 +109,22 @@ def test_output_folder_read_only_for_real(tmp_path):
 def test_train_exp_dir_checked_first(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    assert main(["train", "--exp_dir", str(afile), "--train_dir", str(tmp_path), "--test_dir", str(tmp_path),
-                 "--id_lambda", "0.1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--exp_dir",
+                str(afile),
+                "--train_dir",
+                str(tmp_path),
+                "--test_dir",
+                str(tmp_path),
+                "--id_lambda",
+                "0.1",
+            ]
+        )
+        == 2
+    )
     err = _lines(capsys.readouterr().err)
     assert len(err) == 1 and "--exp_dir" in err[0] and "is a file" in err[0]
 
@@ -121,14 +138,14 @@ def test_results_folder_write_error_names_the_file_and_leaves_nothing(tmp_path):
             def full(f):
                 f.write(b"half")
                 raise OSError(errno.ENOSPC, "No space left on device")
+
             atomic_write(staged / "sub" / "strip.png", full)
     assert e.value.reason == f"cannot write {out / 'photo' / 'sub' / 'strip.png'}: No space left on device"
     assert e.value.errno == errno.ENOSPC
     assert list(out.iterdir()) == []  # no partial result, no temporary
 
 
-def test_mix_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path, tmp_path, capsys, face,
-                                                                   monkeypatch):
+def test_mix_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path, tmp_path, capsys, face, monkeypatch):
     second = tmp_path / "second.png"
     Image.open(face).save(second)
     out = tmp_path / "out"
@@ -140,9 +157,26 @@ def test_mix_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(self, fp, *a, **k)
+
     monkeypatch.setattr(Image.Image, "save", save)
-    code = main(["mix", str(face), str(second), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30",
-                 "--n-random", "1", "--output", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "mix",
+            str(face),
+            str(second),
+            "--no-align",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30",
+            "--n-random",
+            "1",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err
     err = _lines(captured.err)
@@ -153,8 +187,7 @@ def test_mix_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path
     assert list(out.iterdir()) == []  # the partial result of the first input is gone
 
 
-def test_age_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path, tmp_path, capsys, face,
-                                                                   monkeypatch):
+def test_age_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path, tmp_path, capsys, face, monkeypatch):
     second = tmp_path / "second.png"
     Image.open(face).save(second)
     out = tmp_path / "out"
@@ -166,9 +199,28 @@ def test_age_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(self, fp, *a, **k)
+
     monkeypatch.setattr(Image.Image, "save", save)
-    code = main(["age", str(face), str(second), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30",
-                 "--output", str(out), "--device", "cpu", "--batch-size", "1", "--workers", "0"])
+    code = main(
+        [
+            "age",
+            str(face),
+            str(second),
+            "--no-align",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "1",
+            "--workers",
+            "0",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err
     err = _lines(captured.err)
@@ -188,8 +240,24 @@ def test_age_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_pa
     mark_own(stale.parent)  # (sam-age's own: --overwrite replaces only such a folder, issue 22)
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
-    code = main(["age", str(face), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30,40",
-                 "--output", str(out), "--device", "cpu", "--overwrite", "--workers", "0"])
+    code = main(
+        [
+            "age",
+            str(face),
+            "--no-align",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30,40",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--overwrite",
+            "--workers",
+            "0",
+        ]
+    )
     assert code == 0, tty.getvalue()
     assert sorted(p.name for p in (out / "face").iterdir()) == [OWN_MARKER, "age_030.png", "age_040.png", "strip.png"]
     for p in [out / "face", *(out / "face").iterdir()]:
@@ -199,6 +267,7 @@ def test_age_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_pa
 
 
 # -- 2. --device that does not exist here ------------------------------------------------
+
 
 def _absent_devices():
     have = available_devices()
@@ -223,8 +292,17 @@ def test_unknown_device_exit_2_at_once(command, tmp_path, capsys, face):
         "estimate": ["estimate", str(face), "--output", str(tmp_path / "o"), "--age_predictor_weights", missing],
         "video": ["video", str(tmp_path / "clip.mp4"), "--output", str(tmp_path / "o"), "--checkpoint", missing],
         "serve": ["serve", "--checkpoint", missing, "--port", "1"],
-        "train": ["train", "--exp_dir", str(tmp_path / "e"), "--train_dir", str(tmp_path / "t"),
-                  "--test_dir", str(tmp_path / "t"), "--id_lambda", "0.1"],
+        "train": [
+            "train",
+            "--exp_dir",
+            str(tmp_path / "e"),
+            "--train_dir",
+            str(tmp_path / "t"),
+            "--test_dir",
+            str(tmp_path / "t"),
+            "--id_lambda",
+            "0.1",
+        ],
     }[command]
     absent = _absent_devices()
     assert absent
@@ -237,9 +315,12 @@ def test_unknown_device_exit_2_at_once(command, tmp_path, capsys, face):
 
 # -- 3. file modes as open() gives them -----------------------------------------------------
 
+
 def test_written_files_get_the_umask_mode(tmp_path, umask022):
     import torch
+
     from sam_age.checkpoints.formats import save_torch
+
     json_file = write_text(tmp_path / "summary.json", json.dumps({"a": 1}))
     ckpt = save_torch({"w": torch.zeros(2)}, tmp_path / "model.pt")
     img = atomic_write(tmp_path / "img.png", lambda f: Image.new("RGB", (4, 4)).save(f, format="PNG"))
@@ -255,6 +336,7 @@ def test_written_files_get_the_umask_mode(tmp_path, umask022):
 
 
 # -- 4. start-up -----------------------------------------------------------------------------
+
 
 def test_help_and_version_import_no_torch():
     code = r"""
@@ -276,8 +358,10 @@ print("HEAVY", heavy, file=sys.stderr)
 
 # -- 5. --overwrite replaces the result folder whole; 8. progress; 3. modes ---------------
 
-def test_mix_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_path, capsys, face, monkeypatch,
-                                                          umask022):
+
+def test_mix_overwrite_replaces_folder_progress_bar_modes(
+    small_sam_path, tmp_path, capsys, face, monkeypatch, umask022
+):
     out = tmp_path / "out"
     stale = out / "face" / "random_7" / "age_090.png"  # from an earlier run with other flags
     stale.parent.mkdir(parents=True)
@@ -285,8 +369,24 @@ def test_mix_overwrite_replaces_folder_progress_bar_modes(small_sam_path, tmp_pa
     mark_own(out / "face")  # (sam-age's own: --overwrite replaces only such a folder, issue 22)
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
-    code = main(["mix", str(face), "--no-align", "--checkpoint", str(small_sam_path), "--ages", "30",
-                 "--n-random", "1", "--output", str(out), "--device", "cpu", "--overwrite"])
+    code = main(
+        [
+            "mix",
+            str(face),
+            "--no-align",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30",
+            "--n-random",
+            "1",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--overwrite",
+        ]
+    )
     assert code == 0, tty.getvalue()
     assert not stale.exists() and not stale.parent.exists()
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -302,6 +402,7 @@ def test_progress_bar_off_with_quiet_and_counts_face_ages(tmp_path, monkeypatch,
         json = False
         quiet = False
         output = tmp_path
+
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
     b = Batch("age", Args, total=4, per_input=3, unit="face-age")
@@ -325,6 +426,7 @@ def test_progress_bar_off_with_quiet_and_counts_face_ages(tmp_path, monkeypatch,
 
 # -- 6. things done without a word -----------------------------------------------------------
 
+
 def test_no_align_refuses_a_photo_that_is_not_square(tmp_path, capsys, small_sam_path):
     wide = tmp_path / "wide.jpg"
     Image.new("RGB", (1280, 886), (120, 100, 90)).save(wide)
@@ -333,8 +435,19 @@ def test_no_align_refuses_a_photo_that_is_not_square(tmp_path, capsys, small_sam
     square = tmp_path / "big.png"
     Image.new("RGB", (1024, 1024)).save(square)
     assert prepare_faces(square, align=False)[1][0][0].size == (256, 256)  # a square crop is resized
-    code = main(["age", str(wide), "--no-align", "--checkpoint", str(small_sam_path), "--output",
-                 str(tmp_path / "o"), "--device", "cpu"])
+    code = main(
+        [
+            "age",
+            str(wide),
+            "--no-align",
+            "--checkpoint",
+            str(small_sam_path),
+            "--output",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+        ]
+    )
     err = _lines(capsys.readouterr().err)
     assert code == 1 and len(err) == 1 and "not a square" in err[0] and str(wide) in err[0]
 
@@ -358,13 +471,16 @@ def test_frames_per_age_help_agrees_with_the_animation(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "the age's own frame included" in text and "4 = each age and 3 in between" in text
     import torch
+
     from sam_age.render import interpolate_codes, ping_pong
+
     codes = torch.zeros(2, 1, 1)  # 2 ages, K = 4: the first age and 3 in between, then the last
     frames = interpolate_codes(codes, 4)
     assert frames.shape[0] == 4 + 1 and len(ping_pong(list(range(frames.shape[0])))) == 8
 
 
 # -- 7. misleading errors ------------------------------------------------------------------------
+
 
 def test_checkpoint_folder_says_folder(tmp_path, capsys, face):
     assert main(["age", str(face), "--checkpoint", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
@@ -383,8 +499,24 @@ def test_evaluate_missing_data_says_it_does_not_exist(tmp_path, capsys, face):
 def test_train_checks_folders_before_fetching_weights(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SAM_AGE_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("SAM_AGE_OFFLINE", "1")  # a fetch would say "not in the weights cache"
-    assert main(["train", "--exp_dir", str(tmp_path / "e"), "--train_dir", str(tmp_path / "nope"),
-                 "--test_dir", str(tmp_path / "nope"), "--device", "cpu", "--id_lambda", "0.1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--exp_dir",
+                str(tmp_path / "e"),
+                "--train_dir",
+                str(tmp_path / "nope"),
+                "--test_dir",
+                str(tmp_path / "nope"),
+                "--device",
+                "cpu",
+                "--id_lambda",
+                "0.1",
+            ]
+        )
+        == 2
+    )
     err = _lines(capsys.readouterr().err)
     assert len(err) == 1 and "training folder not found" in err[0] and "nope" in err[0], err
 

@@ -1,4 +1,5 @@
 """``sam-age weights ...`` end to end, in-process, against stand-ins and a loopback server."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,15 @@ import torch
 
 from sam_age.cli.main import main
 
-from ..helpers.server import (HubServer, LoopbackServer, checkpoint_bytes, closed_port_url,
-                             isolate_weights_env, loopback_only, payload_is_the_file)
+from ..helpers.server import (
+    HubServer,
+    LoopbackServer,
+    checkpoint_bytes,
+    closed_port_url,
+    isolate_weights_env,
+    loopback_only,
+    payload_is_the_file,
+)
 
 
 @pytest.fixture
@@ -26,6 +34,7 @@ def home(tmp_path, monkeypatch):
 def lpips_file(tmp_path):
     """A user's copy of the real LPIPS alex lin file that sam-age ships (6 kB)."""
     from sam_age.weights import registry, store
+
     f = tmp_path / "user" / "alex.pth"
     f.parent.mkdir()
     shutil.copy(store.package_file(registry.get("lpips_alex_lin")), f)
@@ -51,13 +60,22 @@ def test_list_table_and_json(home, lpips_file, capsys, monkeypatch):
     data = json.loads(capsys.readouterr().out)
     assert data["cache"] == str(home)
     files = {f["name"]: f for f in data["files"]}
-    assert set(files) >= {"sam_ffhq_aging", "psp_ffhq_encode", "stylegan2_ffhq", "ir_se50", "dex_age",
-                          "alexnet", "lpips_alex_lin", "dlib_68"}
+    assert set(files) >= {
+        "sam_ffhq_aging",
+        "psp_ffhq_encode",
+        "stylegan2_ffhq",
+        "ir_se50",
+        "dex_age",
+        "alexnet",
+        "lpips_alex_lin",
+        "dlib_68",
+    }
     assert files["lpips_alex_lin"]["cached"] and files["lpips_alex_lin"]["verified"] == "yes"
     assert files["sam_ffhq_aging"]["cached"] is False and files["sam_ffhq_aging"]["sha256"] is None
     assert [x["label"] for x in files["sam_ffhq_aging"]["sources"]][-1] == "drive:1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC"
-    assert files["sam_ffhq_aging"]["sources"][0]["url"].endswith("/resolve/f05249c0faa14a1d0c0347fdc2cb8131503db74a"
-                                                                 "/sam_ffhq_aging.pt")
+    assert files["sam_ffhq_aging"]["sources"][0]["url"].endswith(
+        "/resolve/f05249c0faa14a1d0c0347fdc2cb8131503db74a/sam_ffhq_aging.pt"
+    )
 
 
 def test_download_with_url_then_cached_is_checked(home, capsys, monkeypatch):
@@ -71,8 +89,7 @@ def test_download_with_url_then_cached_is_checked(home, capsys, monkeypatch):
         assert code == 2  # a checkpoint, but not a DEX classifier: its loader is the last check
         assert "load_dex cannot load it (not a DEX age classifier" in capsys.readouterr().err
         assert not (home / "dex_age_classifier.pth").exists()
-        code = main(["weights", "download", "dex_age", "--url", server.url("/uc?id=D"), "--no-progress",
-                     "--no-load"])
+        code = main(["weights", "download", "dex_age", "--url", server.url("/uc?id=D"), "--no-progress", "--no-load"])
         assert code == 0
         assert (home / "dex_age_classifier.pth").read_bytes() == payload
         assert "ok   dex_age" in capsys.readouterr().out
@@ -139,6 +156,7 @@ def test_download_usage_errors(home, capsys):
 def test_import_link_then_the_name_resolves_to_it(home, standin, capsys):
     """``weights import --link``; afterwards a weights flag given ``ir_se50`` finds it."""
     from sam_age.weights import resolve_weights
+
     user_file = standin("model_ir_se50")
     assert main(["weights", "import", str(user_file), "--name", "ir_se50", "--link"]) == 0
     cached = home / "model_ir_se50.pth"
@@ -181,6 +199,7 @@ def test_convert_streams_every_tensor_and_refuses_overwrite(home, small_sam_path
     here was written by ``save_sam``, so every tensor, opts and latent_avg must come out
     as they are in it. Then: an existing output is never replaced without --overwrite."""
     from safetensors import safe_open
+
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     assert main(["weights", "convert", str(small_sam_path), "--output", str(out_dir)]) == 0
@@ -205,8 +224,10 @@ def test_convert_streams_every_tensor_and_refuses_overwrite(home, small_sam_path
 def test_convert_refuses_other_kinds_and_wrong_suffix(home, lpips_file, tmp_path, capsys):
     assert main(["weights", "convert", str(lpips_file), "--output", str(tmp_path / "o.safetensors")]) == 2
     assert "not a SAM checkpoint" in capsys.readouterr().err
-    assert main(["weights", "convert", str(lpips_file), "--output", str(tmp_path / "o.bin"),
-                 "--format", "safetensors"]) == 2
+    assert (
+        main(["weights", "convert", str(lpips_file), "--output", str(tmp_path / "o.bin"), "--format", "safetensors"])
+        == 2
+    )
     assert main(["weights", "convert", "sam_ffhq_aging", "--output", str(tmp_path)]) == 2  # not cached
     assert "sam-age weights import FILE" in capsys.readouterr().err
     assert not (tmp_path / "o.safetensors").exists()
@@ -228,6 +249,7 @@ def test_main_command_offline_stops_early_with_manual_steps(home, monkeypatch, t
 
 # -- sources, bad cached files, kinds ----------------------------------------------------------
 
+
 def test_download_source_flag(home, capsys, monkeypatch):
     payload_is_the_file(monkeypatch, "dex_age")
     with LoopbackServer(checkpoint_bytes()) as server:
@@ -237,8 +259,10 @@ def test_download_source_flag(home, capsys, monkeypatch):
         assert "dex_age has no hub source" in capsys.readouterr().err
         assert main(["weights", "download", "dex_age", "--source", "ftp://x"]) == 2
         assert server.requests == []
-        assert main(["weights", "download", "dex_age", "--source", server.url("/file.bin"), "--no-progress",
-                     "--no-load"]) == 0
+        assert (
+            main(["weights", "download", "dex_age", "--source", server.url("/file.bin"), "--no-progress", "--no-load"])
+            == 0
+        )
     assert (home / "dex_age_classifier.pth").read_bytes() == checkpoint_bytes()
 
 
@@ -273,15 +297,21 @@ def test_a_registry_name_of_another_kind_is_refused_before_any_download(home, tm
         assert main(["weights", "convert", "psp_ffhq_encode", "--output", str(tmp_path)]) == 2
         err2 = capsys.readouterr().err.strip()
         assert hub.requests == []
-    assert err.endswith("psp_ffhq_encode is a pSp encoder, not a SAM checkpoint; give sam_ffhq_aging or the "
-                        "path of a SAM checkpoint") and len(err.splitlines()) == 1
+    assert (
+        err.endswith(
+            "psp_ffhq_encode is a pSp encoder, not a SAM checkpoint; give sam_ffhq_aging or the "
+            "path of a SAM checkpoint"
+        )
+        and len(err.splitlines()) == 1
+    )
     assert "not a SAM checkpoint" in err2
     assert not home.exists() or not any(home.iterdir())
 
 
 @pytest.mark.slow  # 1.8 GB through the loopback Hub, then the age command: 30-70 s on 2 busy cores
-def test_fresh_clone_age_sample_paste_back_downloads_from_a_loopback_hub_mirror(tmp_path, monkeypatch,
-                                                                                small_sam_path, capsys):
+def test_fresh_clone_age_sample_paste_back_downloads_from_a_loopback_hub_mirror(
+    tmp_path, monkeypatch, small_sam_path, capsys
+):
     """Issue 13's "done when": an empty cache, HF_ENDPOINT at a loopback Hub mirror that holds
     the 256 px stand-in SAM as aimi-models/sam-aging/sam_ffhq_aging.pt (the registry's
     first source), and the README's main command: it downloads through huggingface_hub,
@@ -289,6 +319,7 @@ def test_fresh_clone_age_sample_paste_back_downloads_from_a_loopback_hub_mirror(
     real file), links it into the cache and ages the sample with paste-back."""
     pytest.importorskip("dlib")
     from ..helpers.server import sha256_file
+
     home = tmp_path / "cache"
     with HubServer({"aimi-models/sam-aging/sam_ffhq_aging.pt": small_sam_path}) as hub:
         isolate_weights_env(monkeypatch, home, hub_endpoint=hub.endpoint)
@@ -296,8 +327,15 @@ def test_fresh_clone_age_sample_paste_back_downloads_from_a_loopback_hub_mirror(
         import dataclasses
 
         from sam_age.weights import registry
-        monkeypatch.setitem(registry._BY_NAME, "sam_ffhq_aging", dataclasses.replace(  # the 256 px stand-in's layout
-            registry.get("sam_ffhq_aging"), layout=((("state_dict", "encoder.input_layer.0.weight"), (64, 4, 3, 3)),)))
+
+        monkeypatch.setitem(
+            registry._BY_NAME,
+            "sam_ffhq_aging",
+            dataclasses.replace(  # the 256 px stand-in's layout
+                registry.get("sam_ffhq_aging"),
+                layout=((("state_dict", "encoder.input_layer.0.weight"), (64, 4, 3, 3)),),
+            ),
+        )
         out = tmp_path / "results"
         code = main(["age", "sample", "--paste-back", "--ages", "30", "--output", str(out), "--device", "cpu"])
         captured = capsys.readouterr()

@@ -1,5 +1,6 @@
 """docs/reference/cli.md is generated from the parsers (docs/gen_cli.py): it must be current,
 and it must describe every command and flag the parsers have."""
+
 import argparse
 import importlib.util
 import subprocess
@@ -16,8 +17,9 @@ def _gen():
 
 
 def test_committed_cli_reference_is_current():
-    proc = subprocess.run([sys.executable, str(REPO / "docs" / "gen_cli.py"), "--check"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "gen_cli.py"), "--check"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr + "\nrun: python docs/gen_cli.py"
 
 
@@ -33,6 +35,7 @@ def test_check_fails_on_a_stale_page(tmp_path, monkeypatch):
 
 def test_every_command_and_flag_is_on_the_page():
     from sam_age.cli.main import build_parser
+
     text = _gen().render()
 
     def walk(parser, path):
@@ -44,4 +47,5 @@ def test_every_command_and_flag_is_on_the_page():
             elif a.help is not argparse.SUPPRESS and not isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
                 for flag in a.option_strings:
                     assert f"`{flag}`" in text, (path, flag)
+
     walk(build_parser(), ["sam-age"])

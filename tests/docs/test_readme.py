@@ -1,6 +1,7 @@
 """The README stays short and true: its test command is the one CI runs, its relative links point
 at files that exist, both languages carry the same commands, and it links only to real upstream
 addresses outside the repository."""
+
 import re
 
 from ..helpers.paths import REPO
@@ -13,8 +14,11 @@ def _text(name):
 
 
 def test_readme_test_command_is_what_ci_runs():
-    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if "pytest" in line
-          and not line.lstrip().startswith("#")]
+    ci = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if "pytest" in line and not line.lstrip().startswith("#")
+    ]
     assert ci == [".venv/bin/python -m pytest -q"]
     for name in READMES:
         assert "\n.venv/bin/python -m pytest -q\n" in _text(name), name
@@ -34,6 +38,7 @@ def test_readme_links_exist_and_only_upstream_urls():
 def test_both_languages_show_the_same_commands_and_numbers():
     def code(text):
         return sorted(set(re.findall(r"`(sam-age [^`]+)`", text)) | set(re.findall(r"\| (\d+\.\d+) \|", text)))
+
     en, zh = (_text(n) for n in READMES)
     assert code(en) == code(zh)
     assert re.findall(r"```(?:bash|python|bibtex)\n", en) == re.findall(r"```(?:bash|python|bibtex)\n", zh)

@@ -1,5 +1,6 @@
 """The hand-written reference pages name everything the code has: every exit code and error
 class of sam_age.errors, every environment variable the package reads."""
+
 import inspect
 import re
 

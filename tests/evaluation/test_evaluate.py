@@ -1,4 +1,5 @@
 """``sam-age evaluate`` on stand-in weights: the table, the summary, the plots, bad data."""
+
 from __future__ import annotations
 
 import csv
@@ -16,6 +17,7 @@ from sam_age.evaluation import CSV_COLUMNS, Report, Row, summarize, write_report
 def data_dir(tmp_path_factory):
     """Two aligned 256 px crops (the sample's face, and its mirror) and one corrupt file."""
     from sam_age.pipeline import sample_path
+
     d = tmp_path_factory.mktemp("faces")
     face = Image.open(sample_path()).convert("RGB").crop((128, 20, 384, 276))
     face.save(d / "a.png")
@@ -25,25 +27,51 @@ def data_dir(tmp_path_factory):
 
 
 def test_evaluate_writes_table_summary_plots_and_names_the_bad_file(
-        small_sam_path, standin, data_dir, tmp_path, capsys):
+    small_sam_path, standin, data_dir, tmp_path, capsys
+):
     out = tmp_path / "eval"
-    code = main(["evaluate", "--checkpoint", str(small_sam_path), "--data", str(data_dir),
-                 "--ages", "20,80", "--output", str(out), "--no-align", "--device", "cpu",
-                 "--ir_se50_weights", str(standin("model_ir_se50")),
-                 "--age_predictor_weights", str(standin("dex_age_classifier")), "--fid"])
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(small_sam_path),
+            "--data",
+            str(data_dir),
+            "--ages",
+            "20,80",
+            "--output",
+            str(out),
+            "--no-align",
+            "--device",
+            "cpu",
+            "--ir_se50_weights",
+            str(standin("model_ir_se50")),
+            "--age_predictor_weights",
+            str(standin("dex_age_classifier")),
+            "--fid",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1  # one input failed
     bad_lines = [line for line in captured.err.splitlines() if "broken.png" in line]
     assert len(bad_lines) == 1 and "Traceback" not in captured.err
     assert "FID skipped" in captured.err  # no Inception weights here: said, then went on
 
-    assert {p.name for p in out.iterdir()} >= {"results.csv", "summary.json",
-                                               "age_accuracy.png", "identity_vs_age_gap.png"}
+    assert {p.name for p in out.iterdir()} >= {
+        "results.csv",
+        "summary.json",
+        "age_accuracy.png",
+        "identity_vs_age_gap.png",
+    }
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == CSV_COLUMNS
     assert sorted((r["image"], float(r["target_age"])) for r in rows) == [
-        ("a.png", 20.0), ("a.png", 80.0), ("b.jpg", 20.0), ("b.jpg", 80.0)]
+        ("a.png", 20.0),
+        ("a.png", 80.0),
+        ("b.jpg", 20.0),
+        ("b.jpg", 80.0),
+    ]
     for r in rows:
         predicted, target = float(r["predicted_age"]), float(r["target_age"])
         assert 0.0 <= predicted <= 100.0
@@ -56,8 +84,7 @@ def test_evaluate_writes_table_summary_plots_and_names_the_bad_file(
     assert [Path(f["image"]).name for f in summary["failed"]] == ["broken.png"]
     assert set(summary["per_target_age"]) == {"20", "80"}
     assert all(s["n"] == 2 for s in summary["per_target_age"].values())
-    assert summary["overall"]["mean_age_error"] == pytest.approx(
-        sum(float(r["age_error"]) for r in rows) / 4, abs=1e-3)
+    assert summary["overall"]["mean_age_error"] == pytest.approx(sum(float(r["age_error"]) for r in rows) / 4, abs=1e-3)
     assert summary["fid"]["per_target_age"] is None and "skipped" in summary["fid"]["note"]
     for png in ("age_accuracy.png", "identity_vs_age_gap.png"):
         with Image.open(out / png) as im:
@@ -66,15 +93,33 @@ def test_evaluate_writes_table_summary_plots_and_names_the_bad_file(
 
 
 def test_usage_errors_exit_2_before_loading_anything(tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", "x.pt", "--data", str(tmp_path / "nope"),
-                 "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(["evaluate", "--checkpoint", "x.pt", "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["evaluate", "--checkpoint", "x.pt", "--data", str(tmp_path / "empty"),
-                 "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(["evaluate", "--checkpoint", "x.pt", "--data", str(tmp_path / "empty"), "--output", str(tmp_path / "o")])
+        == 2
+    )
     assert "no images" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", "x.pt", "--data", str(tmp_path),
-                 "--ages", "0:200:50", "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                "x.pt",
+                "--data",
+                str(tmp_path),
+                "--ages",
+                "0:200:50",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "0..100" in capsys.readouterr().err
     # Results already there are not overwritten.
     data = tmp_path / "data"
@@ -87,16 +132,32 @@ def test_usage_errors_exit_2_before_loading_anything(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "results.csv").read_text() == "keep me\n"
     # A checkpoint that does not exist is a checkpoint error (2), not a crash.
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(data),
-                 "--output", str(tmp_path / "o2"), "--ir_se50_weights", str(data / "x.png"),
-                 "--age_predictor_weights", str(data / "x.png")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "missing.pt"),
+                "--data",
+                str(data),
+                "--output",
+                str(tmp_path / "o2"),
+                "--ir_se50_weights",
+                str(data / "x.png"),
+                "--age_predictor_weights",
+                str(data / "x.png"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_summary_and_plots_from_rows():
-    rows = [Row("a.png", 0, t, p, abs(p - t), p - t, s, 30.0, abs(t - 30.0))
-            for t, p, s in [(0, 10, 0.9), (50, 45, 0.8), (0, 4, 0.7), (50, 58, 0.6)]]
-    report = Report(ages=[0.0, 50.0], rows=rows, n_inputs=3,
-                    failures=[{"image": "c.png", "reason": "no face found"}])
+    rows = [
+        Row("a.png", 0, t, p, abs(p - t), p - t, s, 30.0, abs(t - 30.0))
+        for t, p, s in [(0, 10, 0.9), (50, 45, 0.8), (0, 4, 0.7), (50, 58, 0.6)]
+    ]
+    report = Report(ages=[0.0, 50.0], rows=rows, n_inputs=3, failures=[{"image": "c.png", "reason": "no face found"}])
     s = summarize(report)
     assert s["per_target_age"]["0"]["mean_age_error"] == pytest.approx(7.0)
     assert s["per_target_age"]["50"]["mean_signed_age_error"] == pytest.approx(1.5)
@@ -105,8 +166,7 @@ def test_summary_and_plots_from_rows():
 
 
 def test_empty_report_still_writes_everything(tmp_path):
-    paths = write_report(Report(ages=[10.0], n_inputs=1,
-                                failures=[{"image": "x.png", "reason": "bad"}]), tmp_path)
+    paths = write_report(Report(ages=[10.0], n_inputs=1, failures=[{"image": "x.png", "reason": "bad"}]), tmp_path)
     assert all(p.exists() for p in paths.values())
     assert (tmp_path / "results.csv").read_text().strip() == ",".join(CSV_COLUMNS)
     assert json.loads((tmp_path / "summary.json").read_text())["per_target_age"]["10"]["n"] == 0
@@ -117,7 +177,9 @@ class _FakePipeline:
 
     def __call__(self, path, ages, all_faces=False, align=True):
         from types import SimpleNamespace
+
         from sam_age.images import read_image
+
         face = read_image(path).resize((256, 256))
         return SimpleNamespace(faces=[SimpleNamespace(aligned=face, images=[face] * len(ages))])
 
@@ -128,12 +190,14 @@ class _FakeNets:
 
     def features(self, x):
         import torch.nn.functional as F
+
         return F.normalize(x.flatten(1)[:, :16], dim=1)
 
 
 def test_fid_runs_per_age_when_a_backend_is_present(data_dir, tmp_path, monkeypatch):
     import sys
     import types
+
     from sam_age import evaluation
 
     calls = []
@@ -148,8 +212,14 @@ def test_fid_runs_per_age_when_a_backend_is_present(data_dir, tmp_path, monkeypa
     monkeypatch.setattr(evaluation, "fid_backend", lambda: ("torch-fidelity", None))
     evaluator = evaluation.Evaluator(_FakePipeline(), _FakeNets(), _FakeNets())
     errors = []
-    report = evaluation.run_evaluation(evaluator, sorted(data_dir.iterdir()), [10, 60], tmp_path,
-                                       fid=True, on_error=lambda name, msg: errors.append(name))
+    report = evaluation.run_evaluation(
+        evaluator,
+        sorted(data_dir.iterdir()),
+        [10, 60],
+        tmp_path,
+        fid=True,
+        on_error=lambda name, msg: errors.append(name),
+    )
     assert [Path(e).name for e in errors] == ["broken.png"]
     assert calls == [("age_10", "inputs", 2), ("age_60", "inputs", 2)]
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -159,13 +229,30 @@ def test_fid_runs_per_age_when_a_backend_is_present(data_dir, tmp_path, monkeypa
     assert all(abs(r.predicted_age - r.input_predicted_age) < 1e-4 for r in report.rows)
 
 
-def test_evaluate_with_curricularface_names_the_network(small_sam_path, standin, curricular_face_path,
-                                                         data_dir, tmp_path, capsys, monkeypatch):
+def test_evaluate_with_curricularface_names_the_network(
+    small_sam_path, standin, curricular_face_path, data_dir, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "eval-cf"
-    code = main(["evaluate", "--checkpoint", str(small_sam_path), "--data", str(data_dir),
-                 "--ages", "30", "--output", str(out), "--no-align", "--device", "cpu",
-                 "--curricular_face_weights", str(curricular_face_path),
-                 "--age_predictor_weights", str(standin("dex_age_classifier"))])
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(small_sam_path),
+            "--data",
+            str(data_dir),
+            "--ages",
+            "30",
+            "--output",
+            str(out),
+            "--no-align",
+            "--device",
+            "cpu",
+            "--curricular_face_weights",
+            str(curricular_face_path),
+            "--age_predictor_weights",
+            str(standin("dex_age_classifier")),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1  # broken.png
     summary = json.loads((out / "summary.json").read_text())
@@ -177,6 +264,20 @@ def test_evaluate_with_curricularface_names_the_network(small_sam_path, standin,
     # --id-model curricularface is refused when its weights cannot be had (offline, empty cache): exit 2
     monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
     monkeypatch.setenv("SAM_AGE_HOME", str(tmp_path / "empty-cache"))
-    assert main(["evaluate", "--checkpoint", str(small_sam_path), "--data", str(data_dir),
-                 "--output", str(tmp_path / "o3"), "--id-model", "curricularface"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(small_sam_path),
+                "--data",
+                str(data_dir),
+                "--output",
+                str(tmp_path / "o3"),
+                "--id-model",
+                "curricularface",
+            ]
+        )
+        == 2
+    )
     assert "CurricularFace_Backbone.pth" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """``sam-age export``: the three networks as ONNX / OpenVINO files that compute what torch
 computes (<= 1e-4 relative), on the 256 px stand-in SAM."""
+
 import json
 
 import numpy as np
@@ -33,6 +34,7 @@ def test_export_onnx_cli_writes_three_networks_that_match_torch(exported, small_
     pytest.importorskip("onnxruntime")
     # the schedule of the manifest, composed in ONNX Runtime, equals the engine's result
     from sam_age.engine import age_channel, age_faces
+
     model = load_sam(small_sam_path)
     torch.manual_seed(0)
     face = torch.rand(1, 3, 256, 256) * 2 - 1

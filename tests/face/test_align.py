@@ -1,4 +1,5 @@
 """dlib detection, FFHQ alignment and paste-back on the astronaut portrait."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ def test_astronaut_face_found_and_quad_sane(faces):
     assert 190 < centre[0] < 260 and 80 < centre[1] < 140
     side = np.linalg.norm(q[3] - q[0])
     assert 120 < side < 260 and abs(side - np.linalg.norm(q[1] - q[0])) < 1e-3  # a square
-    assert abs(np.dot(q[3] - q[0], q[1] - q[0])) < 1e-2 * side ** 2  # right angle
+    assert abs(np.dot(q[3] - q[0], q[1] - q[0])) < 1e-2 * side**2  # right angle
     # the quad is exactly what the landmarks give (no shrink at this size)
     np.testing.assert_allclose(q, face_quad(best.landmarks), atol=1e-3)
 

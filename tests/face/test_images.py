@@ -1,4 +1,5 @@
 """The one image reader: every odd or broken input becomes RGB or a one-line ImageReadError."""
+
 from __future__ import annotations
 
 import io
@@ -19,10 +20,16 @@ def bad_files(tmp_path_factory):
     return write_bad_files(tmp_path_factory.mktemp("bad"))
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("corrupt", "not an image"), ("truncated", "truncated"), ("text", "not an image"),
-    ("tiny", "too small"), ("bomb", "decompression bomb"),
-])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("corrupt", "not an image"),
+        ("truncated", "truncated"),
+        ("text", "not an image"),
+        ("tiny", "too small"),
+        ("bomb", "decompression bomb"),
+    ],
+)
 def test_bad_inputs_raise_one_line(bad_files, kind, reason):
     with pytest.raises(ImageReadError) as e:
         read_image(bad_files[kind])
@@ -88,8 +95,15 @@ def test_list_inputs(tmp_path):
     for n in ("b.png", "a.jpg", "notes.txt"):
         (tmp_path / "d" / n).write_bytes(b"x")
     (tmp_path / "e").mkdir()
-    found, missing = list_inputs([str(tmp_path / "d"), str(tmp_path / "d" / "*.png"),
-                                  str(tmp_path / "nope.jpg"), str(tmp_path / "e"), str(tmp_path / "z*.jpg"),
-                                  str(tmp_path / "d" / "notes.txt")])
+    found, missing = list_inputs(
+        [
+            str(tmp_path / "d"),
+            str(tmp_path / "d" / "*.png"),
+            str(tmp_path / "nope.jpg"),
+            str(tmp_path / "e"),
+            str(tmp_path / "z*.jpg"),
+            str(tmp_path / "d" / "notes.txt"),
+        ]
+    )
     assert [p.name for p in found] == ["a.jpg", "b.png", "notes.txt"]
     assert len(missing) == 3 and "file not found" in missing[0]

@@ -7,6 +7,7 @@ in the pasted photo / the same band in the original. It needs no trained weights
 another colour (what a generator's colour drift does), and stand-in-like blotches (what
 the random stand-in weights produce).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,14 @@ from PIL import Image
 pytest.importorskip("dlib")
 pytest.importorskip("skimage")
 
-from sam_age.face import (align_faces, landmark_mask, landmarks_in_face, match_colour, paste_face,  # noqa: E402
-                          seam_ratio)
+from sam_age.face import (
+    align_faces,
+    landmark_mask,
+    landmarks_in_face,
+    match_colour,
+    paste_face,  # noqa: E402
+    seam_ratio,
+)
 from sam_age.face.mask import box_mask, face_outline, seam_band  # noqa: E402
 
 from ..helpers.images import group_photo, sample, standin_like_face  # noqa: E402
@@ -40,8 +47,9 @@ def _band_width(face) -> float:
 
 
 def _seam(photo, face, aged, mask, colour_match=True) -> float:
-    out, m = paste_face(photo, aged, face.quad, mask, landmarks=face.landmarks,
-                        colour_match=colour_match, return_mask=True)
+    out, m = paste_face(
+        photo, aged, face.quad, mask, landmarks=face.landmarks, colour_match=colour_match, return_mask=True
+    )
     return seam_ratio(photo, out, m, _band_width(face))
 
 
@@ -98,6 +106,7 @@ def test_colour_matching_brings_a_drifted_face_to_the_photo_and_keeps_its_textur
     a = np.asarray(face.image, float)
     drifted = Image.fromarray(np.uint8(np.clip(a * [1.15, 0.9, 0.75] + [30, 10, 0], 0, 255)))
     from skimage.color import rgb2lab
+
     m = np.asarray(landmark_mask(landmarks_in_face(face.landmarks, face.quad, 256), 256), float) / 255
     ring = ((m >= 0.5) & (m <= 0.98)).astype(float)
     matched = match_colour(drifted, face.image, ring)

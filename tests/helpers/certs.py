@@ -2,6 +2,7 @@
 from anywhere else): a root CA and a leaf with what C2PA asks of a signer (v3,
 digitalSignature key usage, the emailProtection EKU, not a CA, key identifiers).
 ``bad_leaf`` makes a certificate c2pa refuses (a self-signed CA certificate used to sign)."""
+
 from __future__ import annotations
 
 import datetime
@@ -24,14 +25,23 @@ class TestCA:
 
 
 def _name(cn: str):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sam-age tests")])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sam-age tests")]
+    )
 
 
 def _usage(sign_certs: bool):
-    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=sign_certs,
-                         crl_sign=sign_certs, encipher_only=False, decipher_only=False)
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=sign_certs,
+        crl_sign=sign_certs,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _pem_key(key, fmt) -> bytes:
@@ -44,13 +54,19 @@ def make_ca(folder: Path, kind: str = "ec", key_format: str = "pkcs8") -> TestCA
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     root_key = ec.generate_private_key(ec.SECP384R1())
-    root = (x509.CertificateBuilder().subject_name(_name("sam-age test root")).issuer_name(_name("sam-age test root"))
-            .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_usage(True), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
-            .sign(root_key, hashes.SHA384()))
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(_name("sam-age test root"))
+        .issuer_name(_name("sam-age test root"))
+        .public_key(root_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_usage(True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA384())
+    )
     if kind == "ec":
         key = ec.generate_private_key(ec.SECP256R1())
     elif kind == "rsa":
@@ -59,15 +75,21 @@ def make_ca(folder: Path, kind: str = "ec", key_format: str = "pkcs8") -> TestCA
         key = ed25519.Ed25519PrivateKey.generate()
     else:
         raise ValueError(kind)
-    leaf = (x509.CertificateBuilder().subject_name(_name("sam-age test signer")).issuer_name(root.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
-            .sign(root_key, hashes.SHA384()))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name("sam-age test signer"))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA384())
+    )
     pem = serialization.Encoding.PEM
     (folder / "root.pem").write_bytes(root.public_bytes(pem))
     (folder / "chain.pem").write_bytes(leaf.public_bytes(pem) + root.public_bytes(pem))
@@ -82,12 +104,18 @@ def bad_leaf(folder: Path) -> TestCA:
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name("not a signer")).issuer_name(_name("not a signer"))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_usage(True), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("not a signer"))
+        .issuer_name(_name("not a signer"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_usage(True), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     (folder / "chain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (folder / "key.pem").write_bytes(_pem_key(key, serialization.PrivateFormat.PKCS8))
     return TestCA(folder / "chain.pem", folder / "chain.pem", folder / "key.pem")

@@ -6,10 +6,10 @@ initialisation (``_initialize_weights``) is left out: tests load stand-in weight
 Kept apart from ``sam_age.models.curricularface`` on purpose: the test holds our forward
 equal to this one (float64, stand-in weights), so a slip in either shows.
 """
+
 from collections import namedtuple
 
-from torch.nn import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d, Module, PReLU,
-                      Sequential)
+from torch.nn import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d, Module, PReLU, Sequential
 
 
 class Flatten(Module):
@@ -23,14 +23,14 @@ class bottleneck_IR(Module):
         if in_channel == depth:
             self.shortcut_layer = MaxPool2d(1, stride)
         else:
-            self.shortcut_layer = Sequential(
-                Conv2d(in_channel, depth, (1, 1), stride, bias=False), BatchNorm2d(depth))
+            self.shortcut_layer = Sequential(Conv2d(in_channel, depth, (1, 1), stride, bias=False), BatchNorm2d(depth))
         self.res_layer = Sequential(
             BatchNorm2d(in_channel),
             Conv2d(in_channel, depth, (3, 3), (1, 1), 1, bias=False),
             PReLU(depth),
             Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
-            BatchNorm2d(depth))
+            BatchNorm2d(depth),
+        )
 
     def forward(self, x):
         shortcut = self.shortcut_layer(x)
@@ -38,8 +38,8 @@ class bottleneck_IR(Module):
         return res + shortcut
 
 
-class Bottleneck(namedtuple('Block', ['in_channel', 'depth', 'stride'])):
-    '''A named tuple describing a ResNet block.'''
+class Bottleneck(namedtuple("Block", ["in_channel", "depth", "stride"])):
+    """A named tuple describing a ResNet block."""
 
 
 def get_block(in_channel, depth, num_units, stride=2):
@@ -57,27 +57,21 @@ def get_blocks(num_layers):
 
 
 class Backbone(Module):
-    def __init__(self, input_size, num_layers, mode='ir'):
+    def __init__(self, input_size, num_layers, mode="ir"):
         super(Backbone, self).__init__()
         assert input_size[0] in [112, 224], "input_size should be [112, 112] or [224, 224]"
-        assert mode == 'ir'
+        assert mode == "ir"
         blocks = get_blocks(num_layers)
         unit_module = bottleneck_IR
-        self.input_layer = Sequential(Conv2d(3, 64, (3, 3), 1, 1, bias=False),
-                                      BatchNorm2d(64),
-                                      PReLU(64))
+        self.input_layer = Sequential(Conv2d(3, 64, (3, 3), 1, 1, bias=False), BatchNorm2d(64), PReLU(64))
         if input_size[0] == 112:
-            self.output_layer = Sequential(BatchNorm2d(512),
-                                           Dropout(0.4),
-                                           Flatten(),
-                                           Linear(512 * 7 * 7, 512),
-                                           BatchNorm1d(512, affine=False))
+            self.output_layer = Sequential(
+                BatchNorm2d(512), Dropout(0.4), Flatten(), Linear(512 * 7 * 7, 512), BatchNorm1d(512, affine=False)
+            )
         else:
-            self.output_layer = Sequential(BatchNorm2d(512),
-                                           Dropout(0.4),
-                                           Flatten(),
-                                           Linear(512 * 14 * 14, 512),
-                                           BatchNorm1d(512, affine=False))
+            self.output_layer = Sequential(
+                BatchNorm2d(512), Dropout(0.4), Flatten(), Linear(512 * 14 * 14, 512), BatchNorm1d(512, affine=False)
+            )
         modules = []
         for block in blocks:
             for bottleneck in block:
@@ -94,10 +88,11 @@ class Backbone(Module):
 
 def IR_101(input_size):
     """Constructs a ir-101 model."""
-    return Backbone(input_size, 100, 'ir')
+    return Backbone(input_size, 100, "ir")
 
 
 # ---------------------------------------------------------------------- the stand-in manifest
+
 
 def manifest() -> dict:
     """Keys and shapes of ``IR_101([112, 112]).state_dict()`` (the layout of
@@ -114,21 +109,26 @@ def manifest() -> dict:
             fan_in = 1
             for s in shape[1:]:
                 fan_in *= s
-            entry = {"dtype": "float32", "init": {"normal": [0.0, fan_in ** -0.5]}}
-        elif leaf in ("running_var",) or (leaf == "weight" and ".res_layer.2." not in key
-                                          and not key.startswith("input_layer.2")):
+            entry = {"dtype": "float32", "init": {"normal": [0.0, fan_in**-0.5]}}
+        elif leaf in ("running_var",) or (
+            leaf == "weight" and ".res_layer.2." not in key and not key.startswith("input_layer.2")
+        ):
             entry = {"dtype": "float32", "init": {"uniform": [0.9, 1.1]}}
         elif leaf == "weight":  # PReLU
             entry = {"dtype": "float32", "init": {"uniform": [0.2, 0.3]}}
         else:  # bias, running_mean
             entry = {"dtype": "float32", "init": {"normal": [0.0, 0.05]}}
         tensors.append({"path": [key], "shape": shape, **entry})
-    return {"describes": "CurricularFace IR-101 backbone (HuangYG123/CurricularFace IR_101([112, 112]), "
-                         "flat state_dict as in CurricularFace_Backbone.pth)", "tensors": tensors}
+    return {
+        "describes": "CurricularFace IR-101 backbone (HuangYG123/CurricularFace IR_101([112, 112]), "
+        "flat state_dict as in CurricularFace_Backbone.pth)",
+        "tensors": tensors,
+    }
 
 
 if __name__ == "__main__":  # python -m tests.helpers.curricularface_ref > tests/data/curricular_face.manifest.json
     import json
     import sys
+
     json.dump(manifest(), sys.stdout, separators=(",", ":"))
     sys.stdout.write("\n")

@@ -1,6 +1,7 @@
 """A small folder of photos for dataset runs: faces made from the bundled portrait (crops,
 flips, scales), one photo without a face and one truncated JPEG (shared by the dataset
 tests and ``benchmarks/dataset.py``)."""
+
 from __future__ import annotations
 
 from pathlib import Path

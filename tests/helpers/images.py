@@ -1,4 +1,5 @@
 """Bad and unusual image files, made on the fly (shared by the face, pipeline and CLI tests)."""
+
 from __future__ import annotations
 
 import struct
@@ -23,8 +24,9 @@ def write_bomb(path: Path, side: int = 100_000) -> Path:
     """A valid PNG header claiming side x side pixels (10 gigapixels), with almost no data."""
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
-                     + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -85,6 +87,7 @@ def group_photo_path():
     is installed with ``pip install --no-deps insightface==2.1`` (``.ci/run`` does it) and
     never imported. ``None`` when it is not installed."""
     import importlib.util
+
     spec = importlib.util.find_spec(GROUP_PHOTO_PACKAGE)  # finds the folder, runs nothing
     for folder in (spec.submodule_search_locations or []) if spec else []:
         path = Path(folder).joinpath(*GROUP_PHOTO)
@@ -96,6 +99,7 @@ def group_photo_path():
 def group_photo() -> Image.Image:
     """The group photo, or skip the test (with how to get it)."""
     import pytest
+
     path = group_photo_path()
     if path is None:
         pytest.skip("no group photo: pip install --no-deps insightface==2.1 (for its sample t1.jpg)")

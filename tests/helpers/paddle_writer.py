@@ -1,5 +1,6 @@
 """Write a ``.pdparams`` the way ``paddle.save`` does, without Paddle: nested dicts of
 ``(name, ndarray)`` tuples, linear weights transposed, Paddle's BatchNorm/PReLU names."""
+
 from __future__ import annotations
 
 import pickle
@@ -21,8 +22,12 @@ def to_paddle_tree(state: dict, latent_avg) -> dict:
             last = "_mean"
         elif last == "running_var":
             last = "_variance"
-        elif last == "weight" and arr.ndim == 1 and ".res_layer.2" in f".{head}" or \
-                (last == "weight" and head.endswith("input_layer.2")):
+        elif (
+            last == "weight"
+            and arr.ndim == 1
+            and ".res_layer.2" in f".{head}"
+            or (last == "weight" and head.endswith("input_layer.2"))
+        ):
             last = "_weight"  # PReLU
         if arr.ndim == 2 and last == "weight":
             arr = np.ascontiguousarray(arr.T)

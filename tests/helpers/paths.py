@@ -1,5 +1,6 @@
 """Where the reference data is: ``../shared/reference`` beside the repository, or
 ``$SAM_AGE_SHARED``."""
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ serves the bytes with ``Range``; unknown files are ``404`` with ``X-Error-Code:
 EntryNotFound``. Faults on demand: a cut transfer, a size that lies, bytes that do not
 match the sha256, a web page in place of the file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,7 @@ class LoopbackServer:
                     server.cuts_left -= 1
                     return self._send_file(honour_range=True, cut=cut)
                 if route == "/uc":  # Drive, new style: an HTML form to submit
-                    page = DRIVE_PAGE.format(action=server.url("/download"), file_id=query.get("id", ""),
-                                             uuid=UUID)
+                    page = DRIVE_PAGE.format(action=server.url("/download"), file_id=query.get("id", ""), uuid=UUID)
                     return self._send_html(page)
                 if route == "/download":
                     if query.get("confirm") == "t" and query.get("uuid") == UUID and query.get("id"):
@@ -80,12 +80,16 @@ class LoopbackServer:
                 if route == "/uc-cookie":  # Drive, old style: token in a cookie
                     if query.get("confirm") == COOKIE_TOKEN and COOKIE_TOKEN in (self.headers.get("Cookie") or ""):
                         return self._send_file(honour_range=True)
-                    return self._send_html("<html><body>large file</body></html>",
-                                           cookie=f"download_warning_13058876669334088843_x={COOKIE_TOKEN}")
+                    return self._send_html(
+                        "<html><body>large file</body></html>",
+                        cookie=f"download_warning_13058876669334088843_x={COOKIE_TOKEN}",
+                    )
                 if route in ("/quota", "/uc-quota"):  # Drive's quota page: no confirm form in it
-                    return self._send_html("<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded"
-                                           "</title></head><body>Too many users have viewed or downloaded "
-                                           "this file recently.</body></html>")
+                    return self._send_html(
+                        "<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded"
+                        "</title></head><body>Too many users have viewed or downloaded "
+                        "this file recently.</body></html>"
+                    )
                 if route == "/page-as-file":  # a web page sent as if it were the file
                     body = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>" + b" " * 5000
                     self.send_response(200)
@@ -137,8 +141,7 @@ class LoopbackServer:
                 self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
@@ -179,8 +182,15 @@ class HubServer:
 
     COMMIT = "c0ffee" + "0" * 34
 
-    def __init__(self, files: Dict[str, Union[bytes, Path]], *, cut_first: int = 0,
-                 announce_size: Optional[int] = None, corrupt: bool = False, page: bool = False):
+    def __init__(
+        self,
+        files: Dict[str, Union[bytes, Path]],
+        *,
+        cut_first: int = 0,
+        announce_size: Optional[int] = None,
+        corrupt: bool = False,
+        page: bool = False,
+    ):
         self.files = {k.strip("/"): v for k, v in files.items()}
         self.cuts_left = cut_first
         self.announce_size = announce_size
@@ -263,8 +273,10 @@ class HubServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
         self.cdn = ThreadingHTTPServer(("127.0.0.1", 0), Cdn)
-        self.threads = [threading.Thread(target=h.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-                        for h in (self.httpd, self.cdn)]
+        self.threads = [
+            threading.Thread(target=h.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+            for h in (self.httpd, self.cdn)
+        ]
 
     def _facts(self, payload) -> Tuple[str, int]:
         if isinstance(payload, (bytes, bytearray)):
@@ -279,7 +291,7 @@ class HubServer:
             handler.wfile.write((b"<!DOCTYPE html><html><body>quota</body></html>" + b" " * count)[:count])
             return
         if isinstance(payload, (bytes, bytearray)):
-            data = bytearray(payload[start:start + count])
+            data = bytearray(payload[start : start + count])
             if self.corrupt and data:
                 data[len(data) // 2] ^= 0xFF
             handler.wfile.write(bytes(data))
@@ -316,6 +328,7 @@ def checkpoint_bytes(n: int = 1000, seed: int = 0) -> bytes:
     import io
 
     import torch
+
     buf = io.BytesIO()
     torch.save({"x": torch.randn(n, generator=torch.Generator().manual_seed(seed))}, buf)
     return buf.getvalue()
@@ -331,9 +344,9 @@ def payload_is_the_file(monkeypatch, *names: str) -> None:
     import dataclasses
 
     from sam_age.weights import registry
+
     for name in names:
-        monkeypatch.setitem(registry._BY_NAME, name,
-                            dataclasses.replace(registry.get(name), layout=CHECKPOINT_LAYOUT))
+        monkeypatch.setitem(registry._BY_NAME, name, dataclasses.replace(registry.get(name), layout=CHECKPOINT_LAYOUT))
 
 
 def loopback_only(monkeypatch) -> None:
@@ -345,6 +358,7 @@ def loopback_only(monkeypatch) -> None:
         if host not in ("127.0.0.1", "localhost", "::1", b"127.0.0.1", b"localhost"):
             raise socket.gaierror(socket.EAI_NONAME, f"tests stay on 127.0.0.1, not {host!r}")
         return real(host, *args, **kwargs)
+
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
 
 
@@ -367,7 +381,11 @@ def isolate_weights_env(monkeypatch, folder, hub_endpoint: Optional[str] = None)
     monkeypatch.setenv("HF_HUB_CACHE", str(Path(folder).parent / "hf"))
     monkeypatch.setenv("HF_ENDPOINT", hub_endpoint or closed_port_url("").rstrip("/"))
     for key in list(os.environ):
-        if key.lower().endswith("_proxy") or key.startswith("SAM_AGE_URL_") or key in (
-                "SAM_AGE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if (
+            key.lower().endswith("_proxy")
+            or key.startswith("SAM_AGE_URL_")
+            or key
+            in ("SAM_AGE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+        ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -9,6 +9,7 @@ new file. Each is written beside its place and renamed in, so a killed build lea
 No pytest here: ``tests/conftest.py`` wraps these in fixtures, and ``benchmarks/*.py`` import
 this module directly (``from tests.helpers.standins import build_standin, small_sam``).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,6 +40,7 @@ def build_standin(name: str, salt: str = "") -> Path:
     """``name`` is a manifest stem (``sam_ffhq_aging``, ``stylegan2-256``, ...) in the
     reference folder, or in tests/data for the files the seed has no manifest of."""
     import torch
+
     manifest = REFERENCE / f"{name}.manifest.json"
     if not manifest.exists() and (TEST_DATA / f"{name}.manifest.json").exists():
         manifest = TEST_DATA / f"{name}.manifest.json"
@@ -60,7 +62,12 @@ def small_sam() -> Path:
         import torch
 
         from sam_age import build_sam_for_training, save_sam
-        model = build_sam_for_training(build_standin("stylegan2-256"), build_standin("model_ir_se50"),
-                                       build_standin("psp_encode-256"), generator=torch.Generator().manual_seed(0))
+
+        model = build_sam_for_training(
+            build_standin("stylegan2-256"),
+            build_standin("model_ir_se50"),
+            build_standin("psp_encode-256"),
+            generator=torch.Generator().manual_seed(0),
+        )
         save_sam(model, out)
     return out

@@ -6,6 +6,7 @@ behind the CLI's model loader (``sam_age.cli.common.load_pipeline``), so a run g
 the real listing, naming, manifest, staging and placing, with ``--no-align`` square inputs
 (no dlib) and any file as ``--checkpoint`` (it is never read).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,15 @@ class StubPipeline:
             made = []
             for f in faces:
                 img = f.image.resize((size, size)) if f.image.size != (size, size) else f.image
-                made.append(FaceResult(aligned=f.image, quad=None, ages=[float(a) for a in ages],
-                                       images=[img] * len(ages), latents=torch.zeros(len(ages), 1, 1)))
+                made.append(
+                    FaceResult(
+                        aligned=f.image,
+                        quad=None,
+                        ages=[float(a) for a in ages],
+                        images=[img] * len(ages),
+                        latents=torch.zeros(len(ages), 1, 1),
+                    )
+                )
             if progress:
                 progress(len(faces) * len(ages))
             out.append(AgingResult(source=photo, ages=[float(a) for a in ages], faces=made))

@@ -2,6 +2,7 @@
 libimage-exiftool-perl) reads the IPTC digital source type from every format sam-age
 writes; c2pa-python's ``Reader`` validates a signed output (a test CA made here); a PIL
 re-save without metadata is reported unmarked by ``sam-age inspect``."""
+
 from __future__ import annotations
 
 import io
@@ -14,12 +15,25 @@ import pytest
 from PIL import Image
 
 from sam_age.cli.main import main
-from sam_age.marks import (COMPOSITE, GENERATED, Mark, SigningKey, encode_image, ffmpeg_metadata, parse_xmp,
-                           read_marks, xmp_packet)
+from sam_age.marks import (
+    COMPOSITE,
+    GENERATED,
+    Mark,
+    SigningKey,
+    encode_image,
+    ffmpeg_metadata,
+    parse_xmp,
+    read_marks,
+    xmp_packet,
+)
 from sam_age.render import gif_bytes, image_bytes, mp4_available, save_gif, save_image, save_mp4
 
-FORMATS = [("PNG", ".png", {}), ("JPEG", ".jpg", {"quality": 95}), ("WEBP", ".webp", {"quality": 95}),
-           ("GIF", ".gif", {})]
+FORMATS = [
+    ("PNG", ".png", {}),
+    ("JPEG", ".jpg", {"quality": 95}),
+    ("WEBP", ".webp", {"quality": 95}),
+    ("GIF", ".gif", {}),
+]
 
 
 def exiftool(*args) -> list:
@@ -71,8 +85,9 @@ def test_render_writers_mark_by_default_and_not_with_none(tmp_path):
         assert read_marks(save_image(img, tmp_path / f"a{suffix}"))["digital_source_type"] == GENERATED
         rec = read_marks(save_image(img, tmp_path / f"b{suffix}", mark=None))
         assert not rec["marked"] and rec["xmp"] is None
-        assert np.array_equal(_pixels((tmp_path / f"a{suffix}").read_bytes()),
-                              _pixels((tmp_path / f"b{suffix}").read_bytes()))
+        assert np.array_equal(
+            _pixels((tmp_path / f"a{suffix}").read_bytes()), _pixels((tmp_path / f"b{suffix}").read_bytes())
+        )
     frames = [_photo(i, 32) for i in range(3)]
     assert read_marks(save_gif(frames, tmp_path / "a.gif"))["digital_source_type"] == GENERATED
     assert not read_marks(save_gif(frames, tmp_path / "b.gif", mark=None))["marked"]
@@ -100,14 +115,15 @@ def test_video_concat_is_marked_as_a_composite(tmp_path):
     """``sam-age video``'s last step (segments joined, audio copied) writes the mark."""
     pytest.importorskip("imageio_ffmpeg")
     from fractions import Fraction
+
     from sam_age.video.io import SegmentWriter, concat_and_mux
+
     seg = SegmentWriter(tmp_path / "seg0.mp4", 32, 32, Fraction(10, 1))
     for i in range(5):
         seg.write(np.full((32, 32, 3), 40 * i, np.uint8))
     seg.close()
     out = tmp_path / "clip_age070.mp4"
-    concat_and_mux([tmp_path / "seg0.mp4"], None, out, has_audio=False,
-                   mark=Mark(source=COMPOSITE, age="70"))
+    concat_and_mux([tmp_path / "seg0.mp4"], None, out, has_audio=False, mark=Mark(source=COMPOSITE, age="70"))
     tags = exiftool(out)[0]
     assert tags["XMP-iptcExt:DigitalSourceType"] == COMPOSITE
     assert "pasted into the video at age 70" in tags["ItemList:Comment"]
@@ -119,22 +135,24 @@ def test_parse_xmp_refuses_doctype_and_reads_element_form():
     bomb = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!DOCTYPE a [<!ENTITY a "aa">]></x:xmpmeta>'
     with pytest.raises(ValueError):
         parse_xmp(bomb)
-    element = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-               b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
-               b'<Iptc4xmpExt:DigitalSourceType>' + GENERATED.encode() + b'</Iptc4xmpExt:DigitalSourceType>'
-               b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+    element = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+        b"<Iptc4xmpExt:DigitalSourceType>" + GENERATED.encode() + b"</Iptc4xmpExt:DigitalSourceType>"
+        b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
     assert parse_xmp(element)["Iptc4xmpExt:DigitalSourceType"] == GENERATED
 
 
 # -- inspect ---------------------------------------------------------------------------------
+
 
 def test_inspect_reports_a_pil_resave_unmarked(tmp_path, capsys):
     marked = save_image(_photo(3), tmp_path / "age_070.png", mark=Mark(age="70"))
     with Image.open(marked) as im:
         im.save(tmp_path / "resaved.png")  # Pillow re-save: no pnginfo, the XMP is gone
         im.convert("RGB").save(tmp_path / "resaved.jpg")
-    assert main(["inspect", str(marked), str(tmp_path / "resaved.png"), str(tmp_path / "resaved.jpg"),
-                 "--json"]) == 0
+    assert main(["inspect", str(marked), str(tmp_path / "resaved.png"), str(tmp_path / "resaved.jpg"), "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)
     assert [r["marked"] for r in recs] == [True, False, False]
     assert recs[0]["xmp"]["samage:AgeRequested"] == "70" and recs[1]["xmp"] is None
@@ -153,6 +171,7 @@ def test_inspect_reports_a_pil_resave_unmarked(tmp_path, capsys):
 
 # -- C2PA ------------------------------------------------------------------------------------
 
+
 def _c2pa():
     return pytest.importorskip("c2pa")
 
@@ -169,6 +188,7 @@ def _reader(path, root=None):
 
 def marks_mime(path):
     from sam_age.marks import SUFFIX_MIME
+
     return SUFFIX_MIME[path.suffix.lower()]
 
 
@@ -176,18 +196,19 @@ def marks_mime(path):
 def test_c2pa_reader_validates_a_signed_output(tmp_path, fmt, suffix, opts):
     _c2pa()
     from ..helpers.certs import make_ca
+
     ca = make_ca(tmp_path / "ca")
     photo = tmp_path / "photo.jpg"
     _photo(4, 96).save(photo, quality=90)
     key = SigningKey.load(ca.chain, ca.key)
     out = tmp_path / f"pasted_070{suffix}"
-    out.write_bytes(encode_image(_photo(5), fmt, Mark(source=COMPOSITE, age="70", signer=key,
-                                                      ingredient=str(photo)), **opts))
+    out.write_bytes(
+        encode_image(_photo(5), fmt, Mark(source=COMPOSITE, age="70", signer=key, ingredient=str(photo)), **opts)
+    )
     store, state = _reader(out, ca.root)
     assert state == "Trusted", store.get("validation_status")
     active = store["manifests"][store["active_manifest"]]
-    actions = [a for x in active["assertions"] if x["label"].startswith("c2pa.actions")
-               for a in x["data"]["actions"]]
+    actions = [a for x in active["assertions"] if x["label"].startswith("c2pa.actions") for a in x["data"]["actions"]]
     assert [a["action"] for a in actions] == ["c2pa.opened", "c2pa.edited"]
     assert actions[1]["digitalSourceType"] == COMPOSITE
     assert [(i["title"], i["relationship"]) for i in active["ingredients"]] == [("photo.jpg", "parentOf")]
@@ -203,11 +224,11 @@ def test_c2pa_reader_validates_a_signed_output(tmp_path, fmt, suffix, opts):
     assert read_marks(out, trust_anchors=str(ca.root))["c2pa"]["state"] == "Trusted"
 
 
-@pytest.mark.parametrize("kind,key_format", [("ec", "sec1"), ("rsa", "pkcs1"), ("rsa", "pkcs8"),
-                                             ("ed25519", "pkcs8")])
+@pytest.mark.parametrize("kind,key_format", [("ec", "sec1"), ("rsa", "pkcs1"), ("rsa", "pkcs8"), ("ed25519", "pkcs8")])
 def test_c2pa_key_kinds(tmp_path, kind, key_format):
     _c2pa()
     from ..helpers.certs import make_ca
+
     ca = make_ca(tmp_path / "ca", kind, key_format)
     key = SigningKey.load(ca.chain, ca.key)
     assert key.alg == {"ec": "es256", "rsa": "ps256", "ed25519": "ed25519"}[kind]
@@ -220,6 +241,7 @@ def test_c2pa_key_kinds(tmp_path, kind, key_format):
 def test_c2pa_tampered_file_is_invalid(tmp_path, capsys):
     _c2pa()
     from ..helpers.certs import make_ca
+
     ca = make_ca(tmp_path / "ca")
     key = SigningKey.load(ca.chain, ca.key)
     out = tmp_path / "age_030.png"
@@ -239,6 +261,7 @@ def test_signed_mp4_validates(tmp_path):
     if not mp4_available():
         pytest.skip("imageio-ffmpeg missing")
     from ..helpers.certs import make_ca
+
     ca = make_ca(tmp_path / "ca")
     key = SigningKey.load(ca.chain, ca.key)
     path = save_mp4([_photo(i, 32) for i in range(4)], tmp_path / "anim.mp4", mark=Mark(age="0,100", signer=key))
@@ -249,10 +272,23 @@ def test_signed_mp4_validates(tmp_path):
 def test_refused_certificate_exit_2_before_model_work(tmp_path, capsys):
     _c2pa()
     from ..helpers.certs import bad_leaf, make_ca
+
     bad = bad_leaf(tmp_path / "bad")
     missing = tmp_path / "no-such-checkpoint.pt"  # would be exit 2 too, with another message
-    code = main(["age", "sample", "--checkpoint", str(missing), "--output", str(tmp_path / "out"),
-                 "--sign-cert", str(bad.chain), "--sign-key", str(bad.key)])
+    code = main(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(missing),
+            "--output",
+            str(tmp_path / "out"),
+            "--sign-cert",
+            str(bad.chain),
+            "--sign-key",
+            str(bad.key),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "c2pa refuses this certificate" in err[0] and "self-signed" in err[0]
@@ -264,10 +300,12 @@ def test_refused_certificate_exit_2_before_model_work(tmp_path, capsys):
     # a key that is not the certificate's; one flag without the other; --no-mark with signing
     other = make_ca(tmp_path / "other")
     good = make_ca(tmp_path / "good")
-    for flags, words in ((["--sign-cert", str(good.chain), "--sign-key", str(other.key)], "does not match"),
-                         (["--sign-cert", str(good.chain)], "needs both"),
-                         (["--no-mark", "--sign-cert", str(good.chain), "--sign-key", str(good.key)], "contradict"),
-                         (["--sign-cert", str(tmp_path / "none.pem"), "--sign-key", str(good.key)], "none.pem")):
+    for flags, words in (
+        (["--sign-cert", str(good.chain), "--sign-key", str(other.key)], "does not match"),
+        (["--sign-cert", str(good.chain)], "needs both"),
+        (["--no-mark", "--sign-cert", str(good.chain), "--sign-key", str(good.key)], "contradict"),
+        (["--sign-cert", str(tmp_path / "none.pem"), "--sign-key", str(good.key)], "none.pem"),
+    ):
         assert main(["video", "clip.mp4", "--output", str(tmp_path / "v"), *flags]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
@@ -279,6 +317,7 @@ def test_marks_module_keeps_its_floor():
     from pathlib import Path
 
     import sam_age.marks as m
+
     tree = ast.parse(Path(m.__file__).read_text())
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {f"{'.' * n.level}{n.module or ''}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

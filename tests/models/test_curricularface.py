@@ -1,4 +1,5 @@
 """CurricularFace IR-101: our module and loader against a transcription of the original code."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The encoder's folded inference form against the reference modules."""
+
 import pytest
 import torch
 
@@ -27,8 +28,9 @@ def test_folded_unit_equals_reference(cin, depth, stride):
     with torch.no_grad():
         ref = unit(x)
         out = unit_folded(x, fold_unit(unit, torch.float64))
-        out_cl = unit_folded(x.contiguous(memory_format=torch.channels_last),
-                             fold_unit(unit, torch.float64, torch.channels_last))
+        out_cl = unit_folded(
+            x.contiguous(memory_format=torch.channels_last), fold_unit(unit, torch.float64, torch.channels_last)
+        )
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out_cl, ref, rtol=1e-12, atol=1e-12)
 

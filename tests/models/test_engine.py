@@ -31,6 +31,7 @@ def test_emulated_half_precision_warns_once_per_call(monkeypatch):
     import pytest
 
     from sam_age import engine
+
     monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda flags=None: False)
     monkeypatch.setattr(engine, "cpu_has_native_fp16", lambda flags=None: False)
     for name in ("bfloat16", "float16"):
@@ -51,6 +52,7 @@ def test_emulated_half_precision_warns_once_per_call(monkeypatch):
 def test_cli_prints_the_warning_on_one_line():
     from sam_age import engine
     from sam_age.cli.main import _one_line_warning
+
     note = engine.emulation_note(torch.bfloat16, "cpu") or "bfloat16 is emulated on this CPU"
     text = _one_line_warning(note, engine.EmulatedPrecisionWarning, "x.py", 1)
     assert text.count("\n") == 1 and text.startswith("sam-age: warning: bfloat16 is")
@@ -60,6 +62,7 @@ def test_encode_once_then_age_equals_age_faces(small_sam_path):
     """The slider's path (face encoded once, then one age encoder + one generator per age)
     gives what age_faces gives; cuda_graphs is ignored off CUDA."""
     from sam_age.engine import age_encoded, encode_faces
+
     model = load_sam(small_sam_path)
     torch.manual_seed(1)
     faces = torch.rand(1, 3, 256, 256) * 2 - 1

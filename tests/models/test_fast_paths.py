@@ -1,19 +1,19 @@
 """The generator's fast form, the precision policy and the no-copy loader against their
 references."""
+
 import math
 
 import pytest
 import torch
 
-from sam_age import load_sam
-from sam_age import engine
+from sam_age import engine, load_sam
 from sam_age.models.stylegan2 import Generator
 
 
 def _psnr(a: torch.Tensor, ref: torch.Tensor) -> float:
     mse = float(((a.double() - ref.double()) ** 2).mean())
     peak = float(ref.max() - ref.min())
-    return math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,11 @@ def test_fast_synthesis_equals_reference(small_generator, impl, fixed_noise):
     g = small_generator.double()
     torch.manual_seed(1)
     latent = torch.randn(3, g.n_latent, 64, dtype=torch.float64)
-    noise = g.fixed_noise() if fixed_noise else [torch.randn(3, 1, n.shape[2], n.shape[3], dtype=torch.float64)
-                                                 for n in g.fixed_noise()]
+    noise = (
+        g.fixed_noise()
+        if fixed_noise
+        else [torch.randn(3, 1, n.shape[2], n.shape[3], dtype=torch.float64) for n in g.fixed_noise()]
+    )
     with torch.no_grad():
         ref = g.synthesis(latent, noise, impl="reference")
         fast = g.synthesis(latent, noise, impl=impl)
@@ -73,8 +76,7 @@ def test_fast_synthesis_gradients_equal_reference(impl):
         lat = latent.clone().requires_grad_(True)
         loss = ((g.synthesis(lat, noise, impl=which) - target) ** 2).sum()
         loss.backward()
-        grads[which] = [lat.grad] + [p.grad if p.grad is not None else torch.zeros_like(p)
-                                     for p in g.parameters()]
+        grads[which] = [lat.grad] + [p.grad if p.grad is not None else torch.zeros_like(p) for p in g.parameters()]
     for ref, fast in zip(grads["reference"], grads[impl]):
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9 * max(1.0, float(ref.abs().max())))
 
@@ -167,6 +169,7 @@ def test_grouped_form_keeps_about_half_for_backward():
             if ptr not in params:
                 seen[ptr] = t.untyped_storage().nbytes()
             return t
+
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             g.synthesis(latent, None, impl=impl)
         kept[impl] = sum(seen.values())

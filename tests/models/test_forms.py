@@ -1,5 +1,6 @@
 """The measured forms (sam_age.autotune) in the models: whatever form a tuner picks, the
 networks stay equal to their references, and the pipeline says what it runs."""
+
 import pytest
 import torch
 
@@ -26,10 +27,12 @@ class Rigged(Tuner):
             self.measured.append(name)
         timed = {}
         for f, fn in fns.items():
+
             def run(f=f, fn=fn):
                 out = fn()
                 self._t += 1.0 if f == (self.winner if self.winner in fns else plain) else 2.0
                 return out
+
             timed[f] = run
         return super().pick(name, timed, plain, rule, reps, warmup)
 
@@ -74,9 +77,11 @@ def test_generator_auto_with_a_tuner_keeps_the_measured_form_equal_to_reference(
 
 def test_pipeline_forms_and_compute_path(small_sam_path):
     from sam_age import AgePipeline
+
     tuner = Tuner(None, "off")
-    pipe = AgePipeline.from_pretrained(small_sam_path, device="cpu", dtype="float32",
-                                       forms={"conv": "plain", "generator": "shared"})
+    pipe = AgePipeline.from_pretrained(
+        small_sam_path, device="cpu", dtype="float32", forms={"conv": "plain", "generator": "shared"}
+    )
     path = pipe.compute_path
     assert path["device"] == "cpu" and path["dtype"] == "float32" and path["why"] == "asked: float32"
     assert path["forms"]["conv"] == "plain" and path["forms"]["generator"] == "shared"

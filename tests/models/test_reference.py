@@ -1,4 +1,5 @@
 """Parity with the original code on the stand-in weights (spec §4)."""
+
 import numpy as np
 import pytest
 import torch
@@ -49,7 +50,9 @@ def test_images_match_reference(sam, case):
 
 def test_state_dict_matches_official_manifest(reference_dir):
     import json
+
     from sam_age.models import SAM
+
     manifest = json.loads((reference_dir / "sam_ffhq_aging.manifest.json").read_text())
     expected = {e["path"][-1]: tuple(e["shape"]) for e in manifest["tensors"] if e["path"][0] == "state_dict"}
     ours = {k: tuple(v.shape) for k, v in SAM(1024).state_dict().items()}

@@ -1,6 +1,7 @@
 """sam_age.autotune: the decision logic with injected timings (no test depends on real
 timing), the cache's keying and invalidation, and the forms it picks staying equal to the
 reference."""
+
 import json
 
 import pytest
@@ -35,7 +36,9 @@ class Clock:
                 self.calls.append(f)
                 self.t += self.costs[f].pop(0) if isinstance(self.costs[f], list) else self.costs[f]
                 return f"out-{f}"
+
             return fn
+
         return {f: run(f) for f in self.costs}
 
 
@@ -81,8 +84,11 @@ def test_tuner_measures_once_caches_per_machine_and_returns_the_chosen_output(tm
 def test_cache_key_changes_with_isa_cap_cpu_capability_and_torch(tmp_path, monkeypatch):
     base = autotune.machine({})
     keys = {machine_key(base)}
-    for env in ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ATEN_CPU_CAPABILITY": "avx2"},
-                {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}):
+    for env in (
+        {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+        {"ATEN_CPU_CAPABILITY": "avx2"},
+        {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+    ):
         keys.add(machine_key(autotune.machine(env)))
     keys.add(machine_key({**base, "torch": "0.0.1"}))
     keys.add(machine_key({**base, "cpu": "Other CPU"}))
@@ -106,8 +112,10 @@ def test_a_broken_or_foreign_cache_file_is_measured_again(tmp_path):
         assert clock.calls and json.loads(path.read_text())["format"] == autotune.FORMAT
 
 
-@pytest.mark.parametrize("value,mode", [("", "on"), ("1", "on"), ("on", "on"), ("0", "off"), ("OFF", "off"),
-                                        ("false", "off"), ("retune", "retune")])
+@pytest.mark.parametrize(
+    "value,mode",
+    [("", "on"), ("1", "on"), ("on", "on"), ("0", "off"), ("OFF", "off"), ("false", "off"), ("retune", "retune")],
+)
 def test_mode_from_env(value, mode):
     assert mode_from_env({"SAM_AGE_AUTOTUNE": value}) == mode
     with pytest.raises(ValueError):
@@ -124,6 +132,7 @@ def test_summary_names_the_forms_used_per_prefix():
 
 def test_isa_cap_hides_native_bf16(monkeypatch):
     from sam_age import engine
+
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert not engine.cpu_has_native_bf16(["avx512_bf16"])
     assert engine.cpu_kind(["avx2", "avx512f", "avx512_bf16"]) == "AVX2"
@@ -138,6 +147,7 @@ def test_isa_cap_hides_native_bf16(monkeypatch):
 @pytest.mark.parametrize("measured", ["bfloat16", "float32"])
 def test_choose_dtype_keeps_bf16_only_when_measured_faster(monkeypatch, measured):
     from sam_age import engine
+
     monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda flags=None: True)
     monkeypatch.setattr(engine, "cpu_kind", lambda flags=None: "AVX-512 bf16")
     clock = Clock({"bfloat16": 1.0 if measured == "bfloat16" else 3.0, "float32": 2.0})

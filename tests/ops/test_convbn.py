@@ -1,4 +1,5 @@
 """BatchNorm folding (sam_age.ops.convbn) against the unfolded modules, in float64."""
+
 import pytest
 import torch
 import torch.nn.functional as F

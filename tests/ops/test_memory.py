@@ -1,5 +1,6 @@
 """sam_age.memory: reclaiming the file pages behind memory-mapped weights never changes a
 value -- not even one written after loading (copy-on-write) -- and does lower RSS."""
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,8 @@ def _rss_file_kib() -> int:
 
 @pytest.fixture
 def mapped(tmp_path):
-    a = torch.arange(4 * 2 ** 20, dtype=torch.float32)  # 16 MiB
-    b = torch.full((2 ** 20,), 3.0)
+    a = torch.arange(4 * 2**20, dtype=torch.float32)  # 16 MiB
+    b = torch.full((2**20,), 3.0)
     torch.save({"a": a, "b": b}, tmp_path / "w.pt")
     state = torch.load(tmp_path / "w.pt", mmap=True, weights_only=True)
     return state, a, b
@@ -37,8 +38,9 @@ def test_release_keeps_values_and_lowers_rss(mapped):
     released = release_mapped([state["a"]])
     if released == 0:
         import platform
+
         pytest.skip(f"madvise(MADV_PAGEOUT) refused here (kernel {platform.release()}; needs Linux >= 5.4)")
-    assert released >= 15 * 2 ** 20
+    assert released >= 15 * 2**20
     after = _rss_file_kib()
     if after:
         assert before - after >= 8 * 1024, (before, after)
@@ -53,10 +55,10 @@ def test_written_pages_are_kept(mapped):
 
 
 def test_other_memory_is_left_alone():
-    t = torch.ones(2 ** 20)
+    t = torch.ones(2**20)
     assert release_mapped([t, torch.empty(0)]) == 0
     assert release_mapped([t], ranges=[]) == 0
-    assert torch.equal(t, torch.ones(2 ** 20))
+    assert torch.equal(t, torch.ones(2**20))
     assert isinstance(trim_heap(), bool)
     assert all(s < e for s, e in file_mappings())
 
@@ -65,6 +67,7 @@ def test_folded_encoder_after_release_matches(small_sam_path):
     """The encoders' folded form reclaims the mapped pages of its parameters; the outputs of
     both forms are unchanged by it."""
     from sam_age import load_sam
+
     model = load_sam(small_sam_path, dtype=torch.float32)
     enc = model.encoder
     x = torch.randn(1, 4, 256, 256, generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,5 @@
 """Every fast modulated-conv op against the reference modules (float64, small sizes)."""
+
 import math
 
 import pytest
@@ -50,8 +51,18 @@ def test_styled_conv_fast_equals_reference(upsample, batch, form):
             w = modulated_weight(layer.conv.weight, layer.conv.scale, s, True, SQRT2, dtype=torch.float64)
             out = styled_conv_fast(x / SQRT2, w, layer.activate.bias, noise, layer.noise.weight, upsample, blur)
         else:
-            out = styled_conv_shared(x / SQRT2, layer.conv.weight, layer.conv.scale, s, layer.activate.bias,
-                                     noise, layer.noise.weight, upsample, blur, SQRT2)
+            out = styled_conv_shared(
+                x / SQRT2,
+                layer.conv.weight,
+                layer.conv.scale,
+                s,
+                layer.activate.bias,
+                noise,
+                layer.noise.weight,
+                upsample,
+                blur,
+                SQRT2,
+            )
     assert out.shape == ref.shape
     torch.testing.assert_close(out * SQRT2, ref, rtol=1e-10, atol=1e-10 * float(ref.abs().max()))
 
@@ -66,8 +77,9 @@ def test_to_rgb_fast_equals_reference(batch, channels_last):
     style = torch.randn(batch, 8, dtype=torch.float64)
     with torch.no_grad():
         ref = layer(x, style)
-        w = modulated_weight(layer.conv.weight, layer.conv.scale, layer.conv.modulation(style), False,
-                             dtype=torch.float64)
+        w = modulated_weight(
+            layer.conv.weight, layer.conv.scale, layer.conv.modulation(style), False, dtype=torch.float64
+        )
         out = to_rgb_fast(x, w, layer.bias.reshape(-1))
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
 

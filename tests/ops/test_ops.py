@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from sam_age.ops import (fused_leaky_relu, fused_leaky_relu_reference, make_kernel, upfirdn2d,
-                         upfirdn2d_reference)
+from sam_age.ops import fused_leaky_relu, fused_leaky_relu_reference, make_kernel, upfirdn2d, upfirdn2d_reference
 
 
-@pytest.mark.parametrize("up,down,pad", [(2, 1, (2, 1)), (1, 1, (1, 1)), (1, 1, (2, 2)),
-                                         (2, 1, (1, 1)), (1, 2, (1, 1)), (1, 1, (-1, 2))])
+@pytest.mark.parametrize(
+    "up,down,pad", [(2, 1, (2, 1)), (1, 1, (1, 1)), (1, 1, (2, 2)), (2, 1, (1, 1)), (1, 2, (1, 1)), (1, 1, (-1, 2))]
+)
 def test_upfirdn2d_fast_equals_reference(up, down, pad):
     torch.manual_seed(0)
     x = torch.randn(2, 5, 11, 11, dtype=torch.float64)

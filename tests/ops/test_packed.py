@@ -1,4 +1,5 @@
 """PackedConv (weights packed once for oneDNN) against F.conv2d."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -43,8 +44,12 @@ def test_packed_bf16_and_dense_fallbacks(monkeypatch):
     torch.testing.assert_close(exact(x.double()), F.conv2d(x.double(), w.double(), b.double(), padding=1))
     assert exact.packed is None and exact.form == "plain"
     # a packed conv called with another dtype unpacks instead of failing
-    torch.testing.assert_close(PackedConv(w, b, 1, 1)(x.double()), F.conv2d(x.double(), w.double(), b.double(),
-                                                                             padding=1), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        PackedConv(w, b, 1, 1)(x.double()),
+        F.conv2d(x.double(), w.double(), b.double(), padding=1),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     monkeypatch.setattr(packed, "packing_available", lambda: False)
     plain = pack_conv(torch.nn.Conv2d(8, 8, 3, 1, 1))
     assert plain.packed is None and plain(x).shape == (1, 8, 6, 6)

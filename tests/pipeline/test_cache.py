@@ -1,5 +1,6 @@
 """The per-upload caches of AgePipeline: the same photo at another age skips detection and
 the pretrained encoder (the web slider's path), and a hit never changes a result."""
+
 from __future__ import annotations
 
 import shutil
@@ -19,6 +20,7 @@ pytest.importorskip("dlib")
 @pytest.fixture(scope="module")
 def model(small_sam_path):
     from sam_age import load_sam
+
     return load_sam(small_sam_path, dtype=torch.float32)
 
 
@@ -34,6 +36,7 @@ class Counter:
 @pytest.fixture
 def counted(monkeypatch, model):
     import sam_age.pipeline as pipeline
+
     prepare = Counter(pipeline.prepare_faces)
     encode = Counter(model.pretrained_encoder.forward)
     age_encoder = Counter(model.encoder.forward)
@@ -73,6 +76,7 @@ def test_other_photo_or_settings_miss(model, counted):
     def record(x, *a, **k):
         encoded.append(x.shape[0])
         return monkeypatch_faces(x, *a, **k)
+
     encode.fn = record
     result = pipe(str(SAMPLE), [30], all_faces=True)  # other detection settings: detect again
     assert prepare.calls == 3 and len(result.faces) == 2
@@ -92,6 +96,7 @@ def test_cache_follows_weights(model, counted):
 
 def test_tensor_keys_any_dtype():
     from sam_age.pipeline import _tensor_key
+
     x = torch.rand(3, 8, 8)
     for dt in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         assert _tensor_key(x.to(dt)) == _tensor_key(x.to(dt).clone())

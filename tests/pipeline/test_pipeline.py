@@ -1,4 +1,5 @@
 """AgePipeline on the small 256 px stand-in SAM: aging, paste-back, strip, animation, mixing."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,6 +23,7 @@ AGES = [0, 100]
 @pytest.fixture(scope="module")
 def pipe(small_sam_path):
     from sam_age.cli.common import load_pipeline  # shares the loaded model with the CLI tests
+
     return load_pipeline(small_sam_path, "cpu", None, 8)
 
 
@@ -58,12 +60,20 @@ def test_seam_of_the_standin_output(pipe, result):
     """The real stand-in SAM's output (noise), pasted with both masks: the default (face
     mask + colour matching) leaves less edge energy on the border than the earlier box."""
     from sam_age.face import paste_face, seam_ratio
+
     face = result.faces[0]
     width = 0.02 * float(np.hypot(*(face.quad[3] - face.quad[0])))
     ratios = {}
     for name, kind, colour in (("box", "box", False), ("face+colour", "face", True)):
-        out, mask = paste_face(result.source, face.images[0], face.quad, kind, landmarks=face.landmarks,
-                               colour_match=colour, return_mask=True)
+        out, mask = paste_face(
+            result.source,
+            face.images[0],
+            face.quad,
+            kind,
+            landmarks=face.landmarks,
+            colour_match=colour,
+            return_mask=True,
+        )
         ratios[name] = seam_ratio(result.source, out, mask, width)
     assert ratios["face+colour"] < 0.85 * ratios["box"], ratios
     pasted = pipe.paste(result.source, result.faces, 0)  # the default is face + colour
@@ -104,7 +114,7 @@ def test_interpolation_helpers():
     codes = torch.arange(3, dtype=torch.float32).view(3, 1, 1).expand(3, 2, 4)
     steps = interpolate_codes(codes, 4)
     assert steps.shape == (9, 2, 4)
-    torch.testing.assert_close(steps[:, 0, 0], torch.tensor([0, .25, .5, .75, 1, 1.25, 1.5, 1.75, 2]))
+    torch.testing.assert_close(steps[:, 0, 0], torch.tensor([0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]))
     assert ping_pong([1, 2, 3]) == [1, 2, 3, 2]
 
 
@@ -140,9 +150,11 @@ def test_errors(pipe):
 def test_mp4(tmp_path):
     pytest.importorskip("imageio_ffmpeg")
     from sam_age.render import save_mp4
+
     frames = [Image.new("RGB", (64, 64), (i * 25, 0, 0)) for i in range(6)]
     path = save_mp4(frames, tmp_path / "a.mp4")
     import imageio.v2 as imageio
+
     with imageio.get_reader(str(path)) as reader:
         assert reader.count_frames() == 6
     assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]  # no temporary left

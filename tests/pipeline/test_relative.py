@@ -1,5 +1,6 @@
 """Relative ages and the age estimate in the pipeline: DEX as training uses it, loaded only
 when needed, each face aged from its own estimate, clamping reported."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,6 +31,7 @@ class FixedEstimator:
 @pytest.fixture(scope="module")
 def pipe(small_sam_path):
     from sam_age.cli.common import load_pipeline  # shares the loaded model with the other tests
+
     return load_pipeline(small_sam_path, "cpu", None, 8)
 
 
@@ -54,6 +56,7 @@ def test_estimator_is_trainings_dex(standin):
     from sam_age.estimate import AgeEstimator
     from sam_age.losses import AgingLoss
     from sam_age.pipeline import prepare_faces
+
     dex = standin("dex_age_classifier")
     photo, faces = prepare_faces(SAMPLE, all_faces=True)
     loss = AgingLoss(dex)  # the training loss's network (loaded once for both)
@@ -84,8 +87,9 @@ def test_relative_ages_clamped_to_the_same_age_still_get_one_image_each(pipe, re
     pipe.age_predictor = FixedEstimator(5.0)
     result = pipe(str(SAMPLE), "-10,-20,+0")
     assert recorded == [(1, [0.0, 0.0, 5.0])] and len(result.images) == 3
-    assert result.notes == ["estimated age 5.0: -10 -> -5 clamped to 0, -20 -> -15 clamped to 0 "
-                            "(SAM ages within 0..100)"]
+    assert result.notes == [
+        "estimated age 5.0: -10 -> -5 clamped to 0, -20 -> -15 clamped to 0 (SAM ages within 0..100)"
+    ]
 
 
 def test_faces_with_different_estimates_are_aged_apart_and_pasted_together(pipe, recorded):

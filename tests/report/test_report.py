@@ -1,4 +1,5 @@
 """``--report``: the age and identity each output reached, the thresholds, the fallback."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from sam_age.cli.main import main
-from sam_age.identity import (ARCFACE_POINTS_112, similarity_transform, warp_to_112)
+from sam_age.identity import ARCFACE_POINTS_112, similarity_transform, warp_to_112
 from sam_age.report import OutputReport, check_output, report_notes
 
 pytest.importorskip("dlib")
@@ -48,14 +49,34 @@ def _age(args, capsys):
     return code, captured
 
 
-def test_age_report_json_manifest_and_failed_checks(small_sam_path, standin, curricular_face_path,
-                                                    tmp_path, capsys):
+def test_age_report_json_manifest_and_failed_checks(small_sam_path, standin, curricular_face_path, tmp_path, capsys):
     out = tmp_path / "out"
     dex = str(standin("dex_age_classifier"))
-    code, cap = _age(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "20,80",
-                      "--output", str(out), "--json", "--device", "cpu", "--report",
-                      "--age_predictor_weights", dex, "--curricular_face_weights", str(curricular_face_path),
-                      "--max-age-error", "0.01", "--min-identity", "-1"], capsys)
+    code, cap = _age(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "20,80",
+            "--output",
+            str(out),
+            "--json",
+            "--device",
+            "cpu",
+            "--report",
+            "--age_predictor_weights",
+            dex,
+            "--curricular_face_weights",
+            str(curricular_face_path),
+            "--max-age-error",
+            "0.01",
+            "--min-identity",
+            "-1",
+        ],
+        capsys,
+    )
     assert code == 0, cap.err  # a missed check is reported, never a failure
     rec = json.loads(cap.out)["inputs"][0]
     (face,) = rec["report"]
@@ -70,8 +91,19 @@ def test_age_report_json_manifest_and_failed_checks(small_sam_path, standin, cur
     line = json.loads((out / "manifest.jsonl").read_text().splitlines()[-1])
     assert line["report"] == rec["report"]
     # the achieved age is what `sam-age estimate` says of the output file
-    code, cap = _age(["estimate", str(out / "astronaut" / "age_080.png"), "--no-align", "--json",
-                      "--age_predictor_weights", dex, "--device", "cpu"], capsys)
+    code, cap = _age(
+        [
+            "estimate",
+            str(out / "astronaut" / "age_080.png"),
+            "--no-align",
+            "--json",
+            "--age_predictor_weights",
+            dex,
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0, cap.err
     assert json.loads(cap.out)["inputs"][0]["faces"][0]["age"] == pytest.approx(face[1]["achieved_age"], abs=0.05)
 
@@ -79,36 +111,84 @@ def test_age_report_json_manifest_and_failed_checks(small_sam_path, standin, cur
 def test_report_falls_back_to_ir_se50_and_says_so(small_sam_path, standin, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
     monkeypatch.setenv("SAM_AGE_HOME", str(tmp_path / "empty-cache"))
-    code, cap = _age(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "50", "--output",
-                      str(tmp_path / "o"), "--json", "--device", "cpu", "--report",
-                      "--age_predictor_weights", str(standin("dex_age_classifier")),
-                      "--ir_se50_weights", str(standin("model_ir_se50"))], capsys)
+    code, cap = _age(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "50",
+            "--output",
+            str(tmp_path / "o"),
+            "--json",
+            "--device",
+            "cpu",
+            "--report",
+            "--age_predictor_weights",
+            str(standin("dex_age_classifier")),
+            "--ir_se50_weights",
+            str(standin("model_ir_se50")),
+        ],
+        capsys,
+    )
     assert code == 0, cap.err
     assert "identity measured with IR-SE-50" in cap.err
-    (o,), = json.loads(cap.out)["inputs"][0]["report"]
+    ((o,),) = json.loads(cap.out)["inputs"][0]["report"]
     assert o["identity_model"] == "ir_se50" and "check" not in o
     # a cached pipeline does not carry --report into the next run
-    code, cap = _age(["age", "sample", "--checkpoint", str(small_sam_path), "--ages", "50", "--output",
-                      str(tmp_path / "o2"), "--json", "--device", "cpu"], capsys)
+    code, cap = _age(
+        [
+            "age",
+            "sample",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "50",
+            "--output",
+            str(tmp_path / "o2"),
+            "--json",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0 and "report" not in json.loads(cap.out)["inputs"][0]
     # bad thresholds: exit 2 before any work
-    assert main(["age", "sample", "--checkpoint", str(small_sam_path), "--output", str(tmp_path / "o3"),
-                 "--min-identity", "2"]) == 2
+    assert (
+        main(
+            [
+                "age",
+                "sample",
+                "--checkpoint",
+                str(small_sam_path),
+                "--output",
+                str(tmp_path / "o3"),
+                "--min-identity",
+                "2",
+            ]
+        )
+        == 2
+    )
 
 
 def test_pipeline_report_true(small_sam_path, standin):
     from sam_age import AgePipeline
     from sam_age.identity import IdentityNet
+
     ident = IdentityNet.from_weights(standin("model_ir_se50"), "ir_se50")
-    pipe = AgePipeline.from_pretrained(small_sam_path, device="cpu", dtype="float32",
-                                       age_predictor=standin("dex_age_classifier"), identity=ident)
+    pipe = AgePipeline.from_pretrained(
+        small_sam_path, device="cpu", dtype="float32", age_predictor=standin("dex_age_classifier"), identity=ident
+    )
     from sam_age.pipeline import sample_path
+
     res = pipe(sample_path(), [30], report=True)
     (r,) = res.faces[0].report
     assert r.identity_model == "ir_se50" and r.crop == "fixed" and r.age == 30.0
     # the same numbers as measuring by hand: DEX on the output, IR-SE-50 cosine on the training crop
     assert r.achieved_age == pytest.approx(pipe.estimator.estimate_aligned([res.faces[0].images[0]])[0], abs=1e-4)
     from sam_age.images import to_tensor
+
     feats = ident.features(torch.stack([to_tensor(res.faces[0].aligned), to_tensor(res.faces[0].images[0])]))
     assert r.identity == pytest.approx(float(feats[0] @ feats[1]), abs=1e-5)
     assert pipe(sample_path(), [30]).faces[0].report is None  # off unless asked
@@ -117,17 +197,44 @@ def test_pipeline_report_true(small_sam_path, standin):
 def test_video_report_per_track_and_flicker(small_sam_path, standin, tmp_path, capsys, monkeypatch):
     pytest.importorskip("imageio_ffmpeg")
     from PIL import Image
+
     from sam_age.pipeline import sample_path
+
     from ..helpers.clips import camera_frames, smooth_path, write_clip
+
     n = 6
-    clip = write_clip(camera_frames(Image.open(sample_path()), n, (256, 256), (384, 384), smooth_path(n, (32, 0)),
-                                    jpeg_quality=90), tmp_path / "clip.mp4", (256, 256))
+    clip = write_clip(
+        camera_frames(Image.open(sample_path()), n, (256, 256), (384, 384), smooth_path(n, (32, 0)), jpeg_quality=90),
+        tmp_path / "clip.mp4",
+        (256, 256),
+    )
     monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
     monkeypatch.setenv("SAM_AGE_HOME", str(tmp_path / "empty-cache"))
-    code, cap = _age(["video", str(clip), "--checkpoint", str(small_sam_path), "--ages", "30,70", "--output",
-                      str(tmp_path / "v"), "--json", "--device", "cpu", "--dtype", "float32", "--report",
-                      "--age_predictor_weights", str(standin("dex_age_classifier")),
-                      "--ir_se50_weights", str(standin("model_ir_se50")), "--min-identity", "1.0"], capsys)
+    code, cap = _age(
+        [
+            "video",
+            str(clip),
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30,70",
+            "--output",
+            str(tmp_path / "v"),
+            "--json",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--report",
+            "--age_predictor_weights",
+            str(standin("dex_age_classifier")),
+            "--ir_se50_weights",
+            str(standin("model_ir_se50")),
+            "--min-identity",
+            "1.0",
+        ],
+        capsys,
+    )
     assert code == 0, cap.err
     rec = json.loads(cap.out)["inputs"][0]
     (track,) = rec["report"]
@@ -140,7 +247,9 @@ def test_video_report_per_track_and_flicker(small_sam_path, standin, tmp_path, c
         assert 0 <= a["min"] <= a["mean"] <= a["max"] <= 100
         assert -1 - 1e-4 <= o["identity"]["min"] <= o["identity"]["mean"] <= 1 + 1e-4
         f = o["flicker"]
-        assert f["inside"] > 0 and f["outside"] > 0 and f["ratio"] == pytest.approx(f["inside"] / f["outside"], rel=1e-3)
+        assert (
+            f["inside"] > 0 and f["outside"] > 0 and f["ratio"] == pytest.approx(f["inside"] / f["outside"], rel=1e-3)
+        )
         assert o["check"] == "failed"  # identity 1.0 is out of reach
     assert track["input_flicker"]["inside"] > 0
     assert sum("check failed: track 1" in ln for ln in cap.err.splitlines()) == 2

@@ -1,10 +1,10 @@
 """The training losses against the values recorded from the original code."""
+
 import numpy as np
 import pytest
 import torch
 
-from sam_age.losses import (LPIPS, AgingLoss, IDLoss, crop_face, default_lpips_lin_path,
-                            id_loss_weights, w_norm_loss)
+from sam_age.losses import LPIPS, AgingLoss, IDLoss, crop_face, default_lpips_lin_path, id_loss_weights, w_norm_loss
 
 from ..helpers.paths import CASES
 

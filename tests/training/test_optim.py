@@ -1,4 +1,5 @@
 """Ranger against the recorded 30-step trajectory of the original optimizer."""
+
 import numpy as np
 import torch
 
@@ -16,7 +17,8 @@ def _problem(reference_dir):
     v = torch.nn.Parameter(torch.from_numpy(case["v0"]).clone())
 
     def loss_fn():
-        return ((A @ (W.sum(0) + v) - b) ** 2).mean() + (W ** 2).sum() * 0.01
+        return ((A @ (W.sum(0) + v) - b) ** 2).mean() + (W**2).sum() * 0.01
+
     return case, W, v, loss_fn
 
 

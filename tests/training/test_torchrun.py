@@ -3,6 +3,7 @@
 This file sorts before test_train.py on purpose: it runs while the pytest process is
 still small, because the two training processes need most of a small machine's memory.
 """
+
 import os
 import shutil
 import subprocess
@@ -30,8 +31,9 @@ def test_torchrun_two_processes(tmp_path, weights, data):
     # beside the rest of the test suite in the memory of a small machine.
     common = ["--batch_size", "1", "--test_batch_size", "1", "--save_interval", "2", "--optim_name", "adam"]
     for extra in (["--max_steps", "2"], ["--max_steps", "3", "--resume"]):
-        run = subprocess.run(base + _args(exp, weights, data, *common, *extra), env=env,
-                             capture_output=True, text=True, timeout=1500)
+        run = subprocess.run(
+            base + _args(exp, weights, data, *common, *extra), env=env, capture_output=True, text=True, timeout=1500
+        )
         assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr.count("finished: 3 steps") == 1  # one writer
     _check_run(exp, weights, world=2, ranger=False)

@@ -3,6 +3,7 @@
 Each step runs the 256 px encoder and generator twice (real + cycle) with backward, so
 these tests keep to a handful of steps on two or three tiny synthetic faces.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,32 @@ from sam_age.checkpoints.formats import read_torch
 from sam_age.cli.main import main
 from sam_age.training import build_parser
 
-RECIPE_LAMBDAS = ["--start_from_encoded_w_plus", "--id_lambda", "0.1", "--lpips_lambda", "0.1",
-                  "--lpips_lambda_aging", "0.1", "--lpips_lambda_crop", "0.6", "--l2_lambda", "0.25",
-                  "--l2_lambda_aging", "0.25", "--l2_lambda_crop", "1", "--w_norm_lambda", "0.005",
-                  "--aging_lambda", "5", "--cycle_lambda", "1", "--target_age", "uniform_random",
-                  "--use_weighted_id_loss"]
+RECIPE_LAMBDAS = [
+    "--start_from_encoded_w_plus",
+    "--id_lambda",
+    "0.1",
+    "--lpips_lambda",
+    "0.1",
+    "--lpips_lambda_aging",
+    "0.1",
+    "--lpips_lambda_crop",
+    "0.6",
+    "--l2_lambda",
+    "0.25",
+    "--l2_lambda_aging",
+    "0.25",
+    "--l2_lambda_crop",
+    "1",
+    "--w_norm_lambda",
+    "0.005",
+    "--aging_lambda",
+    "5",
+    "--cycle_lambda",
+    "1",
+    "--target_age",
+    "uniform_random",
+    "--use_weighted_id_loss",
+]
 
 
 def _faces(folder: Path, n: int, seed: int) -> Path:
@@ -33,9 +55,14 @@ def _faces(folder: Path, n: int, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def weights(standin):
-    return {"stylegan_weights": standin("stylegan2-256"), "pretrained_psp_path": standin("psp_encode-256"),
-            "ir_se50_weights": standin("model_ir_se50"), "age_predictor_weights": standin("dex_age_classifier"),
-            "alexnet_weights": standin("alexnet_features"), "lpips_lin_weights": standin("lpips_alex_lin")}
+    return {
+        "stylegan_weights": standin("stylegan2-256"),
+        "pretrained_psp_path": standin("psp_encode-256"),
+        "ir_se50_weights": standin("model_ir_se50"),
+        "age_predictor_weights": standin("dex_age_classifier"),
+        "alexnet_weights": standin("alexnet_features"),
+        "lpips_lin_weights": standin("lpips_alex_lin"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +74,29 @@ def data(tmp_path_factory):
 
 
 def _args(exp_dir, weights, data, *extra, train_dir=None, lambdas=RECIPE_LAMBDAS):
-    args = ["train", "--exp_dir", str(exp_dir), "--train_dir", str(train_dir or data["train"]),
-            "--test_dir", str(data["test"]), "--output_size", "256", "--workers", "0", "--test_workers", "0",
-            "--device", "cpu", "--board_interval", "1", "--image_interval", "1000", "--val_interval", "1000"]
+    args = [
+        "train",
+        "--exp_dir",
+        str(exp_dir),
+        "--train_dir",
+        str(train_dir or data["train"]),
+        "--test_dir",
+        str(data["test"]),
+        "--output_size",
+        "256",
+        "--workers",
+        "0",
+        "--test_workers",
+        "0",
+        "--device",
+        "cpu",
+        "--board_interval",
+        "1",
+        "--image_interval",
+        "1000",
+        "--val_interval",
+        "1000",
+    ]
     for flag, path in weights.items():
         args += [f"--{flag}", str(path)]
     return args + list(lambdas) + list(extra)
@@ -73,8 +120,11 @@ def _check_run(exp, weights, world=1, ranger=True):
     it2, it3 = load_sam(ckpts / "iteration_2.pt"), load_sam(ckpts / "iteration_3.pt")
     assert load_sam(ckpts / "best_model.pt").output_size == 256
     # the encoder moved at every step; the generator and the pretrained encoder did not
-    moved = [k for k, v in it2.encoder.state_dict().items()
-             if v.is_floating_point() and not torch.equal(v, it3.encoder.state_dict()[k])]
+    moved = [
+        k
+        for k, v in it2.encoder.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, it3.encoder.state_dict()[k])
+    ]
     assert len(moved) > 100
     _check_frozen_parts(it3, weights)
     # official layout: {'state_dict', 'opts', 'latent_avg'}
@@ -96,8 +146,24 @@ def _check_run(exp, weights, world=1, ranger=True):
 
 def test_train_checkpoint_resume(tmp_path, weights, data, capsys):
     exp = tmp_path / "exp"
-    assert main(_args(exp, weights, data, "--batch_size", "2", "--test_batch_size", "2",
-                      "--max_steps", "2", "--save_interval", "2")) == 0
+    assert (
+        main(
+            _args(
+                exp,
+                weights,
+                data,
+                "--batch_size",
+                "2",
+                "--test_batch_size",
+                "2",
+                "--max_steps",
+                "2",
+                "--save_interval",
+                "2",
+            )
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "skipping unreadable image" in err and "broken.jpg" in err
     assert "1 unreadable image(s) skipped" in err
@@ -106,16 +172,40 @@ def test_train_checkpoint_resume(tmp_path, weights, data, capsys):
     # a used experiment folder is never silently reused
     assert main(_args(exp, weights, data, "--batch_size", "2", "--max_steps", "3")) == 2
     assert "not empty" in capsys.readouterr().err
-    assert main(_args(exp, weights, data, "--batch_size", "2", "--test_batch_size", "2",
-                      "--max_steps", "3", "--save_interval", "2", "--resume")) == 0
+    assert (
+        main(
+            _args(
+                exp,
+                weights,
+                data,
+                "--batch_size",
+                "2",
+                "--test_batch_size",
+                "2",
+                "--max_steps",
+                "3",
+                "--save_interval",
+                "2",
+                "--resume",
+            )
+        )
+        == 0
+    )
     _check_run(exp, weights)
 
 
 def test_aging_loss_alone_moves_the_encoder(tmp_path, weights, data):
     """The aging loss is the only signal: the encoder must still get a gradient through DEX."""
     from sam_age.training.trainer import Trainer
-    argv = _args(tmp_path / "exp", weights, data, "--batch_size", "2",
-                 lambdas=["--start_from_encoded_w_plus", "--aging_lambda", "5", "--target_age", "90"])[1:]
+
+    argv = _args(
+        tmp_path / "exp",
+        weights,
+        data,
+        "--batch_size",
+        "2",
+        lambdas=["--start_from_encoded_w_plus", "--aging_lambda", "5", "--target_age", "90"],
+    )[1:]
     trainer = Trainer(build_parser().parse_args(argv))
     faces = torch.rand(2, 3, 256, 256) * 2 - 1
     terms, _ = trainer.train_step(faces)

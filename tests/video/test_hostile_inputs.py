@@ -1,5 +1,6 @@
 """Hostile video names and files (issue 22, items 8-11): apostrophes and colons in names,
 links planted where temporary files go, playlists, and a raw stream that hides its length."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ from sam_age.errors import UsageError, VideoReadError
 
 pytest.importorskip("imageio_ffmpeg")
 
-from sam_age.video.io import (SegmentWriter, check_length, concat_and_mux, concat_quote,  # noqa: E402
-                              probe_limited, probe_video)
+from sam_age.video.io import (
+    SegmentWriter,
+    check_length,
+    concat_and_mux,
+    concat_quote,  # noqa: E402
+    probe_limited,
+    probe_video,
+)
 
 from ..helpers.clips import ffmpeg, sample_clip, write_clip  # noqa: E402
 
@@ -96,9 +103,28 @@ def test_playlist_and_lists_are_refused(tmp_path):
 
 
 def _raw_h264(path: Path, frames: int) -> Path:
-    subprocess.run([ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
-                    "-frames:v", str(frames), "-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", str(path)],
-                   check=True)
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=25",
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-f",
+            "h264",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -145,13 +171,27 @@ def test_web_tab_refuses_raw_stream_before_the_model(tmp_path, monkeypatch):
 def test_cli_apostrophe_and_colon_end_to_end(small_sam_path, tmp_path, monkeypatch, capsys):
     pytest.importorskip("dlib")
     from sam_age.cli.main import main
+
     d = tmp_path / "in"
     d.mkdir()
     sample_clip(d / "Bob's party 10:30.mp4", n=3)
     monkeypatch.chdir(d)
     out = tmp_path / "Bob's out"
-    code = main(["video", "Bob's party 10:30.mp4", "--checkpoint", str(small_sam_path), "--age", "60",
-                 "--output", str(out), "--json", "--device", "cpu"])
+    code = main(
+        [
+            "video",
+            "Bob's party 10:30.mp4",
+            "--checkpoint",
+            str(small_sam_path),
+            "--age",
+            "60",
+            "--output",
+            str(out),
+            "--json",
+            "--device",
+            "cpu",
+        ]
+    )
     cap = capsys.readouterr()
     assert code == 0, cap.err
     (f,) = json.loads(cap.out)["inputs"][0]["files"]

@@ -6,6 +6,7 @@ group photo, the background left as it was (PSNR outside the pasted faces), file
 properties (frames, size, rate, duration, audio), resume from the chunk cache, and one
 line per bad input.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ from ..helpers.images import group_photo
 pytest.importorskip("dlib")
 pytest.importorskip("imageio_ffmpeg")
 
+
 def _lines(text):
     return [ln for ln in text.splitlines() if ln.strip()]
 
@@ -42,11 +44,18 @@ def clips(tmp_path_factory):
     photo = Image.open(sample_path())
     out = {}
     n = 24
-    out["steady"] = write_clip(camera_frames(photo, n, (256, 256), (384, 384), smooth_path(n, (64, 0)),
-                                             jpeg_quality=75), d / "steady.mp4", (256, 256))
+    out["steady"] = write_clip(
+        camera_frames(photo, n, (256, 256), (384, 384), smooth_path(n, (64, 0)), jpeg_quality=75),
+        d / "steady.mp4",
+        (256, 256),
+    )
     n = 6
-    out["audio"] = write_clip(camera_frames(photo, n, (256, 256), (384, 384), smooth_path(n, (64, 0)),
-                                            jpeg_quality=95), d / "talk.mp4", (256, 256), audio=True)
+    out["audio"] = write_clip(
+        camera_frames(photo, n, (256, 256), (384, 384), smooth_path(n, (64, 0)), jpeg_quality=95),
+        d / "talk.mp4",
+        (256, 256),
+        audio=True,
+    )
     # odd size, stored sideways with a 90 degree display rotation (a phone clip)
     n = 6
     odd = (193, 255)
@@ -63,8 +72,8 @@ def test_gaussian_smooth_window_and_ends():
     full = gaussian_smooth(x, sigma)
     r = radius(sigma)
     lo, hi = 20, 30  # a window with r frames either side gives the same values (streaming)
-    part = gaussian_smooth(x[lo - r:hi + r], sigma, reflect_start=False, reflect_end=False)
-    np.testing.assert_allclose(part[r:r + hi - lo], full[lo:hi], atol=1e-12)
+    part = gaussian_smooth(x[lo - r : hi + r], sigma, reflect_start=False, reflect_end=False)
+    np.testing.assert_allclose(part[r : r + hi - lo], full[lo:hi], atol=1e-12)
     line = np.arange(20.0)[:, None] * [0.7, -0.3] + 5.0  # constant velocity stays exact at the ends
     np.testing.assert_allclose(gaussian_smooth(line, 2.0), line, atol=1e-9)
     assert np.array_equal(gaussian_smooth(x, 0.0), x)
@@ -115,6 +124,7 @@ def test_group_pan_every_face_keeps_one_track_id(tmp_path):
 
     def path(t):
         return 640.0 * t / (n - 1), y0
+
     clip = write_clip(camera_frames(photo, n, (w, h), (w, h), path), tmp_path / "pan.mp4", (w, h))
     _, tracks = track_clip(clip)
     entered_or_left = 0
@@ -126,8 +136,11 @@ def test_group_pan_every_face_keeps_one_track_id(tmp_path):
             if face.box[0] - x0 < 5 or face.box[2] - x0 > w - 5:
                 continue  # not fully in the frame
             visible.append(f)
-            owners = [t.id for t in tracks if t.first <= f <= t.last
-                      and np.linalg.norm(t.landmarks[f - t.first].mean(0) + [x0, y0] - centre) < 20]
+            owners = [
+                t.id
+                for t in tracks
+                if t.first <= f <= t.last and np.linalg.norm(t.landmarks[f - t.first].mean(0) + [x0, y0] - centre) < 20
+            ]
             assert len(owners) == 1, (face.box, f, owners)
             ids |= set(owners)
         assert visible and len(ids) == 1, (face.box, ids)
@@ -140,6 +153,7 @@ def test_group_pan_every_face_keeps_one_track_id(tmp_path):
 @pytest.fixture(scope="module")
 def pipeline(small_sam_path):
     from sam_age.cli.common import load_pipeline
+
     return load_pipeline(small_sam_path, "cpu", "float32", 8)
 
 
@@ -156,11 +170,16 @@ def test_age_clip_background_untouched_audio_kept_and_resume(clips, pipeline, tm
         assert (b.width, b.height, b.fps, b.frames) == (a.width, a.height, a.fps, a.frames)
         assert abs(b.duration - a.duration) < 0.05
         assert len(b.audio) == 1 and b.audio[0].split(",")[:3] == a.audio[0].split(",")[:3]
+
     # the audio stream is copied bit for bit
     def audio_md5(p):
-        r = subprocess.run([ffmpeg(), "-v", "error", "-i", str(p), "-map", "0:a", "-c", "copy", "-f", "md5", "-"],
-                           capture_output=True, check=True)
+        r = subprocess.run(
+            [ffmpeg(), "-v", "error", "-i", str(p), "-map", "0:a", "-c", "copy", "-f", "md5", "-"],
+            capture_output=True,
+            check=True,
+        )
         return r.stdout
+
     assert audio_md5(res.files[0]) == audio_md5(src)
 
     # outside the pasted faces nothing changes but the re-encoding: PSNR >= 40 dB
@@ -176,7 +195,7 @@ def test_age_clip_background_untouched_audio_kept_and_resume(clips, pipeline, tm
         keep = np.asarray(mask) == 0
         se += float(((x.astype(np.float64) - y)[keep] ** 2).sum())
         count += int(keep.sum()) * 3
-    psnr = 10 * np.log10(255.0 ** 2 / (se / count))
+    psnr = 10 * np.log10(255.0**2 / (se / count))
     print(f"PSNR outside the faces: {psnr:.2f} dB over {a.frames} frames")
     assert psnr >= 40.0
 
@@ -195,13 +214,13 @@ def test_age_clip_background_untouched_audio_kept_and_resume(clips, pipeline, tm
 
     # nothing is overwritten without --overwrite
     before = again.files[0].stat().st_mtime_ns
-    code = main(["video", str(src), "--checkpoint", str(pipeline_path(pipeline)), "--ages", "30",
-                 "--output", str(out)])
+    code = main(["video", str(src), "--checkpoint", str(pipeline_path(pipeline)), "--ages", "30", "--output", str(out)])
     assert code == 1 and again.files[0].stat().st_mtime_ns == before
 
 
 def pipeline_path(pipeline):
     from sam_age.cli.common import _PIPELINE_CACHE
+
     for key, pipe in _PIPELINE_CACHE.items():
         if pipe is pipeline:
             return key[0]
@@ -214,8 +233,24 @@ def test_cli_phone_clip_rotation_odd_size_vfr_ramp_side_by_side(clips, small_sam
     assert a.rotation == 90 and (a.width, a.height) == (193, 255)  # upright size after rotation
     assert a.vfr and a.frames == 8 and a.duration == pytest.approx(0.32)  # 6 frames, a 2-frame gap
     out = tmp_path / "out"
-    code = main(["video", str(src), "--checkpoint", str(small_sam_path), "--age-ramp", "20:80",
-                 "--side-by-side", "--output", str(out), "--json", "--device", "cpu", "--dtype", "float32"])
+    code = main(
+        [
+            "video",
+            str(src),
+            "--checkpoint",
+            str(small_sam_path),
+            "--age-ramp",
+            "20:80",
+            "--side-by-side",
+            "--output",
+            str(out),
+            "--json",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ]
+    )
     cap = capsys.readouterr()
     assert code == 0, cap.err
     summary = json.loads(cap.out)
@@ -260,15 +295,21 @@ def test_bad_inputs_one_line_each(clips, small_sam_path, tmp_path, capsys):
     subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.5", str(audio_only)], check=True)
     bad = [d / "notes.mp4", d / "empty.mp4", d / "cut.mp4", d / "photo.mp4", nofaces, audio_only, d / "missing.mp4"]
     out = tmp_path / "out"
-    code = main(["video", *map(str, bad), "--checkpoint", str(small_sam_path), "--output", str(out),
-                 "--device", "cpu"])
+    code = main(["video", *map(str, bad), "--checkpoint", str(small_sam_path), "--output", str(out), "--device", "cpu"])
     err = [ln for ln in _lines(capsys.readouterr().err) if ln.startswith("sam-age video:")]
     assert code == 1
     assert len(err) == len(bad), err
     for path, line in zip(bad, err):
         assert str(path) in line and "Traceback" not in line
-    expect = ["not a video", "empty file", "truncated", "image", "no face found in any of the 5 frames",
-              "no video stream", "not found"]
+    expect = [
+        "not a video",
+        "empty file",
+        "truncated",
+        "image",
+        "no face found in any of the 5 frames",
+        "no video stream",
+        "not found",
+    ]
     for word, line in zip(expect, err):
         assert word in line, line
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]  # nothing half-written
@@ -281,12 +322,15 @@ def test_usage_errors_exit_2(small_sam_path, clips, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # argparse: mutually exclusive
         main(base + ["--age", "30", "--ages", "40"])
     assert e.value.code == 2
-    assert main(["video", str(clips["audio"]), "--checkpoint", str(tmp_path / "none.pt"), "--output", str(tmp_path)]) == 2
+    assert (
+        main(["video", str(clips["audio"]), "--checkpoint", str(tmp_path / "none.pt"), "--output", str(tmp_path)]) == 2
+    )
     capsys.readouterr()
 
 
 def test_detect_every_k_frames_carries_landmarks_between(clips):
     from sam_age.video.track import select_tracks
+
     info, every = track_clip(clips["steady"])
     _, third = track_clip(clips["steady"], VideoJob(ages=[0], detect_every=3))
     assert len(third) == 1 and (third[0].first, third[0].last) == (0, info.frames - 1)
@@ -298,6 +342,7 @@ def test_detect_every_k_frames_carries_landmarks_between(clips):
 
 def test_find_faces_resumes_from_any_cached_chunks(clips, tmp_path):
     from sam_age.video.ager import VideoAger, _Progress
+
     info = probe_video(clips["steady"])
     job = VideoJob(ages=[0], chunk=8).check()
     full = VideoAger(None)._analyse(info, info.frames, job, tmp_path, _Progress(False, ""))
@@ -316,6 +361,7 @@ def test_resume_after_an_interruption_loses_less_than_a_chunk(clips, pipeline, t
     frame 13 (an injected failure), run them again, count the frames computed again."""
     import sam_age.face.landmarks as landmarks
     from sam_age.video.ager import CHUNK, _Progress
+
     info = probe_video(clips["steady"])
     n, job, cache = info.frames, VideoJob(ages=[40]).check(), tmp_path / "cache"
     cache.mkdir()

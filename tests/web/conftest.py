@@ -1,4 +1,5 @@
 """One pipeline (the 256 px stand-in SAM) for every web test: loading is the slow part."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 def web_pipeline(small_sam_path):
     pytest.importorskip("gradio", reason="the web demo needs gradio (pip install 'sam-age[web]')")
     from sam_age.pipeline import AgePipeline
+
     return AgePipeline.from_pretrained(small_sam_path, device="cpu")
 
 
@@ -15,6 +17,7 @@ def web_pipeline(small_sam_path):
 def bad_uploads(tmp_path_factory):
     """Files a visitor might upload that are not usable portraits."""
     from PIL import Image
+
     d = tmp_path_factory.mktemp("bad-uploads")
     (d / "notes.png").write_text("these are my notes, not a picture\n")
     Image.new("RGB", (160, 160), (128, 128, 128)).save(d / "grey.png")  # readable, no face

@@ -1,4 +1,5 @@
 """The demo's handlers, called directly (no server): good photos age, bad ones explain."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,14 +19,14 @@ def demo(web_pipeline, tmp_path_factory):
 
 def test_build_app_is_a_queued_blocks_page(web_pipeline, tmp_path):
     import gradio as gr
+
     app = build_app(web_pipeline, workdir=tmp_path, max_upload_mb=3)
     assert isinstance(app, gr.Blocks)
     assert isinstance(app.sam_age, WebDemo) and app.sam_age.pipeline is web_pipeline
     assert app.sam_age.max_upload_bytes == 3 * 2**20
     assert app._queue is not None  # queued: concurrent visitors wait their turn
     ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
-    assert {"photo", "sample", "age", "ages", "run", "strip", "face-1", "gif", "mp4", "pasted",
-            "status"} <= ids
+    assert {"photo", "sample", "age", "ages", "run", "strip", "face-1", "gif", "mp4", "pasted", "status"} <= ids
 
 
 def test_sample_portrait_ages_into_strip_gallery_animation_and_photo(demo):
@@ -55,6 +56,7 @@ def test_slider_move_reuses_the_uploads_faces_and_encoding(demo, monkeypatch):
     """A slider move on the same upload: no detection, no pretrained encoder -- one age
     encoder and one generator call."""
     import sam_age.pipeline as pipeline
+
     model = demo.pipeline.model
     demo.quick(demo.sample(), 30)  # the upload, first seen
     calls = {"detect": 0, "pretrained": 0, "age": 0}
@@ -63,7 +65,9 @@ def test_slider_move_reuses_the_uploads_faces_and_encoding(demo, monkeypatch):
         def wrapped(*a, **k):
             calls[name] += 1
             return fn(*a, **k)
+
         return wrapped
+
     monkeypatch.setattr(pipeline, "prepare_faces", counting("detect", pipeline.prepare_faces))
     monkeypatch.setattr(model.pretrained_encoder, "forward", counting("pretrained", model.pretrained_encoder.forward))
     monkeypatch.setattr(model.encoder, "forward", counting("age", model.encoder.forward))
@@ -73,10 +77,13 @@ def test_slider_move_reuses_the_uploads_faces_and_encoding(demo, monkeypatch):
     assert calls == {"detect": 0, "pretrained": 0, "age": 3}
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("notes.png", "not an image"),
-    ("bomb.png", "image too large"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("notes.png", "not an image"),
+        ("bomb.png", "image too large"),
+    ],
+)
 def test_unreadable_uploads_explain_themselves(demo, bad_uploads, name, reason):
     preview, message = demo.preview(str(bad_uploads / name))
     assert preview is None
@@ -106,12 +113,14 @@ def test_too_big_upload_and_bad_ages_explain_themselves(web_pipeline, demo, tmp_
 
 def test_serve_refuses_bad_flags_before_loading_the_model(tmp_path, capsys):
     from sam_age.cli.main import main
+
     missing = str(tmp_path / "missing.pt")
     assert main(["serve", "--checkpoint", missing, "--port", "0"]) == 2
     assert "--port" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", missing, "--max-upload-mb", "0"]) == 2
     assert "--max-upload-mb" in capsys.readouterr().err
     import socket
+
     with socket.socket() as s:  # a free port: the busy-port check passes, the checkpoint is next
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
@@ -151,6 +160,7 @@ def test_video_tab_ages_a_short_clip_and_refuses_long_or_bad_ones(web_pipeline, 
     pytest.importorskip("imageio_ffmpeg")
     pytest.importorskip("dlib")
     from sam_age.video import probe_video
+
     demo = WebDemo(web_pipeline, workdir=tmp_path / "web", max_video_seconds=2)
     clip = sample_clip(tmp_path / "hello.mp4", n=3)
     path, message = demo.video(str(clip), 60)

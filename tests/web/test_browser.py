@@ -6,6 +6,7 @@ the page), takes the sample portrait, sets the ages, runs, and gets the strip, t
 gallery, the animation and the pasted-back photo. The screenshot goes to the test's temp
 folder; ``SAM_AGE_WRITE_DOCS=1`` also writes it to ``docs/web-demo.png``.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,16 @@ pytestmark = [
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that reaches past 127.0.0.1 (no updates, sync, QUIC or pings).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-demo.png"
 RUN_TIMEOUT_MS = 300_000  # the stand-in model on a busy 2-core CPU
 
@@ -41,8 +50,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(web_pipeline, tmp_path_factory):
     from sam_age.web import build_app, launch
-    app = build_app(web_pipeline, max_upload_mb=1, frames_per_age=1,
-                    workdir=tmp_path_factory.mktemp("web-server"))
+
+    app = build_app(web_pipeline, max_upload_mb=1, frames_per_age=1, workdir=tmp_path_factory.mktemp("web-server"))
     port = _free_port()
     launch(app, host="127.0.0.1", port=port, block=False, quiet=True)
     try:
@@ -105,14 +114,16 @@ def test_visitor_ages_the_sample_and_bad_uploads_are_explained(server, browser, 
     expect(status).to_contain_text("Age 60: done", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#quick-result img")).to_be_visible(timeout=30_000)
     expect(page.locator("#quick-result [data-testid=status-tracker]")).to_have_class(
-        re.compile(r"\bhide\b"), timeout=30_000)
+        re.compile(r"\bhide\b"), timeout=30_000
+    )
 
     for selector in ("#strip img", "#gif img", "#pasted img"):
         expect(page.locator(selector).first).to_be_visible(timeout=30_000)
     expect(page.locator("#face-1 img")).to_have_count(2, timeout=30_000)  # one tile per age
     widths = page.eval_on_selector_all(
         "#quick-result img, #strip img, #face-1 img, #gif img, #pasted img",
-        "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+        "els => els.map(e => e.complete ? e.naturalWidth : 0)",
+    )
     assert len(widths) >= 6 and all(w > 0 for w in widths), widths
     strip_width = page.eval_on_selector("#strip img", "e => e.naturalWidth")
     assert strip_width == 3 * 256  # input + two ages
@@ -135,6 +146,7 @@ def test_visitor_ages_a_short_clip_in_the_video_tab(server, browser, tmp_path):
     from playwright.sync_api import expect
 
     from ..helpers.clips import sample_clip
+
     clip = sample_clip(tmp_path / "wave.mp4", n=3)
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video\n")

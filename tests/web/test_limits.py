@@ -1,5 +1,6 @@
 """The demo's bounds when served (issue 22, item 13): faces and pixels per photo, the shared
 bounded queue ("busy, try again" at once), and the per-request job folders removed."""
+
 from __future__ import annotations
 
 import re
@@ -22,6 +23,7 @@ def test_too_many_pixels_are_refused_from_the_header(web_pipeline, tmp_path):
 
 def test_all_faces_is_capped(web_pipeline, tmp_path):
     from sam_age.pipeline import sample_path
+
     src = Image.open(sample_path()).convert("RGB")
     two = Image.new("RGB", (src.width * 2, src.height))
     two.paste(src, (0, 0))
@@ -37,6 +39,7 @@ def test_all_faces_is_capped(web_pipeline, tmp_path):
 
 def test_a_full_queue_says_busy_at_once(web_pipeline, tmp_path):
     from sam_age.api import ModelQueue
+
     queue = ModelQueue(web_pipeline, max_queue=1)
     release = threading.Event()
     try:

@@ -1,5 +1,6 @@
 """The web demo's downloads say they were edited by AI: the page gets marked files (a PIL
 image handed to Gradio would be re-encoded without its metadata)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,7 @@ pytest.importorskip("dlib")
 
 def test_served_files_are_marked_and_gradio_passes_them_on(web_pipeline, tmp_path):
     import gradio as gr
+
     demo = WebDemo(web_pipeline, workdir=tmp_path / "web")
     sample = demo.sample()
     out = demo.age(sample, "20, 70", paste_back=True, animate=True)
@@ -37,6 +39,7 @@ def test_served_files_are_marked_and_gradio_passes_them_on(web_pipeline, tmp_pat
 
 def test_served_files_unmarked_with_no_mark_and_bounded(web_pipeline, tmp_path):
     from PIL import Image
+
     demo = WebDemo(web_pipeline, workdir=tmp_path / "web", mark=None)
     demo.SERVED_KEPT = 3
     paths = [demo.served(Image.new("RGB", (8, 8), (i, 0, 0))) for i in range(5)]
@@ -47,17 +50,20 @@ def test_served_files_unmarked_with_no_mark_and_bounded(web_pipeline, tmp_path):
 def test_what_a_visitor_downloads_is_marked(web_pipeline, tmp_path):
     """The page on loopback, driven through gradio_client: the files it hands out."""
     import socket
+
     client_mod = pytest.importorskip("gradio_client")
     from sam_age.pipeline import sample_path
     from sam_age.web import build_app, launch
+
     app = build_app(web_pipeline, max_upload_mb=5, frames_per_age=1, workdir=tmp_path / "web")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     launch(app, host="127.0.0.1", port=port, block=False, quiet=True)
     try:
-        client = client_mod.Client(f"http://127.0.0.1:{port}/", verbose=False,
-                                   download_files=str(tmp_path / "downloads"))
+        client = client_mod.Client(
+            f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads")
+        )
         photo = client_mod.handle_file(str(sample_path()))
         result = client.predict(photo, "20, 70", False, True, False, api_name="/age")
         message, strip, gallery, pasted = result[0], result[1], result[2], result[-1]

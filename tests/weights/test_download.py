@@ -1,4 +1,5 @@
 """The downloader against a loopback server: no network is used."""
+
 from __future__ import annotations
 
 import hashlib
@@ -158,8 +159,9 @@ def test_404_fails_at_once(server, tmp_path):
 
 
 def test_next_url_is_tried_after_a_failure(server, tmp_path):
-    _, digest = download([server.url("/missing.pt"), server.url("/file.bin")], tmp_path / "x.pt",
-                         sha256=SHA, progress=False)
+    _, digest = download(
+        [server.url("/missing.pt"), server.url("/file.bin")], tmp_path / "x.pt", sha256=SHA, progress=False
+    )
     assert digest == SHA
 
 
@@ -171,12 +173,16 @@ def test_offline_closed_port(tmp_path):
 
 
 def test_confirm_url_parses_both_page_styles():
-    form = ('<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
-            '<input type="hidden" name="id" value="F1"><input type="hidden" name="confirm" value="t">'
-            '<input type="hidden" name="uuid" value="u-1"></form>')
+    form = (
+        '<form id="download-form" action="https://drive.usercontent.google.com/download" method="get">'
+        '<input type="hidden" name="id" value="F1"><input type="hidden" name="confirm" value="t">'
+        '<input type="hidden" name="uuid" value="u-1"></form>'
+    )
     url = confirm_url(form, "https://drive.google.com/uc?export=download&id=F1")
     assert url == "https://drive.usercontent.google.com/download?id=F1&confirm=t&uuid=u-1"
     link = '<a id="uc-download-link" href="/uc?export=download&amp;confirm=AbC1&amp;id=F1">Download</a>'
-    assert confirm_url(link, "https://drive.google.com/uc?export=download&id=F1") == \
-        "https://drive.google.com/uc?export=download&confirm=AbC1&id=F1"
+    assert (
+        confirm_url(link, "https://drive.google.com/uc?export=download&id=F1")
+        == "https://drive.google.com/uc?export=download&confirm=AbC1&id=F1"
+    )
     assert confirm_url("<html><body>nothing here</body></html>", "https://x/y") is None

@@ -1,6 +1,7 @@
 """Downloads are hostile until checked (issue 22, item 6): a look-alike never takes a
 registry name, plain http only where the user asked for it, no https -> http redirect,
 and an answer without a Content-Length stops at the expected size."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,9 @@ def _bytes(obj) -> bytes:
 # the issue's look-alike: a DEX-shaped dict of tiny tensors, about 1.5 KB
 LOOKALIKE_DEX = _bytes({"state_dict": {"conv1_1.weight": torch.zeros(2, 3), "fc8-101.bias": torch.zeros(3)}})
 # right keys and shapes, but every tensor a view of one float (stride 0): still a few KB
-STRIDED_DEX = _bytes({"state_dict": {k: torch.zeros(1).expand(*shape) for (_, k), shape in
-                                     registry.get("dex_age").layout}})
+STRIDED_DEX = _bytes(
+    {"state_dict": {k: torch.zeros(1).expand(*shape) for (_, k), shape in registry.get("dex_age").layout}}
+)
 
 
 def _entry(monkeypatch, name, *sources):
@@ -42,9 +44,13 @@ def _entry(monkeypatch, name, *sources):
     return entry
 
 
-@pytest.mark.parametrize("payload, reason", [(LOOKALIKE_DEX, "not a DEX age classifier: state_dict/conv1_1.weight "
-                                                             "has shape [2, 3]"),
-                                             (STRIDED_DEX, "not stored whole")])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (LOOKALIKE_DEX, "not a DEX age classifier: state_dict/conv1_1.weight has shape [2, 3]"),
+        (STRIDED_DEX, "not stored whole"),
+    ],
+)
 def test_a_lookalike_never_becomes_dex_age(home, monkeypatch, payload, reason):
     assert len(payload) < 4000
     with LoopbackServer(payload) as server:

@@ -1,5 +1,6 @@
 """Offline, the manual steps come within seconds (issue 22, item 7): a host name that does
 not resolve or a refused connection is not retried with back-off by the Hub client."""
+
 from __future__ import annotations
 
 import time

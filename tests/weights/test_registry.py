@@ -1,4 +1,5 @@
 """The registry holds the published facts and nothing invented."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,7 @@ def test_entries_are_frozen():
 def test_no_invented_checksums_or_sizes():
     # only the LPIPS file's digest is known (the copy sam-age ships, from lpips 0.1.4)
     assert [e.name for e in registry.REGISTRY if e.sha256] == ["lpips_alex_lin"]
-    assert registry.get("lpips_alex_lin").sha256 == \
-        "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
+    assert registry.get("lpips_alex_lin").sha256 == "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
     alexnet = registry.get("alexnet")
     assert alexnet.urls == ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",)
     assert [s.kind for s in alexnet.sources] == ["url"]
@@ -83,14 +83,20 @@ def test_lookup_by_name_and_published_stem():
 
 
 HUB_MIRRORS = {  # name: [(repo id, file in the repo, commit it was seen at), ...]
-    "sam_ffhq_aging": [("aimi-models/sam-aging", "sam_ffhq_aging.pt", "f05249c0faa14a1d0c0347fdc2cb8131503db74a"),
-                       ("deneesk/sam-model", "pretrained_models/sam_ffhq_aging.pt",
-                        "2302223da4cbb1f0db53e1519c8ea679acec3d6a")],
+    "sam_ffhq_aging": [
+        ("aimi-models/sam-aging", "sam_ffhq_aging.pt", "f05249c0faa14a1d0c0347fdc2cb8131503db74a"),
+        ("deneesk/sam-model", "pretrained_models/sam_ffhq_aging.pt", "2302223da4cbb1f0db53e1519c8ea679acec3d6a"),
+    ],
     "psp_ffhq_encode": [("trysem/pixel2style2pixel", "psp_ffhq_encode.pt", "1ed74b0e83cd17e3ce3b0070a56f581f54b9b0e3")],
     "stylegan2_ffhq": [("wmpscc/StyleGene", "stylegan2-ffhq-config-f.pt", "e301280ac9a63ba7ebb4be3311128bb6c9cb9ae2")],
-    "ir_se50": [("lithiumice/ArcFace_PyTorch", "InsightFace_Pytorch+model_ir_se50.pth",
-                 "086811ee76897fdfd94335ea4ff40ae074136022"),
-                ("adirik/stylemc-demo", "pretrained/model_ir_se50.pth", "74880fc98f769a37b6227fb75bd0362b0ddff595")],
+    "ir_se50": [
+        (
+            "lithiumice/ArcFace_PyTorch",
+            "InsightFace_Pytorch+model_ir_se50.pth",
+            "086811ee76897fdfd94335ea4ff40ae074136022",
+        ),
+        ("adirik/stylemc-demo", "pretrained/model_ir_se50.pth", "74880fc98f769a37b6227fb75bd0362b0ddff595"),
+    ],
 }
 
 
@@ -98,7 +104,7 @@ def test_hub_mirrors_come_first_pinned_to_the_commit_they_were_seen_at():
     for entry in registry.REGISTRY:
         hubs = entry.sources_of("hub")
         assert [(s.location, s.filename, s.revision) for s in hubs] == HUB_MIRRORS.get(entry.name, [])
-        assert list(entry.sources[:len(hubs)]) == list(hubs)  # the Hub before Drive
+        assert list(entry.sources[: len(hubs)]) == list(hubs)  # the Hub before Drive
         for s in hubs:
             assert len(s.revision) == 40 and s.note
             assert (s.sha256 is None) == (s.size is None)  # both seen in an LFS pointer, or neither
@@ -108,11 +114,15 @@ def test_hub_mirrors_come_first_pinned_to_the_commit_they_were_seen_at():
 def test_source_labels_and_links(monkeypatch):
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     sam = registry.get("sam_ffhq_aging")
-    assert sam.source == ("hub:aimi-models/sam-aging/sam_ffhq_aging.pt, "
-                          "hub:deneesk/sam-model/pretrained_models/sam_ffhq_aging.pt, "
-                          "drive:1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC")
-    assert sam.urls[0] == ("https://huggingface.co/aimi-models/sam-aging/resolve/"
-                           "f05249c0faa14a1d0c0347fdc2cb8131503db74a/sam_ffhq_aging.pt")
+    assert sam.source == (
+        "hub:aimi-models/sam-aging/sam_ffhq_aging.pt, "
+        "hub:deneesk/sam-model/pretrained_models/sam_ffhq_aging.pt, "
+        "drive:1XyumF6_fdAxFmxpFcmPf-q84LU_22EMC"
+    )
+    assert sam.urls[0] == (
+        "https://huggingface.co/aimi-models/sam-aging/resolve/"
+        "f05249c0faa14a1d0c0347fdc2cb8131503db74a/sam_ffhq_aging.pt"
+    )
     space = registry.get("ir_se50").sources[1]
     assert space.label == "hub:spaces/adirik/stylemc-demo/pretrained/model_ir_se50.pth"
     assert space.url().startswith("https://huggingface.co/spaces/adirik/stylemc-demo/resolve/")
@@ -123,9 +133,9 @@ def test_source_labels_and_links(monkeypatch):
 
 def test_parse_source():
     sam = registry.get("sam_ffhq_aging")
-    assert registry.parse_source("https://x.example/f.pt", sam) == registry.url("https://x.example/f.pt",
-                                                                                 note="given on the command line",
-                                                                                 user=True)
+    assert registry.parse_source("https://x.example/f.pt", sam) == registry.url(
+        "https://x.example/f.pt", note="given on the command line", user=True
+    )
     s = registry.parse_source("hub:me/mirror", sam)
     assert (s.kind, s.location, s.filename, s.revision) == ("hub", "me/mirror", "sam_ffhq_aging.pt", None)
     s = registry.parse_source("hub:spaces/me/app/models/sam.pt", sam)

@@ -1,6 +1,7 @@
 """Several sources per registry entry, tried in order until one gives a verified file:
 the real ``huggingface_hub`` client against a loopback Hub (``HF_ENDPOINT``), a Drive-like
 server with its quota page, cut connections, wrong sizes, wrong bytes, offline."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,12 +37,14 @@ def mirror(repo="owner/mirror", filename="w.pt", revision=REV, **kw):
 @pytest.fixture
 def hub_env(home, monkeypatch):
     """Start a loopback Hub with ``PAYLOAD`` as owner/mirror/w.pt and point HF_ENDPOINT at it."""
+
     def start(files=None, **faults):
         server = HubServer({"owner/mirror/w.pt": PAYLOAD} if files is None else files, **faults)
         server.__enter__()
         monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
         started.append(server)
         return server
+
     started = []
     yield start
     for server in started:
@@ -53,6 +56,7 @@ def hub_blobs(home):
 
 
 # -- the Hub through the real client ---------------------------------------------------------
+
 
 def test_hub_download_is_verified_and_hard_linked_from_the_hub_cache(home, hub_env, monkeypatch):
     hub = hub_env()
@@ -109,8 +113,13 @@ def test_hub_bytes_that_do_not_match_its_sha256_are_dropped(home, hub_env, monke
 def test_hub_mirror_without_the_file_then_drive_quota_page_then_a_url(home, hub_env, monkeypatch, capsys):
     hub_env({})
     with LoopbackServer(PAYLOAD) as drive:
-        use_entry(monkeypatch, "ir_se50", mirror(), registry.drive(drive.url("/uc-quota?id=F")),
-                  registry.url(drive.url("/file.bin")))
+        use_entry(
+            monkeypatch,
+            "ir_se50",
+            mirror(),
+            registry.drive(drive.url("/uc-quota?id=F")),
+            registry.url(drive.url("/file.bin")),
+        )
         path = store.fetch("ir_se50", progress=False, load=False)
     assert path.read_bytes() == PAYLOAD
     lines = capsys.readouterr().err.strip().splitlines()
@@ -122,8 +131,13 @@ def test_hub_mirror_without_the_file_then_drive_quota_page_then_a_url(home, hub_
 def test_every_source_failing_is_one_error_with_every_reason(home, hub_env, monkeypatch):
     hub_env({})
     with LoopbackServer(PAYLOAD) as drive:
-        use_entry(monkeypatch, "ir_se50", mirror(), registry.drive(drive.url("/uc-quota?id=F")),
-                  registry.url(closed_port_url()))
+        use_entry(
+            monkeypatch,
+            "ir_se50",
+            mirror(),
+            registry.drive(drive.url("/uc-quota?id=F")),
+            registry.url(closed_port_url()),
+        )
         with pytest.raises(WeightsUnavailableError) as info:
             store.fetch("ir_se50", progress=False, load=False)
     msg = str(info.value)
@@ -135,16 +149,19 @@ def test_every_source_failing_is_one_error_with_every_reason(home, hub_env, monk
 
 # -- what a source's file must be --------------------------------------------------------------
 
-@pytest.mark.parametrize("route, payload, changes, reason", [
-    ("/page-as-file", PAYLOAD, {}, "a web page"),
-    ("/file.bin", PAYLOAD, {"size": 10_000_000}, "far too small"),
-    ("/file.bin", bytes(range(256)) * 20, {}, "not a zip/pickle checkpoint"),
-    ("/file.bin", PAYLOAD[: len(PAYLOAD) * 2 // 3], {}, "cut short or damaged"),
-    ("/file.bin", PAYLOAD, {"sha256": "0" * 64}, "expected 0000"),
-    ("/file.bin", PAYLOAD, {"size": len(PAYLOAD) + 1, "size_exact": True}, f"the file has {len(PAYLOAD) + 1:,}"),
-])
-def test_a_file_that_is_not_the_file_is_rejected_with_its_reason(home, monkeypatch, route, payload, changes,
-                                                                  reason):
+
+@pytest.mark.parametrize(
+    "route, payload, changes, reason",
+    [
+        ("/page-as-file", PAYLOAD, {}, "a web page"),
+        ("/file.bin", PAYLOAD, {"size": 10_000_000}, "far too small"),
+        ("/file.bin", bytes(range(256)) * 20, {}, "not a zip/pickle checkpoint"),
+        ("/file.bin", PAYLOAD[: len(PAYLOAD) * 2 // 3], {}, "cut short or damaged"),
+        ("/file.bin", PAYLOAD, {"sha256": "0" * 64}, "expected 0000"),
+        ("/file.bin", PAYLOAD, {"size": len(PAYLOAD) + 1, "size_exact": True}, f"the file has {len(PAYLOAD) + 1:,}"),
+    ],
+)
+def test_a_file_that_is_not_the_file_is_rejected_with_its_reason(home, monkeypatch, route, payload, changes, reason):
     with LoopbackServer(payload) as server:
         use_entry(monkeypatch, "ir_se50", registry.url(server.url(route)), **changes)
         with pytest.raises(WeightsUnavailableError, match=reason) as info:
@@ -155,8 +172,9 @@ def test_a_file_that_is_not_the_file_is_rejected_with_its_reason(home, monkeypat
 
 def test_a_size_that_is_only_reported_warns_and_keeps_the_file(home, monkeypatch, capsys):
     with LoopbackServer(PAYLOAD) as server:
-        use_entry(monkeypatch, "sam_ffhq_aging", registry.url(server.url("/file.bin")),
-                  size=len(PAYLOAD) + 1234)  # a hint, like the 2,270,547,237 bytes reported for SAM
+        use_entry(
+            monkeypatch, "sam_ffhq_aging", registry.url(server.url("/file.bin")), size=len(PAYLOAD) + 1234
+        )  # a hint, like the 2,270,547,237 bytes reported for SAM
         path = store.fetch("sam_ffhq_aging", progress=False, load=False)
     assert path.read_bytes() == PAYLOAD
     (line,) = capsys.readouterr().err.strip().splitlines()
@@ -168,8 +186,11 @@ def test_a_truncated_download_is_rejected_then_resumed(home, monkeypatch):
     """A connection that keeps dropping: the reason, the bytes kept; the next run resumes."""
     with LoopbackServer(PAYLOAD, cut_first=3) as server:
         use_entry(monkeypatch, "ir_se50", registry.url(server.url("/cut.bin")))
-        with pytest.raises(WeightsUnavailableError, match=r"connection closed after \S+ of "
-                                                          rf"{len(PAYLOAD):,} bytes.*run again to resume"):
+        with pytest.raises(
+            WeightsUnavailableError,
+            match=r"connection closed after \S+ of "
+            rf"{len(PAYLOAD):,} bytes.*run again to resume",
+        ):
             store.fetch("ir_se50", progress=False, load=False)  # three attempts, each cut
         assert not (home / "model_ir_se50.pth").exists() and (home / "model_ir_se50.pth.part").exists()
         path = store.fetch("ir_se50", progress=False, load=False)
@@ -177,6 +198,7 @@ def test_a_truncated_download_is_rejected_then_resumed(home, monkeypatch):
 
 
 # -- choosing a source -----------------------------------------------------------------------
+
 
 def test_source_choice(home, hub_env, monkeypatch):
     hub = hub_env({"owner/mirror/w.pt": PAYLOAD, "other/repo/model_ir_se50.pth": PAYLOAD})
@@ -196,6 +218,7 @@ def test_source_choice(home, hub_env, monkeypatch):
 
 
 # -- offline -------------------------------------------------------------------------------------
+
 
 def test_offline_takes_the_file_from_the_hugging_face_cache(home, hub_env, monkeypatch, tmp_path):
     hub = hub_env()
@@ -223,6 +246,7 @@ def test_offline_with_nothing_anywhere_gives_every_reason_and_the_manual_steps(h
 
 # -- a bad file in the cache -----------------------------------------------------------------
 
+
 @pytest.fixture
 def truncated_sam(home, small_sam_path):
     """The 100 kB head of a real SAM checkpoint where the cache expects sam_ffhq_aging."""
@@ -234,14 +258,17 @@ def truncated_sam(home, small_sam_path):
 
 def test_a_truncated_cached_file_is_reported_with_the_fix(truncated_sam, hub_env, monkeypatch):
     hub = hub_env()
-    for call in (lambda: store.resolve_checkpoint("sam_ffhq_aging"),
-                 lambda: store.fetch("sam_ffhq_aging", progress=False)):
+    for call in (
+        lambda: store.resolve_checkpoint("sam_ffhq_aging"),
+        lambda: store.fetch("sam_ffhq_aging", progress=False),
+    ):
         with pytest.raises(CheckpointError) as info:
             call()
         msg = str(info.value)
         assert msg.startswith(f"{truncated_sam}: the cached sam_ffhq_aging is bad (far too small: 100.0 kB")
-        assert msg.endswith("run `sam-age weights download sam_ffhq_aging --force` to fetch it again, "
-                            "or delete the file")
+        assert msg.endswith(
+            "run `sam-age weights download sam_ffhq_aging --force` to fetch it again, or delete the file"
+        )
     assert store.status(registry.get("sam_ffhq_aging"))["verified"] == "bad"
     assert not store.verify("sam_ffhq_aging").ok
     assert hub.requests == []  # a bad cached file is reported, not silently replaced
@@ -249,8 +276,13 @@ def test_a_truncated_cached_file_is_reported_with_the_fix(truncated_sam, hub_env
 
 def test_force_replaces_a_bad_cached_file_once_the_new_one_passed(truncated_sam, home, monkeypatch):
     with LoopbackServer(PAYLOAD) as server:
-        use_entry(monkeypatch, "sam_ffhq_aging", registry.url(server.url("/quota")),
-                  registry.url(server.url("/file.bin")), size=None)
+        use_entry(
+            monkeypatch,
+            "sam_ffhq_aging",
+            registry.url(server.url("/quota")),
+            registry.url(server.url("/file.bin")),
+            size=None,
+        )
         path = store.fetch("sam_ffhq_aging", progress=False, force=True, load=False)
     assert path == truncated_sam and path.read_bytes() == PAYLOAD
 
@@ -258,8 +290,11 @@ def test_force_replaces_a_bad_cached_file_once_the_new_one_passed(truncated_sam,
 def test_a_checkpoint_of_another_kind_is_refused_before_any_download(home, hub_env, monkeypatch):
     hub = hub_env()
     use_entry(monkeypatch, "psp_ffhq_encode", mirror())
-    with pytest.raises(CheckpointError, match="psp_ffhq_encode is a pSp encoder, not a SAM checkpoint; "
-                                              "give sam_ffhq_aging or the path of a SAM checkpoint"):
+    with pytest.raises(
+        CheckpointError,
+        match="psp_ffhq_encode is a pSp encoder, not a SAM checkpoint; "
+        "give sam_ffhq_aging or the path of a SAM checkpoint",
+    ):
         store.resolve_checkpoint("psp_ffhq_encode", kind="sam")
     with pytest.raises(CheckpointError, match="sam_ffhq_aging is a SAM checkpoint, not a DEX age classifier"):
         store.resolve_weights("sam_ffhq_aging", "dex_age")  # a flag's default names its kind
@@ -277,8 +312,13 @@ def test_a_file_its_loader_cannot_open_is_skipped_before_it_takes_the_name(home,
     answer: skipped with its reason, the next source tried, the good file recorded as loaded."""
     real = standin("model_ir_se50").read_bytes()
     with LoopbackServer(PAYLOAD) as wrong, LoopbackServer(real) as right:
-        use_entry(monkeypatch, "ir_se50", registry.url(wrong.url("/file.bin")), registry.url(right.url("/file.bin")),
-                  layout=registry.get("ir_se50").layout)
+        use_entry(
+            monkeypatch,
+            "ir_se50",
+            registry.url(wrong.url("/file.bin")),
+            registry.url(right.url("/file.bin")),
+            layout=registry.get("ir_se50").layout,
+        )
         path = store.fetch("ir_se50", progress=False)
     assert path.read_bytes() == real
     (line,) = capsys.readouterr().err.strip().splitlines()

@@ -1,4 +1,5 @@
 """The cache: flag value -> file, downloads on a miss, imports, verification."""
+
 from __future__ import annotations
 
 import hashlib
@@ -178,8 +179,10 @@ def test_import_copy_keeps_the_users_file(home, lpips_file):
     assert store.resolve_checkpoint("lpips_alex_lin") == dest  # the cache beats the package
     st = store.status(registry.get("lpips_alex_lin"))
     assert st["cached"] and st["verified"] == "yes"
-    assert json.loads((home / "manifest.json").read_text())["lpips_alex_lin"]["sha256"] == \
-        hashlib.sha256(lpips_file.read_bytes()).hexdigest()
+    assert (
+        json.loads((home / "manifest.json").read_text())["lpips_alex_lin"]["sha256"]
+        == hashlib.sha256(lpips_file.read_bytes()).hexdigest()
+    )
     assert [p.name for p in home.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
@@ -211,8 +214,10 @@ def test_import_never_replaces_another_file_without_overwrite(home, standin):
     store.import_file(first, "ir_se50")
     with pytest.raises(UsageError, match="--overwrite"):
         store.import_file(other, "ir_se50")
-    assert hashlib.sha256((home / "model_ir_se50.pth").read_bytes()).hexdigest() == \
-        hashlib.sha256(first.read_bytes()).hexdigest()
+    assert (
+        hashlib.sha256((home / "model_ir_se50.pth").read_bytes()).hexdigest()
+        == hashlib.sha256(first.read_bytes()).hexdigest()
+    )
     store.import_file(first, "ir_se50")  # the same file again is fine
     dest = store.import_file(other, "ir_se50", overwrite=True, check=False)
     assert dest.stat().st_size == other.stat().st_size
@@ -221,6 +226,7 @@ def test_import_never_replaces_another_file_without_overwrite(home, standin):
 
 def test_import_of_safetensors_keeps_its_suffix(home, lpips_file, tmp_path):
     from safetensors.torch import save_file
+
     state = torch.load(lpips_file, map_location="cpu", weights_only=True)
     st = tmp_path / "alex.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(st))

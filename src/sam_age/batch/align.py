@@ -17,6 +17,7 @@ written atomically (:func:`sam_age.render.save_image`). A re-run skips the input
 manifest records as done for the same request with their files present; a file in the
 way that this request did not write is left alone (that input fails) unless ``overwrite``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +64,7 @@ def split_side(name: str, fraction: Optional[float]) -> Optional[str]:
     """``"test"`` or ``"train"`` for an input named ``name`` (None without a split)."""
     if fraction is None:
         return None
-    u = int.from_bytes(hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8], "big") / 2 ** 64
+    u = int.from_bytes(hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()[:8], "big") / 2**64
     return "test" if u < fraction else "train"
 
 
@@ -88,6 +89,7 @@ class AlignDataset(Dataset):
     def __getitem__(self, i: int):
         from ..face.align import align_faces
         from ..images import read_image
+
         t0 = time.perf_counter()
         path = self.paths[i]
         try:
@@ -104,22 +106,41 @@ class AlignDataset(Dataset):
         return (i, OK, None, arr, [float(f.score) for f in faces], time.perf_counter() - t0)
 
 
-def _record(item: Item, status: str, request: AlignRequest, reason=None, files=(), faces=0, scores=(),
-            seconds=0.0) -> dict:
-    return {"input": item.key, "name": item.name, "status": status, "reason": reason, "faces": faces,
-            "scores": [round(float(s), 4) for s in scores], "files": list(files),
-            "seconds": round(float(seconds), 3), "request": request.to_json()}
+def _record(
+    item: Item, status: str, request: AlignRequest, reason=None, files=(), faces=0, scores=(), seconds=0.0
+) -> dict:
+    return {
+        "input": item.key,
+        "name": item.name,
+        "status": status,
+        "reason": reason,
+        "faces": faces,
+        "scores": [round(float(s), 4) for s in scores],
+        "files": list(files),
+        "seconds": round(float(seconds), 3),
+        "request": request.to_json(),
+    }
 
 
-def run_align(items: Sequence[Item], *, out: Path, request: AlignRequest, ranks: Optional[Ranks] = None,
-              overwrite: bool = False, workers: Optional[int] = None, batch: int = 8,
-              on_outcome: Callable[[Outcome], None] = lambda o: None, extra_failed: int = 0) -> ShardResult:
+def run_align(
+    items: Sequence[Item],
+    *,
+    out: Path,
+    request: AlignRequest,
+    ranks: Optional[Ranks] = None,
+    overwrite: bool = False,
+    workers: Optional[int] = None,
+    batch: int = 8,
+    on_outcome: Callable[[Outcome], None] = lambda o: None,
+    extra_failed: int = 0,
+) -> ShardResult:
     """Align this rank's share of ``items`` into ``out`` (see the module docstring).
     ``ranks`` defaults to the launch this process is in (read when called)."""
     ranks = Ranks() if ranks is None else ranks
     from PIL import Image
 
     from ..render import save_image
+
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -174,22 +195,36 @@ def run_align(items: Sequence[Item], *, out: Path, request: AlignRequest, ranks:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         save_image(Image.fromarray(arr, "RGB"), target)
                 except OSError as e:
-                    o = Outcome(item, FAILED, f"cannot write {out / rel}: {e.strerror or e}", seconds=seconds,
-                                errno=e.errno)
+                    o = Outcome(
+                        item, FAILED, f"cannot write {out / rel}: {e.strerror or e}", seconds=seconds, errno=e.errno
+                    )
                 else:
                     o = Outcome(item, OK, None, [out / r for r in rels], len(faces), list(scores), seconds)
-                writer.add(_record(item, o.status, request, o.reason,
-                                   files=rels if o.ok else (), faces=o.faces, scores=o.scores, seconds=seconds))
+                writer.add(
+                    _record(
+                        item,
+                        o.status,
+                        request,
+                        o.reason,
+                        files=rels if o.ok else (),
+                        faces=o.faces,
+                        scores=o.scores,
+                        seconds=seconds,
+                    )
+                )
                 writer.commit()
                 outcomes.append(o)
                 on_outcome(o)
         finished = True
     finally:
         writer.close()
-    counts = {"inputs": len(mine) + (extra_failed if ranks.rank == 0 else 0),
-              "ok": sum(o.status == OK for o in outcomes), "skipped": sum(o.status == SKIPPED for o in outcomes),
-              "failed": sum(not o.ok for o in outcomes) + (extra_failed if ranks.rank == 0 else 0),
-              "files": sum(len(o.files) for o in outcomes if o.ok)}
+    counts = {
+        "inputs": len(mine) + (extra_failed if ranks.rank == 0 else 0),
+        "ok": sum(o.status == OK for o in outcomes),
+        "skipped": sum(o.status == SKIPPED for o in outcomes),
+        "failed": sum(not o.ok for o in outcomes) + (extra_failed if ranks.rank == 0 else 0),
+        "files": sum(len(o.files) for o in outcomes if o.ok),
+    }
     totals = finish.report(counts) if finished else None
     manifest = merge(out) if totals is not None else None
     return ShardResult(outcomes, totals, manifest)

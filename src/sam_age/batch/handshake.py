@@ -10,6 +10,7 @@ manifest and alone exits 1 when some input anywhere failed. The others exit 0 wh
 their inputs did, because torchrun stops every process of a launch as soon as one exits
 non-zero: a rank that finished early with a bad file must not stop the others' work.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,10 @@ class Finish:
         self.store = None
         if ranks.distributed:
             import torch.distributed as dist
-            store, _, _ = next(dist.rendezvous("env://", rank=ranks.rank, world_size=ranks.world,
-                                               timeout=STORE_TIMEOUT))
+
+            store, _, _ = next(
+                dist.rendezvous("env://", rank=ranks.rank, world_size=ranks.world, timeout=STORE_TIMEOUT)
+            )
             launch = os.environ.get("TORCHELASTIC_RUN_ID", "none")
             attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
             self.store = dist.PrefixStore(f"sam-age/age/{launch}/{attempt}/", store)

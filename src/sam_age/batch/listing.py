@@ -24,6 +24,7 @@ Invariants:
 * An input's key in the manifest is its absolute path (``Item.key``): a re-run from
   another working folder still recognises it.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,9 +73,16 @@ def safe_stem(path: Path) -> str:
 
 def valid_name(name) -> bool:
     """A name :func:`safe_stem` could give: one plain path component, not hidden."""
-    return (isinstance(name, str) and bool(name) and name not in RESERVED and not name.startswith((".", " "))
-            and "/" not in name and "\\" not in name and len(name.encode("utf-8", "replace")) <= 2 * NAME_BYTES
-            and not any(_control(c) for c in name))
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name not in RESERVED
+        and not name.startswith((".", " "))
+        and "/" not in name
+        and "\\" not in name
+        and len(name.encode("utf-8", "replace")) <= 2 * NAME_BYTES
+        and not any(_control(c) for c in name)
+    )
 
 
 def _control(c: str) -> bool:
@@ -125,8 +133,13 @@ def recorded_files(out: Path, state: Mapping[str, dict]) -> set:
     """The absolute paths of every file the manifest records in ``OUT`` (``files`` and
     ``earlier_files``, see :mod:`sam_age.batch.runner`)."""
     out = os.path.abspath(out)
-    return {os.path.normpath(os.path.join(out, f)) for rec in state.values()
-            for key in ("files", "earlier_files") for f in rec.get(key, []) if isinstance(f, str)}
+    return {
+        os.path.normpath(os.path.join(out, f))
+        for rec in state.values()
+        for key in ("files", "earlier_files")
+        for f in rec.get(key, [])
+        if isinstance(f, str)
+    }
 
 
 def drop_own_results(paths: Sequence[Path], out: Path, state: Mapping[str, dict]) -> Tuple[List[Path], List[Path]]:

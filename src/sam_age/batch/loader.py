@@ -11,6 +11,7 @@ one-line reason, as :mod:`sam_age.errors` words it), so one bad file never stops
 loader; the loader keeps the listing's order; each worker computes with one thread (the
 model's process owns the cores).
 """
+
 from __future__ import annotations
 
 import time
@@ -46,16 +47,17 @@ class Prepared:
 
     def prepared_faces(self) -> List[PreparedFace]:
         """As :func:`sam_age.pipeline.prepare_faces` gave them in the worker (same pixels)."""
-        return [PreparedFace(Image.fromarray(f.numpy(), "RGB"), q, s, lm)
-                for f, q, s, lm in zip(self.faces, self.quads, self.scores, self.landmarks)]
+        return [
+            PreparedFace(Image.fromarray(f.numpy(), "RGB"), q, s, lm)
+            for f, q, s, lm in zip(self.faces, self.quads, self.scores, self.landmarks)
+        ]
 
     def photo_image(self) -> Optional[Image.Image]:
         return None if self.photo is None else Image.fromarray(self.photo.numpy(), "RGB")
 
 
 class PhotoDataset(Dataset):
-    def __init__(self, paths: Sequence[Path], align: bool = True, all_faces: bool = False,
-                 keep_photo: bool = False):
+    def __init__(self, paths: Sequence[Path], align: bool = True, all_faces: bool = False, keep_photo: bool = False):
         self.paths = [Path(p) for p in paths]
         self.align, self.all_faces, self.keep_photo = align, all_faces, keep_photo
         # called as the first photo is read and searched, in this process only (set it
@@ -79,10 +81,17 @@ class PhotoDataset(Dataset):
             reason = " ".join(f"{type(e).__name__}: {e}".split())
             return Prepared(i, FAILED, f"cannot prepare the image ({reason})", seconds=time.perf_counter() - t0)
         arr = np.stack([np.asarray(f.image.convert("RGB"), dtype=np.uint8) for f in faces])
-        return Prepared(i, OK, None, torch.from_numpy(arr), [f.quad for f in faces], [float(f.score) for f in faces],
-                        [f.landmarks for f in faces],
-                        torch.from_numpy(np.asarray(photo, dtype=np.uint8).copy()) if self.keep_photo else None,
-                        time.perf_counter() - t0)
+        return Prepared(
+            i,
+            OK,
+            None,
+            torch.from_numpy(arr),
+            [f.quad for f in faces],
+            [float(f.score) for f in faces],
+            [f.landmarks for f in faces],
+            torch.from_numpy(np.asarray(photo, dtype=np.uint8).copy()) if self.keep_photo else None,
+            time.perf_counter() - t0,
+        )
 
 
 def _collate(batch: List[Prepared]) -> List[Prepared]:
@@ -97,6 +106,13 @@ def make_loader(dataset: PhotoDataset, photos_per_batch: int, workers: int) -> D
     """Batches of ``photos_per_batch`` prepared photos, in order; ``workers`` processes
     (0: prepared in this process, between batches)."""
     workers = max(0, int(workers))
-    return DataLoader(dataset, batch_size=max(1, photos_per_batch), shuffle=False, num_workers=workers,
-                      collate_fn=_collate, worker_init_fn=_worker_init if workers else None,
-                      prefetch_factor=2 if workers else None, persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_size=max(1, photos_per_batch),
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+    )

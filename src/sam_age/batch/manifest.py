@@ -54,6 +54,7 @@ alone.
 One run per output folder at a time: two live runs into the same ``OUT`` are not refused,
 but their records may contradict each other.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -138,6 +139,7 @@ def staging_root(out: Path) -> Path:
 
 # -- writing --------------------------------------------------------------------------------
 
+
 class PartWriter:
     """This process's part file: ``add`` lines, ``commit`` them (one fsync), ``close``."""
 
@@ -197,6 +199,7 @@ class PartWriter:
 
 # -- reading --------------------------------------------------------------------------------
 
+
 def read_lines(path: Path) -> Iterator[dict]:
     """The whole JSON lines of ``path``; a line cut by a kill (or garbage) is skipped."""
     try:
@@ -241,6 +244,7 @@ def read_state(out: Path) -> Dict[str, dict]:
 
 # -- merging --------------------------------------------------------------------------------
 
+
 def _take_if_dead(path: Path):
     """An open file holding ``path``'s lock if its writer is gone, else None (live)."""
     if fcntl is None:
@@ -267,8 +271,7 @@ def _dead(path: Path) -> bool:
 
 def _final_form(rec: dict) -> dict:
     if rec.get("status") == STARTED:
-        rec = dict(rec, status=INTERRUPTED,
-                   reason="stopped before its result was recorded; the next run redoes it")
+        rec = dict(rec, status=INTERRUPTED, reason="stopped before its result was recorded; the next run redoes it")
     return rec
 
 

@@ -31,6 +31,7 @@ Invariants:
 * :class:`Request` is everything that changes the files: two runs with equal requests
   write the same names with the same meaning, so one may skip what the other finished.
 """
+
 from __future__ import annotations
 
 import os
@@ -109,6 +110,7 @@ class FaceFiles:
 @dataclass
 class Plan:
     """Every file of one input, relative to ``OUT``."""
+
     faces: List[FaceFiles]
     pasted: List[str] = field(default_factory=list)
 
@@ -129,14 +131,24 @@ class Layout:
         for k in range(1, max(1, n_faces) + 1):
             if r.layout == "per-input":
                 base = f"{name}/face_{k}/" if r.all_faces else f"{name}/"
-                faces.append(FaceFiles([f"{base}age_{a}{ext}" for a in labels], f"{base}strip{ext}",
-                                       f"{base}animation.gif" if r.gif else None,
-                                       f"{base}animation.mp4" if r.mp4 else None))
+                faces.append(
+                    FaceFiles(
+                        [f"{base}age_{a}{ext}" for a in labels],
+                        f"{base}strip{ext}",
+                        f"{base}animation.gif" if r.gif else None,
+                        f"{base}animation.mp4" if r.mp4 else None,
+                    )
+                )
             else:
                 base = f"{name}_face{k}_" if r.all_faces else f"{name}_"
-                faces.append(FaceFiles([f"{base}age_{a}{ext}" for a in labels], None,
-                                       f"{base}animation.gif" if r.gif else None,
-                                       f"{base}animation.mp4" if r.mp4 else None))
+                faces.append(
+                    FaceFiles(
+                        [f"{base}age_{a}{ext}" for a in labels],
+                        None,
+                        f"{base}animation.gif" if r.gif else None,
+                        f"{base}animation.mp4" if r.mp4 else None,
+                    )
+                )
         sep = "/" if r.layout == "per-input" else "_"
         pasted = [f"{name}{sep}pasted_{a}{ext}" for a in labels] if r.paste_back and r.align else []
         return Plan(faces, pasted)
@@ -173,7 +185,7 @@ class Layout:
 
 def _inside(own: AbstractSet[str], name: str) -> List[str]:
     """``own``'s paths under ``NAME/``, relative to it."""
-    return [rel[len(name) + 1:] for rel in own if rel.startswith(name + "/")]
+    return [rel[len(name) + 1 :] for rel in own if rel.startswith(name + "/")]
 
 
 class Staging:
@@ -196,8 +208,9 @@ class Staging:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 pass
 
-    def place(self, name: str, plan: Plan, layout: Layout, replace: bool,
-              own: AbstractSet[str] = frozenset()) -> List[Path]:
+    def place(
+        self, name: str, plan: Plan, layout: Layout, replace: bool, own: AbstractSet[str] = frozenset()
+    ) -> List[Path]:
         """Move one input's staged files into ``OUT``. Raises FileExistsError (nothing
         moved) when something is in the way and ``replace`` is false, and
         :class:`~sam_age.fileio.NotOwnError` (nothing moved) when what is in the way is not

@@ -21,6 +21,7 @@ For each input of this rank's shard (:func:`sam_age.batch.listing.shard`), in or
 A batch of ``ceil(batch_size / len(ages))`` photos keeps a forward pass full however many
 ages are asked; a kill loses at most that batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,9 @@ def own_files(rec: Optional[dict], item: Item) -> frozenset:
     return frozenset(f for key in ("files", EARLIER) for f in rec.get(key, []) if isinstance(f, str))
 
 
-def decide(items: Sequence[Item], state: Dict[str, dict], request: Request, layout: Layout, out: Path,
-           overwrite: bool) -> Tuple[List[Tuple[Item, bool, frozenset]], List[Outcome]]:
+def decide(
+    items: Sequence[Item], state: Dict[str, dict], request: Request, layout: Layout, out: Path, overwrite: bool
+) -> Tuple[List[Tuple[Item, bool, frozenset]], List[Outcome]]:
     """-> (to do: ``(item, replace, own files)``, already settled: skipped or refused outcomes).
     Replacing (``--overwrite``, or a result the manifest shows is this request's own) only
     ever replaces what sam-age wrote for this input (:meth:`Layout.foreign`)."""
@@ -109,13 +111,26 @@ def decide(items: Sequence[Item], state: Dict[str, dict], request: Request, layo
             files = [out / f for f in rec.get("files", [])]
             if all(f.is_file() for f in files):
                 report = {k: rec[k] for k in REPORT_KEYS if k in rec}
-                settled.append(Outcome(item, SKIPPED, None, files, int(rec.get("faces", 0)),
-                                       list(rec.get("scores", [])), 0.0, report=report))
+                settled.append(
+                    Outcome(
+                        item,
+                        SKIPPED,
+                        None,
+                        files,
+                        int(rec.get("faces", 0)),
+                        list(rec.get("scores", [])),
+                        0.0,
+                        report=report,
+                    )
+                )
                 continue
         if overwrite or ours:
             foreign = layout.foreign(out, item.name, own)
-            reason = not_own_message(foreign if layout.r.layout == "flat" else out / item.name, foreign) \
-                if foreign is not None else None
+            reason = (
+                not_own_message(foreign if layout.r.layout == "flat" else out / item.name, foreign)
+                if foreign is not None
+                else None
+            )
         else:
             taken = layout.occupied(out, item.name)
             reason = exists_reason(taken) if taken is not None else None
@@ -141,14 +156,24 @@ def default_workers(ranks: Ranks, n_batches: int, device: str = "cpu", cpus: Opt
     return max(0, min(8, cores, n_batches - 1))
 
 
-def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipeline: Callable[[], object],
-              ranks: Optional[Ranks] = None, overwrite: bool = False, batch_size: int = 8,
-              workers: Optional[int] = None, extra_failed: int = 0,
-              on_outcome: Callable[[Outcome], None] = lambda o: None,
-              on_progress: Optional[Callable[[int], None]] = None,
-              on_prepared: Optional[Callable[[Item, int], None]] = None,
-              on_stage: Optional[Callable[[str, str], None]] = None,
-              device: str = "cpu", mark: Optional[Mark] = DEFAULT_MARK) -> ShardResult:
+def run_shard(
+    items: Sequence[Item],
+    *,
+    out: Path,
+    request: Request,
+    get_pipeline: Callable[[], object],
+    ranks: Optional[Ranks] = None,
+    overwrite: bool = False,
+    batch_size: int = 8,
+    workers: Optional[int] = None,
+    extra_failed: int = 0,
+    on_outcome: Callable[[Outcome], None] = lambda o: None,
+    on_progress: Optional[Callable[[int], None]] = None,
+    on_prepared: Optional[Callable[[Item, int], None]] = None,
+    on_stage: Optional[Callable[[str, str], None]] = None,
+    device: str = "cpu",
+    mark: Optional[Mark] = DEFAULT_MARK,
+) -> ShardResult:
     """Do this rank's share of ``items`` (the whole listing; the split happens here).
 
     ``get_pipeline()`` returns the loaded :class:`~sam_age.pipeline.AgePipeline` (called
@@ -191,10 +216,13 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
     ages = list(request.ages)
     photos = max(1, math.ceil(max(1, batch_size) / len(ages)))
     n_batches = math.ceil(len(todo) / photos)
-    workers = (default_workers(ranks, n_batches, device) if workers is None
-               else min(int(workers), max(0, n_batches - 1)))
-    dataset = PhotoDataset([it.path for it, _, _ in todo], align=request.align, all_faces=request.all_faces,
-                           keep_photo=request.paste_back and request.align)
+    workers = default_workers(ranks, n_batches, device) if workers is None else min(int(workers), max(0, n_batches - 1))
+    dataset = PhotoDataset(
+        [it.path for it, _, _ in todo],
+        align=request.align,
+        all_faces=request.all_faces,
+        keep_photo=request.paste_back and request.align,
+    )
     if on_stage is not None and todo:
         if workers:
             on_stage("prepare", f"({len(todo)} photos, {workers} worker processes)")
@@ -210,8 +238,9 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
             if pipe is None and any(p.status == OK for p in batch):
                 pipe = get_pipeline()
                 pipe._check_size(request.size)  # UsageError (exit 2) before anything is written
-            for o in _do_batch(batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress,
-                               on_prepared, mark):
+            for o in _do_batch(
+                batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress, on_prepared, mark
+            ):
                 outcomes.append(o)
                 reported.add(o.item.index)
                 on_outcome(o)
@@ -233,16 +262,21 @@ def run_shard(items: Sequence[Item], *, out: Path, request: Request, get_pipelin
         staging.remove()
         totals = None
         if finished:
-            counts = {"inputs": len(mine) + (extra_failed if ranks.rank == 0 else 0),
-                      "ok": sum(o.status == OK for o in outcomes),
-                      "skipped": sum(o.status == SKIPPED for o in outcomes),
-                      "failed": sum(not o.ok for o in outcomes) + (extra_failed if ranks.rank == 0 else 0),
-                      "files": sum(len(o.files) for o in outcomes if o.ok)}
+            counts = {
+                "inputs": len(mine) + (extra_failed if ranks.rank == 0 else 0),
+                "ok": sum(o.status == OK for o in outcomes),
+                "skipped": sum(o.status == SKIPPED for o in outcomes),
+                "failed": sum(not o.ok for o in outcomes) + (extra_failed if ranks.rank == 0 else 0),
+                "files": sum(len(o.files) for o in outcomes if o.ok),
+            }
             try:
                 totals = finish.report(counts)
             except Exception as e:  # the launch's store is gone: merge anyway, let the last one judge
-                print(f"sam-age age: rank {ranks.rank}: cannot report to the other ranks "
-                      f"({' '.join(str(e).split())}); merging the manifest here", file=sys.stderr)
+                print(
+                    f"sam-age age: rank {ranks.rank}: cannot report to the other ranks "
+                    f"({' '.join(str(e).split())}); merging the manifest here",
+                    file=sys.stderr,
+                )
                 finished = False
         manifest = merge(out) if (totals is not None or not finished) else None
     return ShardResult(outcomes, totals, manifest)
@@ -260,8 +294,9 @@ def _marked(mark: Optional[Mark], **what) -> Optional[Mark]:
     return None if mark is None else mark.but(**what)
 
 
-def write_results(staging: Staging, plan: Plan, request: Request, result, frames=None,
-                  mark: Optional[Mark] = DEFAULT_MARK) -> None:
+def write_results(
+    staging: Staging, plan: Plan, request: Request, result, frames=None, mark: Optional[Mark] = DEFAULT_MARK
+) -> None:
     """Write one input's files into ``staging``: ``result`` is an
     :class:`~sam_age.pipeline.AgingResult`; ``frames[k]``: face k's animation frames when
     the request asks for an animation; ``mark``: the run's mark (None: unmarked), given
@@ -287,26 +322,56 @@ def write_results(staging: Staging, plan: Plan, request: Request, result, frames
         save_image(img, staging.path(rel), mark=_marked(mark, source=COMPOSITE, age=_age_text(asked, made)))
 
 
-def _record(item: Item, status: str, request: Request, *, reason=None, files: Sequence[str] = (), faces=0,
-            scores=(), seconds=0.0, report=None, own=frozenset(), out: Optional[Path] = None) -> dict:
+def _record(
+    item: Item,
+    status: str,
+    request: Request,
+    *,
+    reason=None,
+    files: Sequence[str] = (),
+    faces=0,
+    scores=(),
+    seconds=0.0,
+    report=None,
+    own=frozenset(),
+    out: Optional[Path] = None,
+) -> dict:
     """A manifest line (``files`` relative to OUT; ``report``: ages asked and made, and with
     relative ages the estimates, as :func:`sam_age.pipeline.relative_report`). ``own``: the
     files recorded for this input before; those still in ``out`` and not among ``files``
     stay recorded as ``earlier_files`` (sam-age's own: never inputs, replaceable)."""
-    rec = {"input": item.key, "name": item.name, "status": status, "reason": reason, "faces": faces,
-           "scores": [round(float(s), 4) for s in scores], **(report or _asked(request)), "files": list(files),
-           "seconds": round(float(seconds), 3), "request": request.to_json()}
+    rec = {
+        "input": item.key,
+        "name": item.name,
+        "status": status,
+        "reason": reason,
+        "faces": faces,
+        "scores": [round(float(s), 4) for s in scores],
+        **(report or _asked(request)),
+        "files": list(files),
+        "seconds": round(float(seconds), 3),
+        "request": request.to_json(),
+    }
     earlier = sorted(f for f in set(own) - set(files) if out is not None and (Path(out) / f).is_file())
     if earlier:
         rec[EARLIER] = earlier
     return rec
 
 
-def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layout, out: Path,
-              writer: PartWriter, staging: Staging, pool: Optional[ThreadPoolExecutor] = None,
-              on_progress: Optional[Callable[[int], None]] = None,
-              on_prepared: Optional[Callable[[Item, int], None]] = None,
-              mark: Optional[Mark] = DEFAULT_MARK) -> List[Outcome]:
+def _do_batch(
+    batch: List[Prepared],
+    todo,
+    pipe,
+    request: Request,
+    layout: Layout,
+    out: Path,
+    writer: PartWriter,
+    staging: Staging,
+    pool: Optional[ThreadPoolExecutor] = None,
+    on_progress: Optional[Callable[[int], None]] = None,
+    on_prepared: Optional[Callable[[Item, int], None]] = None,
+    mark: Optional[Mark] = DEFAULT_MARK,
+) -> List[Outcome]:
     """One batch: intents, the model over every face of the batch
     (``AgePipeline.age_prepared_many``), the files (written by ``pool``'s threads, one input
     each: encoders release the GIL), the final lines."""
@@ -321,8 +386,11 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
         # (flat layout: the files of a second face, seen only now)
         if replace:
             foreign = layout.foreign(out, item.name, own, p.n_faces)
-            reason = None if foreign is None else not_own_message(
-                foreign if layout.r.layout == "flat" else out / item.name, foreign)
+            reason = (
+                None
+                if foreign is None
+                else not_own_message(foreign if layout.r.layout == "flat" else out / item.name, foreign)
+            )
         else:
             taken = layout.occupied(out, item.name, p.n_faces)
             reason = None if taken is None else exists_reason(taken)
@@ -332,20 +400,35 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
         ready.append(p)
         if on_prepared is not None:
             on_prepared(item, p.n_faces)
-        writer.add(_record(item, STARTED, request, files=layout.plan(item.name, p.n_faces).all(),
-                           faces=p.n_faces, scores=p.scores, report=_asked(request), own=own, out=out))
+        writer.add(
+            _record(
+                item,
+                STARTED,
+                request,
+                files=layout.plan(item.name, p.n_faces).all(),
+                faces=p.n_faces,
+                scores=p.scores,
+                report=_asked(request),
+                own=own,
+                out=out,
+            )
+        )
     writer.commit()
 
     if ready:
         t0 = time.perf_counter()
-        aged = pipe.age_prepared_many([(None, p.prepared_faces()) for p in ready], list(request.ages),
-                                      size=request.size, progress=on_progress)
+        aged = pipe.age_prepared_many(
+            [(None, p.prepared_faces()) for p in ready], list(request.ages), size=request.size, progress=on_progress
+        )
         model_seconds = time.perf_counter() - t0
         n_total = sum(p.n_faces for p in ready)
         jobs = []
         for p, result in zip(ready, aged):
-            frames = ([pipe.animate(f, frames_per_age=request.frames_per_age) for f in result.faces]
-                      if request.gif or request.mp4 else None)  # the model: in this thread
+            frames = (
+                [pipe.animate(f, frames_per_age=request.frames_per_age) for f in result.faces]
+                if request.gif or request.mp4
+                else None
+            )  # the model: in this thread
             share = model_seconds * p.n_faces / max(1, n_total)
             args = (p, todo[p.index], result, frames, share, request, layout, out, staging, mark)
             jobs.append(pool.submit(_finish_one, *args) if pool is not None else _finish_one(*args))
@@ -354,9 +437,21 @@ def _do_batch(batch: List[Prepared], todo, pipe, request: Request, layout: Layou
     results.sort(key=lambda o: o.item.index)
     for o in results:
         if not o.refused:  # a refusal leaves the input's record (the other request's) alone
-            writer.add(_record(o.item, o.status, request, reason=o.reason, faces=o.faces, scores=o.scores,
-                               files=[Path(f).relative_to(out).as_posix() for f in o.files], seconds=o.seconds,
-                               report=o.report, own=own_of.get(o.item.index, frozenset()), out=out))
+            writer.add(
+                _record(
+                    o.item,
+                    o.status,
+                    request,
+                    reason=o.reason,
+                    faces=o.faces,
+                    scores=o.scores,
+                    files=[Path(f).relative_to(out).as_posix() for f in o.files],
+                    seconds=o.seconds,
+                    report=o.report,
+                    own=own_of.get(o.item.index, frozenset()),
+                    out=out,
+                )
+            )
     writer.commit()
     return results
 
@@ -365,17 +460,25 @@ def _asked(request: Request) -> dict:
     return {"requested": list(request.ages), "ages": []}
 
 
-def _finish_one(p: Prepared, job: Tuple[Item, bool, frozenset], result: AgingResult, frames, model_share: float,
-                request: Request, layout: Layout, out: Path, staging: Staging,
-                mark: Optional[Mark] = DEFAULT_MARK) -> Outcome:
+def _finish_one(
+    p: Prepared,
+    job: Tuple[Item, bool, frozenset],
+    result: AgingResult,
+    frames,
+    model_share: float,
+    request: Request,
+    layout: Layout,
+    out: Path,
+    staging: Staging,
+    mark: Optional[Mark] = DEFAULT_MARK,
+) -> Outcome:
     """Paste back, write into staging, rename into place: one input, no model."""
     t1 = time.perf_counter()
     item, replace, own = job
     photo = p.photo_image()
     if photo is not None and any(q is not None for q in p.quads):
         result.source = photo
-        result.pasted = [AgePipeline.paste(photo, result.faces, k, mask=request.mask)
-                         for k in range(len(request.ages))]
+        result.pasted = [AgePipeline.paste(photo, result.faces, k, mask=request.mask) for k in range(len(request.ages))]
     plan = layout.plan(item.name, len(result.faces))
     try:
         write_results(staging, plan, request, result, frames, _marked(mark, ingredient=str(item.path)))
@@ -383,19 +486,39 @@ def _finish_one(p: Prepared, job: Tuple[Item, bool, frozenset], result: AgingRes
     except FileExistsError as e:  # a race: the place was free (or sam-age's own) when checked
         staging.discard(item.name, plan)
         reason = str(e) if isinstance(e, NotOwnError) else exists_reason(Path(str(e)))
-        return Outcome(item, FAILED, reason, faces=len(result.faces), seconds=p.seconds,
-                       report=_asked(request), aged=True)
+        return Outcome(
+            item, FAILED, reason, faces=len(result.faces), seconds=p.seconds, report=_asked(request), aged=True
+        )
     except SamAgeError as e:  # C2PA refused to sign this input's files (its ingredient): it fails
         staging.discard(item.name, plan)
-        return Outcome(item, FAILED, e.reason, faces=len(result.faces), seconds=p.seconds,
-                       report=_asked(request), aged=True)
+        return Outcome(
+            item, FAILED, e.reason, faces=len(result.faces), seconds=p.seconds, report=_asked(request), aged=True
+        )
     except OSError as e:  # disk full, permissions, ...: this input fails (a full disk stops the run)
         staging.discard(item.name, plan)
-        return Outcome(item, FAILED, f"cannot write {_final_name(e, staging, out)}: {e.strerror or e}",
-                       faces=len(result.faces), seconds=p.seconds, report=_asked(request), aged=True, errno=e.errno)
+        return Outcome(
+            item,
+            FAILED,
+            f"cannot write {_final_name(e, staging, out)}: {e.strerror or e}",
+            faces=len(result.faces),
+            seconds=p.seconds,
+            report=_asked(request),
+            aged=True,
+            errno=e.errno,
+        )
     seconds = p.seconds + model_share + (time.perf_counter() - t1)
-    return Outcome(item, OK, None, files, len(result.faces), list(p.scores), seconds,
-                   report=relative_report(result), notes=relative_notes(result), aged=True)
+    return Outcome(
+        item,
+        OK,
+        None,
+        files,
+        len(result.faces),
+        list(p.scores),
+        seconds,
+        report=relative_report(result),
+        notes=relative_notes(result),
+        aged=True,
+    )
 
 
 def _final_name(error: OSError, staging: Staging, out: Path):

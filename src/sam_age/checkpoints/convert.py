@@ -17,6 +17,7 @@ Invariants:
 - Paddle ``.pdparams`` sources (a pickle, read whole by the restricted unpickler) go the
   model way: there is nothing to map.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,18 @@ from .formats import save_torch, to_tensor
 from .load import _infer_sam_config, _load_state, _read, _sam_latent_avg, _sam_state, load_sam, save_sam
 
 # safetensors' dtype names
-ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-             torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-             torch.uint8: "U8", torch.bool: "BOOL"}
+ST_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 def _release(t: torch.Tensor) -> None:
@@ -50,6 +60,7 @@ def _release(t: torch.Tensor) -> None:
         return
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         page = os.sysconf("SC_PAGE_SIZE")
         storage = t.untyped_storage()
@@ -63,10 +74,13 @@ def _release(t: torch.Tensor) -> None:
         pass
 
 
-def write_safetensors_streamed(specs: Mapping[str, Tuple[torch.dtype, Tuple[int, ...]]],
-                               produce: Callable[[str], torch.Tensor], path,
-                               metadata: Optional[Dict[str, str]] = None,
-                               after: Optional[Callable[[str], None]] = None) -> Path:
+def write_safetensors_streamed(
+    specs: Mapping[str, Tuple[torch.dtype, Tuple[int, ...]]],
+    produce: Callable[[str], torch.Tensor],
+    path,
+    metadata: Optional[Dict[str, str]] = None,
+    after: Optional[Callable[[str], None]] = None,
+) -> Path:
     """Write a ``.safetensors`` file whose header comes from ``specs`` (name -> dtype,
     shape) and whose data comes from ``produce(name)``, one tensor at a time, in name
     order. ``after(name)`` runs once a tensor's bytes are written (to release them)."""
@@ -95,6 +109,7 @@ def write_safetensors_streamed(specs: Mapping[str, Tuple[torch.dtype, Tuple[int,
             f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
             if after is not None:
                 after(name)
+
     return atomic_write(path, write)
 
 
@@ -140,7 +155,8 @@ def convert_sam(source, out, fmt: Optional[str] = None) -> Path:
         specs = dict(own)
         specs["latent_avg"] = (torch.float32, tuple(latent.shape))
         return write_safetensors_streamed(
-            specs, tensor, out, {"format": "sam-age", "kind": "sam", "opts": json.dumps(opts_out)}, after=release)
+            specs, tensor, out, {"format": "sam-age", "kind": "sam", "opts": json.dumps(opts_out)}, after=release
+        )
     # .pt: torch.save writes storage by storage straight from the mapping
     return save_torch({"state_dict": {k: tensor(k) for k in own}, "opts": opts_out, "latent_avg": latent}, out)
 

@@ -7,14 +7,15 @@
 - ``.safetensors``: our own export (flat tensors + JSON metadata).
 Every failure becomes a one-line :class:`CheckpointError` naming the file.
 """
+
 from __future__ import annotations
 
 import collections
 import json
 import pickle
 import zipfile
-from struct import error as struct_error
 from pathlib import Path
+from struct import error as struct_error
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -44,8 +45,8 @@ PathLike = "str | os.PathLike[str]"
 
 _NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _LATIN1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1"}
-_BUDGET_FACTOR = 4            # allocations allowed per byte of file
-_BUDGET_FLOOR = 1 << 20       # ... and at least this many bytes
+_BUDGET_FACTOR = 4  # allocations allowed per byte of file
+_BUDGET_FLOOR = 1 << 20  # ... and at least this many bytes
 _MAX_OPCODES_FLOOR = 1 << 16  # opcodes allowed: this many, or one per 16 bytes of file
 _MAX_NDIM = 32
 _MAX_DEPTH = 64
@@ -61,7 +62,8 @@ class _Budget:
         if self.used > self.limit:
             raise UnsafeCheckpointError(
                 f"refusing to load: the pickle asks for more memory ({what}) than a file of its "
-                f"size can hold (over {self.limit // (1 << 20)} MiB)")
+                f"size can hold (over {self.limit // (1 << 20)} MiB)"
+            )
 
 
 class _NdarrayType:
@@ -78,8 +80,12 @@ class _DtypeStub:
     """``numpy.dtype(name, align, copy)`` + BUILD, checked: a plain numeric dtype only."""
 
     def __init__(self, name, align=False, copy=False):
-        if not isinstance(name, str) or len(name) > 4 or name[:1] not in ("b", "i", "u", "f", "c") \
-                or not name[1:].isdigit():
+        if (
+            not isinstance(name, str)
+            or len(name) > 4
+            or name[:1] not in ("b", "i", "u", "f", "c")
+            or not name[1:].isdigit()
+        ):
             raise UnsafeCheckpointError(f"refusing to load: the pickle asks for dtype {name!r:.40}")
         try:
             self.dtype = np.dtype(name)
@@ -87,8 +93,12 @@ class _DtypeStub:
             raise UnsafeCheckpointError(f"refusing to load: the pickle asks for dtype {name!r:.40}") from None
 
     def __setstate__(self, state):
-        if not isinstance(state, tuple) or len(state) not in (8, 9) or state[1] not in ("<", ">", "|", "=") \
-                or any(x is not None for x in state[2:5]):
+        if (
+            not isinstance(state, tuple)
+            or len(state) not in (8, 9)
+            or state[1] not in ("<", ">", "|", "=")
+            or any(x is not None for x in state[2:5])
+        ):
             raise UnsafeCheckpointError("refusing to load: a dtype with fields, subarrays or an odd state")
         if state[1] in ("<", ">") and self.dtype.itemsize > 1:
             self.dtype = self.dtype.newbyteorder(state[1])
@@ -115,8 +125,7 @@ class _ArrayStub:
             raise UnsafeCheckpointError("refusing to load: an array with an odd state")
         _version, shape, dtype, fortran, data = state
         dtype = _real_dtype(dtype)
-        if not isinstance(shape, tuple) or len(shape) > _MAX_NDIM or \
-                not all(type(n) is int and 0 <= n for n in shape):
+        if not isinstance(shape, tuple) or len(shape) > _MAX_NDIM or not all(type(n) is int and 0 <= n for n in shape):
             raise UnsafeCheckpointError("refusing to load: an array with an odd shape")
         if not isinstance(fortran, (bool, int)):
             raise UnsafeCheckpointError("refusing to load: an array with an odd state")
@@ -128,7 +137,8 @@ class _ArrayStub:
         if count * dtype.itemsize != len(data):
             raise UnsafeCheckpointError(
                 f"refusing to load: an array of shape {tuple(shape)!s:.60} {dtype} needs "
-                f"{count * dtype.itemsize} bytes but the file gives {len(data)}")
+                f"{count * dtype.itemsize} bytes but the file gives {len(data)}"
+            )
         self.budget.charge(len(data), "array")
         arr = np.empty(0, dtype=np.uint8)
         arr.__setstate__((1, shape, dtype, bool(fortran), data))
@@ -161,8 +171,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def _encode(self, obj, encoding="utf-8", errors="strict"):
         # Protocol 2 writes bytes as _codecs.encode(<str of code points < 256>, 'latin1'):
         # that, and nothing else, is allowed.
-        if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower() not in _LATIN1 \
-                or errors != "strict":
+        if (
+            not isinstance(obj, str)
+            or not isinstance(encoding, str)
+            or encoding.lower() not in _LATIN1
+            or errors != "strict"
+        ):
             raise UnsafeCheckpointError("refusing to load: _codecs.encode is allowed only as latin-1 bytes")
         self.budget.charge(len(obj), "bytes")
         return obj.encode("latin-1")
@@ -172,11 +186,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
         def make(*args):
             if len(args) > 1 or (args and not isinstance(args[0], (list, tuple, dict))):
-                raise UnsafeCheckpointError(f"refusing to load: {kind.__name__}() of something "
-                                            f"other than a list, tuple or dict")
+                raise UnsafeCheckpointError(
+                    f"refusing to load: {kind.__name__}() of something other than a list, tuple or dict"
+                )
             if args:
                 budget.charge(16 * len(args[0]) + 64, kind.__name__)
             return kind(*args)
+
         return make
 
     def find_class(self, module: str, name: str):
@@ -207,13 +223,24 @@ def _scan_opcodes(path: Path, size: int) -> None:
     the bytes that remain, and the opcodes are bounded in number."""
     import mmap
     import pickletools
-    from pickletools import (TAKEN_FROM_ARGUMENT1, TAKEN_FROM_ARGUMENT4, TAKEN_FROM_ARGUMENT4U,
-                             TAKEN_FROM_ARGUMENT8U, UP_TO_NEWLINE)
+    from pickletools import (
+        TAKEN_FROM_ARGUMENT1,
+        TAKEN_FROM_ARGUMENT4,
+        TAKEN_FROM_ARGUMENT4U,
+        TAKEN_FROM_ARGUMENT8U,
+        UP_TO_NEWLINE,
+    )
+
     ops = pickletools.code2op
     max_ops = max(_MAX_OPCODES_FLOOR, size // 16)
-    counted = {TAKEN_FROM_ARGUMENT1: (1, "<B"), TAKEN_FROM_ARGUMENT4: (4, "<i"),
-               TAKEN_FROM_ARGUMENT4U: (4, "<I"), TAKEN_FROM_ARGUMENT8U: (8, "<Q")}
+    counted = {
+        TAKEN_FROM_ARGUMENT1: (1, "<B"),
+        TAKEN_FROM_ARGUMENT4: (4, "<i"),
+        TAKEN_FROM_ARGUMENT4U: (4, "<I"),
+        TAKEN_FROM_ARGUMENT8U: (8, "<Q"),
+    }
     import struct
+
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         pos, n = 0, 0
         while True:
@@ -224,8 +251,9 @@ def _scan_opcodes(path: Path, size: int) -> None:
                 raise pickle.UnpicklingError(f"invalid opcode {m[pos]:#04x} at byte {pos}")
             n += 1
             if n > max_ops:
-                raise UnsafeCheckpointError(f"refusing to load: more than {max_ops} pickle opcodes "
-                                            f"in a file of {size} bytes")
+                raise UnsafeCheckpointError(
+                    f"refusing to load: more than {max_ops} pickle opcodes in a file of {size} bytes"
+                )
             if op.name in ("PERSID", "BINPERSID"):
                 raise UnsafeCheckpointError("refusing to load: the pickle uses persistent ids")
             pos += 1
@@ -246,11 +274,12 @@ def _scan_opcodes(path: Path, size: int) -> None:
                 width, fmt = counted[arg.n]
                 if pos + width > size:
                     raise pickle.UnpicklingError("pickle data was truncated")
-                length = struct.unpack(fmt, m[pos:pos + width])[0]
+                length = struct.unpack(fmt, m[pos : pos + width])[0]
                 pos += width
                 if length < 0 or length > size - pos:
                     raise pickle.UnpicklingError(
-                        f"{op.name} says {length} bytes but only {size - pos} remain (truncated or forged)")
+                        f"{op.name} says {length} bytes but only {size - pos} remain (truncated or forged)"
+                    )
                 pos += length
             else:  # pragma: no cover - every opcode of protocols 0-5 is handled above
                 raise pickle.UnpicklingError(f"unsupported opcode {op.name}")
@@ -321,8 +350,19 @@ def read_pickle_restricted(path: Path) -> Any:
         raise UnsafeCheckpointError(e.reason, path) from None
     except RecursionError:
         raise UnsafeCheckpointError("refusing to load: the pickle nests too deep", path) from None
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError, OverflowError, UnicodeDecodeError, struct_error) as e:
+    except (
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+        UnicodeDecodeError,
+        struct_error,
+    ) as e:
         raise CheckpointError(f"truncated or corrupt pickle ({type(e).__name__}: {e})", path) from None
 
 
@@ -350,8 +390,18 @@ def read_torch(path: Path, mmap: bool = True) -> Any:
                 detail = ""
             raise UnsafeCheckpointError(f"refusing to load a pickle that is not plain weights{detail}", path) from None
         raise CheckpointError(f"truncated or corrupt checkpoint ({brief(msg)})", path) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
-            AttributeError, TypeError, IndexError, MemoryError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        KeyError,
+        AttributeError,
+        TypeError,
+        IndexError,
+        MemoryError,
+    ) as e:
         first = brief(str(e)) or type(e).__name__
         raise CheckpointError(f"truncated or corrupt checkpoint ({first})", path) from None
 
@@ -361,6 +411,7 @@ def read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str
     _check_exists(path)
     try:
         from safetensors import safe_open
+
         tensors = {}
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
@@ -391,6 +442,7 @@ def save_torch(obj: Any, path) -> Path:
 
 def save_safetensors(tensors: Dict[str, torch.Tensor], path, metadata: Optional[Dict[str, Any]] = None) -> Path:
     from safetensors.torch import save as st_save
+
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     data = st_save(flat, metadata=meta)

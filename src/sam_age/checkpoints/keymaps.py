@@ -1,4 +1,5 @@
 """Foreign key names and layouts -> ours (which are the official PyTorch ones)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping
@@ -26,13 +27,13 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 def strip_prefix(state: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def strip_module_prefix(state: Mapping[str, Any]) -> Dict[str, Any]:
     """Drop the ``module.`` that DataParallel/DDP put in front of every key."""
     if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
+        return {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -50,8 +51,9 @@ def paddle_to_torch(flat: Mapping[str, Any], reference: Mapping[str, torch.Tenso
             if last == suffix:
                 last = ours
         new = f"{head}.{last}" if head else last
-        renamed[new] = to_tensor(value, key).float() if to_tensor(value, key).is_floating_point() \
-            else to_tensor(value, key)
+        renamed[new] = (
+            to_tensor(value, key).float() if to_tensor(value, key).is_floating_point() else to_tensor(value, key)
+        )
     transposed = None
     for key, t in renamed.items():
         ref = reference.get(key)

@@ -1,6 +1,7 @@
 """Checkpoint files -> modules, and back. Every loader takes a path (or an already-read
 object) and returns a module in eval mode on ``device``; every failure is a one-line
 :class:`~sam_age.errors.CheckpointError`."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,14 @@ from torch import nn
 from ..errors import CheckpointError
 from ..memory import file_mappings, release_mapped, trim_heap
 from ..models.alexnet import AlexNetFeatures
+from ..models.curricularface import CurricularFaceIR101
 from ..models.dex import DexVGG
 from ..models.encoder import GradualStyleEncoder
-from ..models.curricularface import CurricularFaceIR101
 from ..models.irse import IRSEBackbone
 from ..models.sam import SAM
 from ..models.stylegan2 import Generator
 from .formats import read_any, save_safetensors, save_torch, to_tensor
-from .keymaps import (dex_to_torch, flatten, lpips_lin_to_torch, paddle_to_torch,
-                      strip_module_prefix, strip_prefix)
+from .keymaps import dex_to_torch, flatten, lpips_lin_to_torch, paddle_to_torch, strip_module_prefix, strip_prefix
 
 Source = Union[str, Path, Mapping[str, Any]]
 SAM_PARTS = ("encoder", "decoder", "pretrained_encoder")
@@ -37,14 +37,23 @@ def _read(source: Source) -> Tuple[str, Any, Optional[Path]]:
     return fmt, obj, path
 
 
-def _load_state(module: nn.Module, state: Mapping[str, torch.Tensor], path, what: str,
-                strict: bool = True, optional: Optional[re.Pattern] = OPTIONAL_KEYS) -> None:
+def _load_state(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    path,
+    what: str,
+    strict: bool = True,
+    optional: Optional[re.Pattern] = OPTIONAL_KEYS,
+) -> None:
     """``load_state_dict`` with every mismatch reported as one CheckpointError line."""
     own = module.state_dict()
     missing = [k for k in own if k not in state and not (optional and optional.search(k))]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
-             if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in state
+        if k in own and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if wrong:
         raise CheckpointError(f"{what}: {len(wrong)} tensors have the wrong shape (first: {wrong[0]})", path)
     if strict and (missing or unexpected):
@@ -122,8 +131,12 @@ def _infer_sam_config(state: Mapping[str, Any], opts: Mapping[str, Any], path) -
     input_nc = shape[1] if len(shape) == 4 else int(opts.get("input_nc", 4))
     has_pre = any(k.startswith("pretrained_encoder.") for k in state)
     from_latent_avg = bool(opts.get("start_from_latent_avg", False)) and not has_pre
-    return {"output_size": output_size, "input_nc": input_nc,
-            "start_from_encoded_w_plus": has_pre, "start_from_latent_avg": from_latent_avg}
+    return {
+        "output_size": output_size,
+        "input_nc": input_nc,
+        "start_from_encoded_w_plus": has_pre,
+        "start_from_latent_avg": from_latent_avg,
+    }
 
 
 def _sam_latent_avg(model: SAM, latent_avg: torch.Tensor, path) -> torch.Tensor:
@@ -133,13 +146,13 @@ def _sam_latent_avg(model: SAM, latent_avg: torch.Tensor, path) -> torch.Tensor:
     if latent.shape[0] == 1:
         latent = latent.repeat(model.n_styles, 1)
     if tuple(latent.shape) != tuple(model.latent_avg.shape):
-        raise CheckpointError(f"latent_avg has shape {tuple(latent.shape)}, expected "
-                              f"{tuple(model.latent_avg.shape)}", path)
+        raise CheckpointError(
+            f"latent_avg has shape {tuple(latent.shape)}, expected {tuple(model.latent_avg.shape)}", path
+        )
     return latent
 
 
-def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
-             dtype: Optional[torch.dtype] = None) -> SAM:
+def load_sam(source: Source, device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None) -> SAM:
     """Load a SAM checkpoint: official ``.pt``, Paddle ``.pdparams`` or our ``.safetensors``.
 
     The generator size, the encoder's input channels and the start mode come from the
@@ -161,8 +174,7 @@ def load_sam(source: Source, device: Union[str, torch.device] = "cpu",
         # Paddle files may lack the generator's noise buffers: start from a real module.
         model = SAM(**cfg)
         state = paddle_to_torch(state, model.state_dict())
-        _load_state(model, state, path, "SAM",
-                    optional=re.compile(r"(^|\.)num_batches_tracked$|^decoder\.noises\."))
+        _load_state(model, state, path, "SAM", optional=re.compile(r"(^|\.)num_batches_tracked$|^decoder\.noises\."))
     else:
         with torch.device("meta"):
             model = SAM(**cfg)
@@ -200,8 +212,10 @@ def save_sam(model: SAM, path, opts: Optional[Mapping[str, Any]] = None) -> Path
     path = Path(path)
     full_opts = dict(model.opts)
     full_opts.update(opts or {})
-    state = {k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
     latent_avg = model.latent_avg.detach().float().cpu().clone()
     if path.suffix == ".safetensors":
         state["latent_avg"] = latent_avg
@@ -210,6 +224,7 @@ def save_sam(model: SAM, path, opts: Optional[Mapping[str, Any]] = None) -> Path
 
 
 # -- the other official files ------------------------------------------------------------
+
 
 def _plain_state(source: Source, what: str, inner: Optional[str] = None):
     fmt, obj, path = _read(source)
@@ -254,8 +269,11 @@ def load_psp_encoder(source: Source, device="cpu") -> Tuple[GradualStyleEncoder,
     styles = {int(k.split(".")[1]) for k in state if k.startswith("styles.")}
     input_nc = tuple(to_tensor(state["input_layer.0.weight"]).shape)[1]
     enc = GradualStyleEncoder(input_nc=input_nc, n_styles=max(styles) + 1)
-    state = paddle_to_torch(state, enc.state_dict()) if fmt == "pdparams" else \
-        {k: to_tensor(v, k) for k, v in state.items()}
+    state = (
+        paddle_to_torch(state, enc.state_dict())
+        if fmt == "pdparams"
+        else {k: to_tensor(v, k) for k, v in state.items()}
+    )
     _load_state(enc, state, path, "pSp encoder")
     latent_avg = obj.get("latent_avg")
     return enc.eval().to(device), (None if latent_avg is None else to_tensor(latent_avg).float())
@@ -288,8 +306,11 @@ def load_curricular_face(source: Source, device="cpu") -> CurricularFaceIR101:
     if "input_layer.0.weight" not in state or "body.48.res_layer.3.weight" not in state:
         raise CheckpointError(f"not a CurricularFace IR-101 backbone (the file holds {_describe(obj)})", path)
     if any(".res_layer.5." in k for k in state):
-        raise CheckpointError("an IR-SE network (its units have squeeze-excite), not CurricularFace's "
-                              "IR-101: pass it to --ir_se50_weights", path)
+        raise CheckpointError(
+            "an IR-SE network (its units have squeeze-excite), not CurricularFace's "
+            "IR-101: pass it to --ir_se50_weights",
+            path,
+        )
     net = CurricularFaceIR101()
     _load_state(net, {k: to_tensor(v, k) for k, v in state.items()}, path, "CurricularFace IR-101")
     return net.eval().to(device)
@@ -330,11 +351,17 @@ def lpips_lin_state(source: Source) -> Dict[str, torch.Tensor]:
     return out
 
 
-def build_sam_for_training(stylegan_weights: Source, ir_se50_weights: Source,
-                           pretrained_psp_path: Optional[Source] = None, input_nc: int = 4,
-                           start_from_encoded_w_plus: bool = True, start_from_latent_avg: bool = False,
-                           output_size: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                           device="cpu") -> SAM:
+def build_sam_for_training(
+    stylegan_weights: Source,
+    ir_se50_weights: Source,
+    pretrained_psp_path: Optional[Source] = None,
+    input_nc: int = 4,
+    start_from_encoded_w_plus: bool = True,
+    start_from_latent_avg: bool = False,
+    output_size: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    device="cpu",
+) -> SAM:
     """A fresh SAM as the official training starts it: encoder body from IR-SE-50 (its input
     conv gets the extra age channel, drawn at random), generator and latent_avg from the
     StyleGAN2 file, pretrained encoder from the pSp file. ``output_size`` defaults to the
@@ -342,31 +369,41 @@ def build_sam_for_training(stylegan_weights: Source, ir_se50_weights: Source,
     gen, g_latent_avg = load_stylegan2(stylegan_weights)
     size = output_size or gen.size
     if size != gen.size:
-        raise CheckpointError(f"generator is {gen.size} px but output_size={size}", stylegan_weights
-                              if not isinstance(stylegan_weights, Mapping) else None)
+        raise CheckpointError(
+            f"generator is {gen.size} px but output_size={size}",
+            stylegan_weights if not isinstance(stylegan_weights, Mapping) else None,
+        )
     if start_from_encoded_w_plus and pretrained_psp_path is None:
         raise CheckpointError("start_from_encoded_w_plus needs --pretrained_psp_path")
-    model = SAM(output_size=size, input_nc=input_nc, start_from_encoded_w_plus=start_from_encoded_w_plus,
-                start_from_latent_avg=start_from_latent_avg)
+    model = SAM(
+        output_size=size,
+        input_nc=input_nc,
+        start_from_encoded_w_plus=start_from_encoded_w_plus,
+        start_from_latent_avg=start_from_latent_avg,
+    )
     ir_state, ir_path = ir_se50_state(ir_se50_weights)
     w = ir_state["input_layer.0.weight"]
     if input_nc != w.shape[1]:
         altered = torch.randn(w.shape[0], input_nc, w.shape[2], w.shape[3], generator=generator)
-        altered[:, :w.shape[1]] = w
+        altered[:, : w.shape[1]] = w
         ir_state = dict(ir_state, **{"input_layer.0.weight": altered})
     body = {k: v for k, v in ir_state.items() if k.startswith(("input_layer.", "body."))}
     _load_state(model.encoder, body, ir_path, "IR-SE-50 -> encoder", strict=False)
     model.decoder.load_state_dict(gen.state_dict())
     if g_latent_avg is None:
-        raise CheckpointError("StyleGAN2 checkpoint has no latent_avg", None if isinstance(
-            stylegan_weights, Mapping) else stylegan_weights)
+        raise CheckpointError(
+            "StyleGAN2 checkpoint has no latent_avg",
+            None if isinstance(stylegan_weights, Mapping) else stylegan_weights,
+        )
     model.latent_avg.copy_(g_latent_avg.reshape(1, -1).repeat(model.n_styles, 1))
     if start_from_encoded_w_plus:
         enc, _ = load_psp_encoder(pretrained_psp_path)
         if enc.style_count != model.n_styles or enc.input_nc != 3:
-            raise CheckpointError(f"pSp encoder writes {enc.style_count} styles from {enc.input_nc} channels; "
-                                  f"SAM at {size} px needs {model.n_styles} from 3", None if isinstance(
-                                      pretrained_psp_path, Mapping) else pretrained_psp_path)
+            raise CheckpointError(
+                f"pSp encoder writes {enc.style_count} styles from {enc.input_nc} channels; "
+                f"SAM at {size} px needs {model.n_styles} from 3",
+                None if isinstance(pretrained_psp_path, Mapping) else pretrained_psp_path,
+            )
         model.pretrained_encoder.load_state_dict(enc.state_dict())
     model.decoder.requires_grad_(False)
     return model.to(device)

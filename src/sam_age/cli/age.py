@@ -1,4 +1,5 @@
 """``sam-age age``: photos in, per-age faces, a strip, an animation and pasted-back photos out."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,31 +45,61 @@ Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("age", help="age the faces in photos", description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "age",
+        help="age the faces in photos",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common_arguments(p)
     p.add_argument("--gif", action="store_true", help="write animation.gif (young -> old -> young)")
     p.add_argument("--mp4", action="store_true", help="write animation.mp4 (needs imageio-ffmpeg)")
-    p.add_argument("--frames-per-age", type=int, default=4, metavar="K",
-                   help="animation frames from one age to the next, the age's own frame included: "
-                        "1 = the ages only, 4 = each age and 3 in between (default: %(default)s)")
-    p.add_argument("--no-labels", dest="labels", action="store_false",
-                   help="leave the strip's tiles and the animation's frames bare (default: each shows its age "
-                        "in a small band at the bottom)")
+    p.add_argument(
+        "--frames-per-age",
+        type=int,
+        default=4,
+        metavar="K",
+        help="animation frames from one age to the next, the age's own frame included: "
+        "1 = the ages only, 4 = each age and 3 in between (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-labels",
+        dest="labels",
+        action="store_false",
+        help="leave the strip's tiles and the animation's frames bare (default: each shows its age "
+        "in a small band at the bottom)",
+    )
     p.add_argument("--fps", type=float, default=12.0, help="animation frame rate (default: %(default)s)")
     p.add_argument("--paste-back", action="store_true", help="also write the whole photo with the aged face, per age")
-    p.add_argument("--mask", choices=("face", "box"), default="face",
-                   help="paste-back mask: face (from the 68 landmarks, feathered; default) or box "
-                        "(the rounded square); the aged face's colours are matched to the photo")
+    p.add_argument(
+        "--mask",
+        choices=("face", "box"),
+        default="face",
+        help="paste-back mask: face (from the 68 landmarks, feathered; default) or box "
+        "(the rounded square); the aged face's colours are matched to the photo",
+    )
     p.add_argument("--all-faces", action="store_true", help="age every face, not only the best detection")
-    p.add_argument("--format", choices=FORMATS, default="png",
-                   help="still images as png (lossless), jpg or webp (quality 95) (default: %(default)s)")
-    p.add_argument("--layout", choices=LAYOUTS, default="per-input",
-                   help="per-input: a folder per input; flat: every file in DIR (default: %(default)s)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="png",
+        help="still images as png (lossless), jpg or webp (quality 95) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="per-input",
+        help="per-input: a folder per input; flat: every file in DIR (default: %(default)s)",
+    )
     add_report_arguments(p)
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes that read and align photos ahead of the model (default: from the "
-                        "CPU count; 0 = in this process)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that read and align photos ahead of the model (default: from the "
+        "CPU count; 0 = in this process)",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -76,12 +107,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def flag_notes(args, ages) -> None:
     """A note for each flag that the other flags make do nothing (or little)."""
     if args.paste_back and args.no_align:
-        note("age", "--paste-back does nothing with --no-align (the input is already the face): "
-                    "no pasted_*.png are written", args)
+        note(
+            "age",
+            "--paste-back does nothing with --no-align (the input is already the face): no pasted_*.png are written",
+            args,
+        )
     if (args.gif or args.mp4) and len(ages) < 2:
         flags = " and ".join(f for f, on in (("--gif", args.gif), ("--mp4", args.mp4)) if on)
-        note("age", f"{flags} with one age: the animation is a single still frame "
-                    "(give two or more --ages to animate)", args)
+        note(
+            "age",
+            f"{flags} with one age: the animation is a single still frame (give two or more --ages to animate)",
+            args,
+        )
 
 
 def run(args) -> int:
@@ -105,22 +142,44 @@ def run(args) -> int:
     reporting = report_options(args, "age")
     load_pipeline = setup.get_pipeline
     setup.get_pipeline = lambda: apply_report(load_pipeline(), reporting)
-    request = Request(ages=setup.ages, checkpoint=checkpoint_identity(setup.weights), size=args.size,
-                      format=args.format, layout=args.layout, all_faces=args.all_faces, align=not args.no_align,
-                      paste_back=args.paste_back, mask=args.mask, gif=args.gif, mp4=args.mp4,
-                      frames_per_age=args.frames_per_age, fps=args.fps, labels=args.labels,
-                      mark=kind_of(setup.mark))
+    request = Request(
+        ages=setup.ages,
+        checkpoint=checkpoint_identity(setup.weights),
+        size=args.size,
+        format=args.format,
+        layout=args.layout,
+        all_faces=args.all_faces,
+        align=not args.no_align,
+        paste_back=args.paste_back,
+        mask=args.mask,
+        gif=args.gif,
+        mp4=args.mp4,
+        frames_per_age=args.frames_per_age,
+        fps=args.fps,
+        labels=args.labels,
+        mark=kind_of(setup.mark),
+    )
     # Names the manifest records stay their inputs' own; sam-age's own results are no inputs.
     state = read_state(Path(args.output))
     paths, own = drop_own_results([path for _, path in setup.named], Path(args.output), state)
     if own and ranks.main:
-        note("age", f"left out {len(own)} input(s) that are sam-age's own results in {shown(args.output)} "
-                    f"(recorded in its manifest), e.g. {shown(own[0])}", args)
+        note(
+            "age",
+            f"left out {len(own)} input(s) that are sam-age's own results in {shown(args.output)} "
+            f"(recorded in its manifest), e.g. {shown(own[0])}",
+            args,
+        )
     items = name_items(paths, recorded_names(state))
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
     n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
-    batch = Batch("age", args, len(items[ranks.rank::ranks.world]) + len(missing), per_input=n_ages,
-                  unit="face-age", progress=ranks.main)
+    batch = Batch(
+        "age",
+        args,
+        len(items[ranks.rank :: ranks.world]) + len(missing),
+        per_input=n_ages,
+        unit="face-age",
+        progress=ranks.main,
+    )
     batch.fail_missing(missing)
     stages = Stages("age", None if batch.bar.disable else lambda line: batch.bar.write(line, file=sys.stderr))
 
@@ -148,17 +207,38 @@ def run(args) -> int:
             batch.skip_stopped(o.item.name, o.item.path, o.reason)
         elif o.ok:
             extra = {"skipped": True} if o.status == SKIPPED else {}
-            batch.add(o.item.name, o.item.path, True, units=units, faces=o.faces,
-                      scores=[round(s, 4) for s in o.scores], files=[str(f) for f in o.files],
-                      seconds=round(o.seconds, 3), **o.report, **extra)
+            batch.add(
+                o.item.name,
+                o.item.path,
+                True,
+                units=units,
+                faces=o.faces,
+                scores=[round(s, 4) for s in o.scores],
+                files=[str(f) for f in o.files],
+                seconds=round(o.seconds, 3),
+                **o.report,
+                **extra,
+            )
         else:
             batch.add(o.item.name, o.item.path, False, o.reason, units=units)
 
-    result = run_shard(items, out=Path(args.output), request=request, get_pipeline=get_pipeline,
-                       ranks=ranks, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
-                       extra_failed=len(missing), on_outcome=report, on_progress=advance,
-                       on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
-                       on_stage=stages.start, device=str(ranks.device(args.device)), mark=setup.mark)
+    result = run_shard(
+        items,
+        out=Path(args.output),
+        request=request,
+        get_pipeline=get_pipeline,
+        ranks=ranks,
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        extra_failed=len(missing),
+        on_outcome=report,
+        on_progress=advance,
+        on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
+        on_stage=stages.start,
+        device=str(ranks.device(args.device)),
+        mark=setup.mark,
+    )
     if loaded:  # the forms left "auto" are named now that the first call has chosen them
         stages.notes["compute_path"] = compute_path(loaded[0], args.dtype)
     batch.json_extra = stages.as_json()  # stage timings and the compute path, in --json
@@ -172,10 +252,22 @@ def run(args) -> int:
     t = result.totals
     if args.json:
         import json
-        print(json.dumps({"command": "age", "output": str(args.output), "world": ranks.world, "totals": t,
-                          "manifest": str(result.manifest)}))
+
+        print(
+            json.dumps(
+                {
+                    "command": "age",
+                    "output": str(args.output),
+                    "world": ranks.world,
+                    "totals": t,
+                    "manifest": str(result.manifest),
+                }
+            )
+        )
     else:
         before = f" ({t['skipped']} done before)" if t["skipped"] else ""
-        print(f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done{before}, "
-              f"{t['failed']} failed; manifest: {result.manifest}")
+        print(
+            f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done{before}, "
+            f"{t['failed']} failed; manifest: {result.manifest}"
+        )
     return EXIT_SOME_FAILED if t["failed"] else EXIT_OK

@@ -1,5 +1,6 @@
 """``sam-age align``: photos in, FFHQ-aligned face crops out (training data), as the official
 ``scripts/align_all_parallel.py``, through the dataset runner (:mod:`sam_age.batch.align`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,18 +29,39 @@ Exit status: 0 all inputs done, 1 some inputs failed, 2 usage error."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("align", help="align the faces of photos for training", description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs ('sample' for the bundled portrait)")
+    p = subparsers.add_parser(
+        "align",
+        help="align the faces of photos for training",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="image files, folders or globs ('sample' for the bundled portrait)"
+    )
     p.add_argument("--sample", action="store_true", help="also align the bundled sample portrait")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--size", type=int, choices=(256, 1024), default=256,
-                   help="crop size: 256 (what SAM trains on; default) or 1024 (FFHQ's)")
+    p.add_argument(
+        "--size",
+        type=int,
+        choices=(256, 1024),
+        default=256,
+        help="crop size: 256 (what SAM trains on; default) or 1024 (FFHQ's)",
+    )
     p.add_argument("--all-faces", action="store_true", help="every face of a photo, not only the best detection")
-    p.add_argument("--split", type=float, default=None, metavar="F",
-                   help="also split into train/ and test/: the fraction F (e.g. 0.05) of the inputs goes to test/")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes that read and align photos (default: from the CPU count; 0 = in this process)")
+    p.add_argument(
+        "--split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="also split into train/ and test/: the fraction F (e.g. 0.05) of the inputs goes to test/",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that read and align photos (default: from the CPU count; 0 = in this process)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace crops already in --output")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_quiet_argument(p)
@@ -61,7 +83,7 @@ def run(args) -> int:
     ranks = Ranks.from_env()
     items = [Item(i, name, path) for i, (name, path) in enumerate(named)]
     missing = missing if ranks.main else []
-    batch = Batch("align", args, len(items[ranks.rank::ranks.world]) + len(missing), progress=ranks.main)
+    batch = Batch("align", args, len(items[ranks.rank :: ranks.world]) + len(missing), progress=ranks.main)
     batch.fail_missing(missing)
 
     def report(o) -> None:
@@ -69,13 +91,29 @@ def run(args) -> int:
             batch.skip_stopped(o.item.name, o.item.path, o.reason)
         elif o.ok:
             extra = {"skipped": True} if o.status == SKIPPED else {}
-            batch.add(o.item.name, o.item.path, True, faces=o.faces, scores=[round(s, 4) for s in o.scores],
-                      files=[str(f) for f in o.files], seconds=round(o.seconds, 3), **extra)
+            batch.add(
+                o.item.name,
+                o.item.path,
+                True,
+                faces=o.faces,
+                scores=[round(s, 4) for s in o.scores],
+                files=[str(f) for f in o.files],
+                seconds=round(o.seconds, 3),
+                **extra,
+            )
         else:
             batch.add(o.item.name, o.item.path, False, o.reason)
 
-    result = run_align(items, out=Path(args.output), request=request, ranks=ranks, overwrite=args.overwrite,
-                       workers=args.workers, on_outcome=report, extra_failed=len(missing))
+    result = run_align(
+        items,
+        out=Path(args.output),
+        request=request,
+        ranks=ranks,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        on_outcome=report,
+        extra_failed=len(missing),
+    )
     if not ranks.distributed:
         return batch.finish()
     batch.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
@@ -83,9 +121,21 @@ def run(args) -> int:
         return EXIT_OK
     t = result.totals
     if args.json:
-        print(json.dumps({"command": "align", "output": str(args.output), "world": ranks.world, "totals": t,
-                          "manifest": str(result.manifest)}))
+        print(
+            json.dumps(
+                {
+                    "command": "align",
+                    "output": str(args.output),
+                    "world": ranks.world,
+                    "totals": t,
+                    "manifest": str(result.manifest),
+                }
+            )
+        )
     else:
-        print(f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done, "
-              f"{t['failed']} failed; manifest: {result.manifest}", file=sys.stdout)
+        print(
+            f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done, "
+            f"{t['failed']} failed; manifest: {result.manifest}",
+            file=sys.stdout,
+        )
     return EXIT_SOME_FAILED if t["failed"] else EXIT_OK

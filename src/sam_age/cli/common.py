@@ -9,6 +9,7 @@ Flag spelling, one per flag: our own flags are written with hyphens (``--batch-s
 original spelling is accepted as an alias (``--batch_size``, ``--checkpoint_path``,
 ``--latent_mask``, ``--mix_alpha``, ``--n_outputs_to_generate``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,73 +25,104 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 from ..batch.listing import name_items
 from ..defaults import DEFAULT_AGES, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
-from ..errors import (EXIT_OK, EXIT_SOME_FAILED, STOP_ERRNOS, CheckpointError, InputError, UsageError,
-                      WriteError)
-from ..fileio import atomic_dir
-from ..fileio import NotOwnError, foreign_entry, shown
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, STOP_ERRNOS, CheckpointError, InputError, UsageError, WriteError
+from ..fileio import NotOwnError, atomic_dir, foreign_entry, shown
 
 SAMPLE = "sample"
 
 
 # -- flags ---------------------------------------------------------------------------------
 
+
 def add_device_arguments(p: argparse.ArgumentParser) -> None:
     """``--device`` and ``--dtype``, spelled the same in every command that runs the model."""
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: the best available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="compute precision. auto (default): the device's fast path -- float16 on CUDA, bfloat16 "
-                        "on a CPU with avx512_bf16/AMX, float32 on other CPUs. float32: the exact path, on every "
-                        "device. bfloat16: fast on CUDA and avx512_bf16/AMX CPUs, emulated (many times slower "
-                        "than float32) on other CPUs. float16: fast on CUDA, emulated on CPUs without AMX-FP16 "
-                        "(a one-line warning says so)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="compute precision. auto (default): the device's fast path -- float16 on CUDA, bfloat16 "
+        "on a CPU with avx512_bf16/AMX, float32 on other CPUs. float32: the exact path, on every "
+        "device. bfloat16: fast on CUDA and avx512_bf16/AMX CPUs, emulated (many times slower "
+        "than float32) on other CPUs. float16: fast on CUDA, emulated on CPUs without AMX-FP16 "
+        "(a one-line warning says so)",
+    )
 
 
 def add_checkpoint_argument(p: argparse.ArgumentParser) -> None:
     """``--checkpoint`` (alias ``--checkpoint_path``, the original's name): optional everywhere."""
-    p.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint", default=DEFAULT_CHECKPOINT,
-                   metavar="PATH_OR_NAME",
-                   help="SAM weights: a file (.pt/.pdparams/.safetensors) or a registry name, fetched into "
-                        "the cache when missing (default: %(default)s)")
+    p.add_argument(
+        "--checkpoint",
+        "--checkpoint_path",
+        dest="checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        metavar="PATH_OR_NAME",
+        help="SAM weights: a file (.pt/.pdparams/.safetensors) or a registry name, fetched into "
+        "the cache when missing (default: %(default)s)",
+    )
 
 
 def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
     """``--batch-size`` (alias ``--batch_size``, as ``train`` spells it)."""
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=DEFAULT_BATCH_SIZE,
-                   metavar="N", help="images per forward pass (default: %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help="images per forward pass (default: %(default)s)",
+    )
 
 
 def add_ages_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ages", default=DEFAULT_AGES, metavar="AGES",
-                   help="target ages: a list '0,10,20' and/or ranges 'START:STOP:STEP' (STOP included); "
-                        "'+20', '-10' or '-10:+30:10' are relative to the estimated age "
-                        "(default %(default)s = 11 ages)")
+    p.add_argument(
+        "--ages",
+        default=DEFAULT_AGES,
+        metavar="AGES",
+        help="target ages: a list '0,10,20' and/or ranges 'START:STOP:STEP' (STOP included); "
+        "'+20', '-10' or '-10:+30:10' are relative to the estimated age "
+        "(default %(default)s = 11 ages)",
+    )
 
 
 def add_age_predictor_argument(p: argparse.ArgumentParser) -> None:
     """``--age_predictor_weights`` (the name ``train`` and ``evaluate`` use): DEX, for
     relative ages and ``estimate``."""
-    p.add_argument("--age_predictor_weights", default=None, metavar="PATH_OR_NAME",
-                   help="DEX age classifier for relative ages and estimates: a file or a registry name "
-                        "(default: dex_age, fetched into the cache when missing)")
+    p.add_argument(
+        "--age_predictor_weights",
+        default=None,
+        metavar="PATH_OR_NAME",
+        help="DEX age classifier for relative ages and estimates: a file or a registry name "
+        "(default: dex_age, fetched into the cache when missing)",
+    )
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``age`` and ``mix``."""
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs ('sample' for the bundled portrait)")
+    p.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="image files, folders or globs ('sample' for the bundled portrait)"
+    )
     add_sample_alias(p)
     add_checkpoint_argument(p)
     add_ages_argument(p)
     add_age_predictor_argument(p)
     p.add_argument("--output", "-o", default="results", metavar="DIR", help="output folder (default: %(default)s)")
-    p.add_argument("--size", type=int, choices=(256, 1024), default=256,
-                   help="output size: 256 (pooled, as the original) or 1024 (the generator's own)")
+    p.add_argument(
+        "--size",
+        type=int,
+        choices=(256, 1024),
+        default=256,
+        help="output size: 256 (pooled, as the original) or 1024 (the generator's own)",
+    )
     add_device_arguments(p)
     add_batch_size_argument(p)
-    p.add_argument("--no-align", action="store_true",
-                   help="inputs are already aligned square face crops (resized to 256 px; "
-                        "a photo that is not square fails)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an input's existing result folder (as a whole)")
+    p.add_argument(
+        "--no-align",
+        action="store_true",
+        help="inputs are already aligned square face crops (resized to 256 px; a photo that is not square fails)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an input's existing result folder (as a whole)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_quiet_argument(p)
     add_mark_arguments(p)
@@ -103,21 +135,36 @@ def add_sample_alias(p: argparse.ArgumentParser) -> None:
 
 
 def add_quiet_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="no progress bar and no notes (errors and the summary still print); "
-                        "the bar is also off when stderr is not a terminal")
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar and no notes (errors and the summary still print); "
+        "the bar is also off when stderr is not a terminal",
+    )
 
 
 def add_mark_arguments(p: argparse.ArgumentParser) -> None:
     """``--no-mark``, ``--sign-cert``, ``--sign-key``: how outputs say they were edited by AI
     (:mod:`sam_age.marks`; docs/guides/marks.md)."""
-    p.add_argument("--no-mark", action="store_true",
-                   help="write outputs without the AI-edit mark (the XMP digital source type; on by default, "
-                        "as the EU AI Act, Art. 50, asks)")
-    p.add_argument("--sign-cert", metavar="PEM", default=None,
-                   help="C2PA Content Credentials: the signing certificate chain (PEM, signer first)")
-    p.add_argument("--sign-key", metavar="PEM", default=None,
-                   help="C2PA: the private key of --sign-cert (PEM: PKCS#8, SEC1 EC, RSA (PSS) or Ed25519)")
+    p.add_argument(
+        "--no-mark",
+        action="store_true",
+        help="write outputs without the AI-edit mark (the XMP digital source type; on by default, "
+        "as the EU AI Act, Art. 50, asks)",
+    )
+    p.add_argument(
+        "--sign-cert",
+        metavar="PEM",
+        default=None,
+        help="C2PA Content Credentials: the signing certificate chain (PEM, signer first)",
+    )
+    p.add_argument(
+        "--sign-key",
+        metavar="PEM",
+        default=None,
+        help="C2PA: the private key of --sign-cert (PEM: PKCS#8, SEC1 EC, RSA (PSS) or Ed25519)",
+    )
 
 
 def resolve_mark(args, command: str):
@@ -126,12 +173,16 @@ def resolve_mark(args, command: str):
     tiny image now: a certificate c2pa refuses is a UsageError (exit 2) before any model
     work."""
     from ..marks import Mark, SigningKey
+
     cert, key = getattr(args, "sign_cert", None), getattr(args, "sign_key", None)
     if getattr(args, "no_mark", False):
         if cert or key:
             raise UsageError("--no-mark and --sign-cert/--sign-key contradict each other: give one")
-        print(f"sam-age {command}: warning: --no-mark: the outputs do not say that they were edited by AI "
-              "(no XMP digital source type, no C2PA)", file=sys.stderr)
+        print(
+            f"sam-age {command}: warning: --no-mark: the outputs do not say that they were edited by AI "
+            "(no XMP digital source type, no C2PA)",
+            file=sys.stderr,
+        )
         return None
     if bool(cert) != bool(key):
         raise UsageError("C2PA signing needs both --sign-cert PEM and --sign-key PEM")
@@ -160,9 +211,11 @@ def note(command: str, message: str, args=None) -> None:
 
 # -- checks made before any work -----------------------------------------------------------
 
+
 def available_devices() -> List[str]:
     """The devices torch can use here: ``cpu``, ``cuda:0``... ``mps``, ``xpu:0``..."""
     import torch
+
     found = ["cpu"]
     if torch.cuda.is_available():
         found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -182,6 +235,7 @@ def check_device(flag: Optional[str], option: str = "--device") -> None:
     if flag in (None, "", "auto"):
         return
     import torch
+
     have = available_devices()
     listing = f"this machine has {', '.join(have)} (or use auto)"
     try:
@@ -206,8 +260,7 @@ def check_output_folder(folder, option: str = "--output") -> Path:
     where = f"{option} {folder}"
     if folder.exists() or folder.is_symlink():
         if not folder.is_dir():
-            raise UsageError(f"{where}: is a file, not a folder" if folder.exists()
-                             else f"{where}: is a broken link")
+            raise UsageError(f"{where}: is a file, not a folder" if folder.exists() else f"{where}: is a broken link")
         probe = folder
     else:
         probe = folder.absolute().parent
@@ -224,9 +277,11 @@ def check_output_folder(folder, option: str = "--output") -> Path:
 
 # -- inputs and outputs --------------------------------------------------------------------
 
+
 def age_label(age) -> str:
     """``030``, ``030.21``, ``+20``: unique per distinct age (:func:`sam_age.ages.age_label`)."""
     from ..ages import age_label as label
+
     return label(age)
 
 
@@ -234,11 +289,15 @@ def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
     """-> (list of (name, path)), missing-argument messages). Names are unique stems."""
     from ..images import list_inputs
     from ..pipeline import sample_path
+
     raw = [a for a in args.inputs if a != SAMPLE]
     paths, missing = list_inputs(raw)
     if getattr(args, "sample", False):
-        note(getattr(args, "command", None) or "age",
-             "--sample is deprecated: write 'sample' as an input (sam-age age sample)", args)
+        note(
+            getattr(args, "command", None) or "age",
+            "--sample is deprecated: write 'sample' as an input (sam-age age sample)",
+            args,
+        )
     if getattr(args, "sample", False) or SAMPLE in args.inputs:
         paths.insert(0, sample_path())
     if not paths and not missing:
@@ -270,8 +329,7 @@ def write_error(error: OSError, stage: Optional[Path] = None, final: Optional[Pa
         except ValueError:
             pass
     reason = error.strerror or str(error) or type(error).__name__
-    return WriteError(f"cannot write {name}: {reason}" if name else f"cannot write: {reason}",
-                      errno=error.errno)
+    return WriteError(f"cannot write {name}: {reason}" if name else f"cannot write: {reason}", errno=error.errno)
 
 
 @contextlib.contextmanager
@@ -302,6 +360,7 @@ _PIPELINE_CACHE: Dict[tuple, object] = {}
 def load_pipeline(path: Path, device, dtype, batch_size):
     """Load once per process and settings (tests and the web demo call the CLI in-process)."""
     from ..pipeline import AgePipeline
+
     st = Path(path).stat()
     key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size, str(device), str(dtype))
     pipe = _PIPELINE_CACHE.get(key)
@@ -332,6 +391,7 @@ def prepare_run(args) -> RunSetup:
     from ..ages import parse_ages
     from ..launch import Ranks
     from ..weights.store import resolve_weights
+
     ages = parse_ages(args.ages, "--ages", relative=True)
     mark = resolve_mark(args, getattr(args, "command", None) or "age")
     check_batch_size(args.batch_size)
@@ -350,6 +410,7 @@ def prepare_run(args) -> RunSetup:
         if predictor is not None:
             pipe.age_predictor = predictor
         return pipe
+
     return RunSetup(ages, named, missing, Path(weights), get_pipeline, mark)
 
 
@@ -357,13 +418,16 @@ def age_predictor_for(args, ages):
     """The age predictor's file when some age is relative (fetched now, so a missing file
     stops the run with exit 2 before any photo), else None (nothing is loaded)."""
     from ..ages import is_relative
+
     if not any(is_relative(a) for a in ages):
         return None
     from ..estimate import resolve_age_predictor
+
     return resolve_age_predictor(getattr(args, "age_predictor_weights", None), progress=not args.json)
 
 
 # -- the per-input loop --------------------------------------------------------------------
+
 
 class Batch:
     """The per-input loop every command shares: progress bar, one stderr line per failed
@@ -375,9 +439,9 @@ class Batch:
     (:class:`WriteError`) fails its input; a full or read-only disk also stops the run
     (the inputs not started are counted as failed, in one line at the end)."""
 
-    def __init__(self, command: str, args, total: int, per_input: int = 1, unit: str = "image",
-                 progress: bool = True):
+    def __init__(self, command: str, args, total: int, per_input: int = 1, unit: str = "image", progress: bool = True):
         from tqdm import tqdm
+
         self.command, self.args = command, args
         self.records: List[dict] = []
         self.start = time.perf_counter()
@@ -387,8 +451,14 @@ class Batch:
         self._done = 0  # units of the current input (inside :meth:`run`)
         self._in_run = False
         quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False) or not progress)
-        self.bar = tqdm(total=total * self.per_input, unit=unit, file=sys.stderr, disable=True if quiet else None,
-                        dynamic_ncols=True, desc=f"sam-age {command}")
+        self.bar = tqdm(
+            total=total * self.per_input,
+            unit=unit,
+            file=sys.stderr,
+            disable=True if quiet else None,
+            dynamic_ncols=True,
+            desc=f"sam-age {command}",
+        )
 
     def advance(self, n: int) -> None:
         """``n`` more units of the current input (more than ``per_input`` in all, as with
@@ -414,8 +484,9 @@ class Batch:
         self._done = 0
 
     def fail(self, name: str, reason: str, path=None) -> None:
-        self.records.append({"input": str(path) if path else name, "name": name, "ok": False,
-                             "error": reason, "files": []})
+        self.records.append(
+            {"input": str(path) if path else name, "name": name, "ok": False, "error": reason, "files": []}
+        )
         self.bar.write(f"sam-age {self.command}: {shown(path or name)}: {shown(reason)}", file=sys.stderr)
 
     def fail_missing(self, messages: Iterable[str]) -> None:
@@ -437,8 +508,7 @@ class Batch:
         except OSError as e:  # not from our writers (those raise WriteError): still one line
             self.fail(name, write_error(e).reason if e.filename else (e.strerror or str(e)), path)
         else:
-            rec.update({"input": str(path), "name": name, "ok": True,
-                        "seconds": round(time.perf_counter() - t0, 3)})
+            rec.update({"input": str(path), "name": name, "ok": True, "seconds": round(time.perf_counter() - t0, 3)})
             rec["files"] = [str(f) for f in rec.get("files", [])]
             self.records.append(rec)
         finally:
@@ -460,8 +530,15 @@ class Batch:
         line of its own (:meth:`finish` says how many, once)."""
         self.stopped = self.stopped or reason
         self.not_done += 1
-        self.records.append({"input": str(path), "name": name, "ok": False,
-                             "error": f"not done: the run stopped ({self.stopped})", "files": []})
+        self.records.append(
+            {
+                "input": str(path),
+                "name": name,
+                "ok": False,
+                "error": f"not done: the run stopped ({self.stopped})",
+                "files": [],
+            }
+        )
         self.bar.update(self.per_input)
 
     def add(self, name: str, path: Path, ok: bool, reason: str = "", units: int = 0, **fields) -> None:
@@ -487,45 +564,80 @@ class Batch:
         return the exit code for these records."""
         self.bar.close()
         if self.not_done:
-            print(f"sam-age {self.command}: stopped: {self.not_done} input(s) not done ({self.stopped})",
-                  file=sys.stderr)
+            print(
+                f"sam-age {self.command}: stopped: {self.not_done} input(s) not done ({self.stopped})", file=sys.stderr
+            )
         ok = sum(r["ok"] for r in self.records)
         failed = len(self.records) - ok
         skipped = sum(bool(r.get("skipped")) for r in self.records)
         seconds = round(time.perf_counter() - self.start, 3)
         if self.args.json:
-            summary = {"command": self.command, "output": str(self.args.output), **(extra or {}), "ok": ok,
-                       "failed": failed, "skipped": skipped, "seconds": seconds, "inputs": self.records,
-                       **getattr(self, "json_extra", {})}  # (age: stage timings, compute path)
+            summary = {
+                "command": self.command,
+                "output": str(self.args.output),
+                **(extra or {}),
+                "ok": ok,
+                "failed": failed,
+                "skipped": skipped,
+                "seconds": seconds,
+                "inputs": self.records,
+                **getattr(self, "json_extra", {}),
+            }  # (age: stage timings, compute path)
             print(json.dumps(summary, indent=None if extra else 2))
         else:
             n_files = sum(len(r["files"]) for r in self.records)
             before = f" ({skipped} done before)" if skipped else ""
-            print(f"{heading}{ok} of {len(self.records)} inputs done{before}, {n_files} files in "
-                  f"{shown(self.args.output)} ({seconds:.1f} s)")
+            print(
+                f"{heading}{ok} of {len(self.records)} inputs done{before}, {n_files} files in "
+                f"{shown(self.args.output)} ({seconds:.1f} s)"
+            )
         return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 # -- --report (age, video) -------------------------------------------------------------------
 
+
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     """``--report`` and its thresholds, and the identity networks' weights flags."""
-    p.add_argument("--report", action="store_true",
-                   help="measure every output: the age DEX sees on it (achieved_age; DEX is the network SAM "
-                        "was trained against, not an independent judge) and its identity similarity with "
-                        "the input (CurricularFace IR-101 when its weights resolve, else IR-SE-50); in "
-                        "--json and the manifest, with a caption")
-    p.add_argument("--max-age-error", dest="max_age_error", type=float, default=None, metavar="Y",
-                   help="with --report (implied): flag outputs whose achieved age is more than Y years from "
-                        "the age asked (one line each; \"check\": \"failed\"; the exit status stays 0)")
-    p.add_argument("--min-identity", dest="min_identity", type=float, default=None, metavar="X",
-                   help="with --report (implied): flag outputs whose identity similarity is below X")
-    p.add_argument("--curricular_face_weights", default=None, metavar="PATH_OR_NAME",
-                   help="CurricularFace IR-101 for --report's identity (default: the registry's "
-                        "curricular_face; IR-SE-50 when it cannot be had)")
-    p.add_argument("--ir_se50_weights", default=None, metavar="PATH_OR_NAME",
-                   help="IR-SE-50, --report's identity network when CurricularFace's weights cannot be had "
-                        "(default: the registry's ir_se50)")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="measure every output: the age DEX sees on it (achieved_age; DEX is the network SAM "
+        "was trained against, not an independent judge) and its identity similarity with "
+        "the input (CurricularFace IR-101 when its weights resolve, else IR-SE-50); in "
+        "--json and the manifest, with a caption",
+    )
+    p.add_argument(
+        "--max-age-error",
+        dest="max_age_error",
+        type=float,
+        default=None,
+        metavar="Y",
+        help="with --report (implied): flag outputs whose achieved age is more than Y years from "
+        'the age asked (one line each; "check": "failed"; the exit status stays 0)',
+    )
+    p.add_argument(
+        "--min-identity",
+        dest="min_identity",
+        type=float,
+        default=None,
+        metavar="X",
+        help="with --report (implied): flag outputs whose identity similarity is below X",
+    )
+    p.add_argument(
+        "--curricular_face_weights",
+        default=None,
+        metavar="PATH_OR_NAME",
+        help="CurricularFace IR-101 for --report's identity (default: the registry's "
+        "curricular_face; IR-SE-50 when it cannot be had)",
+    )
+    p.add_argument(
+        "--ir_se50_weights",
+        default=None,
+        metavar="PATH_OR_NAME",
+        help="IR-SE-50, --report's identity network when CurricularFace's weights cannot be had "
+        "(default: the registry's ir_se50)",
+    )
 
 
 def report_options(args, command: str) -> Optional[dict]:
@@ -540,12 +652,23 @@ def report_options(args, command: str) -> Optional[dict]:
         raise UsageError(f"--min-identity is a cosine similarity, -1..1, not {x:g}")
     from ..estimate import resolve_age_predictor
     from ..identity import resolve_identity_weights
+
     dex = resolve_age_predictor(getattr(args, "age_predictor_weights", None), progress=not args.json)
-    model, path = resolve_identity_weights(None, args.curricular_face_weights, args.ir_se50_weights,
-                                           progress=not args.json, on_note=lambda m: note(command, m, args))
+    model, path = resolve_identity_weights(
+        None,
+        args.curricular_face_weights,
+        args.ir_se50_weights,
+        progress=not args.json,
+        on_note=lambda m: note(command, m, args),
+    )
     weights_flag = "curricular_face_weights" if model == "curricularface" else "ir_se50_weights"
-    return {"report": True, "max_age_error": y, "min_identity": x, "age_predictor": dex,
-            "identity": {"model": model, weights_flag: path}}
+    return {
+        "report": True,
+        "max_age_error": y,
+        "min_identity": x,
+        "age_predictor": dex,
+        "identity": {"model": model, weights_flag: path},
+    }
 
 
 def apply_report(pipe, options: Optional[dict]):
@@ -557,7 +680,9 @@ def apply_report(pipe, options: Optional[dict]):
             pipe.age_predictor = options["age_predictor"]
         spec = options["identity"]
         loaded = pipe.identity
-        if not (getattr(loaded, "model", None) == spec["model"] and
-                str(getattr(loaded, "path", None)) == str(next(v for k, v in spec.items() if k != "model"))):
+        if not (
+            getattr(loaded, "model", None) == spec["model"]
+            and str(getattr(loaded, "path", None)) == str(next(v for k, v in spec.items() if k != "model"))
+        ):
             pipe.identity = dict(spec)  # loaded at the first report
     return pipe

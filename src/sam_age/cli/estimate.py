@@ -6,6 +6,7 @@ is :func:`sam_age.pipeline.relative_report` / ``relative_notes``; the
 ``--age_predictor_weights`` flag and its lazy resolution live in :mod:`sam_age.cli.common`
 with the other shared flags.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,17 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
-from ..fileio import note_own, not_own_file, shown
-from .common import (add_age_predictor_argument, add_batch_size_argument, add_device_arguments,
-                     check_batch_size, check_device, check_output_folder, collect_inputs)
-from .common import add_sample_alias
+from ..fileio import not_own_file, note_own, shown
+from .common import (
+    add_age_predictor_argument,
+    add_batch_size_argument,
+    add_device_arguments,
+    add_sample_alias,
+    check_batch_size,
+    check_device,
+    check_output_folder,
+    collect_inputs,
+)
 
 OUTPUT_FILES = ("estimates.csv", "estimates.json")
 DESCRIPTION = """\
@@ -36,14 +44,24 @@ Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("estimate", help="print each face's estimated age (DEX)", description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="image files, folders or globs ('sample' for the bundled portrait)")
+    p = subparsers.add_parser(
+        "estimate",
+        help="print each face's estimated age (DEX)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="image files, folders or globs ('sample' for the bundled portrait)"
+    )
     add_sample_alias(p)
     add_age_predictor_argument(p)
-    p.add_argument("--output", "-o", default=None, metavar="DIR",
-                   help="also write estimates.csv and estimates.json into DIR (default: print only)")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="DIR",
+        help="also write estimates.csv and estimates.json into DIR (default: print only)",
+    )
     p.add_argument("--all-faces", action="store_true", help="every face, not only the best detection")
     p.add_argument("--no-align", action="store_true", help="inputs are already aligned 256 px face crops")
     add_device_arguments(p)
@@ -56,6 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 # -- the command ---------------------------------------------------------------------------------
 
+
 def _check_output(args) -> Optional[Path]:
     if args.output is None:
         return None
@@ -65,13 +84,16 @@ def _check_output(args) -> Optional[Path]:
         raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", out)
     theirs = not_own_file(out, OUTPUT_FILES) if existing else None
     if theirs is not None:  # --overwrite replaces only what sam-age wrote (issue 22)
-        raise UsageError(f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
-                         "(move it away or choose another --output)")
+        raise UsageError(
+            f"{shown(theirs)} was not written by sam-age: left alone, even with --overwrite "
+            "(move it away or choose another --output)"
+        )
     return out
 
 
 def _write_outputs(out: Path, summary: dict) -> List[Path]:
     from ..checkpoints.formats import atomic_write
+
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["input", "face", "estimated_age", "score"])
@@ -111,16 +133,27 @@ def run(args) -> int:
         try:
             photo, faces = prepare_faces(path, all_faces=args.all_faces, align=not args.no_align)
             if estimator is None:  # loaded at the first face: bad inputs cost nothing
-                estimator = AgeEstimator.from_pretrained(weights, device=device, dtype=args.dtype,
-                                                         batch_size=args.batch_size)
+                estimator = AgeEstimator.from_pretrained(
+                    weights, device=device, dtype=args.dtype, batch_size=args.batch_size
+                )
             result = estimator.estimate_prepared(photo, faces)
         except InputError as e:
             fail(name, path, e.reason)
             continue
-        rec = {"input": str(path), "name": name, "ok": True,
-               "faces": [{"face": i + 1, "age": round(f.age, 2), "score": round(f.score, 4),
-                          "quad": None if f.quad is None else [[round(float(v), 1) for v in p] for p in f.quad]}
-                         for i, f in enumerate(result.faces)]}
+        rec = {
+            "input": str(path),
+            "name": name,
+            "ok": True,
+            "faces": [
+                {
+                    "face": i + 1,
+                    "age": round(f.age, 2),
+                    "score": round(f.score, 4),
+                    "quad": None if f.quad is None else [[round(float(v), 1) for v in p] for p in f.quad],
+                }
+                for i, f in enumerate(result.faces)
+            ],
+        }
         records.append(rec)
         if not args.json:
             for face in rec["faces"]:
@@ -128,9 +161,15 @@ def run(args) -> int:
                 print(f"{path}: {where}{face['age']:.1f}", flush=True)
 
     ok = sum(r["ok"] for r in records)
-    summary = {"command": "estimate", "age_predictor": str(weights), "output": None if out is None else str(out),
-               "ok": ok, "failed": len(records) - ok, "seconds": round(time.perf_counter() - start, 3),
-               "inputs": records}
+    summary = {
+        "command": "estimate",
+        "age_predictor": str(weights),
+        "output": None if out is None else str(out),
+        "ok": ok,
+        "failed": len(records) - ok,
+        "seconds": round(time.perf_counter() - start, 3),
+        "inputs": records,
+    }
     if out is not None:
         _write_outputs(out, summary)
     if args.json:

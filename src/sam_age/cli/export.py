@@ -8,6 +8,7 @@ Writes ``pretrained_encoder``, ``age_encoder`` and ``generator`` plus ``manifest
 against torch before it is moved into place (``--no-check`` skips this).
 Exit codes: 0 ok; 1 the export or its check failed; 2 usage or checkpoint error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,21 +25,31 @@ def default_output(fmt: str) -> str:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "export", help="write the networks as ONNX or OpenVINO files",
+        "export",
+        help="write the networks as ONNX or OpenVINO files",
         description="Export the pretrained encoder, the age encoder and the generator (float32, "
-                    "dynamic batch, fixed noise) for other runtimes, with a manifest of how they "
-                    "compose. Needs `pip install 'sam-age[export]'` (ONNX) or 'sam-age[bench]' (OpenVINO).")
+        "dynamic batch, fixed noise) for other runtimes, with a manifest of how they "
+        "compose. Needs `pip install 'sam-age[export]'` (ONNX) or 'sam-age[bench]' (OpenVINO).",
+    )
     add_checkpoint_argument(p)  # --checkpoint, alias --checkpoint_path, as in every command
     p.add_argument("--format", choices=("onnx", "openvino"), default="onnx", help="file format (default onnx)")
-    p.add_argument("--output", "-o", default=None, metavar="DIR",
-                   help="folder for the exported files (default: exported-onnx or exported-openvino, "
-                        "after --format)")
-    p.add_argument("--networks", default=",".join(("pretrained_encoder", "age_encoder", "generator")),
-                   help="comma-separated subset of pretrained_encoder,age_encoder,generator (default: all)")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="DIR",
+        help="folder for the exported files (default: exported-onnx or exported-openvino, after --format)",
+    )
+    p.add_argument(
+        "--networks",
+        default=",".join(("pretrained_encoder", "age_encoder", "generator")),
+        help="comma-separated subset of pretrained_encoder,age_encoder,generator (default: all)",
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--overwrite", action="store_true", help="replace exported files already in DIR")
-    p.add_argument("--no-check", dest="check", action="store_false",
-                   help="do not run the files against torch before writing them")
+    p.add_argument(
+        "--no-check", dest="check", action="store_false", help="do not run the files against torch before writing them"
+    )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(run=run)
     return p
@@ -66,8 +77,16 @@ def run(args) -> int:
     logging.getLogger("torch").setLevel(logging.ERROR)  # the exporter's chatter (torchvision ops, ...)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = export_sam(model, out, args.format, names=names, opset=args.opset, overwrite=args.overwrite,
-                            check=args.check, on_note=say)
+        result = export_sam(
+            model,
+            out,
+            args.format,
+            names=names,
+            opset=args.opset,
+            overwrite=args.overwrite,
+            check=args.check,
+            on_note=say,
+        )
     for name, path in result.files.items():
         check = f" (max relative error vs torch {result.parity[name]:.1e})" if name in result.parity else ""
         say(f"wrote {path}{check}")

@@ -1,4 +1,5 @@
 """``sam-age inspect FILE...``: what a file says about itself (the AI-edit XMP and C2PA)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,21 +22,31 @@ A file without these (re-saved by an editor that drops metadata, or written with
 Exit status: 0 every file was read (1 with --strict if one is unmarked or its C2PA is
 Invalid), 1 some file could not be read, 2 usage error."""
 
-FIELDS = (("Iptc4xmpExt:DigitalSourceType", "digital source type"),
-          ("Iptc4xmpExt:AISystemUsed", "AI system"),
-          ("Iptc4xmpExt:AISystemVersionUsed", "AI system version"),
-          ("Iptc4xmpExt:AIPromptInformation", "asked"),
-          ("xmp:CreatorTool", "creator tool"),
-          ("dc:description", "description"))
+FIELDS = (
+    ("Iptc4xmpExt:DigitalSourceType", "digital source type"),
+    ("Iptc4xmpExt:AISystemUsed", "AI system"),
+    ("Iptc4xmpExt:AISystemVersionUsed", "AI system version"),
+    ("Iptc4xmpExt:AIPromptInformation", "asked"),
+    ("xmp:CreatorTool", "creator tool"),
+    ("dc:description", "description"),
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("inspect", help="show the AI-edit marks and C2PA of files", description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "inspect",
+        help="show the AI-edit marks and C2PA of files",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="images (PNG, JPEG, WebP, GIF) or MP4 videos")
     p.add_argument("--json", action="store_true", help="one JSON object per file, as a list on stdout")
-    p.add_argument("--trust", metavar="PEM", default=None,
-                   help="C2PA trust anchors (PEM): a signature that chains to them is reported Trusted")
+    p.add_argument(
+        "--trust",
+        metavar="PEM",
+        default=None,
+        help="C2PA trust anchors (PEM): a signature that chains to them is reported Trusted",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a file is unmarked or its C2PA is Invalid")
     p.set_defaults(run=run)
     return p
@@ -77,6 +88,7 @@ def _text(rec: dict) -> str:
 def run(args) -> int:
     from ..errors import UsageError
     from ..marks import read_marks
+
     if args.trust is not None and not Path(args.trust).is_file():
         raise UsageError(f"--trust {args.trust}: no such file")
     records, failed, strict_failed = [], 0, 0

@@ -8,6 +8,7 @@ an ``OSError`` that escapes a command (a disk that fills while writing a summary
 line naming the file, exit 1.
 Shared flags and the per-input loop are in :mod:`sam_age.cli.common`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,7 @@ from typing import List, Optional
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, SamAgeError
 
-SUBCOMMANDS = ("age", "mix", "estimate", "video", "weights", "train", "serve", "evaluate", "export",
-               "align", "inspect")
+SUBCOMMANDS = ("age", "mix", "estimate", "video", "weights", "train", "serve", "evaluate", "export", "align", "inspect")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
+
     parser = _Parser(prog="sam-age", description="Make a face older or younger with SAM.")
     parser.add_argument("--version", action="version", version=f"sam-age {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -49,7 +50,7 @@ def join_signed_values(argv: List[str]) -> List[str]:
     for i in range(len(out) - 1):
         nxt = out[i + 1]
         if out[i] in SIGNED_VALUE_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
-            out[i:i + 2] = [f"{out[i]}={nxt}", None]
+            out[i : i + 2] = [f"{out[i]}={nxt}", None]
     return [a for a in out if a is not None]
 
 

@@ -5,6 +5,7 @@ layers (``--latent-mask``, default 8 and up: colour, texture, lighting) from ran
 styles (``--n-random``, z through the mapping network) or from a reference face aged to
 the same age (``--reference``); ``--alpha`` blends instead of replacing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,18 +27,39 @@ Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("mix", help="style mixing / reference-guided aging", description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "mix",
+        help="style mixing / reference-guided aging",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common_arguments(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--reference", metavar="IMG", help="take the styles from this face (aged to each target age)")
-    src.add_argument("--n-random", "--n_outputs_to_generate", dest="n_random", type=int, default=5,
-                     help="number of random styles (default: %(default)s)")
+    src.add_argument(
+        "--n-random",
+        "--n_outputs_to_generate",
+        dest="n_random",
+        type=int,
+        default=5,
+        help="number of random styles (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random styles (default: %(default)s)")
-    p.add_argument("--latent-mask", "--latent_mask", dest="latent_mask", default=None,
-                   help="comma-separated W+ layers to inject (default: the fine layers 8..n_styles-1)")
-    p.add_argument("--alpha", "--mix_alpha", dest="alpha", type=float, default=None,
-                   help="blend: alpha * injected + (1 - alpha) * own (default: replace)")
+    p.add_argument(
+        "--latent-mask",
+        "--latent_mask",
+        dest="latent_mask",
+        default=None,
+        help="comma-separated W+ layers to inject (default: the fine layers 8..n_styles-1)",
+    )
+    p.add_argument(
+        "--alpha",
+        "--mix_alpha",
+        dest="alpha",
+        type=float,
+        default=None,
+        help="blend: alpha * injected + (1 - alpha) * own (default: replace)",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -55,11 +77,12 @@ def parse_mask(text: Optional[str]) -> Optional[List[int]]:
 
 
 def run(args) -> int:
+    from PIL import Image
+
     from ..ages import format_age
     from ..mixing import StyleMixer, fine_layers
     from ..pipeline import prepare_faces
     from ..render import make_strip, save_image
-    from PIL import Image
 
     mask = parse_mask(args.latent_mask)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
@@ -90,8 +113,9 @@ def run(args) -> int:
         pipe = get_pipeline()
         base = pipe.age_prepared(photo, faces[:1], ages, size=args.size, progress=batch.advance).faces[0]
         if reference is not None and "face" not in ref_face:  # aged once for the whole batch
-            ref_face["face"] = pipe.age_prepared(reference[0], reference[1][:1], ages, size=args.size,
-                                                 progress=batch.advance).faces[0]
+            ref_face["face"] = pipe.age_prepared(
+                reference[0], reference[1][:1], ages, size=args.size, progress=batch.advance
+            ).faces[0]
         mixer = StyleMixer(pipe)
         sources = mixer.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
         mixed = mixer.mix_face(base, sources, mask, args.alpha, progress=batch.advance)
@@ -101,8 +125,9 @@ def run(args) -> int:
             for (label, _), images in zip(sources, mixed):
                 for age, img in zip(ages, images):
                     one = mark and mark.but(age=f"{format_age(age)} (style {label})")
-                    rel.append(save_image(img, staged / label / f"age_{age_label(age)}.png",
-                                          mark=one).relative_to(staged))
+                    rel.append(
+                        save_image(img, staged / label / f"age_{age_label(age)}.png", mark=one).relative_to(staged)
+                    )
                 rows.append(make_strip(base.aligned, images))
             grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
             for i, r in enumerate(rows):
@@ -110,8 +135,12 @@ def run(args) -> int:
             every = mark and mark.but(age=",".join(format_age(a) for a in ages))
             rel.append(save_image(grid, staged / "grid.png", mark=every).relative_to(staged))
         layers = mask if mask is not None else fine_layers(pipe.model.n_styles)
-        return {"sources": [s[0] for s in sources], "latent_mask": layers, "alpha": args.alpha,
-                "files": [folder / r for r in rel]}
+        return {
+            "sources": [s[0] for s in sources],
+            "latent_mask": layers,
+            "alpha": args.alpha,
+            "files": [folder / r for r in rel],
+        }
 
     batch.run_each(named, process)
     return batch.finish()

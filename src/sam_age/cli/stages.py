@@ -13,6 +13,7 @@ a terminal, no ``--quiet``/``--json``), so logs and ``--json`` output stay as th
 the timings are kept either way (``as_json``). Calls from worker threads are safe (a lock);
 a stage ends when the next one starts or at :meth:`first_image`.
 """
+
 from __future__ import annotations
 
 import threading
@@ -96,8 +97,11 @@ def compute_path(pipe, asked_dtype: str = "auto") -> Dict[str, object]:
     dtype = str(getattr(pipe, "dtype", "")).replace("torch.", "")
     device = str(getattr(pipe, "device", ""))
     if asked_dtype in (None, "", "auto"):
-        why = ("--dtype auto: float32, the exact path (this CPU has no native bfloat16)"
-               if device.startswith("cpu") and dtype == "float32" else f"--dtype auto: the fast path on {device}")
+        why = (
+            "--dtype auto: float32, the exact path (this CPU has no native bfloat16)"
+            if device.startswith("cpu") and dtype == "float32"
+            else f"--dtype auto: the fast path on {device}"
+        )
     else:
         why = f"--dtype {asked_dtype}"
     return {"device": device, "dtype": dtype, "why": why}
@@ -113,6 +117,7 @@ def compute_path_line(path: Dict[str, object]) -> str:
 
 def model_detail(path) -> str:
     from ..fileio import format_size
+
     p = Path(path)
     try:
         return f"{p} ({format_size(p.stat().st_size)})"

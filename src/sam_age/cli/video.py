@@ -1,4 +1,5 @@
 """``sam-age video``: age the people in a clip, steadily, with the sound kept."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,22 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_VIDEO_AGE, DEFAULT_VIDEO_CRF
 from ..errors import UsageError
-from .common import (Batch, add_age_predictor_argument, add_batch_size_argument, add_checkpoint_argument,
-                     add_device_arguments, add_mark_arguments, add_report_arguments, apply_report, check_batch_size,
-                     check_device, check_output_folder, load_pipeline, report_options, resolve_mark)
+from .common import (
+    Batch,
+    add_age_predictor_argument,
+    add_batch_size_argument,
+    add_checkpoint_argument,
+    add_device_arguments,
+    add_mark_arguments,
+    add_report_arguments,
+    apply_report,
+    check_batch_size,
+    check_device,
+    check_output_folder,
+    load_pipeline,
+    report_options,
+    resolve_mark,
+)
 
 DESCRIPTION = """\
 Age every person in a video clip (or one: --face N, --largest).
@@ -30,36 +44,76 @@ Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("video", help="age the people in a video clip", description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "video",
+        help="age the people in a video clip",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files (mp4, mov, mkv, webm, avi, ...)")
     add_checkpoint_argument(p)
     ages = p.add_mutually_exclusive_group()
     ages.add_argument("--age", type=float, help=f"target age (default {DEFAULT_VIDEO_AGE:g})")
-    ages.add_argument("--ages", help="several target ages, one output each: '30,70' or '20:80:20' "
-                                     "(one analysis pass for all)")
+    ages.add_argument(
+        "--ages", help="several target ages, one output each: '30,70' or '20:80:20' (one analysis pass for all)"
+    )
     ages.add_argument("--age-ramp", metavar="START:END", help="the age moves linearly over the clip, e.g. 20:80")
     p.add_argument("--output", "-o", default="results", metavar="DIR", help="output folder (default: %(default)s)")
     p.add_argument("--side-by-side", action="store_true", help="write input | aged side by side")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--face", type=int, metavar="N", help="age only track N (ids in order of appearance; see --json)")
     who.add_argument("--largest", action="store_true", help="age only the person with the largest face")
-    p.add_argument("--size", type=int, choices=(256, 1024), default=256,
-                   help="generated face size before paste-back: 256 or 1024 (for large faces)")
+    p.add_argument(
+        "--size",
+        type=int,
+        choices=(256, 1024),
+        default=256,
+        help="generated face size before paste-back: 256 or 1024 (for large faces)",
+    )
     add_device_arguments(p)
     add_batch_size_argument(p)
-    p.add_argument("--detect-every", type=int, default=1, metavar="K",
-                   help="run the face detector on every K-th frame, carrying landmarks between (default: %(default)s)")
-    p.add_argument("--smooth-landmarks", type=float, default=2.0, metavar="SIGMA",
-                   help="temporal Gaussian on landmarks, in frames (0 = off; default: %(default)s)")
-    p.add_argument("--smooth-codes", type=float, default=1.5, metavar="SIGMA",
-                   help="temporal Gaussian on each track's W+ codes, in frames (0 = off; default: %(default)s)")
-    p.add_argument("--max-gap", type=int, default=5, metavar="FRAMES",
-                   help="frames without a detection bridged inside a track (default: %(default)s)")
-    p.add_argument("--min-track", type=int, default=3, metavar="FRAMES",
-                   help="faces detected in fewer frames are ignored as detector flukes (default: %(default)s)")
+    p.add_argument(
+        "--detect-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run the face detector on every K-th frame, carrying landmarks between (default: %(default)s)",
+    )
+    p.add_argument(
+        "--smooth-landmarks",
+        type=float,
+        default=2.0,
+        metavar="SIGMA",
+        help="temporal Gaussian on landmarks, in frames (0 = off; default: %(default)s)",
+    )
+    p.add_argument(
+        "--smooth-codes",
+        type=float,
+        default=1.5,
+        metavar="SIGMA",
+        help="temporal Gaussian on each track's W+ codes, in frames (0 = off; default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-gap",
+        type=int,
+        default=5,
+        metavar="FRAMES",
+        help="frames without a detection bridged inside a track (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-track",
+        type=int,
+        default=3,
+        metavar="FRAMES",
+        help="faces detected in fewer frames are ignored as detector flukes (default: %(default)s)",
+    )
     p.add_argument("--max-frames", type=int, metavar="N", help="process only the first N frames")
-    p.add_argument("--crf", type=int, default=DEFAULT_VIDEO_CRF, help="H.264 quality, 0..51, lower is better (default: %(default)s)")
+    p.add_argument(
+        "--crf",
+        type=int,
+        default=DEFAULT_VIDEO_CRF,
+        help="H.264 quality, 0..51, lower is better (default: %(default)s)",
+    )
     p.add_argument("--keep-cache", action="store_true", help="keep the per-chunk cache after a finished run")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout (per input and track)")
@@ -73,6 +127,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _job(args):
     from ..ages import parse_ages
     from ..video import VideoJob
+
     if args.age_ramp:
         parts = args.age_ramp.split(":")
         try:
@@ -87,7 +142,11 @@ def _job(args):
     else:
         job = VideoJob(ages=[DEFAULT_VIDEO_AGE if args.age is None else args.age])
     job.side_by_side, job.face, job.largest, job.size = args.side_by_side, args.face, args.largest, args.size
-    job.detect_every, job.smooth_landmarks, job.smooth_codes = args.detect_every, args.smooth_landmarks, args.smooth_codes
+    job.detect_every, job.smooth_landmarks, job.smooth_codes = (
+        args.detect_every,
+        args.smooth_landmarks,
+        args.smooth_codes,
+    )
     job.max_gap, job.max_frames, job.crf, job.min_track = args.max_gap, args.max_frames, args.crf, args.min_track
     check_batch_size(args.batch_size)
     return job.check()
@@ -120,9 +179,17 @@ def run(args) -> int:
         probe_video(path)  # bad input fails before the model loads
         if ager is None:
             ager = VideoAger(apply_report(load_pipeline(weights, device, dtype, args.batch_size), reporting))
-        result = ager.run(path, args.output, job, overwrite=args.overwrite, progress=not args.json,
-                          keep_cache=args.keep_cache, mark=mark)
+        result = ager.run(
+            path,
+            args.output,
+            job,
+            overwrite=args.overwrite,
+            progress=not args.json,
+            keep_cache=args.keep_cache,
+            mark=mark,
+        )
         from ..video.report import report_notes
+
         for note in result.notes + report_notes(result.report):
             batch.bar.write(f"sam-age video: {path}: {note}", file=sys.stderr)
         rec = result.to_json()

@@ -6,6 +6,7 @@ by reflection with a blurred, median-faded border when the quad leaves the photo
 network never sees hard black edges), then the quad is warped to the output square.
 SAM's own alignment uses a 256 px output and a 256 px transform.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,19 +51,27 @@ def face_quad(landmarks: np.ndarray) -> np.ndarray:
 def _fade_padding(img: np.ndarray, pad, qsize: float) -> np.ndarray:
     """Blur the reflected border and fade it towards the median colour (FFHQ)."""
     from scipy.ndimage import gaussian_filter
+
     h, w, _ = img.shape
     y, x, _ = np.ogrid[:h, :w, :1]
     left, top, right, bottom = (max(float(p), 1.0) for p in pad)
-    mask = np.maximum(1.0 - np.minimum(np.float32(x) / left, np.float32(w - 1 - x) / right),
-                      1.0 - np.minimum(np.float32(y) / top, np.float32(h - 1 - y) / bottom))
+    mask = np.maximum(
+        1.0 - np.minimum(np.float32(x) / left, np.float32(w - 1 - x) / right),
+        1.0 - np.minimum(np.float32(y) / top, np.float32(h - 1 - y) / bottom),
+    )
     blur = qsize * 0.02
     img += (gaussian_filter(img, [blur, blur, 0]) - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
     img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
     return img
 
 
-def align_face(image: Image.Image, landmarks: np.ndarray, output_size: int = OUTPUT_SIZE,
-               transform_size: Optional[int] = None, enable_padding: bool = True) -> AlignedFace:
+def align_face(
+    image: Image.Image,
+    landmarks: np.ndarray,
+    output_size: int = OUTPUT_SIZE,
+    transform_size: Optional[int] = None,
+    enable_padding: bool = True,
+) -> AlignedFace:
     """Align one face. Returns the aligned crop and the quad in *source* coordinates
     (where the crop's corners lie in ``image``), for :func:`sam_age.face.paste.paste_face`."""
     transform_size = transform_size or output_size
@@ -85,20 +94,36 @@ def align_face(image: Image.Image, landmarks: np.ndarray, output_size: int = OUT
 
     # Crop around the quad, with a border.
     border = max(int(np.rint(qsize * 0.1)), 3)
-    crop = (int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1]))),
-            int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1]))))
-    crop = (max(crop[0] - border, 0), max(crop[1] - border, 0),
-            min(crop[2] + border, img.size[0]), min(crop[3] + border, img.size[1]))
+    crop = (
+        int(np.floor(min(quad[:, 0]))),
+        int(np.floor(min(quad[:, 1]))),
+        int(np.ceil(max(quad[:, 0]))),
+        int(np.ceil(max(quad[:, 1]))),
+    )
+    crop = (
+        max(crop[0] - border, 0),
+        max(crop[1] - border, 0),
+        min(crop[2] + border, img.size[0]),
+        min(crop[3] + border, img.size[1]),
+    )
     if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
         img = img.crop(crop)
         quad = quad - crop[0:2]
         offset += crop[0:2]
 
     # Pad by reflection where the quad leaves the photo.
-    pad = (int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1]))),
-           int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1]))))
-    pad = (max(-pad[0] + border, 0), max(-pad[1] + border, 0),
-           max(pad[2] - img.size[0] + border, 0), max(pad[3] - img.size[1] + border, 0))
+    pad = (
+        int(np.floor(min(quad[:, 0]))),
+        int(np.floor(min(quad[:, 1]))),
+        int(np.ceil(max(quad[:, 0]))),
+        int(np.ceil(max(quad[:, 1]))),
+    )
+    pad = (
+        max(-pad[0] + border, 0),
+        max(-pad[1] + border, 0),
+        max(pad[2] - img.size[0] + border, 0),
+        max(pad[3] - img.size[1] + border, 0),
+    )
     if enable_padding and max(pad) > border - 4:
         pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
         arr = np.pad(np.float32(img), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
@@ -108,16 +133,16 @@ def align_face(image: Image.Image, landmarks: np.ndarray, output_size: int = OUT
         offset -= pad[:2]
 
     # Warp the quad to the output square (PIL's QUAD is exact for this parallelogram).
-    img = img.transform((transform_size, transform_size), Image.QUAD, tuple((quad + 0.5).flatten()),
-                        Image.BILINEAR)
+    img = img.transform((transform_size, transform_size), Image.QUAD, tuple((quad + 0.5).flatten()), Image.BILINEAR)
     if output_size < transform_size:
         img = img.resize((output_size, output_size), Image.LANCZOS)
     source_quad = ((quad + offset) * scale).astype(np.float32)
     return AlignedFace(img, source_quad)
 
 
-def align_faces(image: Image.Image, all_faces: bool = False, output_size: int = OUTPUT_SIZE,
-                name: Optional[str] = None) -> List[AlignedFace]:
+def align_faces(
+    image: Image.Image, all_faces: bool = False, output_size: int = OUTPUT_SIZE, name: Optional[str] = None
+) -> List[AlignedFace]:
     """Detect and align the best face (or every face, best first); NoFaceError if none."""
     detections = detect_faces(image, all_faces=all_faces)
     if not detections:

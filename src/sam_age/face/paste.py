@@ -14,6 +14,7 @@ same. Two things hide the seam (measured by :func:`sam_age.face.mask.seam_ratio`
   local contrast are kept, only its overall colour is brought to the photo's. The std
   scale is held to 0.5..2 so a flat or odd ring cannot blow the face up.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -42,12 +43,14 @@ def _face_to_photo(img: Image.Image, quad, photo_size, resample, fill=0) -> Imag
 
 def _photo_to_face(photo: Image.Image, quad, size: int, resample=Image.BILINEAR) -> Image.Image:
     """The photo seen through the quad (the alignment's own transform, without padding)."""
-    return photo.transform((size, size), Image.QUAD, tuple((np.asarray(quad, np.float64) + 0.5).flatten()),
-                           resample, fillcolor=0)
+    return photo.transform(
+        (size, size), Image.QUAD, tuple((np.asarray(quad, np.float64) + 0.5).flatten()), resample, fillcolor=0
+    )
 
 
 def _lab(rgb01: np.ndarray) -> np.ndarray:
     from skimage.color import rgb2lab
+
     return rgb2lab(rgb01)
 
 
@@ -65,14 +68,16 @@ def _weighted_stats(lab: np.ndarray, w: np.ndarray):
 def _transfer(rgb01: np.ndarray, mf, scale, mr) -> np.ndarray:
     """The colour map itself, on RGB values in [0, 1] of any shape [..., 3]."""
     from skimage.color import lab2rgb
+
     lab = (_lab(rgb01) - mf) * scale + mr
     with warnings.catch_warnings():  # out-of-gamut colours are clipped to the RGB cube
         warnings.simplefilter("ignore", UserWarning)
         return np.clip(lab2rgb(lab), 0.0, 1.0)
 
 
-def match_colour(face: Image.Image, reference: Image.Image, weight: np.ndarray,
-                 exact: Optional[bool] = None) -> Image.Image:
+def match_colour(
+    face: Image.Image, reference: Image.Image, weight: np.ndarray, exact: Optional[bool] = None
+) -> Image.Image:
     """``face`` with its Lab mean/std over ``weight`` (a [256, 256] array, or the
     reference's size) matched to ``reference``'s (the photo seen through the same quad).
 
@@ -90,7 +95,7 @@ def match_colour(face: Image.Image, reference: Image.Image, weight: np.ndarray,
     scale = np.clip(sr / sf, *STD_SCALE)
     face = face.convert("RGB")
     if exact is None:
-        exact = face.width * face.height <= 2 * LUT_SIZE ** 3
+        exact = face.width * face.height <= 2 * LUT_SIZE**3
     if exact:
         rgb = _transfer(_rgb01(face), mf, scale, mr)
         return Image.fromarray(np.rint(rgb * 255.0).astype(np.uint8), "RGB")
@@ -111,10 +116,17 @@ def _ring_weight(photo: Image.Image, quad, mask: Image.Image) -> Optional[np.nda
     return ring.astype(np.float64) if ring.sum() >= 50 else None
 
 
-def paste_face(photo: Image.Image, face: Image.Image, quad: np.ndarray,
-               mask: Union[str, Image.Image, None] = None, *, landmarks: Optional[np.ndarray] = None,
-               colour_match: bool = True, reference: Optional[Image.Image] = None,
-               return_mask: bool = False):
+def paste_face(
+    photo: Image.Image,
+    face: Image.Image,
+    quad: np.ndarray,
+    mask: Union[str, Image.Image, None] = None,
+    *,
+    landmarks: Optional[np.ndarray] = None,
+    colour_match: bool = True,
+    reference: Optional[Image.Image] = None,
+    return_mask: bool = False,
+):
     """Return a copy of ``photo`` (same size) with ``face`` warped into ``quad``.
 
     ``face`` may be any square size (256 or the 1024 px generator output); ``quad`` is the

@@ -1,4 +1,5 @@
 """One network per file. Modules take plain sizes; loading lives in ``sam_age.checkpoints``."""
+
 from .encoder import GradualStyleEncoder
 from .irse import IRSEBackbone
 from .sam import SAM

@@ -1,4 +1,5 @@
 """AlexNet's convolutional part (torchvision layout ``features.*``), the LPIPS backbone."""
+
 from __future__ import annotations
 
 from typing import List
@@ -17,11 +18,18 @@ class AlexNetFeatures(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=False), nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=False), nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=False),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=False),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=False),
+            nn.Conv2d(3, 64, 11, 4, 2),
+            nn.ReLU(inplace=False),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(inplace=False),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(inplace=False),
             nn.MaxPool2d(3, 2),
         )
 

@@ -16,6 +16,7 @@ and the forward does **not** L2-normalise: the original returns ``(embedding, co
 :meth:`CurricularFaceIR101.forward` returns that first output as it is (a cosine similarity
 normalises it; :meth:`embed` does). Dropout is inert in eval mode, where this net always runs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,12 @@ class CurricularFaceIR101(nn.Module):
         self.input_layer = input_layer(3)
         self.body = ir_body(IR101_STAGES, BottleneckIR)
         self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(512), nn.Dropout(0.4), nn.Flatten(),
-            nn.Linear(512 * 7 * 7, 512), nn.BatchNorm1d(512, affine=False))
+            nn.BatchNorm2d(512),
+            nn.Dropout(0.4),
+            nn.Flatten(),
+            nn.Linear(512 * 7 * 7, 512),
+            nn.BatchNorm1d(512, affine=False),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_layer(self.body(self.input_layer(x)))

@@ -1,12 +1,18 @@
 """DEX age estimator (VGG-16, 101 age bins), as used by SAM's aging loss."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-VGG16_CONVS = (("conv1", 3, 64, 2), ("conv2", 64, 128, 2), ("conv3", 128, 256, 3),
-               ("conv4", 256, 512, 3), ("conv5", 512, 512, 3))
+VGG16_CONVS = (
+    ("conv1", 3, 64, 2),
+    ("conv2", 64, 128, 2),
+    ("conv3", 128, 256, 3),
+    ("conv4", 256, 512, 3),
+    ("conv5", 512, 512, 3),
+)
 
 
 class DexVGG(nn.Module):

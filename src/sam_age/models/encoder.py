@@ -16,6 +16,7 @@
 ``impl`` is an argument of ``forward`` (default ``self.impl``, itself "auto"), as the
 generator's (``models.stylegan2``).
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,11 @@ class GradualStyleBlock(nn.Module):
         slopes = [m.negative_slope for m in self.convs if isinstance(m, nn.LeakyReLU)]
         lin = self.linear
         bias = None if lin.bias is None else lin.bias.detach() * lin.lr_mul
-        return ([pack_conv(c, s, pack, form, tuner) for c, s in zip(convs, slopes)],
-                lin.weight.detach() * lin.scale, bias)
+        return (
+            [pack_conv(c, s, pack, form, tuner) for c, s in zip(convs, slopes)],
+            lin.weight.detach() * lin.scale,
+            bias,
+        )
 
     @staticmethod
     def forward_packed(x: torch.Tensor, packed) -> torch.Tensor:
@@ -85,8 +89,8 @@ class GradualStyleEncoder(nn.Module):
         self.input_layer = input_layer(input_nc)
         self.body = ir_se50_body()
         self.styles = nn.ModuleList(
-            GradualStyleBlock(512, 512, 16 if i < COARSE_END else 32 if i < MIDDLE_END else 64)
-            for i in range(n_styles))
+            GradualStyleBlock(512, 512, 16 if i < COARSE_END else 32 if i < MIDDLE_END else 64) for i in range(n_styles)
+        )
         self.latlayer1 = nn.Conv2d(256, 512, 1, 1, 0)
         self.latlayer2 = nn.Conv2d(128, 512, 1, 1, 0)
 
@@ -134,8 +138,9 @@ class GradualStyleEncoder(nn.Module):
     reclaim_file_pages = True
 
     def _fold_key(self) -> tuple:
-        return (self.pack_heads, self.conv_form, id(self.tuner)) + tuple((t.data_ptr(), t._version, t.dtype, t.device)
-                                          for t in list(self.parameters()) + list(self.buffers()))
+        return (self.pack_heads, self.conv_form, id(self.tuner)) + tuple(
+            (t.data_ptr(), t._version, t.dtype, t.device) for t in list(self.parameters()) + list(self.buffers())
+        )
 
     def folded(self) -> dict:
         """The folded and packed weights (built on first use, rebuilt when a weight
@@ -161,11 +166,13 @@ class GradualStyleEncoder(nn.Module):
         kw = dict(form=self.conv_form, tuner=self.tuner)
         head = dict(form=self.conv_form if self.pack_heads else "plain", tuner=self.tuner)
         with torch.no_grad():
-            data = {"input": built(self.input_layer, fold_input_layer(self.input_layer, dtype, fmt, **kw)),
-                    "body": [built(u, fold_unit(u, dtype, fmt, **kw)) for u in self.body],
-                    "heads": [built(s, s.packed(**head)) for s in self.styles],
-                    "lat1": built(self.latlayer1, pack_conv(self.latlayer1, **head)),
-                    "lat2": built(self.latlayer2, pack_conv(self.latlayer2, **head))}
+            data = {
+                "input": built(self.input_layer, fold_input_layer(self.input_layer, dtype, fmt, **kw)),
+                "body": [built(u, fold_unit(u, dtype, fmt, **kw)) for u in self.body],
+                "heads": [built(s, s.packed(**head)) for s in self.styles],
+                "lat1": built(self.latlayer1, pack_conv(self.latlayer1, **head)),
+                "lat2": built(self.latlayer2, pack_conv(self.latlayer2, **head)),
+            }
         self.__dict__["_folded_cache"] = (key, data)
         trim_heap()  # the packing temporaries (oneDNN copies) back to the OS
         return data

@@ -6,6 +6,7 @@ form (:func:`fold_unit` + :func:`unit_folded`): both BatchNorms folded into the 
 stride-2 one a strided view instead of a copy, and the SE product and the residual sum
 one ``addcmul``. Same function (``tests/models/test_encoder_fast.py``: float64 parity).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.convbn import (BorderFix, bn_scale_shift, fold_bn_after, fold_bn_before, se_residual,
-                          squeeze_excite)
+from ..ops.convbn import BorderFix, bn_scale_shift, fold_bn_after, fold_bn_before, se_residual, squeeze_excite
 from ..ops.packed import PackedConv
 
 # (in_channel, depth, units) per stage; the first unit of every stage has stride 2.
@@ -44,7 +44,8 @@ class BottleneckIRSE(nn.Module):
             self.shortcut_layer = nn.MaxPool2d(1, stride)
         else:
             self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
         self.res_layer = nn.Sequential(
             nn.BatchNorm2d(in_channel),
             nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
@@ -68,7 +69,8 @@ class BottleneckIR(nn.Module):
             self.shortcut_layer = nn.MaxPool2d(1, stride)
         else:
             self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
         self.res_layer = nn.Sequential(
             nn.BatchNorm2d(in_channel),
             nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
@@ -109,8 +111,12 @@ class IRSEBackbone(nn.Module):
         self.input_layer = input_layer(3)
         self.body = ir_se50_body()
         self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(512), nn.Dropout(drop_ratio), nn.Flatten(),
-            nn.Linear(512 * spatial * spatial, 512), nn.BatchNorm1d(512, affine=affine))
+            nn.BatchNorm2d(512),
+            nn.Dropout(drop_ratio),
+            nn.Flatten(),
+            nn.Linear(512 * spatial * spatial, 512),
+            nn.BatchNorm1d(512, affine=affine),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.output_layer(self.body(self.input_layer(x)))
@@ -122,6 +128,7 @@ class FoldedUnit:
     """One :class:`BottleneckIRSE` with its BatchNorms folded (see :func:`fold_unit`); the
     convs are :class:`~sam_age.ops.packed.PackedConv` (weights packed once for oneDNN on
     the CPU, dense elsewhere)."""
+
     conv1: PackedConv
     fix1: BorderFix
     alpha: torch.Tensor
@@ -132,8 +139,14 @@ class FoldedUnit:
     shortcut: Optional[PackedConv] = None  # 1x1 conv (folded BN), or None: subsampling
 
 
-def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.contiguous_format,
-              pack: bool = True, form: Optional[str] = None, tuner=None) -> FoldedUnit:
+def fold_unit(
+    unit: BottleneckIRSE,
+    dtype: torch.dtype,
+    memory_format=torch.contiguous_format,
+    pack: bool = True,
+    form: Optional[str] = None,
+    tuner=None,
+) -> FoldedUnit:
     """The unit's weights with both BatchNorms folded in (float64 math, cast to ``dtype``
     once); conv weights in ``memory_format``, packed for oneDNN where it can (``pack``;
     ``form``/``tuner``: see :class:`~sam_age.ops.packed.PackedConv`)."""
@@ -153,11 +166,16 @@ def fold_unit(unit: BottleneckIRSE, dtype: torch.dtype, memory_format=torch.cont
 
     stride = conv2.stride[0]
     kw = dict(pack=pack, form=form, tuner=tuner)
-    return FoldedUnit(PackedConv(cast(w1, True), cast(b1), 1, fix1.padding, **kw), fix1,
-                      prelu.weight.detach().to(dtype),
-                      PackedConv(cast(w2, True), cast(b2), stride, 1, **kw), stride,
-                      se.fc1.weight.detach().flatten(1), se.fc2.weight.detach().flatten(1),
-                      None if ws is None else PackedConv(cast(ws, True), cast(bs), stride, 0, **kw))
+    return FoldedUnit(
+        PackedConv(cast(w1, True), cast(b1), 1, fix1.padding, **kw),
+        fix1,
+        prelu.weight.detach().to(dtype),
+        PackedConv(cast(w2, True), cast(b2), stride, 1, **kw),
+        stride,
+        se.fc1.weight.detach().flatten(1),
+        se.fc2.weight.detach().flatten(1),
+        None if ws is None else PackedConv(cast(ws, True), cast(bs), stride, 0, **kw),
+    )
 
 
 def unit_folded(x: torch.Tensor, f: FoldedUnit) -> torch.Tensor:
@@ -165,21 +183,36 @@ def unit_folded(x: torch.Tensor, f: FoldedUnit) -> torch.Tensor:
     z = F.prelu(f.fix1.apply_(f.conv1(x)), f.alpha)
     u = f.conv2(z)
     if f.shortcut is None:
-        shortcut = x if f.stride == 1 else x[:, :, ::f.stride, ::f.stride]
+        shortcut = x if f.stride == 1 else x[:, :, :: f.stride, :: f.stride]
     else:
         shortcut = f.shortcut(x)
     return se_residual(shortcut, u, squeeze_excite(u, f.se1, f.se2))
 
 
-def fold_input_layer(layer: nn.Sequential, dtype: torch.dtype, memory_format=torch.contiguous_format,
-                     pack: bool = True, form: Optional[str] = None, tuner=None):
+def fold_input_layer(
+    layer: nn.Sequential,
+    dtype: torch.dtype,
+    memory_format=torch.contiguous_format,
+    pack: bool = True,
+    form: Optional[str] = None,
+    tuner=None,
+):
     """``(conv, alpha)`` of ``conv -> BN -> PReLU`` with the BN folded into the conv."""
     conv, bn, prelu = layer
     w, b = fold_bn_after(conv.weight, None, *bn_scale_shift(bn))
     dev = conv.weight.device
-    return (PackedConv(w.to(device=dev, dtype=dtype).contiguous(memory_format=memory_format),
-                       b.to(device=dev, dtype=dtype), 1, 1, pack=pack, form=form, tuner=tuner),
-            prelu.weight.detach().to(dtype))
+    return (
+        PackedConv(
+            w.to(device=dev, dtype=dtype).contiguous(memory_format=memory_format),
+            b.to(device=dev, dtype=dtype),
+            1,
+            1,
+            pack=pack,
+            form=form,
+            tuner=tuner,
+        ),
+        prelu.weight.detach().to(dtype),
+    )
 
 
 def input_layer_folded(x: torch.Tensor, folded) -> torch.Tensor:

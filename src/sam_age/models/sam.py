@@ -8,6 +8,7 @@
 ``age_codes``, ``generate``) are public so that the pipeline can run the pretrained encoder
 once per face and every age in one batch.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -20,9 +21,16 @@ from .stylegan2 import Generator, n_latents
 
 
 class SAM(nn.Module):
-    def __init__(self, output_size: int = 1024, input_nc: int = 4,
-                 start_from_encoded_w_plus: bool = True, start_from_latent_avg: bool = False,
-                 style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2):
+    def __init__(
+        self,
+        output_size: int = 1024,
+        input_nc: int = 4,
+        start_from_encoded_w_plus: bool = True,
+        start_from_latent_avg: bool = False,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channel_multiplier: int = 2,
+    ):
         super().__init__()
         self.output_size = output_size
         self.n_styles = n_latents(output_size)
@@ -42,11 +50,15 @@ class SAM(nn.Module):
     @property
     def opts(self) -> dict:
         """The options the official code stores beside the weights."""
-        return {"output_size": self.output_size, "input_nc": self.input_nc,
-                "encoder_type": "GradualStyleEncoder",
-                "start_from_encoded_w_plus": self.start_from_encoded_w_plus,
-                "start_from_latent_avg": self.start_from_latent_avg,
-                "dataset_type": "ffhq_aging", "label_nc": 0}
+        return {
+            "output_size": self.output_size,
+            "input_nc": self.input_nc,
+            "encoder_type": "GradualStyleEncoder",
+            "start_from_encoded_w_plus": self.start_from_encoded_w_plus,
+            "start_from_latent_avg": self.start_from_latent_avg,
+            "dataset_type": "ffhq_aging",
+            "label_nc": 0,
+        }
 
     def train(self, mode: bool = True) -> "SAM":
         # The pretrained encoder is a frozen feature extractor: it never updates its
@@ -80,20 +92,36 @@ class SAM(nn.Module):
             base = self.base_codes(x)
         return codes if base is None else codes + base
 
-    def generate(self, codes: torch.Tensor, resize: bool = True, randomize_noise: bool = True,
-                 input_is_latent: bool = True, return_latents: bool = False, impl: Optional[str] = None):
+    def generate(
+        self,
+        codes: torch.Tensor,
+        resize: bool = True,
+        randomize_noise: bool = True,
+        input_is_latent: bool = True,
+        return_latents: bool = False,
+        impl: Optional[str] = None,
+    ):
         """Codes -> images; ``impl`` picks the generator's form (``Generator.synthesis``)."""
         pool_to = 256 if resize and self.output_size % 256 == 0 else None
-        images, latents = self.decoder([codes], input_is_latent=input_is_latent, randomize_noise=randomize_noise,
-                                       return_latents=return_latents, impl=impl, pool_to=pool_to)
+        images, latents = self.decoder(
+            [codes],
+            input_is_latent=input_is_latent,
+            randomize_noise=randomize_noise,
+            return_latents=return_latents,
+            impl=impl,
+            pool_to=pool_to,
+        )
         if resize and images.shape[-1] != 256:
             images = self.face_pool(images)
         return (images, latents) if return_latents else images
 
     @staticmethod
-    def inject_latents(codes: torch.Tensor, latent_mask: Sequence[int],
-                       inject_latent: Optional[torch.Tensor] = None,
-                       alpha: Optional[float] = None) -> torch.Tensor:
+    def inject_latents(
+        codes: torch.Tensor,
+        latent_mask: Sequence[int],
+        inject_latent: Optional[torch.Tensor] = None,
+        alpha: Optional[float] = None,
+    ) -> torch.Tensor:
         """The original forward's latent-mask injection, on a copy of ``codes`` ``[N, L, 512]``:
         each layer ``i`` in ``latent_mask`` takes ``inject_latent``'s (or ``alpha * inject +
         (1 - alpha) * own``; zeros without ``inject_latent``). Style mixing uses it too."""
@@ -109,13 +137,26 @@ class SAM(nn.Module):
         return codes
 
     # -- the original entry point -------------------------------------------------------
-    def forward(self, x: torch.Tensor, resize: bool = True, latent_mask: Optional[Sequence[int]] = None,
-                input_code: bool = False, randomize_noise: bool = True,
-                inject_latent: Optional[torch.Tensor] = None, return_latents: bool = False,
-                alpha: Optional[float] = None, input_is_full: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        resize: bool = True,
+        latent_mask: Optional[Sequence[int]] = None,
+        input_code: bool = False,
+        randomize_noise: bool = True,
+        inject_latent: Optional[torch.Tensor] = None,
+        return_latents: bool = False,
+        alpha: Optional[float] = None,
+        input_is_full: bool = False,
+    ):
         codes = x if input_code else self.age_codes(x)
         if latent_mask is not None:
             codes = self.inject_latents(codes, latent_mask, inject_latent, alpha)
         input_is_latent = (not input_code) or input_is_full
-        return self.generate(codes, resize=resize, randomize_noise=randomize_noise,
-                             input_is_latent=input_is_latent, return_latents=return_latents)
+        return self.generate(
+            codes,
+            resize=resize,
+            randomize_noise=randomize_noise,
+            input_is_latent=input_is_latent,
+            return_latents=return_latents,
+        )

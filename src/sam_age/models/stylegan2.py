@@ -31,6 +31,7 @@ The synthesis network runs in one of several forms of the same function, chosen 
 ``tests/models/test_fast_paths.py`` holds every form to the reference in float64
 (outputs, and gradients for the forms used in training).
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,7 @@ SYNTHESIS_IMPLS = ("auto", "reference", "per_sample", "grouped", "shared")
 
 def channels_for(channel_multiplier: int = 2) -> dict:
     m = channel_multiplier
-    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m,
-            512: 32 * m, 1024: 16 * m}
+    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m, 512: 32 * m, 1024: 16 * m}
 
 
 def n_latents(size: int) -> int:
@@ -60,15 +60,22 @@ def n_latents(size: int) -> int:
 
 class PixelNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+        return x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
 
 
 class EqualLinear(nn.Module):
     """Equalised-learning-rate linear: ``x @ (W * lr_mul / sqrt(in)).T + b * lr_mul``;
     with ``activation=True`` followed by leaky ReLU(0.2) * sqrt(2)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
-                 lr_mul: float = 1.0, activation: bool = False):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: bool = False,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
@@ -88,7 +95,7 @@ class Blur(nn.Module):
         super().__init__()
         k = make_kernel(kernel)
         if upsample_factor > 1:
-            k = k * (upsample_factor ** 2)
+            k = k * (upsample_factor**2)
         self.register_buffer("kernel", k)
         self.pad = pad
 
@@ -100,7 +107,7 @@ class Upsample(nn.Module):
     def __init__(self, kernel: Sequence[int], factor: int = 2):
         super().__init__()
         self.factor = factor
-        k = make_kernel(kernel) * (factor ** 2)
+        k = make_kernel(kernel) * (factor**2)
         self.register_buffer("kernel", k)
         p = k.shape[0] - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
@@ -113,9 +120,16 @@ class ModulatedConv2d(nn.Module):
     """Per-sample modulated (and demodulated) convolution, optionally upsampling x2 by a
     transposed conv followed by a blur."""
 
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
-                 demodulate: bool = True, upsample: bool = False,
-                 blur_kernel: Sequence[int] = BLUR_KERNEL):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+        blur_kernel: Sequence[int] = BLUR_KERNEL,
+    ):
         super().__init__()
         self.eps = 1e-8
         self.kernel_size = kernel_size
@@ -125,9 +139,8 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             factor = 2
             p = (len(blur_kernel) - factor) - (kernel_size - 1)
-            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1),
-                             upsample_factor=factor)
-        self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+        self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
@@ -154,8 +167,11 @@ class ModulatedConv2d(nn.Module):
         kept as float32 copies beside the module (small: 512 x 512 per layer)."""
         lin = self.modulation
         acc = torch.promote_types(lin.weight.dtype, torch.float32)
-        if (lin.weight.dtype == acc or (torch.is_grad_enabled() and lin.weight.requires_grad)
-                or torch.compiler.is_compiling()):
+        if (
+            lin.weight.dtype == acc
+            or (torch.is_grad_enabled() and lin.weight.requires_grad)
+            or torch.compiler.is_compiling()
+        ):
             return lin(style.to(lin.weight.dtype)).to(acc)
         key = (lin.weight.data_ptr(), lin.weight._version, lin.bias.data_ptr(), lin.bias._version, lin.weight.device)
         hit = self.__dict__.get("_style_fp32")
@@ -220,11 +236,19 @@ class FusedLeakyReLU(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
-                 upsample: bool = False, blur_kernel: Sequence[int] = BLUR_KERNEL):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        style_dim: int,
+        upsample: bool = False,
+        blur_kernel: Sequence[int] = BLUR_KERNEL,
+    ):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim,
-                                    upsample=upsample, blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
 
@@ -233,8 +257,9 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True,
-                 blur_kernel: Sequence[int] = BLUR_KERNEL):
+    def __init__(
+        self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[int] = BLUR_KERNEL
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
@@ -253,9 +278,15 @@ class Generator(nn.Module):
     follows the rosinality signature (a list of style tensors) and returns
     ``(image, latent or None)``."""
 
-    def __init__(self, size: int = 1024, style_dim: int = 512, n_mlp: int = 8,
-                 channel_multiplier: int = 2, blur_kernel: Sequence[int] = BLUR_KERNEL,
-                 lr_mlp: float = 0.01):
+    def __init__(
+        self,
+        size: int = 1024,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channel_multiplier: int = 2,
+        blur_kernel: Sequence[int] = BLUR_KERNEL,
+        lr_mlp: float = 0.01,
+    ):
         super().__init__()
         if size < 8 or size & (size - 1):
             raise ValueError(f"generator size must be a power of two >= 8, got {size}")
@@ -279,12 +310,11 @@ class Generator(nn.Module):
         self.noises = nn.Module()
         for layer_idx in range(self.num_layers):
             res = (layer_idx + 5) // 2
-            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2 ** res, 2 ** res))
+            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2**res, 2**res))
         in_channel = self.channels[4]
         for i in range(3, self.log_size + 1):
-            out_channel = self.channels[2 ** i]
-            self.convs.append(StyledConv(in_channel, out_channel, 3, style_dim, upsample=True,
-                                         blur_kernel=blur_kernel))
+            out_channel = self.channels[2**i]
+            self.convs.append(StyledConv(in_channel, out_channel, 3, style_dim, upsample=True, blur_kernel=blur_kernel))
             self.convs.append(StyledConv(out_channel, out_channel, 3, style_dim, blur_kernel=blur_kernel))
             self.to_rgbs.append(ToRGB(out_channel, style_dim))
             in_channel = out_channel
@@ -304,8 +334,7 @@ class Generator(nn.Module):
         """``(form, image or None)``: the measured form for this call's shape (CPU, no
         autograd, a tuner given)."""
         forms = ["per_sample", "shared"] + (["grouped"] if latent.shape[0] > 1 else [])
-        name = (f"generator:{self.size}:{str(latent.dtype).replace('torch.', '')}:n{latent.shape[0]}"
-                f":pool{pool_to}")
+        name = f"generator:{self.size}:{str(latent.dtype).replace('torch.', '')}:n{latent.shape[0]}:pool{pool_to}"
         fns = {f: (lambda f=f: self.synthesis(latent, noise, impl=f, pool_to=pool_to)) for f in forms}
         return self.tuner.pick(name, fns, plain="per_sample", rule=rule, reps=2, warmup=False)
 
@@ -319,8 +348,13 @@ class Generator(nn.Module):
             return "per_sample" if device.type == "cpu" else "shared"
         return impl
 
-    def synthesis(self, latent: torch.Tensor, noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
-                  impl: Optional[str] = None, pool_to: Optional[int] = None) -> torch.Tensor:
+    def synthesis(
+        self,
+        latent: torch.Tensor,
+        noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
+        impl: Optional[str] = None,
+        pool_to: Optional[int] = None,
+    ) -> torch.Tensor:
         """``latent`` is W+ ``[N, n_latent, style_dim]``; returns the image ``[N, 3, size, size]``
         (float32 at least: the RGB skip is accumulated in float32 in the fast forms).
         ``impl``: see the module docstring (default ``self.impl``, "auto").
@@ -332,8 +366,7 @@ class Generator(nn.Module):
             noise = [None] * self.num_layers
         asked = self.impl if impl is None else impl
         impl = self.resolve_impl(impl, latent.device)
-        if (asked == "auto" and impl != "reference" and self.tuner is not None
-                and latent.device.type == "cpu"):
+        if asked == "auto" and impl != "reference" and self.tuner is not None and latent.device.type == "cpu":
             impl, image = self._tuned(latent, noise, pool_to, impl)
             if image is not None:
                 return image
@@ -347,8 +380,8 @@ class Generator(nn.Module):
         if impl == "per_sample":
             images = []
             for i in range(latent.shape[0]):
-                sample_noise = [n if n is None or n.shape[0] == 1 else n[i:i + 1] for n in noise]
-                images.append(self._synthesis_fast(latent[i:i + 1], sample_noise, shared=False, pool_to=pool_to))
+                sample_noise = [n if n is None or n.shape[0] == 1 else n[i : i + 1] for n in noise]
+                images.append(self._synthesis_fast(latent[i : i + 1], sample_noise, shared=False, pool_to=pool_to))
             return torch.cat(images).contiguous()
         return self._synthesis_fast(latent, noise, shared=impl == "shared", pool_to=pool_to).contiguous()
 
@@ -357,8 +390,9 @@ class Generator(nn.Module):
         out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
         i = 1
-        for conv1, conv2, noise1, noise2, to_rgb in zip(self.convs[::2], self.convs[1::2],
-                                                        noise[1::2], noise[2::2], self.to_rgbs):
+        for conv1, conv2, noise1, noise2, to_rgb in zip(
+            self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs
+        ):
             out = conv1(out, latent[:, i], noise=noise1)
             out = conv2(out, latent[:, i + 1], noise=noise2)
             skip = to_rgb(out, latent[:, i + 2], skip)
@@ -373,14 +407,33 @@ class Generator(nn.Module):
             conv = layer.conv
             blur = conv.blur.kernel if conv.upsample else None
             if shared:
-                return styled_conv_shared(x, conv.weight, conv.scale, conv.style_scales(style),
-                                          layer.activate.bias, noise_i, layer.noise.weight,
-                                          conv.upsample, blur, gain, sq_norms=conv.squared_norms())
+                return styled_conv_shared(
+                    x,
+                    conv.weight,
+                    conv.scale,
+                    conv.style_scales(style),
+                    layer.activate.bias,
+                    noise_i,
+                    layer.noise.weight,
+                    conv.upsample,
+                    blur,
+                    gain,
+                    sq_norms=conv.squared_norms(),
+                )
             layout = ("deconv" if conv.upsample else "conv") if one else None
-            w = modulated_weight(conv.weight, conv.scale, conv.style_scales(style), True, gain, dtype=x.dtype,
-                                 sq_norms=conv.squared_norms(), layout=layout)
-            return styled_conv_fast(x, w, layer.activate.bias, noise_i, layer.noise.weight,
-                                    upsample=conv.upsample, blur=blur)
+            w = modulated_weight(
+                conv.weight,
+                conv.scale,
+                conv.style_scales(style),
+                True,
+                gain,
+                dtype=x.dtype,
+                sq_norms=conv.squared_norms(),
+                layout=layout,
+            )
+            return styled_conv_fast(
+                x, w, layer.activate.bias, noise_i, layer.noise.weight, upsample=conv.upsample, blur=blur
+            )
 
         def rgb(layer: ToRGB, x, style):
             conv = layer.conv
@@ -395,23 +448,33 @@ class Generator(nn.Module):
         skip = rgb(self.to_rgb1, out, latent[:, 1]).to(acc)
         i = 1
         last = len(self.to_rgbs) - 1
-        for j, (conv1, conv2, noise1, noise2, to_rgb) in enumerate(zip(self.convs[::2], self.convs[1::2],
-                                                                       noise[1::2], noise[2::2], self.to_rgbs)):
+        for j, (conv1, conv2, noise1, noise2, to_rgb) in enumerate(
+            zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs)
+        ):
             out = styled(conv1, out, latent[:, i], noise1, SQRT2)
             out = styled(conv2, out, latent[:, i + 1], noise2, SQRT2)
             if j == last and pool_to is not None:
                 f = self.size // pool_to  # pool(rgb(x) + up(skip)) == rgb(pool(x)) + pool(up(skip))
-                return (rgb(to_rgb, F.avg_pool2d(out, f), latent[:, i + 2]).to(acc)
-                        + F.avg_pool2d(to_rgb.upsample(skip), f))
+                return rgb(to_rgb, F.avg_pool2d(out, f), latent[:, i + 2]).to(acc) + F.avg_pool2d(
+                    to_rgb.upsample(skip), f
+                )
             skip = rgb(to_rgb, out, latent[:, i + 2]).to(acc) + to_rgb.upsample(skip)
             i += 2
         return skip
 
-    def forward(self, styles: Sequence[torch.Tensor], return_latents: bool = False,
-                inject_index: Optional[int] = None, truncation: float = 1.0,
-                truncation_latent: Optional[torch.Tensor] = None, input_is_latent: bool = False,
-                noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
-                randomize_noise: bool = True, impl: Optional[str] = None, pool_to: Optional[int] = None):
+    def forward(
+        self,
+        styles: Sequence[torch.Tensor],
+        return_latents: bool = False,
+        inject_index: Optional[int] = None,
+        truncation: float = 1.0,
+        truncation_latent: Optional[torch.Tensor] = None,
+        input_is_latent: bool = False,
+        noise: Optional[Sequence[Optional[torch.Tensor]]] = None,
+        randomize_noise: bool = True,
+        impl: Optional[str] = None,
+        pool_to: Optional[int] = None,
+    ):
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
         if noise is None:

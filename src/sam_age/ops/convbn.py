@@ -19,6 +19,7 @@ Folds are computed in float64 and cast to the weights' dtype once, so the folded
 are the reference weights rounded once. ``tests/ops/test_convbn.py`` holds every form
 here to its unfolded reference in float64.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ def bn_scale_shift(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
     return scale, shift
 
 
-def fold_bn_after(weight: torch.Tensor, bias: Optional[torch.Tensor], scale: torch.Tensor,
-                  shift: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def fold_bn_after(
+    weight: torch.Tensor, bias: Optional[torch.Tensor], scale: torch.Tensor, shift: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """``bn(conv(x, weight, bias))`` as one conv: ``(weight', bias')`` in float64."""
     w = weight.detach().double() * scale.view(-1, 1, 1, 1)
     b = shift if bias is None else bias.detach().double() * scale + shift
@@ -57,8 +59,9 @@ class BorderFix:
     ``correction(h, w)`` is ``conv(shift image, weight, padding) - interior`` restricted
     to the border strips (``padding`` wide); only stride 1 is supported (IR-SE's first
     conv). The strips are cached per input size and per dtype/device."""
+
     weight: torch.Tensor  # float64 [O, I, k, k], the *unscaled* conv weight
-    shift: torch.Tensor   # float64 [I]
+    shift: torch.Tensor  # float64 [I]
     padding: int
     _cache: Dict[tuple, Tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False)
 
@@ -71,8 +74,10 @@ class BorderFix:
             full = F.conv2d(img, self.weight, padding=p)[0]
             interior = self.weight.sum((2, 3)) @ self.shift
             err = full - interior.view(-1, 1, 1)
-            hit = tuple(t.to(device=device, dtype=dtype).contiguous() for t in
-                        (err[:, :p, :], err[:, h - p:, :], err[:, p:h - p, :p], err[:, p:h - p, w - p:]))
+            hit = tuple(
+                t.to(device=device, dtype=dtype).contiguous()
+                for t in (err[:, :p, :], err[:, h - p :, :], err[:, p : h - p, :p], err[:, p : h - p, w - p :])
+            )
             self._cache[key] = hit
         return hit
 
@@ -84,14 +89,15 @@ class BorderFix:
         h, w = out.shape[-2:]
         top, bottom, left, right = self.strips(h, w, out.dtype, out.device)
         out[:, :, :p, :] += top
-        out[:, :, h - p:, :] += bottom
-        out[:, :, p:h - p, :p] += left
-        out[:, :, p:h - p, w - p:] += right
+        out[:, :, h - p :, :] += bottom
+        out[:, :, p : h - p, :p] += left
+        out[:, :, p : h - p, w - p :] += right
         return out
 
 
-def fold_bn_before(weight: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                   padding: int) -> Tuple[torch.Tensor, torch.Tensor, BorderFix]:
+def fold_bn_before(
+    weight: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, padding: int
+) -> Tuple[torch.Tensor, torch.Tensor, BorderFix]:
     """``conv(bn(x), weight, padding=padding)`` (stride 1, no conv bias) as
     ``fix.apply_(conv(x, weight', bias'))``: ``(weight', bias', fix)``, float64."""
     w64 = weight.detach().double()

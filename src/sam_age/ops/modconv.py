@@ -23,6 +23,7 @@ Which form runs is chosen by the caller (``Generator.synthesis(..., impl=...)``)
 functions hold no state. The per-layer ``sum_k w^2`` that the demodulation needs is passed
 in (``sq_norms``): the generator's layers keep it (see ``ModulatedConv2d.squared_norms``).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,14 @@ def squared_norms(weight: torch.Tensor) -> torch.Tensor:
     return weight[0].to(_acc(weight)).square().sum([2, 3])
 
 
-def modulation_factors(weight: torch.Tensor, scale: float, styles: torch.Tensor, demodulate: bool,
-                       eps: float = 1e-8, sq_norms: Optional[torch.Tensor] = None):
+def modulation_factors(
+    weight: torch.Tensor,
+    scale: float,
+    styles: torch.Tensor,
+    demodulate: bool,
+    eps: float = 1e-8,
+    sq_norms: Optional[torch.Tensor] = None,
+):
     """``(s [B, in], demod [B, out] or None)`` in float32 (at least) such that the reference modulated
     weight is ``weight[0] * s[:, None, :, None, None] * demod[:, :, None, None, None]``.
     The demodulation uses ``sum_i s_i^2 sum_k w_oik^2`` (a small matmul) instead of a pass
@@ -74,10 +81,17 @@ def _weight_buffer(b: int, c_out: int, c_in: int, k: int, dtype, device, layout:
     return torch.empty((b, c_out, c_in, k, k), dtype=dtype, device=device)
 
 
-def modulated_weight(weight: torch.Tensor, scale: float, styles: torch.Tensor, demodulate: bool,
-                     in_gain: float = 1.0, eps: float = 1e-8,
-                     dtype: Optional[torch.dtype] = None, sq_norms: Optional[torch.Tensor] = None,
-                     layout: Optional[str] = None) -> torch.Tensor:
+def modulated_weight(
+    weight: torch.Tensor,
+    scale: float,
+    styles: torch.Tensor,
+    demodulate: bool,
+    in_gain: float = 1.0,
+    eps: float = 1e-8,
+    dtype: Optional[torch.dtype] = None,
+    sq_norms: Optional[torch.Tensor] = None,
+    layout: Optional[str] = None,
+) -> torch.Tensor:
     """``[B, out, in, k, k]`` per-sample weights from ``weight [1, out, in, k, k]`` and the
     modulation ``styles [B, in]``; demodulated like the reference (the demodulation sees
     the weight *before* ``in_gain``, which only compensates an unscaled input).
@@ -98,8 +112,9 @@ def modulated_weight(weight: torch.Tensor, scale: float, styles: torch.Tensor, d
     return torch.mul(weight[0][None], coef[..., None, None], out=out)
 
 
-def _noise_lrelu_(out: torch.Tensor, noise: Optional[torch.Tensor], noise_weight: torch.Tensor,
-                  negative_slope: float) -> torch.Tensor:
+def _noise_lrelu_(
+    out: torch.Tensor, noise: Optional[torch.Tensor], noise_weight: torch.Tensor, negative_slope: float
+) -> torch.Tensor:
     if noise is None:
         noise = out.new_empty(out.shape[0], 1, out.shape[2], out.shape[3]).normal_()
     out.add_(noise.to(out.dtype) * noise_weight.to(out.dtype))
@@ -134,10 +149,16 @@ def _blur(x: torch.Tensor, blur: torch.Tensor, bias: Optional[torch.Tensor]) -> 
     return F.conv2d(x, kb, bias=bias, padding=1, groups=c)
 
 
-def styled_conv_fast(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
-                     noise: Optional[torch.Tensor], noise_weight: torch.Tensor,
-                     upsample: bool = False, blur: Optional[torch.Tensor] = None,
-                     negative_slope: float = 0.2) -> torch.Tensor:
+def styled_conv_fast(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    bias: torch.Tensor,
+    noise: Optional[torch.Tensor],
+    noise_weight: torch.Tensor,
+    upsample: bool = False,
+    blur: Optional[torch.Tensor] = None,
+    negative_slope: float = 0.2,
+) -> torch.Tensor:
     """One StyledConv (modulated conv [+ upsample + blur] + noise + bias + leaky ReLU) with
     per-sample weights ``w [B, out, in, k, k]`` from :func:`modulated_weight` (one grouped
     conv; with ``B == 1`` a plain conv, which keeps a channels-last input channels-last).
@@ -157,10 +178,20 @@ def styled_conv_fast(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
     return _noise_lrelu_(out, noise, noise_weight, negative_slope)
 
 
-def styled_conv_shared(x: torch.Tensor, weight: torch.Tensor, scale: float, styles: torch.Tensor,
-                       bias: torch.Tensor, noise: Optional[torch.Tensor], noise_weight: torch.Tensor,
-                       upsample: bool = False, blur: Optional[torch.Tensor] = None, in_gain: float = 1.0,
-                       negative_slope: float = 0.2, sq_norms: Optional[torch.Tensor] = None) -> torch.Tensor:
+def styled_conv_shared(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    scale: float,
+    styles: torch.Tensor,
+    bias: torch.Tensor,
+    noise: Optional[torch.Tensor],
+    noise_weight: torch.Tensor,
+    upsample: bool = False,
+    blur: Optional[torch.Tensor] = None,
+    in_gain: float = 1.0,
+    negative_slope: float = 0.2,
+    sq_norms: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """The same StyledConv with one shared-weight conv for the whole batch (NVlabs'
     ``fused_modconv=False``): ``x * s`` -> conv -> ``* demod + bias``. Better where a batch
     is worth more than the extra passes (GPUs)."""
@@ -185,6 +216,5 @@ def to_rgb_fast(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.T
         xt = x.permute(0, 2, 3, 1).reshape(b, h * wd, c_in)
         out = torch.baddbmm(bias.to(x.dtype).reshape(1, 1, -1), xt, w.reshape(b, -1, c_in).transpose(1, 2))
         return out.view(b, h, wd, -1).permute(0, 3, 1, 2)
-    out = torch.baddbmm(bias.to(x.dtype).reshape(1, -1, 1), w.reshape(b, -1, c_in),
-                        x.reshape(b, c_in, h * wd))
+    out = torch.baddbmm(bias.to(x.dtype).reshape(1, -1, 1), w.reshape(b, -1, c_in), x.reshape(b, c_in, h * wd))
     return out.view(b, -1, h, wd)

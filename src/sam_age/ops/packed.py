@@ -23,6 +23,7 @@ one) and caches the choice per conv shape and input size; without a tuner, ``"pa
 these ops) every form is the plain one -- same function, so callers never branch. Once the
 form is known the other copy of the weight is dropped: one copy in memory.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -35,9 +36,12 @@ CONV_FORMS = ("auto", "packed", "plain")
 
 
 def packing_available() -> bool:
-    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops, "mkldnn")
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight"))
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops, "mkldnn")
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight")
+    )
 
 
 def _pair(v) -> list:
@@ -49,9 +53,18 @@ class PackedConv:
     when ``slope`` is given), the weight packed for oneDNN at the first call where the
     form says so (see the module docstring). ``pack=False`` is ``form="plain"``."""
 
-    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1, padding=0,
-                 groups: int = 1, slope: Optional[float] = None, pack: bool = True,
-                 form: Optional[str] = None, tuner=None):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        stride=1,
+        padding=0,
+        groups: int = 1,
+        slope: Optional[float] = None,
+        pack: bool = True,
+        form: Optional[str] = None,
+        tuner=None,
+    ):
         form = ("auto" if pack else "plain") if form is None else form
         if form not in CONV_FORMS:
             raise ValueError(f"conv form must be one of {CONV_FORMS}, got {form!r}")
@@ -66,8 +79,8 @@ class PackedConv:
     def _pack(self, x: torch.Tensor) -> bool:
         try:
             self.packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                self.weight.contiguous().to_mkldnn(), self.padding, self.stride, [1, 1], self.groups,
-                list(x.shape))
+                self.weight.contiguous().to_mkldnn(), self.padding, self.stride, [1, 1], self.groups, list(x.shape)
+            )
             return True
         except RuntimeError:  # an op or a dtype this build cannot pack: the dense form
             self.packed = None
@@ -75,21 +88,31 @@ class PackedConv:
 
     def _run_packed(self, x: torch.Tensor) -> torch.Tensor:
         attr, scalars = ("leaky_relu", [self.slope]) if self.slope is not None else ("none", [])
-        return torch.ops.mkldnn._convolution_pointwise(x, self.packed, self.bias, self.padding, self.stride,
-                                                       [1, 1], self.groups, attr, scalars, "")
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.packed, self.bias, self.padding, self.stride, [1, 1], self.groups, attr, scalars, ""
+        )
 
     def _run_plain(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight if self.weight is not None else self.packed.to_dense()
-        out = F.conv2d(x, weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype),
-                       self.stride, self.padding, 1, self.groups)
+        out = F.conv2d(
+            x,
+            weight.to(x.dtype),
+            None if self.bias is None else self.bias.to(x.dtype),
+            self.stride,
+            self.padding,
+            1,
+            self.groups,
+        )
         return out if self.slope is None else F.leaky_relu_(out, self.slope)
 
     def key(self, x: torch.Tensor) -> str:
         """The tuner's name for this conv on this input: shape, stride, padding, input size."""
         w = self.weight if self.weight is not None else self.packed
-        return (f"conv:{str(x.dtype).replace('torch.', '')}:w{'x'.join(map(str, w.shape))}"
-                f":s{self.stride[0]}p{self.padding[0]}g{self.groups}{':lrelu' if self.slope is not None else ''}"
-                f":in{'x'.join(map(str, x.shape))}")
+        return (
+            f"conv:{str(x.dtype).replace('torch.', '')}:w{'x'.join(map(str, w.shape))}"
+            f":s{self.stride[0]}p{self.padding[0]}g{self.groups}{':lrelu' if self.slope is not None else ''}"
+            f":in{'x'.join(map(str, x.shape))}"
+        )
 
     def _decide(self, x: torch.Tensor):
         """First call: settle the form (packing for this input size); returns the output
@@ -101,9 +124,12 @@ class PackedConv:
             if self.tuner is None:
                 self.form = "packed"
             else:
-                self.form, out = self.tuner.pick(self.key(x), {"packed": lambda: self._run_packed(x),
-                                                                "plain": lambda: self._run_plain(x)},
-                                                 plain="plain", rule="packed")
+                self.form, out = self.tuner.pick(
+                    self.key(x),
+                    {"packed": lambda: self._run_packed(x), "plain": lambda: self._run_plain(x)},
+                    plain="plain",
+                    rule="packed",
+                )
         if self.form == "packed":
             self.weight = None  # the packed copy replaces it (no second copy kept here)
         else:
@@ -120,7 +146,8 @@ class PackedConv:
         return self._run_plain(x)
 
 
-def pack_conv(conv: torch.nn.Conv2d, slope: Optional[float] = None, pack: bool = True,
-              form: Optional[str] = None, tuner=None) -> PackedConv:
+def pack_conv(
+    conv: torch.nn.Conv2d, slope: Optional[float] = None, pack: bool = True, form: Optional[str] = None, tuner=None
+) -> PackedConv:
     """A :class:`PackedConv` of an ``nn.Conv2d`` (its weights as they are now)."""
     return PackedConv(conv.weight, conv.bias, conv.stride, conv.padding, conv.groups, slope, pack, form, tuner)

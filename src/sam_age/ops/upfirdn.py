@@ -4,6 +4,7 @@
 computes it). ``upfirdn2d`` is the same math with the zero insertion done by a strided
 transposed convolution, which avoids materialising the zero-filled tensor.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple
@@ -26,8 +27,9 @@ def _pads(pad: Sequence[int]) -> Tuple[int, int]:
     raise ValueError(f"pad must be (before, after), got {pad}")
 
 
-def upfirdn2d_reference(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-                        pad: Sequence[int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d_reference(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: Sequence[int] = (0, 0)
+) -> torch.Tensor:
     """Definition: insert ``up-1`` zeros after every pixel, pad ``p0`` before and ``p1``
     after on both axes (negative pads crop), convolve with ``kernel`` (true convolution),
     keep every ``down``-th pixel."""
@@ -37,15 +39,16 @@ def upfirdn2d_reference(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down
     out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
     out = out.reshape(n * c, 1, h * up, w * up)
     out = F.pad(out, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
-    out = out[:, :, max(-p0, 0): out.shape[2] - max(-p1, 0), max(-p0, 0): out.shape[3] - max(-p1, 0)]
+    out = out[:, :, max(-p0, 0) : out.shape[2] - max(-p1, 0), max(-p0, 0) : out.shape[3] - max(-p1, 0)]
     weight = torch.flip(kernel, [0, 1]).to(out)[None, None]
     out = F.conv2d(out, weight)
     out = out[:, :, ::down, ::down]
     return out.reshape(n, c, out.shape[2], out.shape[3])
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: Sequence[int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: Sequence[int] = (0, 0)
+) -> torch.Tensor:
     """Fast form: depthwise conv (or depthwise transposed conv for ``up > 1``)."""
     p0, p1 = _pads(pad)
     if p0 < 0 or p1 < 0:
@@ -65,7 +68,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         lh, lw = h * up + p0 + p1 - kh + 1, w * up + p0 + p1 - kw + 1
         if sh < 0 or sw < 0 or sh + lh > full.shape[2] or sw + lw > full.shape[3]:
             return upfirdn2d_reference(x, kernel, up, down, pad)
-        out = full[:, :, sh:sh + lh, sw:sw + lw]
+        out = full[:, :, sh : sh + lh, sw : sw + lw]
     else:
         out = F.conv2d(F.pad(x, [p0, p1, p0, p1]), weight, groups=c)
     if down > 1:

@@ -3,6 +3,7 @@
 The trainer (torch and the loss networks) loads lazily: ``sam-age train --help`` and the
 parser of every other command import only :mod:`.options`, which needs no torch.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -5,6 +5,7 @@ ages come from it) and returns the weighted total (before ``cycle_lambda``) with
 term detached for logging, named as the original logs them (``loss_id_real``, ...). The
 networks themselves, held to the original's numbers, are in :mod:`sam_age.losses`.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Tuple
@@ -27,8 +28,9 @@ class LossNets:
         self.id = IDLoss(files.ir_se50, device=device) if opts.id_lambda > 0 else None
         self.lpips = LPIPS(files.alexnet, files.lpips_lin, device=device) if uses_lpips(opts) else None
 
-    def __call__(self, x, y, y_hat, codes, latent_avg, target_ages, input_ages, no_aging: bool,
-                 data_type: str) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def __call__(
+        self, x, y, y_hat, codes, latent_avg, target_ages, input_ages, no_aging: bool, data_type: str
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """The original ``calc_loss``: (weighted total before cycle_lambda, detached terms)."""
         o = self.opts
         terms: Dict[str, torch.Tensor] = {}

@@ -5,6 +5,7 @@ cannot be read are dropped when the folder is listed; a file that fails later, w
 is decoded, is replaced by the next readable one. Either way the path is reported once
 and counted (``SkipLog``), so a few broken files never stop a run of several days.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -114,18 +115,33 @@ class ResumableSampler(Sampler):
         return max(len(self.sampler) - self.start, 0)
 
 
-def make_loader(paths: Sequence[Path], batch_size: int, workers: int, rank: int, world: int,
-                seed: int, train: bool, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+def make_loader(
+    paths: Sequence[Path],
+    batch_size: int,
+    workers: int,
+    rank: int,
+    world: int,
+    seed: int,
+    train: bool,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
     dataset = FaceFolder(paths)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=train, seed=seed,
-                                 drop_last=False)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=train, seed=seed, drop_last=False)
     if train and len(sampler) < batch_size:
-        raise SamAgeError(f"the training folder has {len(dataset)} readable images; each of the {world} "
-                          f"process(es) needs at least --batch_size={batch_size}")
+        raise SamAgeError(
+            f"the training folder has {len(dataset)} readable images; each of the {world} "
+            f"process(es) needs at least --batch_size={batch_size}"
+        )
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=ResumableSampler(sampler) if train else sampler,
-        num_workers=workers, collate_fn=collate, drop_last=train, pin_memory=pin_memory,
-        persistent_workers=False)
+        dataset,
+        batch_size=batch_size,
+        sampler=ResumableSampler(sampler) if train else sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        drop_last=train,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
 
 
 def images_per_epoch(loader) -> int:

@@ -6,6 +6,7 @@ CPU), process ``LOCAL_RANK`` takes GPU ``LOCAL_RANK`` when the device flag names
 and only rank 0 writes files (``Proc.main``). Rank, world and device are read by
 :mod:`sam_age.launch`, as in every command that runs under torchrun.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -6,6 +6,7 @@ Differences from the original, all deliberate: ``--target_age`` left unset means
 ``uniform_random`` (the original crashed on ``int(None)``); a step number N means "N
 optimizer steps done" (the original counted from 0 and so ran max_steps + 1 steps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,15 +22,27 @@ DEFAULT_WEIGHTS = {
     "lpips_lin_weights": "lpips_alex_lin",
 }
 
-LAMBDAS = ("id_lambda", "lpips_lambda", "lpips_lambda_aging", "lpips_lambda_crop", "l2_lambda",
-           "l2_lambda_aging", "l2_lambda_crop", "w_norm_lambda", "aging_lambda", "cycle_lambda")
+LAMBDAS = (
+    "id_lambda",
+    "lpips_lambda",
+    "lpips_lambda_aging",
+    "lpips_lambda_crop",
+    "l2_lambda",
+    "l2_lambda_aging",
+    "l2_lambda_crop",
+    "w_norm_lambda",
+    "aging_lambda",
+    "cycle_lambda",
+)
 
 # The published recipe (SAM README): what `sam-age train --help` shows as the example.
-RECIPE = ("--start_from_encoded_w_plus --batch_size 6 --test_batch_size 6 --workers 6 --test_workers 6 "
-          "--val_interval 2500 --save_interval 5000 --id_lambda 0.1 --lpips_lambda 0.1 "
-          "--lpips_lambda_aging 0.1 --lpips_lambda_crop 0.6 --l2_lambda 0.25 --l2_lambda_aging 0.25 "
-          "--l2_lambda_crop 1 --w_norm_lambda 0.005 --aging_lambda 5 --cycle_lambda 1 "
-          "--target_age uniform_random --use_weighted_id_loss")
+RECIPE = (
+    "--start_from_encoded_w_plus --batch_size 6 --test_batch_size 6 --workers 6 --test_workers 6 "
+    "--val_interval 2500 --save_interval 5000 --id_lambda 0.1 --lpips_lambda 0.1 "
+    "--lpips_lambda_aging 0.1 --lpips_lambda_crop 0.6 --l2_lambda 0.25 --l2_lambda_aging 0.25 "
+    "--l2_lambda_crop 1 --w_norm_lambda 0.005 --aging_lambda 5 --cycle_lambda 1 "
+    "--target_age uniform_random --use_weighted_id_loss"
+)
 
 
 def _target_age(text: str) -> str:
@@ -58,10 +71,16 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     o.add_argument("--learning_rate", default=0.0001, type=float, help="Optimizer learning rate")
     o.add_argument("--optim_name", default="ranger", choices=("ranger", "adam"), help="Which optimizer to use")
     o.add_argument("--train_decoder", action="store_true", help="Whether to train the decoder model")
-    o.add_argument("--start_from_latent_avg", action="store_true",
-                   help="Whether to add average latent vector to generate codes from encoder")
-    o.add_argument("--start_from_encoded_w_plus", action="store_true",
-                   help="Whether to learn residual wrt w+ of encoded image using pretrained pSp")
+    o.add_argument(
+        "--start_from_latent_avg",
+        action="store_true",
+        help="Whether to add average latent vector to generate codes from encoder",
+    )
+    o.add_argument(
+        "--start_from_encoded_w_plus",
+        action="store_true",
+        help="Whether to learn residual wrt w+ of encoded image using pretrained pSp",
+    )
 
     lam = p.add_argument_group("loss weights (official flags; a loss is computed only when its weight > 0)")
     lam.add_argument("--lpips_lambda", default=0.0, type=float, help="LPIPS loss multiplier factor")
@@ -70,47 +89,71 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     lam.add_argument("--w_norm_lambda", default=0.0, type=float, help="W-norm loss multiplier factor")
     lam.add_argument("--aging_lambda", default=0.0, type=float, help="Aging loss multiplier factor")
     lam.add_argument("--cycle_lambda", default=0.0, type=float, help="Cycle loss multiplier factor")
-    lam.add_argument("--lpips_lambda_crop", default=0.0, type=float,
-                     help="LPIPS loss multiplier factor for inner image region")
-    lam.add_argument("--l2_lambda_crop", default=0.0, type=float, help="L2 loss multiplier factor for inner image region")
-    lam.add_argument("--lpips_lambda_aging", default=0.0, type=float,
-                     help="LPIPS loss multiplier factor on the real pass when aging")
-    lam.add_argument("--l2_lambda_aging", default=0.0, type=float,
-                     help="L2 loss multiplier factor on the real pass when aging")
-    lam.add_argument("--target_age", default=None, type=_target_age,
-                     help="Target age for training: an age, or uniform_random (the default when unset)")
-    lam.add_argument("--use_weighted_id_loss", action="store_true",
-                     help="Weight the ID loss by the change in age (more change -> less weight)")
+    lam.add_argument(
+        "--lpips_lambda_crop", default=0.0, type=float, help="LPIPS loss multiplier factor for inner image region"
+    )
+    lam.add_argument(
+        "--l2_lambda_crop", default=0.0, type=float, help="L2 loss multiplier factor for inner image region"
+    )
+    lam.add_argument(
+        "--lpips_lambda_aging", default=0.0, type=float, help="LPIPS loss multiplier factor on the real pass when aging"
+    )
+    lam.add_argument(
+        "--l2_lambda_aging", default=0.0, type=float, help="L2 loss multiplier factor on the real pass when aging"
+    )
+    lam.add_argument(
+        "--target_age",
+        default=None,
+        type=_target_age,
+        help="Target age for training: an age, or uniform_random (the default when unset)",
+    )
+    lam.add_argument(
+        "--use_weighted_id_loss",
+        action="store_true",
+        help="Weight the ID loss by the change in age (more change -> less weight)",
+    )
 
     sch = p.add_argument_group("schedule (official flags)")
     sch.add_argument("--max_steps", default=500000, type=int, help="Maximum number of training steps")
     sch.add_argument("--image_interval", default=100, type=int, help="Interval for logging train images")
     sch.add_argument("--board_interval", default=50, type=int, help="Interval for logging metrics to tensorboard")
     sch.add_argument("--val_interval", default=1000, type=int, help="Validation interval")
-    sch.add_argument("--save_interval", default=None, type=int,
-                     help="Model checkpoint interval (unset: only at --max_steps)")
+    sch.add_argument(
+        "--save_interval", default=None, type=int, help="Model checkpoint interval (unset: only at --max_steps)"
+    )
 
     w = p.add_argument_group("weights (a path or a registry name; see `sam-age weights list`)")
-    w.add_argument("--checkpoint_path", default=None,
-                   help="Start from this SAM checkpoint instead of a fresh encoder")
+    w.add_argument("--checkpoint_path", default=None, help="Start from this SAM checkpoint instead of a fresh encoder")
     w.add_argument("--stylegan_weights", default=None, help="StyleGAN2 generator (default: stylegan2_ffhq)")
     w.add_argument("--pretrained_psp_path", default=None, help="pretrained pSp encoder (default: psp_ffhq_encode)")
-    w.add_argument("--ir_se50_weights", default=None,
-                   help="IR-SE-50: ID loss and encoder initialisation (default: ir_se50)")
+    w.add_argument(
+        "--ir_se50_weights", default=None, help="IR-SE-50: ID loss and encoder initialisation (default: ir_se50)"
+    )
     w.add_argument("--age_predictor_weights", default=None, help="DEX age classifier (default: dex_age)")
     w.add_argument("--alexnet_weights", default=None, help="torchvision AlexNet for LPIPS (default: alexnet)")
-    w.add_argument("--lpips_lin_weights", default=None,
-                   help="LPIPS v0.1 alex lin layers (default: the copy shipped with sam-age)")
+    w.add_argument(
+        "--lpips_lin_weights", default=None, help="LPIPS v0.1 alex lin layers (default: the copy shipped with sam-age)"
+    )
 
     ours = p.add_argument_group("data and run")
     ours.add_argument("--train_dir", required=True, help="folder of aligned face images (searched recursively)")
     ours.add_argument("--test_dir", required=True, help="folder of aligned face images for validation")
-    ours.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available; "
-                      "under torchrun each process takes cuda:LOCAL_RANK)")
-    ours.add_argument("--resume", action="store_true",
-                      help="continue from the newest checkpoint in --exp_dir (weights, optimizer, step, RNG, best loss)")
-    ours.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
-                      help="mixed precision for forward passes (fp16 uses a GradScaler on CUDA)")
+    ours.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:1, ... (default: cuda when available; under torchrun each process takes cuda:LOCAL_RANK)",
+    )
+    ours.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in --exp_dir (weights, optimizer, step, RNG, best loss)",
+    )
+    ours.add_argument(
+        "--amp",
+        default="none",
+        choices=("none", "bf16", "fp16"),
+        help="mixed precision for forward passes (fp16 uses a GradScaler on CUDA)",
+    )
     ours.add_argument("--seed", default=0, type=int, help="random seed (each process adds its rank)")
     return p
 
@@ -136,6 +179,7 @@ def validate_options(opts: argparse.Namespace) -> Optional[str]:
 
 
 def build_parser(prog: str = "sam-age train") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Train SAM (the official recipe).",
-                                epilog=f"The published recipe: {RECIPE}")
+    p = argparse.ArgumentParser(
+        prog=prog, description="Train SAM (the official recipe).", epilog=f"The published recipe: {RECIPE}"
+    )
     return add_train_arguments(p)

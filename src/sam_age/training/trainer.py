@@ -14,6 +14,7 @@ Files, as the original writes them, under --exp_dir: ``opt.json``, ``checkpoints
 TensorBoard logs in ``logs/``; plus ``checkpoints/training_state.pt`` (optimizer, step,
 data position, RNG of every process, best loss) for ``--resume``. Only rank 0 writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,6 +48,7 @@ STATE_FILE = "training_state.pt"
 
 
 # -- weights ------------------------------------------------------------------------------
+
 
 @dataclass
 class WeightFiles:
@@ -91,6 +93,7 @@ def with_age(images: torch.Tensor, ages: torch.Tensor) -> torch.Tensor:
 
 # -- the trainer --------------------------------------------------------------------------
 
+
 class Trainer:
     def __init__(self, opts: Namespace, proc: Optional[Proc] = None):
         problem = validate_options(opts)
@@ -123,21 +126,42 @@ class Trainer:
         self.params = list(self.model.encoder.parameters())
         if opts.train_decoder:
             self.params += list(self.model.decoder.parameters())
-        self.optimizer = Ranger(self.params, lr=opts.learning_rate) if opts.optim_name == "ranger" \
+        self.optimizer = (
+            Ranger(self.params, lr=opts.learning_rate)
+            if opts.optim_name == "ranger"
             else torch.optim.Adam(self.params, lr=opts.learning_rate)
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=opts.amp == "fp16" and self.device.type == "cuda")
         self.losses = LossNets(opts, self.files, self.device)
         self.net = self.model
         if self.proc.distributed:
             self.net = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                gradient_as_bucket_view=True)
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                gradient_as_bucket_view=True,
+            )
 
         pin = self.device.type == "cuda"
-        self.train_loader = make_loader(self.train_paths, opts.batch_size, opts.workers, self.proc.rank,
-                                        self.proc.world, opts.seed, train=True, pin_memory=pin)
-        self.test_loader = make_loader(self.test_paths, opts.test_batch_size, opts.test_workers, self.proc.rank,
-                                       self.proc.world, opts.seed, train=False, pin_memory=pin)
+        self.train_loader = make_loader(
+            self.train_paths,
+            opts.batch_size,
+            opts.workers,
+            self.proc.rank,
+            self.proc.world,
+            opts.seed,
+            train=True,
+            pin_memory=pin,
+        )
+        self.test_loader = make_loader(
+            self.test_paths,
+            opts.test_batch_size,
+            opts.test_workers,
+            self.proc.rank,
+            self.proc.world,
+            opts.seed,
+            train=False,
+            pin_memory=pin,
+        )
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -158,8 +182,10 @@ class Trainer:
                 return state
             return None  # nothing saved yet: start (or restart) from scratch
         if self.exp_dir.exists() and (not self.exp_dir.is_dir() or any(self.exp_dir.iterdir())):
-            raise SamAgeError("experiment folder exists and is not empty (use --resume to continue "
-                              "it, or pick a new --exp_dir)", self.exp_dir)
+            raise SamAgeError(
+                "experiment folder exists and is not empty (use --resume to continue it, or pick a new --exp_dir)",
+                self.exp_dir,
+            )
         return None
 
     def _seed(self, seed: int) -> None:
@@ -176,10 +202,15 @@ class Trainer:
             model = load_sam(self.files.checkpoint)
         else:
             model = build_sam_for_training(
-                self.files.stylegan, self.files.ir_se50, self.files.psp, input_nc=o.input_nc,
+                self.files.stylegan,
+                self.files.ir_se50,
+                self.files.psp,
+                input_nc=o.input_nc,
                 start_from_encoded_w_plus=o.start_from_encoded_w_plus,
                 start_from_latent_avg=o.start_from_latent_avg,
-                output_size=o.output_size, generator=torch.Generator().manual_seed(o.seed))
+                output_size=o.output_size,
+                generator=torch.Generator().manual_seed(o.seed),
+            )
         if model.output_size != o.output_size:
             raise UsageError(f"the model generates {model.output_size} px but --output_size is {o.output_size}")
         model.requires_grad_(False)
@@ -191,14 +222,20 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            print("warning: tensorboard is not installed (pip install 'sam-age[train]'); "
-                  "no TensorBoard logs will be written", file=sys.stderr)
+            print(
+                "warning: tensorboard is not installed (pip install 'sam-age[train]'); "
+                "no TensorBoard logs will be written",
+                file=sys.stderr,
+            )
             return None
         return SummaryWriter(log_dir=str(self.exp_dir / "logs"))
 
     def _opts_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.opts).items()
-                if isinstance(v, (str, int, float, bool, type(None), Path))}
+        return {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(self.opts).items()
+            if isinstance(v, (str, int, float, bool, type(None), Path))
+        }
 
     # -- one step -------------------------------------------------------------------------
     def _targets(self, input_ages: torch.Tensor) -> Tuple[torch.Tensor, bool]:
@@ -213,8 +250,9 @@ class Trainer:
         return (ages.float() / 100).to(self.device, non_blocking=True), False
 
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
-                              enabled=self.amp_dtype is not None)
+        return torch.autocast(
+            device_type=self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        )
 
     def _passes(self, x: torch.Tensor, net, backward: bool):
         """Real and cycle passes; returns (terms, images for logging)."""
@@ -225,8 +263,7 @@ class Trainer:
         latent_avg = self.model.latent_avg
         with self._autocast():
             y_hat, codes = net(with_age(x, target_ages), return_latents=True)
-            loss_real, terms = self.losses(x, x, y_hat, codes, latent_avg, target_ages, input_ages,
-                                           no_aging, "real")
+            loss_real, terms = self.losses(x, x, y_hat, codes, latent_avg, target_ages, input_ages, no_aging, "real")
         if backward:
             self.scaler.scale(loss_real).backward()
         y_rec = None
@@ -234,8 +271,9 @@ class Trainer:
             y_hat_in = y_hat.detach().float()
             with self._autocast():
                 y_rec, codes_rec = net(with_age(y_hat_in, input_ages), return_latents=True)
-                loss_cycle, cycle_terms = self.losses(x, x, y_rec, codes_rec, latent_avg, input_ages,
-                                                      input_ages, no_aging, "cycle")
+                loss_cycle, cycle_terms = self.losses(
+                    x, x, y_rec, codes_rec, latent_avg, input_ages, input_ages, no_aging, "cycle"
+                )
             if backward:
                 self.scaler.scale(loss_cycle * o.cycle_lambda).backward()
             terms.update(cycle_terms)
@@ -298,8 +336,15 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             out_ages = self.losses.aging.predict_ages(y_hat[:n]).float()
             rec_ages = None if y_rec is None else self.losses.aging.predict_ages(y_rec[:n]).float()
-        grid = face_grid(x[:n], y_hat[:n], None if y_rec is None else y_rec[:n], input_ages[:n] * 100,
-                         target_ages[:n] * 100, out_ages, rec_ages)
+        grid = face_grid(
+            x[:n],
+            y_hat[:n],
+            None if y_rec is None else y_rec[:n],
+            input_ages[:n] * 100,
+            target_ages[:n] * 100,
+            out_ages,
+            rec_ages,
+        )
         path = self.exp_dir / "logs" / "images" / split / "faces" / f"{self.step:06d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         grid.save(path, quality=90)
@@ -330,11 +375,19 @@ class Trainer:
             if is_best:
                 self._append_timestamp(f"**Best**: Step - {self.step}, Loss - {self.best_val_loss:.3f} \n{loss_dict}\n")
             else:
-                state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                         "best_val_loss": self.best_val_loss, "checkpoint": name,
-                         "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                         "rng": rngs, "world_size": self.proc.world, "seed": self.opts.seed,
-                         "skipped_images": sorted(self.skipped.paths)}
+                state = {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "batch_in_epoch": self.batch_in_epoch,
+                    "best_val_loss": self.best_val_loss,
+                    "checkpoint": name,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "rng": rngs,
+                    "world_size": self.proc.world,
+                    "seed": self.opts.seed,
+                    "skipped_images": sorted(self.skipped.paths),
+                }
                 save_torch(state, self.state_path)
                 self._append_timestamp(f"Step - {self.step}, \n{loss_dict}\n")
         self.proc.barrier()
@@ -343,8 +396,10 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as e:
-            raise CheckpointError(f"optimizer state does not fit this model ({e}); "
-                                  "was --train_decoder or --optim_name changed?", self.state_path) from None
+            raise CheckpointError(
+                f"optimizer state does not fit this model ({e}); was --train_decoder or --optim_name changed?",
+                self.state_path,
+            ) from None
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
@@ -367,8 +422,14 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------
     def train(self) -> dict:
         o = self.opts
-        bar = tqdm(total=o.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=not self.proc.main, file=sys.stderr)
+        bar = tqdm(
+            total=o.max_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not self.proc.main,
+            file=sys.stderr,
+        )
         per_epoch = images_per_epoch(self.train_loader)
         started, first_step = time.time(), self.step
         while self.step < o.max_steps:
@@ -390,11 +451,18 @@ class Trainer:
         if self.logger is not None:
             self.logger.close()
         if self.proc.main:
-            print(f"finished: {self.step} steps ({(self.step - first_step) and elapsed / (self.step - first_step):.2f} "
-                  f"s/step), best val loss {self.best_val_loss}, checkpoints in {self.ckpt_dir}, "
-                  f"{len(self.skipped)} unreadable image(s) skipped", file=sys.stderr)
-        return {"steps": self.step, "best_val_loss": self.best_val_loss, "skipped_images": len(self.skipped),
-                "seconds": elapsed}
+            print(
+                f"finished: {self.step} steps ({(self.step - first_step) and elapsed / (self.step - first_step):.2f} "
+                f"s/step), best val loss {self.best_val_loss}, checkpoints in {self.ckpt_dir}, "
+                f"{len(self.skipped)} unreadable image(s) skipped",
+                file=sys.stderr,
+            )
+        return {
+            "steps": self.step,
+            "best_val_loss": self.best_val_loss,
+            "skipped_images": len(self.skipped),
+            "seconds": elapsed,
+        }
 
     def _after_step(self, terms, images, bar) -> None:
         o, step = self.opts, self.step

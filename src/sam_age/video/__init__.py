@@ -5,6 +5,7 @@
 - :mod:`.smooth`: temporal smoothing of landmarks and codes, and the steadiness measure;
 - :mod:`.ager`: :class:`VideoAger`, the three streaming passes with a resumable cache.
 """
+
 from .ager import VideoAger, VideoJob, VideoResult, output_names, track_clip
 from .io import VideoInfo, probe_video
 

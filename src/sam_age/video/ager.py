@@ -28,6 +28,7 @@ at the first missing chunk when run again with the same arguments. The segments 
 without re-encoding, the input's audio streams are copied unchanged, and the final file is
 renamed into place; then the cache folder is removed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,9 @@ from ..ages import age_label
 from ..errors import InputError, NoFaceError, UsageError
 from ..fileio import atomic_write, not_own_file, note_own, shown
 from ..images import to_tensor
+from ..marks import COMPOSITE, Mark
+from ..marks import DEFAULT as DEFAULT_MARK
 from ..pipeline import INPUT_SIZE, check_ages
-from ..marks import COMPOSITE, DEFAULT as DEFAULT_MARK, Mark
 from .io import DEFAULT_CRF, SegmentWriter, VideoInfo, concat_and_mux, pad_even, probe_video, read_frames
 from .smooth import gaussian_smooth, radius, rms_second_difference
 from .track import MAX_GAP, MIN_FRAMES, FrameFaces, Track, Tracker, select_tracks
@@ -71,6 +73,7 @@ CHUNK = 8
 class VideoJob:
     """What to do with a clip. Exactly one of ``ages`` (one output per age) or ``ramp``
     (``(start, end)``: the age moves linearly from the first to the last frame)."""
+
     ages: Optional[List[float]] = None
     ramp: Optional[Tuple[float, float]] = None
     size: int = 256  # generated face size before paste-back (256 or the generator's)
@@ -141,12 +144,19 @@ class VideoResult:
             d["aged"] = t.id in self.aged
             d.update(self.steadiness.get(t.id, {}))
             tracks.append(d)
-        return {"input": self.input, "video": self.info.to_json(), "frames_processed": self.frames,
-                "files": [str(f) for f in self.files], "tracks": tracks, "notes": self.notes,
-                "seconds": round(self.seconds, 3),
-                "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds else None,
-                "resumed_chunks": self.resumed_chunks, "stage_seconds": self.stage_seconds,
-                **({"report": self.report} if self.report is not None else {})}
+        return {
+            "input": self.input,
+            "video": self.info.to_json(),
+            "frames_processed": self.frames,
+            "files": [str(f) for f in self.files],
+            "tracks": tracks,
+            "notes": self.notes,
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds else None,
+            "resumed_chunks": self.resumed_chunks,
+            "stage_seconds": self.stage_seconds,
+            **({"report": self.report} if self.report is not None else {}),
+        }
 
 
 def _save_npz(path: Path, **arrays) -> None:
@@ -154,6 +164,7 @@ def _save_npz(path: Path, **arrays) -> None:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         f.write(buf.getvalue())
+
     atomic_write(path, write)
 
 
@@ -183,8 +194,17 @@ class _Progress:
 
     def bar(self, stage: str, total: int, initial: int = 0):
         from tqdm import tqdm
-        return tqdm(total=total, initial=initial, unit="frame", file=sys.stderr, dynamic_ncols=True,
-                    desc=f"{self.name}: {stage}", disable=not self.enabled, leave=False)
+
+        return tqdm(
+            total=total,
+            initial=initial,
+            unit="frame",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            desc=f"{self.name}: {stage}",
+            disable=not self.enabled,
+            leave=False,
+        )
 
 
 class VideoAger:
@@ -203,9 +223,18 @@ class VideoAger:
         return self._fingerprint
 
     # -- public -----------------------------------------------------------------------------
-    def run(self, video, output_dir, job: VideoJob, *, overwrite: bool = False, progress: bool = False,
-            keep_cache: bool = False, name: Optional[str] = None,
-            mark: Optional[Mark] = DEFAULT_MARK) -> VideoResult:
+    def run(
+        self,
+        video,
+        output_dir,
+        job: VideoJob,
+        *,
+        overwrite: bool = False,
+        progress: bool = False,
+        keep_cache: bool = False,
+        name: Optional[str] = None,
+        mark: Optional[Mark] = DEFAULT_MARK,
+    ) -> VideoResult:
         """``mark``: how the outputs say they were edited by AI (:mod:`sam_age.marks`; the
         clip is its C2PA ingredient; None: unmarked)."""
         start = time.perf_counter()
@@ -223,15 +252,29 @@ class VideoAger:
         else:  # --overwrite replaces only what sam-age wrote (issue 22)
             theirs = not_own_file(out_dir, [t.name for t in targets])
             if theirs is not None:
-                raise InputError(f"output {shown(theirs)} was not written by sam-age: left alone, even with "
-                                 "--overwrite (move it away or choose another --output)", video)
+                raise InputError(
+                    f"output {shown(theirs)} was not written by sam-age: left alone, even with "
+                    "--overwrite (move it away or choose another --output)",
+                    video,
+                )
         n = info.frames if job.max_frames is None else min(info.frames, job.max_frames)
         st = video.stat()
-        key = hashlib.sha256(json.dumps({
-            "v": CACHE_VERSION, "input": str(video.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns,
-            "model": self.fingerprint, "dtype": str(self.pipeline.dtype), "frames": n,
-            "job": {k: v for k, v in asdict(job).items() if k != "max_frames"},
-        }, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        key = hashlib.sha256(
+            json.dumps(
+                {
+                    "v": CACHE_VERSION,
+                    "input": str(video.resolve()),
+                    "size": st.st_size,
+                    "mtime": st.st_mtime_ns,
+                    "model": self.fingerprint,
+                    "dtype": str(self.pipeline.dtype),
+                    "frames": n,
+                    "job": {k: v for k, v in asdict(job).items() if k != "max_frames"},
+                },
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()[:12]
         cache = out_dir / CACHE_DIR / f"{stem}-{key}"
         cache.mkdir(parents=True, exist_ok=True)
         prog = _Progress(progress, stem)
@@ -249,7 +292,9 @@ class VideoAger:
             if not tracks:
                 raise NoFaceError(f"no face found in any of the {n} frames", video)
             if not chosen:
-                raise InputError(f"no track {job.face} in this clip (it has tracks 1..{len(tracks)}; see --json)", video)
+                raise InputError(
+                    f"no track {job.face} in this clip (it has tracks 1..{len(tracks)}; see --json)", video
+                )
             smoothed = {t.id: gaussian_smooth(t.landmarks, job.smooth_landmarks) for t in chosen}
             steadiness = self._steadiness(tracks, job)
             t2 = time.perf_counter()
@@ -258,12 +303,12 @@ class VideoAger:
             self._report = None
             if getattr(self.pipeline, "report", False):  # --report: measured while rendering
                 from .report import VideoReport
+
                 self._report = VideoReport(self.pipeline, chosen, len(targets), [t.name for t in targets])
             if mark is not None:
                 mark = mark.but(source=COMPOSITE, ingredient=str(video))
             files, notes = self._render(info, n, job, chosen, quads, smoothed, cache, targets, prog, mark)
-            stages = {"find_faces": t1 - t0, "track": t2 - t1, "encode": t3 - t2,
-                      "render": time.perf_counter() - t3}
+            stages = {"find_faces": t1 - t0, "track": t2 - t1, "encode": t3 - t2, "render": time.perf_counter() - t3}
         except BaseException as e:
             if isinstance(e, (InputError, UsageError)) and not isinstance(e, KeyboardInterrupt):
                 shutil.rmtree(cache, ignore_errors=True)  # nothing half-written stays
@@ -275,18 +320,32 @@ class VideoAger:
         for tid, (raw, smooth, count) in self._code_stats.items():
             if count:
                 steadiness.setdefault(tid, {})["code_rms_second_difference"] = {
-                    "raw": round(math.sqrt(raw / count), 6), "smoothed": round(math.sqrt(smooth / count), 6)}
+                    "raw": round(math.sqrt(raw / count), 6),
+                    "smoothed": round(math.sqrt(smooth / count), 6),
+                }
         notes = info.notes() + notes
         if n < info.frames:
             notes.append(f"first {n} of {info.frames} frames only (--max-frames)")
-        return VideoResult(str(video), info, files, tracks, [t.id for t in chosen], quads, steadiness,
-                           notes, n, time.perf_counter() - start, self._resumed,
-                           {k: round(v, 3) for k, v in stages.items()},
-                           None if self._report is None else self._report.to_json(chosen))
+        return VideoResult(
+            str(video),
+            info,
+            files,
+            tracks,
+            [t.id for t in chosen],
+            quads,
+            steadiness,
+            notes,
+            n,
+            time.perf_counter() - start,
+            self._resumed,
+            {k: round(v, 3) for k, v in stages.items()},
+            None if self._report is None else self._report.to_json(chosen),
+        )
 
     # -- pass 1: faces ------------------------------------------------------------------
     def _analyse(self, info: VideoInfo, n: int, job: VideoJob, cache: Path, prog) -> List[FrameFaces]:
         from ..face.landmarks import detect_faces, landmarks_in_boxes
+
         chunks = range(math.ceil(n / job.chunk))
         found: Dict[int, dict] = {}
         for c in chunks:
@@ -326,8 +385,12 @@ class VideoAger:
                         scores.append(s)
                         lms.append(lm)
                         bar.update(1)
-                    z = {"counts": np.array(counts, np.int64), "boxes": np.concatenate(boxes),
-                         "scores": np.concatenate(scores), "landmarks": np.concatenate(lms)}
+                    z = {
+                        "counts": np.array(counts, np.int64),
+                        "boxes": np.concatenate(boxes),
+                        "scores": np.concatenate(scores),
+                        "landmarks": np.concatenate(lms),
+                    }
                     _save_npz(cache / f"faces_{c:05d}.npz", **z)
                     found[c] = z
                 frames.close()
@@ -336,20 +399,25 @@ class VideoAger:
             z = found[c]
             at = 0
             for k in z["counts"]:
-                out.append(FrameFaces(z["boxes"][at:at + k], z["scores"][at:at + k], z["landmarks"][at:at + k]))
+                out.append(FrameFaces(z["boxes"][at : at + k], z["scores"][at : at + k], z["landmarks"][at : at + k]))
                 at += k
         return out
 
     @staticmethod
     def _steadiness(tracks: Sequence[Track], job: VideoJob) -> Dict[int, dict]:
         from ..face.align import face_quad
+
         out = {}
         for t in tracks:
             raw = np.stack([face_quad(lm) for lm in t.landmarks])
             smooth = np.stack([face_quad(lm) for lm in gaussian_smooth(t.landmarks, job.smooth_landmarks)])
             a, b = rms_second_difference(raw), rms_second_difference(smooth)
-            out[t.id] = {"quad_rms_second_difference_px": {"raw": None if math.isnan(a) else round(a, 4),
-                                                           "smoothed": None if math.isnan(b) else round(b, 4)}}
+            out[t.id] = {
+                "quad_rms_second_difference_px": {
+                    "raw": None if math.isnan(a) else round(a, 4),
+                    "smoothed": None if math.isnan(b) else round(b, 4),
+                }
+            }
         return out
 
     # -- pass 2: codes ----------------------------------------------------------------------
@@ -368,8 +436,8 @@ class VideoAger:
         bs = max(1, int(self.pipeline.batch_size))
         out = []
         for i in range(0, len(crops), bs):
-            x = torch.stack([to_tensor(c) for c in crops[i:i + bs]]).to(device=p.device, dtype=p.dtype)
-            a = torch.tensor(ages[i:i + bs], dtype=p.dtype, device=p.device) / 100.0  # [b, A]
+            x = torch.stack([to_tensor(c) for c in crops[i : i + bs]]).to(device=p.device, dtype=p.dtype)
+            a = torch.tensor(ages[i : i + bs], dtype=p.dtype, device=p.device) / 100.0  # [b, A]
             b, na = a.shape
             base = model.encode_w_plus(x) if model.start_from_encoded_w_plus else None
             rgb = x[:, None].expand(b, na, *x.shape[1:])
@@ -385,6 +453,7 @@ class VideoAger:
         """Align every tracked face with its smoothed landmarks and encode it; codes per
         chunk in ``codes_NNNNN.npz``. Returns the paste quads per track."""
         from ..face.align import align_face
+
         chunks = range(math.ceil(n / job.chunk))
         quads = {t.id: np.full((len(t.landmarks), 4, 2), np.nan, np.float32) for t in tracks}
         done = {}
@@ -397,7 +466,7 @@ class VideoAger:
             for t in tracks:
                 if f"q{t.id}" in z:
                     f0 = int(z[f"f{t.id}"])
-                    quads[t.id][f0 - t.first:f0 - t.first + len(z[f"q{t.id}"])] = z[f"q{t.id}"]
+                    quads[t.id][f0 - t.first : f0 - t.first + len(z[f"q{t.id}"])] = z[f"q{t.id}"]
         todo = [c for c in chunks if c not in done]
         initial = n - sum(min(job.chunk, n - c * job.chunk) for c in todo)
         with prog.bar("encode", n, initial=initial) as bar:
@@ -433,7 +502,7 @@ class VideoAger:
                             f0 = owners[idx[0]][1]
                             z[f"t{t.id}"] = codes[idx]
                             z[f"f{t.id}"] = np.int64(f0)
-                            z[f"q{t.id}"] = quads[t.id][f0 - t.first:f0 - t.first + len(idx)]
+                            z[f"q{t.id}"] = quads[t.id][f0 - t.first : f0 - t.first + len(idx)]
                 _save_npz(cache / f"codes_{c:05d}.npz", **z, done=np.int64(1))
             frames.close()
         return quads
@@ -454,22 +523,34 @@ class VideoAger:
         codes = np.concatenate(parts)
         w0 = starts[0]
         w1 = w0 + len(codes)
-        smooth = gaussian_smooth(codes, job.smooth_codes, axis=0,
-                                 reflect_start=w0 == t.first, reflect_end=w1 == t.last + 1)
+        smooth = gaussian_smooth(
+            codes, job.smooth_codes, axis=0, reflect_start=w0 == t.first, reflect_end=w1 == t.last + 1
+        )
         # code jitter, raw vs smoothed: second differences at frames lo..hi-1 (each frame once)
         a, b = max(lo - w0, 1), min(hi - w0, len(codes) - 1)
         if b > a:
             stats = self._code_stats.setdefault(t.id, [0.0, 0.0, 0])
             for k, x in enumerate((codes, smooth)):
-                d2 = x[a + 1:b + 1].astype(np.float64) - 2 * x[a:b] + x[a - 1:b - 1]
-                stats[k] += float((d2 ** 2).sum())
+                d2 = x[a + 1 : b + 1].astype(np.float64) - 2 * x[a:b] + x[a - 1 : b - 1]
+                stats[k] += float((d2**2).sum())
             stats[2] += (b - a) * int(np.prod(codes.shape[1:]))
-        return smooth[lo - w0:hi - w0]
+        return smooth[lo - w0 : hi - w0]
 
-    def _render(self, info: VideoInfo, n: int, job: VideoJob, tracks: Sequence[Track],
-                quads: Dict[int, np.ndarray], smoothed: Dict[int, np.ndarray], cache: Path,
-                targets: List[Path], prog, mark: Optional[Mark] = DEFAULT_MARK):
+    def _render(
+        self,
+        info: VideoInfo,
+        n: int,
+        job: VideoJob,
+        tracks: Sequence[Track],
+        quads: Dict[int, np.ndarray],
+        smoothed: Dict[int, np.ndarray],
+        cache: Path,
+        targets: List[Path],
+        prog,
+        mark: Optional[Mark] = DEFAULT_MARK,
+    ):
         from ..face.paste import paste_face
+
         n_chunks = math.ceil(n / job.chunk)
         n_out = len(targets)
         seg = lambda o, c: cache / f"seg{o}_{c:05d}.mp4"  # noqa: E731
@@ -500,7 +581,7 @@ class VideoAger:
                         flat = torch.from_numpy(np.ascontiguousarray(codes.reshape(m * na, *codes.shape[2:])))
                         imgs = self.pipeline.generate(flat, size=job.size, randomize_noise=False)
                         for i in range(m):
-                            faces[(t.id, a + i)] = imgs[i * na:(i + 1) * na]
+                            faces[(t.id, a + i)] = imgs[i * na : (i + 1) * na]
                     writers = [SegmentWriter(seg(o, c), width, height, info.fps, crf=job.crf) for o in range(n_out)]
                     try:
                         for f in range(lo, hi):
@@ -513,16 +594,26 @@ class VideoAger:
                                 rep.frame(f, "input", frame, present)
                                 for t in tracks:
                                     if (t.id, f) in faces and rep.wants(t.id, f):
-                                        rep.measure(t.id, photo, smoothed[t.id][f - t.first], faces[(t.id, f)],
-                                                    self._ages_at(job, f, n))
+                                        rep.measure(
+                                            t.id,
+                                            photo,
+                                            smoothed[t.id][f - t.first],
+                                            faces[(t.id, f)],
+                                            self._ages_at(job, f, n),
+                                        )
                             for o, w in enumerate(writers):
                                 out = photo
                                 for t in order:
                                     if (t.id, f) in faces:
                                         # face mask from the smoothed landmarks (it moves with
                                         # them), colours matched to the untouched frame
-                                        out = paste_face(out, faces[(t.id, f)][o], quads[t.id][f - t.first],
-                                                         landmarks=smoothed[t.id][f - t.first], reference=photo)
+                                        out = paste_face(
+                                            out,
+                                            faces[(t.id, f)][o],
+                                            quads[t.id][f - t.first],
+                                            landmarks=smoothed[t.id][f - t.first],
+                                            reference=photo,
+                                        )
                                 if rep is not None:
                                     rep.frame(f, o, np.asarray(out.convert("RGB")), present)
                                 arr = pad_even(np.asarray(out.convert("RGB")))
@@ -543,10 +634,18 @@ class VideoAger:
         for o, target in enumerate(targets):
             durations = [min(job.chunk, n - c * job.chunk) / info.fps for c in range(n_chunks)]
             age = f"{job.ramp[0]:g}->{job.ramp[1]:g}" if job.ramp is not None else f"{job.ages[o]:g}"
-            notes = concat_and_mux([seg(o, c) for c in range(n_chunks)], info.path, target,
-                                   has_audio=bool(info.audio), shortest=n < info.frames,
-                                   durations=[float(d) for d in durations],
-                                   mark=mark and mark.but(age=age)) or notes
+            notes = (
+                concat_and_mux(
+                    [seg(o, c) for c in range(n_chunks)],
+                    info.path,
+                    target,
+                    has_audio=bool(info.audio),
+                    shortest=n < info.frames,
+                    durations=[float(d) for d in durations],
+                    mark=mark and mark.but(age=age),
+                )
+                or notes
+            )
             note_own(out_dir, [target.name])  # (so that --overwrite may replace it later)
         return targets, notes
 
@@ -556,6 +655,7 @@ def track_clip(video, job: Optional[VideoJob] = None) -> Tuple[VideoInfo, List[T
     track's raw (bridged, unsmoothed) landmarks; ``gaussian_smooth(track.landmarks, sigma)``
     gives what the ager aligns with."""
     import tempfile
+
     job = (job or VideoJob(ages=[0.0])).check()
     info = probe_video(video)
     n = info.frames if job.max_frames is None else min(info.frames, job.max_frames)

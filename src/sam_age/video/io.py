@@ -24,6 +24,7 @@ way the concat demuxer reads it. :func:`check_length` bounds a clip by its count
 (never by the container's claimed duration), and the probe can stop decoding at a frame cap
 and give up after a timeout.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,9 +49,11 @@ IMAGE_FORMATS = ("image2", "_pipe", "gif", "webp")
 # The demuxers an input may be read with: video containers and raw video streams, plus the
 # single-image ones (so a photo gets "this is an image", not "not a video"). Never hls,
 # concat, image2 (file patterns), tty, lavfi, data or any network demuxer.
-INPUT_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,m4v,h264,hevc,"
-                 "flv,ogg,asf,ivf,obu,mxf,dv,nut,yuv4mpegpipe,gif,webp,jpeg_pipe,png_pipe,bmp_pipe,"
-                 "webp_pipe,tiff_pipe,gif_pipe,qoi_pipe,pgm_pipe,ppm_pipe,pam_pipe,j2k_pipe")
+INPUT_FORMATS = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,m4v,h264,hevc,"
+    "flv,ogg,asf,ivf,obu,mxf,dv,nut,yuv4mpegpipe,gif,webp,jpeg_pipe,png_pipe,bmp_pipe,"
+    "webp_pipe,tiff_pipe,gif_pipe,qoi_pipe,pgm_pipe,ppm_pipe,pam_pipe,j2k_pipe"
+)
 PROBE_TIMEOUT = None  # the command line decodes a long clip whole; the web tab gives 60 s
 # near-lossless H.264: the untouched background stays >= 40 dB PSNR with a margin
 # (measured on a grainy test clip, re-encoding alone: CRF 8 42.2 dB, 10 41.1 dB, 16 ~37 dB)
@@ -69,8 +72,14 @@ def ffmpeg_exe() -> str:
 def input_args(path) -> List[str]:
     """``-i`` for an input file, safely: only the file protocol, only video demuxers, and
     the name given as ``file:/absolute/path`` (so ``2024-01-01T10:30.mp4`` is a file)."""
-    return ["-protocol_whitelist", "file", "-format_whitelist", INPUT_FORMATS,
-            "-i", "file:" + os.path.abspath(os.fspath(path))]
+    return [
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        INPUT_FORMATS,
+        "-i",
+        "file:" + os.path.abspath(os.fspath(path)),
+    ]
 
 
 def output_arg(path) -> str:
@@ -121,15 +130,20 @@ class VideoInfo:
         """What was done about the clip's particularities, one line each."""
         out = []
         if self.rotation:
-            out.append(f"rotation metadata {self.rotation} degrees: frames turned upright "
-                       f"({self.width}x{self.height}), written without rotation")
+            out.append(
+                f"rotation metadata {self.rotation} degrees: frames turned upright "
+                f"({self.width}x{self.height}), written without rotation"
+            )
         if self.vfr:
-            out.append(f"variable frame rate: read at a constant {float(self.fps):.3f} fps "
-                       f"(its nominal rate; {self.frames} frames), timing kept")
+            out.append(
+                f"variable frame rate: read at a constant {float(self.fps):.3f} fps "
+                f"(its nominal rate; {self.frames} frames), timing kept"
+            )
         if self.odd:
             w, h = self.padded_size
-            out.append(f"odd size {self.width}x{self.height}: padded to {w}x{h} "
-                       f"(H.264 yuv420p needs even width and height)")
+            out.append(
+                f"odd size {self.width}x{self.height}: padded to {w}x{h} (H.264 yuv420p needs even width and height)"
+            )
         return out
 
     def to_json(self) -> dict:
@@ -168,8 +182,20 @@ def probe_video(path, max_frames: Optional[int] = None, timeout: Optional[float]
     if path.stat().st_size == 0:
         raise VideoReadError("empty file (0 bytes)", path)
     limit = ["-frames:v", str(int(max_frames) + 1)] if max_frames is not None else []
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args(path), "-map", "0:v:0?",
-           "-vf", "vfrdet", *limit, "-f", "null", "-"]
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        *input_args(path),
+        "-map",
+        "0:v:0?",
+        "-vf",
+        "vfrdet",
+        *limit,
+        "-f",
+        "null",
+        "-",
+    ]
     timeout = PROBE_TIMEOUT if timeout is None else float(timeout)  # None: no limit
     try:
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
@@ -180,8 +206,9 @@ def probe_video(path, max_frames: Optional[int] = None, timeout: Optional[float]
     if "not on whitelist" in err:  # a playlist, a concat list, an image pattern, text, ...
         if _is_image(path):
             raise VideoReadError("this is an image, not a video: use 'sam-age age' for photos", path)
-        raise VideoReadError("not a video file (only video files are read: no playlists, lists "
-                             "or image sequences)", path)
+        raise VideoReadError(
+            "not a video file (only video files are read: no playlists, lists or image sequences)", path
+        )
     if "moov atom not found" in err:
         with open(path, "rb") as f:
             magic = f.read(12)
@@ -235,14 +262,16 @@ def probe_video(path, max_frames: Optional[int] = None, timeout: Optional[float]
         fps = _fraction(float(m_tbr.group(1))) if m_tbr else Fraction(frames / duration).limit_denominator(1001)
         frames = _count_frames(path, _constant_rate(fps)) or frames
     elif duration > 0 and frames < 0.9 * duration * rate - 1 and (max_frames is None or frames <= max_frames):
-        raise VideoReadError(f"truncated or damaged video (decoded {frames} of about "
-                             f"{int(round(duration * rate))} frames)", path)
+        raise VideoReadError(
+            f"truncated or damaged video (decoded {frames} of about {int(round(duration * rate))} frames)", path
+        )
     return VideoInfo(str(path), width, height, fps, frames, duration, codec, rotation, vfr, audio)
 
 
 def _is_image(path: Path) -> bool:
     try:
         from PIL import Image
+
         with Image.open(path) as im:
             im.verify()
         return True
@@ -254,15 +283,18 @@ def check_length(info: VideoInfo, max_seconds: float, max_frames: Optional[int] 
     """Refuse a clip longer than ``max_seconds`` or ``max_frames``, by its *counted* frames
     at its frame rate (a raw stream's container says nothing, 0.0 s, whatever it holds)."""
     from ..errors import UsageError
+
     cap = frame_cap(max_seconds, max_frames)
     if not info.fps or info.frames <= 0:
         raise UsageError(f"{info.path}: the length of this clip cannot be known; it is refused")
     seconds = info.frames / float(info.fps)
     if info.frames > cap or seconds > max_seconds + 1e-6:
         more = "over " if info.frames > cap else ""
-        raise UsageError(f"this clip is {more}{seconds:.1f} s long ({more}{info.frames - bool(more)} frames); "
-                         f"clips are taken up to {max_seconds:g} s and {cap} frames "
-                         f"(use `sam-age video` for longer ones)")
+        raise UsageError(
+            f"this clip is {more}{seconds:.1f} s long ({more}{info.frames - bool(more)} frames); "
+            f"clips are taken up to {max_seconds:g} s and {cap} frames "
+            f"(use `sam-age video` for longer ones)"
+        )
 
 
 def frame_cap(max_seconds: float, max_frames: Optional[int] = None, max_fps: float = 60.0) -> int:
@@ -270,8 +302,7 @@ def frame_cap(max_seconds: float, max_frames: Optional[int] = None, max_fps: flo
     return int(max_frames) if max_frames is not None else int(math.ceil(max_seconds * max_fps))
 
 
-def probe_limited(path, max_seconds: float, max_frames: Optional[int] = None,
-                  timeout: float = 60.0) -> VideoInfo:
+def probe_limited(path, max_seconds: float, max_frames: Optional[int] = None, timeout: float = 60.0) -> VideoInfo:
     """:func:`probe_video` for a bounded consumer (the web tab): decoding stops one frame past
     the cap, the pass gives up after ``timeout`` s, and :func:`check_length` is applied."""
     info = probe_video(path, max_frames=frame_cap(max_seconds, max_frames), timeout=timeout)
@@ -281,8 +312,7 @@ def probe_limited(path, max_seconds: float, max_frames: Optional[int] = None,
 
 def _count_frames(path: Path, rate_args: List[str]) -> int:
     """Frames ffmpeg delivers for ``path`` with ``rate_args`` (one decode pass)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args(path), "-map", "0:v:0", *rate_args,
-           "-f", "null", "-"]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args(path), "-map", "0:v:0", *rate_args, "-f", "null", "-"]
     err = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).stderr.decode("utf-8", "replace")
     found = re.findall(r"frame=\s*(\d+)", err)
     return int(found[-1]) if found else 0
@@ -305,8 +335,22 @@ def read_frames(info: VideoInfo, start: int = 0, stop: Optional[int] = None) -> 
     Decoding always starts at frame 0 (exact frame numbers whatever the codec); frames
     before ``start`` are decoded and dropped, which costs little next to the model."""
     stop = info.frames if stop is None else min(stop, info.frames)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args(info.path),
-           "-map", "0:v:0", *_rate_args(info), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        *input_args(info.path),
+        "-map",
+        "0:v:0",
+        *_rate_args(info),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     size = info.width * info.height * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=size)
     try:
@@ -339,16 +383,44 @@ class SegmentWriter:
     the final name). No B-frames: a segment then has no reordering delay or edit list, and
     segments of any length (one frame too) join end to end with exact timestamps."""
 
-    def __init__(self, path, width: int, height: int, fps: Fraction, crf: int = DEFAULT_CRF,
-                 preset: str = DEFAULT_PRESET):
+    def __init__(
+        self, path, width: int, height: int, fps: Fraction, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET
+    ):
         self.path = Path(path)
         self.tmp = temp_beside(self.path, self.path.suffix or ".mp4")
         self.size = (width + width % 2, height + height % 2)
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.size[0]}x{self.size[1]}",
-               "-framerate", f"{fps.numerator}/{fps.denominator}", "-i", "-",
-               "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-bf", "0", "-pix_fmt", "yuv420p",
-               "-f", "mp4", output_arg(self.tmp)]
+        cmd = [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{self.size[0]}x{self.size[1]}",
+            "-framerate",
+            f"{fps.numerator}/{fps.denominator}",
+            "-i",
+            "-",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            preset,
+            "-crf",
+            str(crf),
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mp4",
+            output_arg(self.tmp),
+        ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.count = 0
 
@@ -379,9 +451,15 @@ class SegmentWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: Path,
-                   has_audio: bool = True, shortest: bool = False,
-                   durations: Optional[Sequence[float]] = None, mark: Optional[Mark] = DEFAULT_MARK) -> List[str]:
+def concat_and_mux(
+    segments: Sequence[Path],
+    audio_source: Optional[str],
+    out: Path,
+    has_audio: bool = True,
+    shortest: bool = False,
+    durations: Optional[Sequence[float]] = None,
+    mark: Optional[Mark] = DEFAULT_MARK,
+) -> List[str]:
     """Join ``segments`` (same encoder settings) without re-encoding, add every audio stream
     of ``audio_source`` copied as is, write ``out`` atomically, marked (:mod:`sam_age.marks`:
     container ``comment``, the XMP box, C2PA with a signer; ``mark=None``: unmarked).
@@ -395,9 +473,11 @@ def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: P
     # can be off by its last frame, which would shift every later segment
     durations = list(durations) if durations is not None else [None] * len(segments)
     try:
-        lines = "".join(f"file {concat_quote(s.name if folder else s.as_posix())}\n" +
-                        (f"duration {d:.9f}\n" if d is not None else "")
-                        for s, d in zip(segments, durations))
+        lines = "".join(
+            f"file {concat_quote(s.name if folder else s.as_posix())}\n"
+            + (f"duration {d:.9f}\n" if d is not None else "")
+            for s, d in zip(segments, durations)
+        )
     except ValueError as e:
         raise SamAgeError(str(e), out) from None
     listing = temp_beside((folder or out.parent) / "segments.txt", ".txt")
@@ -406,20 +486,61 @@ def concat_and_mux(segments: Sequence[Path], audio_source: Optional[str], out: P
     try:
         listing.write_text(lines, encoding="utf-8", errors="surrogateescape")
         tmp = temp_beside(out, ".mp4")
-        base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                "-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", output_arg(listing)]
+        base = [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-protocol_whitelist",
+            "file",
+            "-i",
+            output_arg(listing),
+        ]
         if audio_source and has_audio:
-            cmd = base + [*input_args(audio_source), "-map", "0:v:0", "-map", "1:a?", "-c", "copy",
-                          *(["-shortest"] if shortest else []), "-movflags", "+faststart", *ffmpeg_metadata(mark), "-f", "mp4",
-                          output_arg(tmp)]
+            cmd = base + [
+                *input_args(audio_source),
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a?",
+                "-c",
+                "copy",
+                *(["-shortest"] if shortest else []),
+                "-movflags",
+                "+faststart",
+                *ffmpeg_metadata(mark),
+                "-f",
+                "mp4",
+                output_arg(tmp),
+            ]
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if proc.returncode != 0:  # e.g. PCM audio from a .mov: MP4 cannot hold it as is
-                cmd = cmd[:cmd.index("-c")] + ["-c:v", "copy", "-c:a", "aac", "-b:a", "256k"] + cmd[cmd.index("-c") + 2:]
+                cmd = (
+                    cmd[: cmd.index("-c")]
+                    + ["-c:v", "copy", "-c:a", "aac", "-b:a", "256k"]
+                    + cmd[cmd.index("-c") + 2 :]
+                )
                 proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 notes.append("audio re-encoded to AAC 256 kb/s (MP4 cannot hold the input's audio codec)")
         else:
-            cmd = base + ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", *ffmpeg_metadata(mark),
-                          "-f", "mp4", output_arg(tmp)]
+            cmd = base + [
+                "-map",
+                "0:v:0",
+                "-c",
+                "copy",
+                "-movflags",
+                "+faststart",
+                *ffmpeg_metadata(mark),
+                "-f",
+                "mp4",
+                output_arg(tmp),
+            ]
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if proc.returncode != 0:
             msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()

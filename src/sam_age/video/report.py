@@ -14,6 +14,7 @@ frames, and how much the face flickers.
 Frames of chunks resumed from an earlier run are not rendered again and are not measured
 (``frames_measured`` says how many were).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -55,11 +56,13 @@ class VideoReport:
     def wants(self, tid: int, f: int) -> bool:
         return (f - self.first[tid]) % self.stride[tid] == 0
 
-    def measure(self, tid: int, photo: Image.Image, landmarks: np.ndarray, outputs: Sequence[Image.Image],
-                ages: Sequence[float]) -> None:
+    def measure(
+        self, tid: int, photo: Image.Image, landmarks: np.ndarray, outputs: Sequence[Image.Image], ages: Sequence[float]
+    ) -> None:
         """One sampled frame of one track: its outputs (one per output file) at ``ages``."""
         from ..face.align import align_face
         from ..identity import as_batch
+
         aligned = align_face(photo, landmarks).image
         batch = as_batch(outputs)
         achieved = self.pipeline.estimator.estimate_aligned(batch)
@@ -101,8 +104,11 @@ class VideoReport:
             return None
         i = inside[0] / inside[1]
         o = outside[0] / outside[1] if outside and outside[1] else None
-        return {"inside": round(i, 4), "outside": None if o is None else round(o, 4),
-                "ratio": None if not o else round(i / o, 4)}
+        return {
+            "inside": round(i, 4),
+            "outside": None if o is None else round(o, 4),
+            "ratio": None if not o else round(i / o, 4),
+        }
 
     def _check(self, rec: dict, ages: List[float], asked: List[float], ids: List[float]) -> dict:
         """``--max-age-error`` on the mean |achieved - asked| over the samples, ``--min-identity``
@@ -134,12 +140,23 @@ class VideoReport:
                     "flicker": self._flicker(t.id, o),
                 }
                 per_output.append(self._check(rec, ages, self.asked.get((t.id, o), []), self.ids.get((t.id, o), [])))
-            out.append({"track": t.id, "identity_model": self.identity_model, "sample_every": self.stride[t.id],
-                        "input_flicker": self._flicker(t.id, "input"), "outputs": per_output})
+            out.append(
+                {
+                    "track": t.id,
+                    "identity_model": self.identity_model,
+                    "sample_every": self.stride[t.id],
+                    "input_flicker": self._flicker(t.id, "input"),
+                    "outputs": per_output,
+                }
+            )
         return out
 
 
 def report_notes(report: Optional[list]) -> List[str]:
     """One line per track and output that missed a threshold."""
-    return [f"check failed: track {t['track']}, {o['output']}: " + "; ".join(o["misses"])
-            for t in report or [] for o in t["outputs"] if o.get("check") == "failed"]
+    return [
+        f"check failed: track {t['track']}, {o['output']}: " + "; ".join(o["misses"])
+        for t in report or []
+        for o in t["outputs"]
+        if o.get("check") == "failed"
+    ]

@@ -16,6 +16,7 @@ Invariants:
 RMS length of ``q[t+1] - 2 q[t] + q[t-1]`` over time and points (pixels per frame^2). A
 smooth camera path has a small second difference; landmark noise makes it large.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,14 +35,16 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     return w / w.sum()
 
 
-def gaussian_smooth(x: np.ndarray, sigma: float, axis: int = 0, reflect_start: bool = True,
-                    reflect_end: bool = True) -> np.ndarray:
+def gaussian_smooth(
+    x: np.ndarray, sigma: float, axis: int = 0, reflect_start: bool = True, reflect_end: bool = True
+) -> np.ndarray:
     """Smooth ``x`` along ``axis`` (float64 inside, returned in ``x``'s float dtype).
 
     ``reflect_start`` / ``reflect_end``: whether that end is a true end of the sequence
     (point reflection) or a cut of a longer one (then the caller has supplied ``R`` extra
     frames there, whose own outputs are not to be used)."""
     from scipy.ndimage import correlate1d
+
     x = np.asarray(x)
     n = x.shape[axis]
     if sigma <= 0 or n < 2:
@@ -51,9 +54,9 @@ def gaussian_smooth(x: np.ndarray, sigma: float, axis: int = 0, reflect_start: b
     a = np.moveaxis(x.astype(np.float64), axis, 0)
     k = min(r, n - 1)
     head = 2.0 * a[:1] - a[k:0:-1] if reflect_start else np.repeat(a[:1], k, axis=0)
-    tail = 2.0 * a[-1:] - a[-2:-k - 2:-1] if reflect_end else np.repeat(a[-1:], k, axis=0)
+    tail = 2.0 * a[-1:] - a[-2 : -k - 2 : -1] if reflect_end else np.repeat(a[-1:], k, axis=0)
     padded = np.concatenate([head, a, tail], axis=0)
-    out = correlate1d(padded, w, axis=0, mode="nearest")[k:k + n]
+    out = correlate1d(padded, w, axis=0, mode="nearest")[k : k + n]
     return np.moveaxis(out, 0, axis).astype(x.dtype if x.dtype.kind == "f" else np.float64)
 
 
@@ -64,4 +67,4 @@ def rms_second_difference(points: np.ndarray) -> float:
     if p.shape[0] < 3:
         return float("nan")
     d2 = p[2:] - 2.0 * p[1:-1] + p[:-2]
-    return float(np.sqrt(np.mean(np.sum(d2 ** 2, axis=-1))))
+    return float(np.sqrt(np.mean(np.sum(d2**2, axis=-1))))

@@ -16,6 +16,7 @@ fewer than ``min_frames`` frames are dropped as detector flukes (a weak false de
 comes and goes would otherwise be bridged into a track and aged). Frames outside a track are left untouched.
 Track ids are given in order of appearance (left to right within a frame), from 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ MIN_FRAMES = 3
 @dataclass
 class FrameFaces:
     """What the detector (or the landmark carrier) gave for one frame."""
+
     boxes: np.ndarray  # [K, 4] float (left, top, right, bottom)
     scores: np.ndarray  # [K]
     landmarks: np.ndarray  # [K, 68, 2]
@@ -57,10 +59,15 @@ class Track:
         return float(np.median([face_scale(lm) for lm in self.landmarks[self.observed]]))
 
     def to_json(self) -> dict:
-        return {"id": self.id, "first_frame": self.first, "last_frame": self.last,
-                "frames": len(self.landmarks), "bridged_frames": self.bridged,
-                "mean_score": round(float(self.scores[self.observed].mean()), 4),
-                "face_size_px": round(self.face_size(), 1)}
+        return {
+            "id": self.id,
+            "first_frame": self.first,
+            "last_frame": self.last,
+            "frames": len(self.landmarks),
+            "bridged_frames": self.bridged,
+            "mean_score": round(float(self.scores[self.observed].mean()), 4),
+            "face_size_px": round(self.face_size(), 1),
+        }
 
 
 def face_scale(lm: np.ndarray) -> float:
@@ -103,8 +110,13 @@ class _Live:
 
 
 class Tracker:
-    def __init__(self, max_gap: int = MAX_GAP, min_frames: int = MIN_FRAMES,
-                 min_iou: float = MIN_IOU, max_distance: float = MAX_DISTANCE):
+    def __init__(
+        self,
+        max_gap: int = MAX_GAP,
+        min_frames: int = MIN_FRAMES,
+        min_iou: float = MIN_IOU,
+        max_distance: float = MAX_DISTANCE,
+    ):
         self.max_gap, self.min_frames = int(max_gap), int(min_frames)
         self.min_iou, self.max_distance = float(min_iou), float(max_distance)
         self.live: List[_Live] = []
@@ -114,6 +126,7 @@ class Tracker:
     def update(self, frame: int, faces: FrameFaces) -> List[int]:
         """Assign this frame's faces; returns the provisional track index of each face."""
         from scipy.optimize import linear_sum_assignment
+
         for t in [t for t in self.live if frame - t.frames[-1] > self.max_gap + 1]:
             self.live.remove(t)
             self.done.append(t)
@@ -122,8 +135,12 @@ class Tracker:
         if self.live and k:
             preds = [t.predict(frame) for t in self.live]
             ious = iou(np.stack([p[1] for p in preds]), faces.boxes)
-            dist = np.array([[np.mean(np.hypot(*(faces.landmarks[j] - p[0]).T)) / face_scale(p[0])
-                              for j in range(k)] for p in preds])
+            dist = np.array(
+                [
+                    [np.mean(np.hypot(*(faces.landmarks[j] - p[0]).T)) / face_scale(p[0]) for j in range(k)]
+                    for p in preds
+                ]
+            )
             allowed = (ious >= self.min_iou) | (dist <= self.max_distance)
             cost = np.where(allowed, (1.0 - ious) + dist, 1e6)
             rows, cols = linear_sum_assignment(cost)

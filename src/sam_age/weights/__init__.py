@@ -8,17 +8,30 @@ beside ``checkpoints`` (its load check opens files with their loaders). The name
 load lazily, so importing ``sam_age.weights.registry`` from floor 2 never imports the store,
 and nothing imports huggingface_hub until a Hub source is tried.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _LAZY = {
-    "REGISTRY": "registry", "Source": "registry", "WeightsFile": "registry", "get": "registry",
-    "lookup": "registry", "names": "registry", "package_file": "registry",
-    "cache_dir": "store", "cached_file": "store", "check_cached": "store", "fetch": "store",
-    "import_file": "store", "manual_steps": "store", "resolve_checkpoint": "store", "resolve_weights": "store",
-    "sources_for": "store", "verify": "store",
+    "REGISTRY": "registry",
+    "Source": "registry",
+    "WeightsFile": "registry",
+    "get": "registry",
+    "lookup": "registry",
+    "names": "registry",
+    "package_file": "registry",
+    "cache_dir": "store",
+    "cached_file": "store",
+    "check_cached": "store",
+    "fetch": "store",
+    "import_file": "store",
+    "manual_steps": "store",
+    "resolve_checkpoint": "store",
+    "resolve_weights": "store",
+    "sources_for": "store",
+    "verify": "store",
 }
 
 __all__ = sorted(_LAZY)

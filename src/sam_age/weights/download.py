@@ -18,6 +18,7 @@ Every failure is a :class:`DownloadError` with a one-line reason; its *type* say
 do next (retry the same URL, try the next source, or stop); the caller (``store``) adds
 the manual steps.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,6 +84,7 @@ def sha256_of(path, chunk: int = CHUNK) -> str:
 
 # -- what a fetched file must be -----------------------------------------------------------
 
+
 @dataclass
 class Expect:
     """What is known about the file before it arrives.
@@ -99,7 +101,9 @@ class Expect:
 
 def _looks_like_html(head: bytes) -> bool:
     text = head.lstrip()[:64].lower()
-    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")) or b"<html" in head[:1024].lower()
+    return (
+        text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")) or b"<html" in head[:1024].lower()
+    )
 
 
 def _safetensors_head(head: bytes, size: int) -> bool:
@@ -125,8 +129,10 @@ def file_problem(path: Path, expect: Expect) -> Optional[str]:
         if expect.size_exact and size != expect.size:
             return f"{size:,} bytes, the file has {expect.size:,}"
         if size < expect.size * TOO_SMALL:
-            return (f"far too small: {format_size(size)} ({size:,} bytes) where the file is about "
-                    f"{format_size(expect.size)}; a cut download or an error page")
+            return (
+                f"far too small: {format_size(size)} ({size:,} bytes) where the file is about "
+                f"{format_size(expect.size)}; a cut download or an error page"
+            )
     if expect.checkpoint:
         if head[:4] == b"PK\x03\x04":
             try:
@@ -158,12 +164,15 @@ def check_candidate(path, expect: Expect, digest: Optional[str] = None) -> Tuple
     warnings = []
     size = path.stat().st_size
     if expect.size and not expect.size_exact and size != expect.size:
-        warnings.append(f"{size:,} bytes where {expect.size:,} were reported (a hint, not a published fact: "
-                        "kept, as its checks passed)")
+        warnings.append(
+            f"{size:,} bytes where {expect.size:,} were reported (a hint, not a published fact: "
+            "kept, as its checks passed)"
+        )
     return digest, warnings
 
 
 # -- Google Drive's interstitial page ------------------------------------------------------
+
 
 class _FormParser(HTMLParser):
     """Collects each <form>'s action and its input fields, and every link's href."""
@@ -218,7 +227,7 @@ def _with_query(url: str, **params: str) -> str:
 # -- transport rules ------------------------------------------------------------------------
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-DEFAULT_CAP = 3 * 1000 ** 3  # no expected size known: the largest official file is 2.27 GB
+DEFAULT_CAP = 3 * 1000**3  # no expected size known: the largest official file is 2.27 GB
 CAP_MARGIN = 1.10
 
 
@@ -247,8 +256,10 @@ def check_url(url: str, user_url: Optional[str] = None, previous: Optional[str] 
         raise RefusedError(f"refusing a redirect from https to plain http ({url})")
     if (parts.hostname or "") in LOOPBACK_HOSTS:
         return
-    raise RefusedError(f"refusing plain http ({url}): only https downloads, unless you give that "
-                       "http URL yourself (--source URL or $SAM_AGE_URL_<NAME>)")
+    raise RefusedError(
+        f"refusing plain http ({url}): only https downloads, unless you give that "
+        "http URL yourself (--source URL or $SAM_AGE_URL_<NAME>)"
+    )
 
 
 class _SafeRedirects(urllib.request.HTTPRedirectHandler):
@@ -264,6 +275,7 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
 
 
 # -- one transfer --------------------------------------------------------------------------
+
 
 def _lock(f) -> None:
     """Refuse a second process writing the same ``.part`` (POSIX only; best effort)."""
@@ -289,6 +301,7 @@ def _open(opener, url: str, offset: int, timeout: float, validator: Optional[str
 # The ``.part`` file's sidecar remembers which URL it came from and the server's
 # validator (strong ETag or Last-Modified), so that bytes of two different files are
 # never glued together: another URL starts afresh, a changed file is re-sent whole.
+
 
 def _sidecar(part: Path) -> Path:
     return part.with_name(part.name + ".json")
@@ -348,19 +361,36 @@ def _classify(url: str, e: BaseException) -> DownloadError:
     if isinstance(detail, (ConnectionError, http.client.HTTPException)):
         text = str(detail).strip() or type(detail).__name__
         return TransientError(f"connection to {host} broke ({text})")
-    if isinstance(detail, OSError) and (getattr(detail, "filename", None) is not None or detail.errno in (
-            errno.ENOSPC, errno.EACCES, errno.EROFS, getattr(errno, "EDQUOT", -1))):
+    if isinstance(detail, OSError) and (
+        getattr(detail, "filename", None) is not None
+        or detail.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, getattr(errno, "EDQUOT", -1))
+    ):
         return LocalError(f"cannot write the download ({detail.strerror or detail})")
     text = str(detail).strip() or type(detail).__name__
     return TransientError(f"{host}: {text}")
 
 
-_NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
-                   http.client.HTTPException, OSError)
+_NETWORK_ERRORS = (
+    urllib.error.URLError,
+    socket.timeout,
+    TimeoutError,
+    ConnectionError,
+    http.client.HTTPException,
+    OSError,
+)
 
 
-def _fetch(opener, url: str, part: Path, timeout: float, progress: bool, desc: str,
-           cookies: http.cookiejar.CookieJar, cap: int = DEFAULT_CAP, user_url: Optional[str] = None) -> None:
+def _fetch(
+    opener,
+    url: str,
+    part: Path,
+    timeout: float,
+    progress: bool,
+    desc: str,
+    cookies: http.cookiejar.CookieJar,
+    cap: int = DEFAULT_CAP,
+    user_url: Optional[str] = None,
+) -> None:
     """Fill ``part`` from ``url``, appending to what is there. Raises a DownloadError on
     any failure, leaving the bytes received so far in ``part``."""
     try:
@@ -390,25 +420,37 @@ def _fetch_raw(opener, url, part, timeout, progress, desc, cookies, cap=DEFAULT_
                 page = response.read(2 << 20).decode("utf-8", "replace")
                 nxt = confirm_url(page, response.geturl(), cookies)
                 if nxt is None or nxt == url:
-                    raise RefusedError(f"{url} answered with a web page instead of the file "
-                                       "(quota exceeded, sign-in needed, or the link moved)")
+                    raise RefusedError(
+                        f"{url} answered with a web page instead of the file "
+                        "(quota exceeded, sign-in needed, or the link moved)"
+                    )
                 check_url(nxt, user_url, previous=response.geturl())
                 url = nxt
                 continue
             if offset and response.status != 206:
                 offset = 0  # the server ignored Range, or the file changed: start again
             if not offset:
-                _sidecar(part).write_text(json.dumps({"url": origin, "validator": _validator(response)}),
-                                          encoding="utf-8")
+                _sidecar(part).write_text(
+                    json.dumps({"url": origin, "validator": _validator(response)}), encoding="utf-8"
+                )
             total = _total_size(response, offset)
             if total is not None and total > cap:
-                raise RejectedFile(f"the server announces {total:,} bytes, more than the {cap:,} this "
-                                   "file can have")
+                raise RejectedFile(f"the server announces {total:,} bytes, more than the {cap:,} this file can have")
             if total is not None:
                 _check_space(part.parent, total - offset)
-            with open(part, "ab") as f, tqdm(
-                    total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=desc, disable=not progress, leave=False) as bar:
+            with (
+                open(part, "ab") as f,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=desc,
+                    disable=not progress,
+                    leave=False,
+                ) as bar,
+            ):
                 _lock(f)  # before truncating: never cut another process's file
                 if not offset:
                     f.truncate(0)
@@ -431,12 +473,19 @@ def _fetch_raw(opener, url, part, timeout, progress, desc, cookies, cap=DEFAULT_
 def _check_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise LocalError(f"not enough disk space in {folder}: need {format_size(needed)}, "
-                         f"{format_size(free)} free")
+        raise LocalError(f"not enough disk space in {folder}: need {format_size(needed)}, {format_size(free)} free")
 
 
-def fetch_to_part(url: str, part, *, progress: bool = True, timeout: float = 30.0, retries: int = 2,
-                  cap: int = DEFAULT_CAP, user_url: Optional[str] = None) -> Path:
+def fetch_to_part(
+    url: str,
+    part,
+    *,
+    progress: bool = True,
+    timeout: float = 30.0,
+    retries: int = 2,
+    cap: int = DEFAULT_CAP,
+    user_url: Optional[str] = None,
+) -> Path:
     """Download ``url`` into ``part`` (resuming what is there); returns ``part``.
 
     A :class:`TransientError` (cut connection, timeout, 5xx) is retried ``retries`` times,
@@ -458,9 +507,17 @@ def fetch_to_part(url: str, part, *, progress: bool = True, timeout: float = 30.
     return part  # not reached
 
 
-def download_one(url: str, dest, expect: Expect, *, progress: bool = True, timeout: float = 30.0,
-                 retries: int = 2, accept: Optional[Callable[[Path], None]] = None,
-                 user_url: Optional[str] = None) -> Tuple[str, List[str]]:
+def download_one(
+    url: str,
+    dest,
+    expect: Expect,
+    *,
+    progress: bool = True,
+    timeout: float = 30.0,
+    retries: int = 2,
+    accept: Optional[Callable[[Path], None]] = None,
+    user_url: Optional[str] = None,
+) -> Tuple[str, List[str]]:
     """Fetch ``url`` into ``dest.part`` (resuming), check it (:func:`check_candidate`, then
     ``accept(part)`` if given, which raises :class:`RejectedFile`) and only then rename it
     to ``dest``. Returns ``(sha256, warnings)``. Raises the typed DownloadError: a rejected
@@ -469,8 +526,9 @@ def download_one(url: str, dest, expect: Expect, *, progress: bool = True, timeo
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     try:
-        fetch_to_part(url, part, progress=progress, timeout=timeout, retries=retries, cap=byte_cap(expect),
-                      user_url=user_url)
+        fetch_to_part(
+            url, part, progress=progress, timeout=timeout, retries=retries, cap=byte_cap(expect), user_url=user_url
+        )
     except RejectedFile as e:  # too many bytes: wrong, not incomplete
         drop_part(part)
         raise RejectedFile(f"{e.reason}; deleted it") from None
@@ -492,9 +550,17 @@ def download_one(url: str, dest, expect: Expect, *, progress: bool = True, timeo
     return digest, warnings
 
 
-def download(urls, dest, *, sha256: Optional[str] = None, sha256_prefix: Optional[str] = None,
-             expect: Optional[Expect] = None, progress: bool = True, timeout: float = 30.0,
-             retries: int = 2) -> Tuple[Path, str]:
+def download(
+    urls,
+    dest,
+    *,
+    sha256: Optional[str] = None,
+    sha256_prefix: Optional[str] = None,
+    expect: Optional[Expect] = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+    retries: int = 2,
+) -> Tuple[Path, str]:
     """:func:`download_one` for each of ``urls`` until one works; returns ``(dest, sha256)``.
     A :class:`LocalError` (disk full, ...) stops at once: another URL would fail the same way."""
     dest = Path(dest)
@@ -506,8 +572,9 @@ def download(urls, dest, *, sha256: Optional[str] = None, sha256_prefix: Optiona
     reasons = []
     for url in urls:
         try:
-            digest, _warnings = download_one(url, dest, expect, progress=progress, timeout=timeout, retries=retries,
-                                             user_url=url)
+            digest, _warnings = download_one(
+                url, dest, expect, progress=progress, timeout=timeout, retries=retries, user_url=url
+            )
         except LocalError as e:
             raise DownloadError(e.reason, e.path) from None
         except DownloadError as e:

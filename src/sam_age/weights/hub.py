@@ -24,6 +24,7 @@ Every failure is a :mod:`.download` error type, so ``store`` falls back to the n
 source the same way for the Hub and for plain URLs. ``huggingface_hub`` is imported only
 here and only when a Hub source is tried.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .download import (CHUNK, DownloadError, LocalError, RefusedError, RejectedFile, TransientError,
-                       UnreachableError)
+from .download import CHUNK, DownloadError, LocalError, RefusedError, RejectedFile, TransientError, UnreachableError
 from .registry import Source, hub_endpoint
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -48,9 +48,9 @@ GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
 
 @dataclass
 class HubFile:
-    path: Path              # the blob in the Hub cache (symlinks resolved)
-    etag: Optional[str]     # the Hub's ETag: sha256 for LFS files, git blob sha1 otherwise
-    sha256: str             # computed here
+    path: Path  # the blob in the Hub cache (symlinks resolved)
+    etag: Optional[str]  # the Hub's ETag: sha256 for LFS files, git blob sha1 otherwise
+    sha256: str  # computed here
     size: int
 
 
@@ -69,7 +69,8 @@ def hub_cache_dir() -> Path:
         if os.environ.get(key):
             return Path(os.path.expandvars(os.path.expanduser(os.environ[key])))
     home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+    )
     return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
 
 
@@ -141,7 +142,10 @@ def preflight(endpoint: str, timeout: float = 5.0) -> None:
             return
         except (ConnectionRefusedError, OSError) as e:
             if isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) in (
-                    errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+                errno.ECONNREFUSED,
+                errno.ENETUNREACH,
+                errno.EHOSTUNREACH,
+            ):
                 refused = e.strerror or type(e).__name__
                 continue
             return  # a timeout or anything else: let the client try (and retry)
@@ -157,6 +161,7 @@ def _quiet_tqdm():
         def __init__(self, *args, **kwargs):
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
+
     return Quiet
 
 
@@ -178,20 +183,33 @@ def fetch(source: Source, *, offline: bool = False, timeout: float = 30.0, progr
         try:
             with _quiet_client():
                 found = hf_hub_download(
-                    source.location, source.filename, revision=source.revision, repo_type=source.repo_type,
-                    cache_dir=str(hub_cache_dir()), endpoint=endpoint, etag_timeout=timeout,
-                    local_files_only=local_only, library_name="sam-age", library_version=__version__,
-                    tqdm_class=None if progress else _quiet_tqdm())
+                    source.location,
+                    source.filename,
+                    revision=source.revision,
+                    repo_type=source.repo_type,
+                    cache_dir=str(hub_cache_dir()),
+                    endpoint=endpoint,
+                    etag_timeout=timeout,
+                    local_files_only=local_only,
+                    library_name="sam-age",
+                    library_version=__version__,
+                    tqdm_class=None if progress else _quiet_tqdm(),
+                )
         except Exception as e:  # the client raises many types; each becomes one of ours
             raise _classify(e, source, endpoint, local_only) from None
         blob = Path(os.path.realpath(found))
-        etag = blob.name if blob.parent.name == "blobs" and (
-            SHA256.fullmatch(blob.name) or GIT_SHA1.fullmatch(blob.name)) else None
+        etag = (
+            blob.name
+            if blob.parent.name == "blobs" and (SHA256.fullmatch(blob.name) or GIT_SHA1.fullmatch(blob.name))
+            else None
+        )
         try:
             digest = _hash(blob, etag)
             if etag and SHA256.fullmatch(etag) and digest != etag:
-                raise RejectedFile(f"sha256 {digest}, the Hub says {etag} (damaged in transfer or on disk; "
-                                   "removed from the Hugging Face cache)")
+                raise RejectedFile(
+                    f"sha256 {digest}, the Hub says {etag} (damaged in transfer or on disk; "
+                    "removed from the Hugging Face cache)"
+                )
         except RejectedFile:
             _forget(blob, Path(found))  # a damaged blob would be served again and again: drop it
             if attempt == 0 and not local_only:
@@ -241,8 +259,9 @@ def _classify(e: BaseException, source: Source, endpoint: str, local_only: bool)
     where = f"{source.location}/{source.filename}" + (f" at {source.revision[:12]}" if source.revision else "")
     cause = e.__cause__ or e.__context__
     if local_only and isinstance(e, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled)):
-        return UnreachableError("offline (HF_HUB_OFFLINE or downloads turned off) and the Hugging Face "
-                                f"cache {hub_cache_dir()} has no copy")
+        return UnreachableError(
+            f"offline (HF_HUB_OFFLINE or downloads turned off) and the Hugging Face cache {hub_cache_dir()} has no copy"
+        )
     if isinstance(e, hf.GatedRepoError):
         return RefusedError(f"{where} is gated on {host}: accept its terms and log in (hf auth login)")
     if isinstance(e, hf.RepositoryNotFoundError):
@@ -256,8 +275,9 @@ def _classify(e: BaseException, source: Source, endpoint: str, local_only: bool)
         text = f"HTTP {status} from {host} for {where}"
         return TransientError(text) if status is None or status >= 500 or status in (408, 429) else RefusedError(text)
     if isinstance(e, hf.FileMetadataError):
-        return RefusedError(f"{host} does not answer like the Hugging Face Hub (no commit or ETag header; "
-                            "check HF_ENDPOINT)")
+        return RefusedError(
+            f"{host} does not answer like the Hugging Face Hub (no commit or ETag header; check HF_ENDPOINT)"
+        )
     if isinstance(e, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled)):
         detail = _first_sentence(cause) if cause is not None else "no connection"
         return UnreachableError(f"cannot reach {host} ({detail})")
@@ -273,8 +293,10 @@ def _classify(e: BaseException, source: Source, endpoint: str, local_only: bool)
             return LocalError(f"cannot write to the Hugging Face cache {hub_cache_dir()} ({e.strerror or e})")
         match = re.search(r"should be of size (\d+) but has size (\d+)", str(e))
         if match:
-            return RejectedFile(f"received {int(match.group(2)):,} bytes where the Hub announced "
-                                f"{int(match.group(1)):,} (a wrong size, or cut off)")
+            return RejectedFile(
+                f"received {int(match.group(2)):,} bytes where the Hub announced "
+                f"{int(match.group(1)):,} (a wrong size, or cut off)"
+            )
     return TransientError(f"{host}: {_first_sentence(e)}")
 
 

