@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="SAM weights (default: the 1024 px stand-in)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    from tests.conftest import build_standin
+    from tests.helpers.standins import build_standin
 
     from sam_age import AgePipeline
     from sam_age.estimate import AgeEstimator

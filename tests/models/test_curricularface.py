@@ -10,7 +10,7 @@ import torch
 from sam_age.checkpoints import load_curricular_face
 from sam_age.errors import CheckpointError
 
-from ..conftest import TEST_DATA
+from ..helpers.standins import TEST_DATA
 from ..helpers.curricularface_ref import IR_101, manifest
 
 
