@@ -184,6 +184,7 @@ class _AgeJob:
     size: int
     frames_per_age: Optional[int]  # an animation per face when set
     future: Future
+    report: bool = False  # measure each output (sam_age.report: achieved age, identity)
 
 
 @dataclass
@@ -234,9 +235,12 @@ class ModelQueue:
             self._cv.notify()
         return item.future
 
-    def age(self, faces, requested, size: int = 256, frames_per_age: Optional[int] = None) -> Future:
-        """-> a Future of ``(AgingResult without paste-back, frames per face or None)``."""
-        return self._put(_AgeJob(list(faces), list(requested), int(size), frames_per_age, Future()))
+    def age(
+        self, faces, requested, size: int = 256, frames_per_age: Optional[int] = None, report: bool = False
+    ) -> Future:
+        """-> a Future of ``(AgingResult without paste-back, frames per face or None)``;
+        ``report``: each face result carries ``report`` (measured in the model's thread)."""
+        return self._put(_AgeJob(list(faces), list(requested), int(size), frames_per_age, Future(), bool(report)))
 
     def call(self, fn) -> Future:
         """Run ``fn()`` on the worker, alone (the estimator, anything else on the model)."""
@@ -315,7 +319,7 @@ class ModelQueue:
         groups: Dict[tuple, List[_AgeJob]] = {}
         for job in batch:
             if job.future.set_running_or_notify_cancel():
-                groups.setdefault((tuple(format_age(a) for a in job.requested), job.size), []).append(job)
+                groups.setdefault((tuple(format_age(a) for a in job.requested), job.size, job.report), []).append(job)
         for jobs in groups.values():
             try:
                 outs = self._age(jobs)
@@ -337,7 +341,9 @@ class ModelQueue:
 
     def _age(self, jobs: List[_AgeJob]) -> list:
         pipe = self.pipeline
-        results = pipe.age_prepared_many([(None, job.faces) for job in jobs], jobs[0].requested, size=jobs[0].size)
+        results = pipe.age_prepared_many(
+            [(None, job.faces) for job in jobs], jobs[0].requested, size=jobs[0].size, report=jobs[0].report
+        )
         outs = []
         for job, result in zip(jobs, results):
             frames = (
@@ -573,9 +579,10 @@ class AgeRequest:
     format: str = "png"
     all_faces: bool = False
     gif: bool = False
+    report: bool = False
 
 
-FIELDS = ("ages", "paste_back", "mask", "size", "format", "all_faces", "gif")
+FIELDS = ("ages", "paste_back", "mask", "size", "format", "all_faces", "gif", "report")
 
 
 async def read_fields(request, allowed: Sequence[str]) -> tuple:
@@ -668,6 +675,7 @@ def age_request(data: bytes, filename: str, fields: dict) -> AgeRequest:
         fmt,
         _bool(fields.get("all_faces", False), "all_faces"),
         _bool(fields.get("gif", False), "gif"),
+        _bool(fields.get("report", False), "report"),
     )
 
 
@@ -767,6 +775,7 @@ def age_answer(req: AgeRequest, result, frames, found: int, mark: Optional[Mark]
                     for lab, a, img in zip(labels, face.ages, face.images)
                 ],
                 "animation": anim,
+                "report": None if face.report is None else [r.to_json() for r in face.report],
             }
         )
     pasted = None
@@ -860,6 +869,11 @@ AGE_FORM_PROPERTIES = {
     "format": {"type": "string", "enum": ["png", "jpg", "webp"], "default": "png"},
     "all_faces": {"type": "boolean", "default": False},
     "gif": {"type": "boolean", "default": False},
+    "report": {
+        "type": "boolean",
+        "default": False,
+        "description": "per output: the age DEX estimates on it and its identity similarity with the input",
+    },
 }
 FACE_SCHEMA = {
     "type": "object",
@@ -882,6 +896,11 @@ FACE_SCHEMA = {
             },
         },
         "animation": {"type": ["string", "null"], "format": "byte"},
+        "report": {
+            "type": ["array", "null"],
+            "description": "with report: per age, what the output reached (achieved_age, identity, caption)",
+            "items": {"type": "object"},
+        },
     },
 }
 AGE_ANSWER_SCHEMA = {
@@ -1105,7 +1124,11 @@ def build_server(
             photo, faces, found = await photo_in(data, filename, req.all_faces)
             try:
                 future = queue.age(
-                    faces, req.ages, size=req.size, frames_per_age=ANIMATION_FRAMES_PER_AGE if req.gif else None
+                    faces,
+                    req.ages,
+                    size=req.size,
+                    frames_per_age=ANIMATION_FRAMES_PER_AGE if req.gif else None,
+                    report=req.report,
                 )
                 result, frames = await asyncio.wrap_future(future)
             except SamAgeError as e:

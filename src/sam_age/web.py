@@ -192,16 +192,26 @@ class WebDemo:
         return result.faces[0].images[0], f"{request} years: done. {_estimate_text(result)}"
 
     def age(
-        self, upload, ages_text: str, all_faces: bool = False, paste_back: bool = True, animate: bool = False
+        self,
+        upload,
+        ages_text: str,
+        all_faces: bool = False,
+        paste_back: bool = True,
+        animate: bool = False,
+        report: bool = False,
     ) -> Outputs:
-        """The strip, a gallery per face, the animation and the pasted-back photo."""
+        """The strip, a gallery per face, the animation and the pasted-back photo;
+        ``report``: each image's caption also says what it reached (:mod:`sam_age.report`:
+        "looks 68 for 70 asked; identity 0.62")."""
         start = time.perf_counter()
         try:
             path = self._check_upload(upload)
             ages = parse_ages_text(ages_text)
             with self._lock:
                 photo, found = self.pipeline.prepare(path, all_faces=all_faces)
-                result = self.pipeline.age_prepared(photo, found[: self.max_faces], ages, paste_back=paste_back)
+                result = self.pipeline.age_prepared(
+                    photo, found[: self.max_faces], ages, paste_back=paste_back, report=bool(report)
+                )
                 out = self._outputs(result, animate, path)
         except Exception as e:
             return Outputs(self._report(e, upload))
@@ -223,7 +233,10 @@ class WebDemo:
             strip.paste(s, (0, y))
             y += s.height
         faces = [
-            [(im, _caption(k, a, r)) for im, a, r in zip(f.images, f.ages, f.requested or f.ages)]
+            [
+                (im, _caption(k, a, r) + ("" if f.report is None else f"; {f.report[j].caption}"))
+                for j, (im, a, r) in enumerate(zip(f.images, f.ages, f.requested or f.ages))
+            ]
             for k, f in enumerate(result.faces)
         ]
         out = Outputs(
@@ -485,6 +498,11 @@ def build_app(
                             all_faces = gr.Checkbox(False, label="All faces", elem_id="all-faces")
                             paste_back = gr.Checkbox(True, label="Paste back", elem_id="paste-back")
                             animate = gr.Checkbox(False, label="Animation (slower)", elem_id="animate")
+                            report = gr.Checkbox(
+                                False,
+                                label="Report: the age each image looks and its identity score (slower)",
+                                elem_id="report",
+                            )
                         run = gr.Button("Age", variant="primary", elem_id="run")
                 with gr.Column(scale=2):
                     strip = gr.Image(
@@ -533,8 +551,8 @@ def build_app(
                 with gr.Column(scale=2):
                     video_out = gr.Video(label="Aged clip", interactive=False, elem_id="video-result")
 
-        def on_age(upload_value, ages_value, all_value, paste_value, animate_value):
-            out = demo_handlers.age(upload_value, ages_value, all_value, paste_value, animate_value)
+        def on_age(upload_value, ages_value, all_value, paste_value, animate_value, report_value=False):
+            out = demo_handlers.age(upload_value, ages_value, all_value, paste_value, animate_value, report_value)
             strip_file, faces, pasted_file = demo_handlers.served_outputs(out, upload_value)  # marked files
             updates = [
                 gr.Gallery(value=faces[k] if k < len(faces) else None, visible=k == 0 or k < len(faces))
@@ -568,7 +586,7 @@ def build_app(
         years.release(on_quick_relative, [upload, years], [quick_result, status], api_name=False, **model_slot)
         run.click(
             on_age,
-            [upload, ages, all_faces, paste_back, animate],
+            [upload, ages, all_faces, paste_back, animate, report],
             [status, strip, *galleries, gif, mp4, pasted, job_state],
             api_name="age",
             **model_slot,

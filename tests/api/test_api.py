@@ -222,3 +222,28 @@ def test_credentials_from_flags_and_files(tmp_path):
     for host, share in (("0.0.0.0", False), ("192.168.1.5", False), ("127.0.0.1", True)):
         with pytest.raises(UsageError, match="--auth"):
             check_exposure(host, share, {}, False)
+
+
+def test_report_field_gives_each_output_its_achieved_age_and_identity(api, api_pipeline, portrait_bytes, standin):
+    """``report`` (issue 25): per face and age, the age DEX sees on the output and its identity
+    score, the same numbers as the Python API's ``report=True``; off unless asked."""
+    from sam_age.identity import IdentityNet
+
+    server, client = api
+    old_predictor, old_identity = api_pipeline.age_predictor, api_pipeline.identity
+    api_pipeline.age_predictor = standin("dex_age_classifier")
+    api_pipeline.identity = IdentityNet.from_weights(standin("model_ir_se50"), "ir_se50")
+    try:
+        r = client.post("/v1/age", files={"image": ("me.jpg", portrait_bytes)}, data={"ages": "30", "report": "true"})
+        assert r.status_code == 200, r.text
+        (rep,) = r.json()["faces"][0]["report"]
+        assert rep["identity_model"] == "ir_se50" and rep["age"] == 30.0
+        assert {"achieved_age", "identity", "caption"} <= set(rep)
+        want = server.queue.call(lambda: api_pipeline(portrait_bytes, [30], report=True)).result()
+        (ref,) = want.faces[0].report
+        assert rep["achieved_age"] == pytest.approx(ref.achieved_age, abs=1e-3)
+        assert rep["identity"] == pytest.approx(ref.identity, abs=1e-3)
+        plain = client.post("/v1/age", files={"image": ("me.jpg", portrait_bytes)}, data={"ages": "30"})
+        assert plain.status_code == 200 and plain.json()["faces"][0]["report"] is None
+    finally:
+        api_pipeline.age_predictor, api_pipeline.identity = old_predictor, old_identity

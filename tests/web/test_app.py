@@ -176,3 +176,24 @@ def test_video_tab_ages_a_short_clip_and_refuses_long_or_bad_ones(web_pipeline, 
     assert path is None and "Could not use this video" in message and "notes.mp4: not a video" in message
     path, message = demo.video(None, 60)
     assert path is None and "upload a video clip first" in message
+
+
+def test_report_checkbox_captions_each_image_with_what_it_reached(web_pipeline, demo, tmp_path, standin):
+    """The demo's report box (issue 25): each image's caption adds "looks A for B asked;
+    identity X", the numbers of the Python API's ``report=True``; off, the captions stay bare."""
+    from sam_age.identity import IdentityNet
+
+    assert "report" in {getattr(b, "elem_id", None) for b in build_app(web_pipeline, workdir=tmp_path).blocks.values()}
+    old_predictor, old_identity = web_pipeline.age_predictor, web_pipeline.identity
+    web_pipeline.age_predictor = standin("dex_age_classifier")
+    web_pipeline.identity = IdentityNet.from_weights(standin("model_ir_se50"), "ir_se50")
+    try:
+        out = demo.age(demo.sample(), "30", paste_back=False, report=True)
+        assert out.ok, out.message
+        ((_, caption),) = out.faces[0]
+        ref = web_pipeline(demo.sample(), [30], report=True).faces[0].report[0]
+        assert caption == f"face 1, age 30; {ref.caption}" and "asked; identity" in caption
+        bare = demo.age(demo.sample(), "30", paste_back=False)
+        assert [c for _, c in bare.faces[0]] == ["face 1, age 30"]
+    finally:
+        web_pipeline.age_predictor, web_pipeline.identity = old_predictor, old_identity

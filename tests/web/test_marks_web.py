@@ -65,7 +65,7 @@ def test_what_a_visitor_downloads_is_marked(web_pipeline, tmp_path):
             f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads")
         )
         photo = client_mod.handle_file(str(sample_path()))
-        result = client.predict(photo, "20, 70", False, True, False, api_name="/age")
+        result = client.predict(photo, "20, 70", False, True, False, False, api_name="/age")
         message, strip, gallery, pasted = result[0], result[1], result[2], result[-1]
         assert message.startswith("Done"), message
         assert read_marks(strip)["xmp"]["samage:AgeRequested"] == "20,70"
