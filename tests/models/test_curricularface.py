@@ -10,8 +10,8 @@ import torch
 from sam_age.checkpoints import load_curricular_face
 from sam_age.errors import CheckpointError
 
-from ..helpers.standins import TEST_DATA
 from ..helpers.curricularface_ref import IR_101, manifest
+from ..helpers.standins import TEST_DATA
 
 
 def test_standin_manifest_is_the_original_layout():
