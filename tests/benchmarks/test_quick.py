@@ -106,10 +106,12 @@ def test_layer_groups_account_for_the_networks_flops(tmp_path, small_sam_path):
         got = sum(g["gflop"] for g in groups.values())
         assert abs(got - want) <= 0.03 * want, (name, got, want)  # (elementwise ops are not counted)
         assert all(g["calls"] > 0 for g in groups.values()), (name, groups)
-    # the profiled times are parts of the one measured call: each directly measured group took
-    # time, and they add up to no more than the call's wall time (heads = whole - body, derived)
+    # the profiled times are parts of the one measured call: each directly measured group with
+    # real work took time (a tiny one, e.g. the 1x1 ToRGB at 4 px, may round to 0.0 ms), and
+    # they add up to no more than the call's wall time (heads = whole - body, derived)
     gen = report["networks"]["generator"]
-    assert all(g["ms"] > 0 for g in gen["groups"].values()), gen["groups"]
+    assert all(g["ms"] >= 0 for g in gen["groups"].values()), gen["groups"]
+    assert all(g["ms"] > 0 for g in gen["groups"].values() if g["gflop"] >= 0.5), gen["groups"]
     assert sum(g["ms"] for g in gen["groups"].values()) + gen["other_ms"] <= 1.05 * 1e3 * gen["wall_s"] + 1
     assert report["networks"]["age encoder"]["groups"]["body 3x3 (input + IR-SE units)"]["ms"] > 0
     assert {"heads 3x3 stride 2 (18 GradualStyleBlocks)", "body 3x3 (input + IR-SE units)"} <= set(
