@@ -62,6 +62,13 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from PIL import Image
 
 from .ages import format_age, parse_ages
+from .defaults import (
+    DEFAULT_MAX_FACES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_WAIT_MS,
+)
 from .errors import CheckpointError, ImageReadError, InputError, NoFaceError, SamAgeError, UsageError
 from .marks import COMPOSITE, GENERATED, Mark, encode_image
 from .marks import DEFAULT as DEFAULT_MARK
@@ -72,11 +79,6 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
 PROBES = ("/v1/health", "/v1/ready")  # open without credentials (load balancers, Kubernetes)
-DEFAULT_MAX_UPLOAD_MB = 20.0
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: any phone photo; 120 MB decoded
-DEFAULT_MAX_FACES = 8
-DEFAULT_MAX_QUEUE = 16
-DEFAULT_WAIT_MS = 5.0
 MAX_AGES = 21  # the demo's bound (0:100:5)
 MAX_BATCH_FACES = 32  # faces per model call of the queue's worker
 ANIMATION_FRAMES_PER_AGE = 4  # `sam-age age --gif`'s defaults

@@ -37,6 +37,7 @@ from typing import List, Optional, Tuple
 from PIL import Image
 
 from .ages import RelativeAge
+from .defaults import DEFAULT_MAX_FACES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE, DEFAULT_MAX_UPLOAD_MB
 from .errors import ImageReadError, InputError, SamAgeError, UsageError, VideoReadError
 from .images import read_image
 from .marks import COMPOSITE, GENERATED, Mark
@@ -51,15 +52,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 log = logging.getLogger(__name__)
 
 DEFAULT_AGES = "0, 20, 40, 60, 80, 100"
-DEFAULT_MAX_UPLOAD_MB = 20
 MAX_AGES = 21  # one strip of 0:100:5 at most: keeps one request from hogging the server
 MAX_FACES_SHOWN = 4  # galleries on the page; more faces still appear in the strip
 ANIMATION_FPS = 12
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 MAX_VIDEO_SECONDS = 10.0  # the Video tab is for short clips: `sam-age video` for longer ones
-DEFAULT_MAX_FACES = 8  # faces aged per photo with "All faces"
-DEFAULT_MAX_PIXELS = 40_000_000  # pixels per upload (40 MP)
-DEFAULT_MAX_QUEUE = 16  # visitors waiting for the model; one more is told to try again
 GRADIO_CACHE_CLEANUP = (60, 600)  # every minute, Gradio's copies older than 10 minutes go
 
 

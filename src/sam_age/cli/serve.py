@@ -32,7 +32,7 @@ from .common import (
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..api import DEFAULT_MAX_FACES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE, DEFAULT_WAIT_MS
+    from ..defaults import DEFAULT_MAX_FACES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE, DEFAULT_WAIT_MS
 
     p = subparsers.add_parser(
         "serve",
