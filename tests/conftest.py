@@ -54,3 +54,12 @@ def small_sam_path(standin) -> Path:
 def curricular_face_path(standin) -> Path:
     """CurricularFace IR-101 stand-in (tests/data/curricular_face.manifest.json, 260 MB)."""
     return standin("curricular_face")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The torchrun tests first: each launches two ~6 GB processes, which fit beside a fresh
+    test runner but not beside one that has built every session fixture's pipeline (on a
+    24 GB machine the kernel's OOM killer took the runner). Otherwise the order is kept."""
+    items[:] = [i for i in items if i.get_closest_marker("torchrun")] + [
+        i for i in items if not i.get_closest_marker("torchrun")
+    ]
