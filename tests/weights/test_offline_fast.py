@@ -22,6 +22,10 @@ def test_offline_first_run_gives_the_manual_steps_within_10_s(home, monkeypatch,
         store.resolve_checkpoint("sam_ffhq_aging", progress=False)
     elapsed = time.perf_counter() - t0
     msg = str(info.value)
-    assert len(info.value.reason.splitlines()) <= 12  # the short block of issue 26 and "Manual steps" in msg and "sam-age weights import FILE --name sam_ffhq_aging" in msg
+    assert (
+        len(info.value.reason.splitlines()) <= 12
+        and "Manual steps" in msg
+        and "sam-age weights import FILE --name sam_ffhq_aging" in msg
+    )
     assert "cannot reach" in msg
     assert elapsed < 10, f"{elapsed:.1f} s to give the manual steps"
