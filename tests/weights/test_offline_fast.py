@@ -24,7 +24,7 @@ def test_offline_first_run_gives_the_manual_steps_within_10_s(home, monkeypatch,
     msg = str(info.value)
     assert (
         len(info.value.reason.splitlines()) <= 12
-        and "Manual steps" in msg
+        and "SAM_AGE_OFFLINE" in msg
         and "sam-age weights import FILE --name sam_ffhq_aging" in msg
     )
     assert "cannot reach" in msg
