@@ -502,46 +502,17 @@ def concat_and_mux(
             "-i",
             output_arg(listing),
         ]
-        if audio_source and has_audio:
-            cmd = base + [
-                *input_args(audio_source),
-                "-map",
-                "0:v:0",
-                "-map",
-                "1:a?",
-                "-c",
-                "copy",
-                *(["-shortest"] if shortest else []),
-                "-movflags",
-                "+faststart",
-                *ffmpeg_metadata(mark),
-                "-f",
-                "mp4",
-                output_arg(tmp),
-            ]
+        audio = bool(audio_source and has_audio)
+        inputs = [*input_args(audio_source), "-map", "0:v:0", "-map", "1:a?"] if audio else ["-map", "0:v:0"]
+        tail = [*(["-shortest"] if audio and shortest else []), "-movflags", "+faststart", *ffmpeg_metadata(mark)]
+        cmd = base + inputs + ["-c", "copy"] + tail + ["-f", "mp4", output_arg(tmp)]
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if audio and proc.returncode != 0:  # e.g. PCM audio from a .mov: MP4 cannot hold it as is
+            cmd = (
+                base + inputs + ["-c:v", "copy", "-c:a", "aac", "-b:a", "256k"] + tail + ["-f", "mp4", output_arg(tmp)]
+            )
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            if proc.returncode != 0:  # e.g. PCM audio from a .mov: MP4 cannot hold it as is
-                cmd = (
-                    cmd[: cmd.index("-c")]
-                    + ["-c:v", "copy", "-c:a", "aac", "-b:a", "256k"]
-                    + cmd[cmd.index("-c") + 2 :]
-                )
-                proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                notes.append("audio re-encoded to AAC 256 kb/s (MP4 cannot hold the input's audio codec)")
-        else:
-            cmd = base + [
-                "-map",
-                "0:v:0",
-                "-c",
-                "copy",
-                "-movflags",
-                "+faststart",
-                *ffmpeg_metadata(mark),
-                "-f",
-                "mp4",
-                output_arg(tmp),
-            ]
-            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            notes.append("audio re-encoded to AAC 256 kb/s (MP4 cannot hold the input's audio codec)")
         if proc.returncode != 0:
             msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             raise SamAgeError(f"ffmpeg could not write the video: {msg[-1] if msg else 'unknown error'}", out)
