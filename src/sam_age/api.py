@@ -70,9 +70,10 @@ from .defaults import (
     DEFAULT_WAIT_MS,
 )
 from .errors import CheckpointError, ImageReadError, InputError, NoFaceError, SamAgeError, UsageError
+from .face.prepare import AlignedFace, prepare_faces
 from .marks import COMPOSITE, GENERATED, Mark, encode_image
 from .marks import DEFAULT as DEFAULT_MARK
-from .pipeline import AgePipeline, prepare_faces
+from .pipeline import AgePipeline
 from .render import gif_bytes
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class Busy(SamAgeError):
 
 @dataclass
 class _AgeJob:
-    faces: list  # PreparedFace
+    faces: List[AlignedFace]
     requested: list  # parsed ages (floats, RelativeAge)
     size: int
     frames_per_age: Optional[int]  # an animation per face when set

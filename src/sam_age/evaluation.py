@@ -31,7 +31,7 @@ import torch
 from .defaults import DEFAULT_BATCH_SIZE
 from .errors import InputError
 from .fileio import atomic_write, note_own, write_text
-from .images import to_tensor
+from .images import to_batch
 from .losses import AgingLoss, IDLoss
 
 CSV_COLUMNS = (
@@ -156,7 +156,7 @@ class Evaluator:
         result = self.pipeline(str(path), list(ages), all_faces=all_faces, align=align)
         rows: List[Row] = []
         for k, face in enumerate(result.faces):
-            batch = torch.stack([to_tensor(face.aligned)] + [to_tensor(im) for im in face.images])
+            batch = to_batch([face.aligned, *face.images])
             if hasattr(self.identity_net, "similarities"):  # one crop kind for the input and its outputs
                 predicted = self._ages(batch)
                 similarity = self.identity_net.similarities(batch[0], batch[1:]).values

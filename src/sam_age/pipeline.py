@@ -33,7 +33,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -51,15 +51,16 @@ from .ages import (
 from .checkpoints.load import load_sam
 from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
 from .engine import age_encoded, apply_forms, choose_dtype, encode_faces, make_tuner, resolve_device
-from .errors import InputError, UsageError
-from .face.align import align_faces
+from .errors import UsageError
+from .estimate import AgeEstimator
+from .face.align import AlignedFace
 from .face.paste import paste_face
-from .images import read_image, to_tensor, to_uint8
+from .face.prepare import INPUT_SIZE, landmarks_of, prepare_faces
+from .images import to_batch, to_uint8
 from .models.sam import SAM
 from .render import interpolate_codes, ping_pong
 from .weights.store import resolve_weights
 
-INPUT_SIZE = 256  # SAM's encoder always sees 256 px aligned faces
 PHOTO_CACHE_BYTES = 256 * 2**20  # decoded photos the per-upload cache may hold (a web server's memory)
 
 
@@ -144,58 +145,6 @@ def noise_from(generator: Optional[torch.Generator], device: torch.device) -> It
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-class PreparedFace(NamedTuple):
-    """A face found in a photo, before the model: the 256 px network input, where it came
-    from (quad, None without alignment), the detector score and the 68 landmarks."""
-
-    image: Image.Image
-    quad: Optional[np.ndarray]
-    score: float
-    landmarks: Optional[np.ndarray] = None
-
-
-def _landmarks(face) -> Optional[np.ndarray]:
-    return face[3] if len(face) > 3 else None  # plain (image, quad, score) tuples too
-
-
-def prepare_faces(
-    image,
-    all_faces: bool = False,
-    align: bool = True,
-    name: Optional[str] = None,
-    on_stage: Optional[Callable[[str, str], None]] = None,
-) -> Tuple[Image.Image, List[PreparedFace]]:
-    """Read ``image`` and find its face(s), without the model: ``(photo, faces)``.
-    Raises ImageReadError / NoFaceError (one-line messages naming the file).
-    ``on_stage(stage, name)``: called as reading (``"read"``) and the face search
-    (``"faces"``) begin (the CLI's stage lines).
-
-    ``align=False``: the image is an aligned square face crop; a square of another size
-    is resized to 256 (as the original's transforms do), a photo that is not square is
-    refused (InputError) rather than squashed."""
-    if name is None and isinstance(image, (str, Path)):
-        name = str(image)
-    if on_stage is not None:
-        on_stage("read", name or "the photo")
-    photo = read_image(image, name=name)
-    if not align:
-        w, h = photo.size
-        if w != h:
-            raise InputError(
-                f"is {w}x{h}, not a square aligned face crop (what --no-align takes); "
-                "without --no-align the face is found and aligned",
-                name,
-            )
-        face = (
-            photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
-        )
-        return photo, [PreparedFace(face, None, 0.0)]
-    if on_stage is not None:
-        on_stage("faces", name or "the photo")
-    found = align_faces(photo, all_faces=all_faces, output_size=INPUT_SIZE, name=name)
-    return photo, [PreparedFace(f.image, f.quad, f.score, f.landmarks) for f in found]
 
 
 class LRU:
@@ -349,7 +298,7 @@ class AgePipeline:
         )
 
     def prepare(self, image, all_faces: bool = False, align: bool = True):
-        """:func:`prepare_faces` through the per-photo cache: ``(photo, faces)``."""
+        """:func:`~sam_age.face.prepare.prepare_faces` through the per-photo cache: ``(photo, faces)``."""
         key = content_key(image)
         key = None if key is None else (key, bool(all_faces), bool(align))
         hit = None if key is None else self._prepared.get(key)
@@ -470,8 +419,6 @@ class AgePipeline:
     def estimator(self):
         """The :class:`~sam_age.estimate.AgeEstimator`, loaded at first use."""
         if self._estimator is None:
-            from .estimate import AgeEstimator
-
             value = self._age_predictor
             if hasattr(value, "estimate_aligned"):
                 self._estimator = value
@@ -543,17 +490,7 @@ class AgePipeline:
         is called as each forward pass finishes (k face-ages done): a progress bar's hook."""
         ages = check_ages(ages)
         resize = self._check_size(size)
-        if not isinstance(faces, torch.Tensor):
-            faces = torch.stack(
-                [
-                    to_tensor(
-                        f.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
-                        if f.size != (INPUT_SIZE, INPUT_SIZE)
-                        else f
-                    )
-                    for f in faces
-                ]
-            )
+        faces = to_batch(faces, INPUT_SIZE)
         with torch.no_grad():
             base = self.encode(faces)
         with noise_from(generator if randomize_noise else None, self.device):
@@ -615,7 +552,7 @@ class AgePipeline:
     def age_prepared(
         self,
         photo: Image.Image,
-        aligned: Sequence[PreparedFace],
+        aligned: Sequence[AlignedFace],
         ages,
         *,
         paste_back: bool = False,
@@ -627,7 +564,7 @@ class AgePipeline:
         progress: Optional[Callable[[int], None]] = None,
         report: Optional[bool] = None,
     ) -> AgingResult:
-        """The model half of ``__call__``, for faces from :func:`prepare_faces`. Relative
+        """The model half of ``__call__``, for faces from :func:`~sam_age.face.prepare.prepare_faces`. Relative
         ages are resolved per face against its estimated age (DEX on the aligned face).
         ``progress``: see :meth:`age_aligned`."""
         return self.age_prepared_many(
@@ -645,7 +582,7 @@ class AgePipeline:
 
     def age_prepared_many(
         self,
-        photos: Sequence[Tuple[Optional[Image.Image], Sequence[PreparedFace]]],
+        photos: Sequence[Tuple[Optional[Image.Image], Sequence[AlignedFace]]],
         ages,
         *,
         paste_back: bool = False,
@@ -694,7 +631,7 @@ class AgePipeline:
                 made[i][1],
                 float(a[2]),
                 size,
-                _landmarks(a),
+                landmarks_of(a),
                 estimates[i],
                 list(requested),
                 resolved[i],

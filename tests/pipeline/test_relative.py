@@ -54,8 +54,8 @@ def recorded(pipe, monkeypatch):
 
 def test_estimator_is_trainings_dex(standin):
     from sam_age.estimate import AgeEstimator
+    from sam_age.face.prepare import prepare_faces
     from sam_age.losses import AgingLoss
-    from sam_age.pipeline import prepare_faces
 
     dex = standin("dex_age_classifier")
     photo, faces = prepare_faces(SAMPLE, all_faces=True)

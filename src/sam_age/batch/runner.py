@@ -184,7 +184,7 @@ def run_shard(
     reported ``NOT_DONE`` (and not recorded, so the next run does them).
     ``on_prepared(item, faces)``: a photo's faces are found, before the model sees them
     (a progress bar's total grows then, not after); ``on_stage(stage, detail)``: reading
-    and the face search of the first photo begin (:func:`sam_age.pipeline.prepare_faces`),
+    and the face search of the first photo begin (:func:`sam_age.face.prepare.prepare_faces`),
     or ``"prepare"`` when worker processes do them; ``device``: where the model runs (it
     decides how many worker processes, :func:`default_workers`). ``mark``: how
     every file is marked (:mod:`sam_age.marks`; None: ``--no-mark``), per file with its

@@ -114,7 +114,7 @@ def run(args) -> int:
     out = _check_output(args)
     from ..engine import resolve_device
     from ..estimate import AgeEstimator, resolve_age_predictor
-    from ..pipeline import prepare_faces
+    from ..face.prepare import prepare_faces
 
     weights = resolve_age_predictor(args.age_predictor_weights, progress=not args.json)
     device = resolve_device(args.device)

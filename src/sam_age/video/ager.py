@@ -48,11 +48,12 @@ from PIL import Image
 
 from ..ages import age_label
 from ..errors import InputError, NoFaceError, UsageError
+from ..face.prepare import INPUT_SIZE
 from ..fileio import atomic_write, not_own_file, note_own, shown
 from ..images import to_tensor
 from ..marks import COMPOSITE, Mark
 from ..marks import DEFAULT as DEFAULT_MARK
-from ..pipeline import INPUT_SIZE, check_ages
+from ..pipeline import check_ages
 from .io import DEFAULT_CRF, SegmentWriter, VideoInfo, concat_and_mux, pad_even, probe_video, read_frames
 from .smooth import gaussian_smooth, radius, rms_second_difference
 from .track import MAX_GAP, MIN_FRAMES, FrameFaces, Track, Tracker, select_tracks
