@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 from sam_age.cli import common
-from sam_age.pipeline import AgingResult, FaceResult
+from sam_age.results import AgingResult, FaceResult
 
 
 class StubPipeline:
-    def _check_size(self, size: int) -> bool:
+    def check_size(self, size: int) -> bool:
         return True
 
     def age_prepared_many(self, jobs, ages, size=256, progress=None):

@@ -37,8 +37,9 @@ from ..errors import STOP_ERRNOS, SamAgeError, UsageError
 from ..fileio import NotOwnError, not_own_message, shown
 from ..launch import Ranks
 from ..marks import COMPOSITE, GENERATED, Mark
-from ..pipeline import AgePipeline, AgingResult, relative_notes, relative_report
+from ..pipeline import AgePipeline
 from ..render import DEFAULT_MARK, label_frames, make_strip, save_gif, save_image, save_mp4, strip_labels
+from ..results import AgingResult, relative_notes, relative_report
 from .handshake import Finish
 from .listing import Item, shard
 from .loader import PhotoDataset, Prepared, make_loader
@@ -237,7 +238,7 @@ def run_shard(
         for batch in make_loader(dataset, photos, workers):
             if pipe is None and any(p.status == OK for p in batch):
                 pipe = get_pipeline()
-                pipe._check_size(request.size)  # UsageError (exit 2) before anything is written
+                pipe.check_size(request.size)  # UsageError (exit 2) before anything is written
             for o in _do_batch(
                 batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress, on_prepared, mark
             ):
@@ -298,7 +299,7 @@ def write_results(
     staging: Staging, plan: Plan, request: Request, result, frames=None, mark: Optional[Mark] = DEFAULT_MARK
 ) -> None:
     """Write one input's files into ``staging``: ``result`` is an
-    :class:`~sam_age.pipeline.AgingResult`; ``frames[k]``: face k's animation frames when
+    :class:`~sam_age.results.AgingResult`; ``frames[k]``: face k's animation frames when
     the request asks for an animation; ``mark``: the run's mark (None: unmarked), given
     each file's age and kind here (a face: generated; a pasted photo: a composite)."""
     every = ",".join(request.ages)
@@ -337,7 +338,7 @@ def _record(
     out: Optional[Path] = None,
 ) -> dict:
     """A manifest line (``files`` relative to OUT; ``report``: ages asked and made, and with
-    relative ages the estimates, as :func:`sam_age.pipeline.relative_report`). ``own``: the
+    relative ages the estimates, as :func:`sam_age.results.relative_report`). ``own``: the
     files recorded for this input before; those still in ``out`` and not among ``files``
     stay recorded as ``earlier_files`` (sam-age's own: never inputs, replaceable)."""
     rec = {
