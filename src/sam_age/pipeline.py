@@ -62,6 +62,35 @@ def _images_to_pil(batch: torch.Tensor) -> List[Image.Image]:
     return [Image.fromarray(a, "RGB") for a in to_uint8(batch)]  # one conversion for the batch
 
 
+# -- one loaded model per process (the CLI, dataset runs and tests share it) --------------------
+
+_SHARED: dict = {}  # key -> AgePipeline; at most one entry (one model in memory)
+
+
+def shared_pipeline(path, device=None, dtype=None, batch_size: Optional[int] = None) -> "AgePipeline":
+    """The process's one loaded :class:`AgePipeline` for the weights file ``path`` on
+    ``device`` in ``dtype`` (None: the measured choice): loaded at the first call, returned
+    again while the file (resolved path, mtime, size), device and dtype stay the same;
+    another key drops the old model first. Each call sets ``batch_size`` (None: per device)
+    and turns ``report`` off, so a run keeps nothing of an earlier run's settings."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, str(device), str(dtype))
+    pipe = _SHARED.get(key)
+    if pipe is None:
+        _SHARED.clear()  # keep one model in memory
+        pipe = AgePipeline.from_pretrained(p, device=device, dtype=dtype, batch_size=batch_size)
+        _SHARED[key] = pipe
+    pipe.batch_size = max(1, int(batch_size or DEFAULT_BATCH_SIZE))
+    pipe.report = False  # a shared pipeline keeps no earlier run's --report (apply_report turns it on)
+    return pipe
+
+
+def clear_shared() -> None:
+    """Forget the shared pipeline (its memory goes with the last reference)."""
+    _SHARED.clear()
+
+
 @contextlib.contextmanager
 def noise_from(generator: Optional[torch.Generator], device: torch.device) -> Iterator[None]:
     """Inside: the global RNG of ``device`` seeded from ``generator`` (one draw), restored
@@ -233,7 +262,8 @@ class AgePipeline:
         if isinstance(checkpoint, SAM):
             pipe = cls(checkpoint, dev, dt, batch_size, age_predictor, forms=forms, tuner=tuner, **options)
         else:
-            path = resolve_weights(checkpoint, progress=progress, kind="sam")
+            given = Path(checkpoint).expanduser()  # a file is taken as is (resolved once, by the caller)
+            path = given if given.is_file() else resolve_weights(checkpoint, progress=progress, kind="sam")
             pipe = cls(
                 load_sam(path, device=dev, dtype=dt),
                 dev,
