@@ -57,15 +57,15 @@ class EstimateResult:
 class AgeEstimator:
     """DEX on aligned faces. ``estimate_aligned`` for crops, ``__call__`` for photos."""
 
-    def __init__(self, net: DexVGG, device=None, dtype=None, batch_size: int = 8):
-        from .engine import resolve_device
+    def __init__(self, net: DexVGG, device=None, dtype=None, batch_size: Optional[int] = None):
+        from .engine import batch_size_for, resolve_device
 
         self.device = resolve_device(device) if device is not None else next(net.parameters()).device
         self.dtype = (
             dtype if isinstance(dtype, torch.dtype) else (torch.float32 if dtype in (None, "auto") else _dtype(dtype))
         )
         self.net = net.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = batch_size_for(self.device, batch_size)  # None: per device
 
     @classmethod
     def from_pretrained(
@@ -73,7 +73,7 @@ class AgeEstimator:
         weights: Union[str, Path, DexVGG, None] = DEFAULT_AGE_PREDICTOR,
         device=None,
         dtype=None,
-        batch_size: int = 8,
+        batch_size: Optional[int] = None,
         progress: bool = False,
     ) -> "AgeEstimator":
         """``weights``: a registry name (fetched into the cache when missing), a path, or

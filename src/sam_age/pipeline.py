@@ -39,8 +39,16 @@ from PIL import Image
 from .ages import absolute_ages, is_relative, parse_ages, resolve_ages
 from .cache import LRU, PHOTO_CACHE_BYTES, content_key, tensor_key
 from .checkpoints.load import load_sam
-from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
-from .engine import age_encoded, apply_forms, choose_dtype, encode_faces, make_tuner, resolve_device
+from .defaults import DEFAULT_CHECKPOINT
+from .engine import (
+    age_encoded,
+    apply_forms,
+    batch_size_for,
+    choose_dtype,
+    encode_faces,
+    make_tuner,
+    resolve_device,
+)
 from .errors import UsageError
 from .estimate import AgeEstimator
 from .face.align import AlignedFace
@@ -81,7 +89,7 @@ def shared_pipeline(path, device=None, dtype=None, batch_size: Optional[int] = N
         _SHARED.clear()  # keep one model in memory
         pipe = AgePipeline.from_pretrained(p, device=device, dtype=dtype, batch_size=batch_size)
         _SHARED[key] = pipe
-    pipe.batch_size = max(1, int(batch_size or DEFAULT_BATCH_SIZE))
+    pipe.batch_size = batch_size
     pipe.report = False  # a shared pipeline keeps no earlier run's --report (apply_report turns it on)
     return pipe
 
@@ -173,9 +181,19 @@ class AgePipeline:
         self.forms = apply_forms(model, forms, self.tuner)
         self._why = None
         self.to(device, dtype)
-        self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
+        self.batch_size = batch_size
         self._estimator = None
         self.age_predictor = age_predictor
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass: as set, or (set to None) the engine's per-device default
+        (:func:`sam_age.engine.batch_size_for`)."""
+        return self._batch_size if self._batch_size is not None else batch_size_for(self.device)
+
+    @batch_size.setter
+    def batch_size(self, value: Optional[int]) -> None:
+        self._batch_size = None if not value else max(1, int(value))
 
     def clear_cache(self) -> None:
         """Forget the cached faces, encodings and age estimates."""

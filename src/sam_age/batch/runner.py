@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..engine import batch_size_for
 from ..errors import STOP_ERRNOS, SamAgeError, UsageError
 from ..fileio import NotOwnError, not_own_message, shown
 from ..launch import Ranks
@@ -165,7 +166,7 @@ def run_shard(
     get_pipeline: Callable[[], object],
     ranks: Optional[Ranks] = None,
     overwrite: bool = False,
-    batch_size: int = 8,
+    batch_size: Optional[int] = None,
     workers: Optional[int] = None,
     extra_failed: int = 0,
     on_outcome: Callable[[Outcome], None] = lambda o: None,
@@ -215,7 +216,7 @@ def run_shard(
         writer.close()
         raise
     ages = list(request.ages)
-    photos = max(1, math.ceil(max(1, batch_size) / len(ages)))
+    photos = max(1, math.ceil(batch_size_for(device, batch_size) / len(ages)))  # None: per device
     n_batches = math.ceil(len(todo) / photos)
     workers = default_workers(ranks, n_batches, device) if workers is None else min(int(workers), max(0, n_batches - 1))
     dataset = PhotoDataset(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..batch.listing import name_items
-from ..defaults import DEFAULT_AGES, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
+from ..defaults import DEFAULT_AGES, DEFAULT_CHECKPOINT
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, STOP_ERRNOS, CheckpointError, InputError, UsageError, WriteError
 from ..fileio import NotOwnError, atomic_dir, foreign_entry, shown
 
@@ -69,9 +69,10 @@ def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
         "--batch_size",
         dest="batch_size",
         type=int,
-        default=DEFAULT_BATCH_SIZE,
+        default=None,
         metavar="N",
-        help="images per forward pass (default: %(default)s)",
+        help="images per forward pass (default: per device, sam_age.engine.DEFAULT_BATCH: "
+        "16 on CUDA, at most 4 on the CPU)",
     )
 
 
