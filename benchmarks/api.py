@@ -53,7 +53,7 @@ def photos(n: int) -> list:
 
 
 def offline(pipe, data: list, ages) -> dict:
-    from sam_age.pipeline import prepare_faces
+    from sam_age.face.prepare import prepare_faces
 
     start = time.perf_counter()
     prepared = [prepare_faces(d) for d in data]

@@ -8,6 +8,7 @@ Stand-ins are built by :mod:`tests.helpers.standins` (shared with ``benchmarks/`
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,35 @@ def small_sam_path(standin) -> Path:
     """A 256 px SAM (14 styles) built the way training starts one, from the 256 px
     StyleGAN2, IR-SE-50 and pSp stand-ins; cheap enough for pipeline and CLI tests."""
     return small_sam()
+
+
+@pytest.fixture(scope="session")
+def small_pipeline(small_sam_path):
+    """The session's one 256 px pipeline (CPU, the measured dtype, batches of 8): the
+    pipeline, API, web and CLI tests share it (``shared_pipeline``: the CLI's model cache
+    returns this same object for the same settings), instead of one model each."""
+    from sam_age.pipeline import shared_pipeline
+
+    pipe = shared_pipeline(small_sam_path, "cpu", None, 8)
+    _HELD.append(pipe)  # guarded even after another key has taken the shared slot
+    return pipe
+
+
+_HELD: list = []
+
+
+@pytest.fixture(autouse=True)
+def _restore_shared_pipelines():
+    """Whatever a test changes on a shared pipeline (``age_predictor``, ``batch_size``,
+    ``report``) is put back afterwards and its per-upload caches are emptied, so no test
+    depends on which ran before it."""
+    mod = sys.modules.get("sam_age.pipeline")
+    pipes = {id(p): p for p in _HELD + (list(mod._SHARED.values()) if mod is not None else [])}.values()
+    saved = [(p, p.age_predictor, p.batch_size, p.report) for p in pipes]
+    yield
+    for p, predictor, batch_size, report in saved:
+        p.age_predictor, p.batch_size, p.report = predictor, batch_size, report
+        p.clear_cache()
 
 
 @pytest.fixture(scope="session")

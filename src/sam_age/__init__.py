@@ -24,7 +24,7 @@ _LAZY = {
     "load_alexnet": "sam_age.checkpoints.load",
     "build_sam_for_training": "sam_age.checkpoints.load",
     "AgePipeline": "sam_age.pipeline",
-    "AgingResult": "sam_age.pipeline",
+    "AgingResult": "sam_age.results",
     "StyleMixer": "sam_age.mixing",
     "AgeEstimator": "sam_age.estimate",
     "RelativeAge": "sam_age.ages",

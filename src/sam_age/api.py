@@ -70,10 +70,12 @@ from .defaults import (
     DEFAULT_WAIT_MS,
 )
 from .errors import CheckpointError, ImageReadError, InputError, NoFaceError, SamAgeError, UsageError
+from .face.prepare import AlignedFace, prepare_faces
 from .marks import COMPOSITE, GENERATED, Mark, encode_image
 from .marks import DEFAULT as DEFAULT_MARK
-from .pipeline import AgePipeline, prepare_faces
+from .pipeline import AgePipeline
 from .render import gif_bytes
+from .results import MASKS
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,6 @@ RETRY_AFTER_S = 2
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 FORMAT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 PIL_FORMATS = {"png": ("PNG", {}), "jpg": ("JPEG", {"quality": 95}), "webp": ("WEBP", {"quality": 95})}
-MASKS = ("face", "box")
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ class Busy(SamAgeError):
 
 @dataclass
 class _AgeJob:
-    faces: list  # PreparedFace
+    faces: List[AlignedFace]
     requested: list  # parsed ages (floats, RelativeAge)
     size: int
     frames_per_age: Optional[int]  # an animation per face when set
@@ -1120,7 +1121,7 @@ def build_server(
                     f"Accept: {wants} returns one image: ask for one age, not {len(req.ages)}",
                 )
             try:
-                pipeline._check_size(req.size)
+                pipeline.check_size(req.size)
             except UsageError as e:
                 raise ApiError(422, "invalid field", e.reason) from None
             photo, faces, found = await photo_in(data, filename, req.all_faces)

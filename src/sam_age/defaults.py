@@ -6,7 +6,6 @@ repeating the numbers, so a default changes in one place.
 
 DEFAULT_CHECKPOINT = "sam_ffhq_aging"  # the registry name every ``--checkpoint`` defaults to
 DEFAULT_AGES = "0:100:10"  # 0, 10, ..., 100: the original inference script's ages
-DEFAULT_BATCH_SIZE = 8  # images per forward pass (capped lower on CPU by the engine)
 DEFAULT_VIDEO_CRF = 8  # H.264 quality of `sam-age video`: near-lossless, the untouched background >= 40 dB
 DEFAULT_VIDEO_AGE = 70.0  # `sam-age video` without --age/--ages/--age-ramp
 

@@ -327,12 +327,19 @@ def cpu_batch_cap(threads: Optional[int] = None) -> int:
     return max(1, min(CPU_MAX_BATCH, int(threads) // 2))
 
 
-def _batch_size(device: torch.device, batch_size: Optional[int]) -> int:
+def batch_size_for(device: DeviceLike, batch_size: Optional[int] = None) -> int:
+    """The package's one batch policy: images per forward pass on ``device``. ``None``
+    (``--batch-size`` not given): :data:`DEFAULT_BATCH` for the device type; on the CPU
+    never more than :func:`cpu_batch_cap`."""
+    device = torch.device(device if device is not None else "cpu")
     if batch_size is None:
         batch_size = DEFAULT_BATCH[device.type] if device.type in DEFAULT_BATCH else DEFAULT_BATCH["other"]
     if device.type == "cpu":
         batch_size = min(batch_size, cpu_batch_cap())
     return max(1, int(batch_size))
+
+
+_batch_size = batch_size_for  # the name age_encoded (another branch's code) uses until it says batch_size_for
 
 
 @torch.no_grad()

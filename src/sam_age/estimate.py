@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .images import to_tensor
+from .face.prepare import INPUT_SIZE, prepare_faces
+from .images import to_batch
 from .models.dex import DexVGG
 
 DEFAULT_AGE_PREDICTOR = "dex_age"  # registry name, as in `train` and `evaluate`
 DEX_INPUT = 224
-FACE_SIZE = 256
 
 
 @dataclass
@@ -54,33 +54,18 @@ class EstimateResult:
         return self.faces[0].age
 
 
-def _as_batch(faces) -> torch.Tensor:
-    if isinstance(faces, torch.Tensor):
-        return faces if faces.ndim == 4 else faces[None]
-    return torch.stack(
-        [
-            to_tensor(
-                f.convert("RGB")
-                if f.size == (FACE_SIZE, FACE_SIZE)
-                else f.convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS)
-            )
-            for f in faces
-        ]
-    )
-
-
 class AgeEstimator:
     """DEX on aligned faces. ``estimate_aligned`` for crops, ``__call__`` for photos."""
 
-    def __init__(self, net: DexVGG, device=None, dtype=None, batch_size: int = 8):
-        from .engine import resolve_device
+    def __init__(self, net: DexVGG, device=None, dtype=None, batch_size: Optional[int] = None):
+        from .engine import batch_size_for, resolve_device
 
         self.device = resolve_device(device) if device is not None else next(net.parameters()).device
         self.dtype = (
             dtype if isinstance(dtype, torch.dtype) else (torch.float32 if dtype in (None, "auto") else _dtype(dtype))
         )
         self.net = net.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = batch_size_for(self.device, batch_size)  # None: per device
 
     @classmethod
     def from_pretrained(
@@ -88,7 +73,7 @@ class AgeEstimator:
         weights: Union[str, Path, DexVGG, None] = DEFAULT_AGE_PREDICTOR,
         device=None,
         dtype=None,
-        batch_size: int = 8,
+        batch_size: Optional[int] = None,
         progress: bool = False,
     ) -> "AgeEstimator":
         """``weights``: a registry name (fetched into the cache when missing), a path, or
@@ -106,7 +91,7 @@ class AgeEstimator:
     @torch.no_grad()
     def estimate_aligned(self, faces: Union[torch.Tensor, Sequence[Image.Image]]) -> List[float]:
         """Aligned faces (``[N, 3, 256, 256]`` in [-1, 1], or PIL images) -> years, one each."""
-        batch = _as_batch(faces)
+        batch = to_batch(faces, INPUT_SIZE)
         out: List[float] = []
         for start in range(0, batch.shape[0], self.batch_size):
             x = batch[start : start + self.batch_size].to(device=self.device, dtype=self.dtype)
@@ -117,15 +102,13 @@ class AgeEstimator:
         return out
 
     def estimate_prepared(self, photo: Image.Image, faces: Sequence) -> EstimateResult:
-        """For faces from :func:`sam_age.pipeline.prepare_faces`."""
+        """For faces from :func:`sam_age.face.prepare.prepare_faces`."""
         ages = self.estimate_aligned([f[0] for f in faces])
         return EstimateResult(photo, [FaceEstimate(age, f[0], f[1], float(f[2])) for f, age in zip(faces, ages)])
 
     def __call__(self, image, all_faces: bool = False, align: bool = True) -> EstimateResult:
         """The best face (or every face) of ``image`` (path, bytes, PIL or numpy).
         Raises ImageReadError / NoFaceError (one-line messages naming the file)."""
-        from .pipeline import prepare_faces
-
         photo, faces = prepare_faces(image, all_faces=all_faces, align=align)
         return self.estimate_prepared(photo, faces)
 

@@ -28,10 +28,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
-from .defaults import DEFAULT_BATCH_SIZE
+from .engine import batch_size_for
 from .errors import InputError
 from .fileio import atomic_write, note_own, write_text
-from .images import to_tensor
+from .images import to_batch
 from .losses import AgingLoss, IDLoss
 
 CSV_COLUMNS = (
@@ -92,14 +92,14 @@ class Evaluator:
         age_net,
         identity_net,
         device="cpu",
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: Optional[int] = None,
         save_dir: Optional[Path] = None,
     ):
         self.pipeline = pipeline
         self.device = torch.device(device)
         self.age_net = age_net
         self.identity_net = identity_net
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = batch_size_for(self.device, batch_size)  # None: per device
         # where the aligned inputs and the outputs go as PNGs (FID reads folders), if anywhere
         self.save_dir = None if save_dir is None else Path(save_dir)
 
@@ -110,11 +110,12 @@ class Evaluator:
         identity_weights,
         age_predictor_weights,
         device="cpu",
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: Optional[int] = None,
         id_model: str = "ir_se50",
     ) -> "Evaluator":
         """``id_model`` ``"ir_se50"``: training's :class:`~sam_age.losses.IDLoss` (fixed crop);
         ``"curricularface"``: :class:`~sam_age.identity.IdentityNet` (five-point crop)."""
+        batch_size = batch_size_for(device, batch_size)
         if id_model == "ir_se50":
             identity = IDLoss(identity_weights, device=device)
         else:
@@ -156,7 +157,7 @@ class Evaluator:
         result = self.pipeline(str(path), list(ages), all_faces=all_faces, align=align)
         rows: List[Row] = []
         for k, face in enumerate(result.faces):
-            batch = torch.stack([to_tensor(face.aligned)] + [to_tensor(im) for im in face.images])
+            batch = to_batch([face.aligned, *face.images])
             if hasattr(self.identity_net, "similarities"):  # one crop kind for the input and its outputs
                 predicted = self._ages(batch)
                 similarity = self.identity_net.similarities(batch[0], batch[1:]).values

@@ -148,6 +148,20 @@ def to_tensor(img: Image.Image):
     return torch.from_numpy(a.transpose(2, 0, 1).copy())
 
 
+def to_batch(faces, size: Optional[int] = None):
+    """Faces -> float32 tensor ``[N, 3, S, S]`` in [-1, 1] (:func:`to_tensor` each): PIL
+    images, resized (LANCZOS) to ``size`` when given and different; a tensor passes as is
+    (``[3, S, S]`` gets its batch axis). The one PIL -> batch conversion of the package."""
+    import torch
+
+    if isinstance(faces, torch.Tensor):
+        return faces if faces.ndim == 4 else faces[None]
+    same = [size is None or f.size == (size, size) for f in faces]
+    return torch.stack(
+        [to_tensor(f if ok else f.convert("RGB").resize((size, size), Image.LANCZOS)) for f, ok in zip(faces, same)]
+    )
+
+
 def to_uint8(tensor) -> np.ndarray:
     """Tensor ``[..., 3, H, W]`` in [-1, 1] -> uint8 array ``[..., H, W, 3]`` (clamped, then
     truncated to 8 bits like the original ``tensor2im``); one pass for a whole batch."""

@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .ages import absolute_ages
 from .errors import UsageError
 from .models.sam import SAM
-from .pipeline import AgePipeline, FaceResult, check_ages
+from .pipeline import AgePipeline
+from .results import FaceResult
 
 FINE_LAYERS_FROM = 8  # the original style-mixing examples inject layers 8.. (colour, texture)
 
@@ -147,7 +149,7 @@ class StyleMixer:
         """Style mixing (random styles) or reference-guided aging (the reference face's
         styles at the same target age) injected into ``latent_mask`` layers (default: the
         fine layers 8..), as the original style-mixing script."""
-        ages = check_ages(ages)
+        ages = absolute_ages(ages)
         pipe = self.pipeline
         face = pipe(image, ages, align=align, size=size, randomize_noise=randomize_noise, generator=generator).faces[0]
         ref = None

@@ -29,98 +29,36 @@ nothing is random.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .ages import (
-    ResolvedAge,
-    absolute_ages,
-    clamp_note,  # noqa: F401
-    format_age,
-    is_relative,
-    parse_ages,
-    resolve_ages,
-)
+from .ages import absolute_ages, is_relative, parse_ages, resolve_ages
+from .cache import LRU, PHOTO_CACHE_BYTES, content_key, tensor_key
 from .checkpoints.load import load_sam
-from .defaults import DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
-from .engine import age_encoded, apply_forms, choose_dtype, encode_faces, make_tuner, resolve_device
-from .errors import InputError, UsageError
-from .face.align import align_faces
+from .defaults import DEFAULT_CHECKPOINT
+from .engine import (
+    age_encoded,
+    apply_forms,
+    batch_size_for,
+    choose_dtype,
+    encode_faces,
+    make_tuner,
+    resolve_device,
+)
+from .errors import UsageError
+from .estimate import AgeEstimator
+from .face.align import AlignedFace
 from .face.paste import paste_face
-from .images import read_image, to_tensor, to_uint8
+from .face.prepare import INPUT_SIZE, landmarks_of, prepare_faces
+from .images import to_batch, to_uint8
 from .models.sam import SAM
 from .render import interpolate_codes, ping_pong
+from .results import AgingResult, FaceResult, check_mask
 from .weights.store import resolve_weights
-
-INPUT_SIZE = 256  # SAM's encoder always sees 256 px aligned faces
-PHOTO_CACHE_BYTES = 256 * 2**20  # decoded photos the per-upload cache may hold (a web server's memory)
-
-
-@dataclass
-class FaceResult:
-    aligned: Image.Image  # the 256 px network input
-    quad: Optional[np.ndarray]  # float32 [4, 2] crop corners in the photo (None with align=False)
-    ages: List[float]
-    images: List[Image.Image]  # one per age
-    latents: torch.Tensor  # [A, n_styles, 512] W+ codes, on the CPU
-    score: float = 0.0  # detector score (0 with align=False)
-    size: int = 256  # the output size the images were made at
-    landmarks: Optional[np.ndarray] = None  # [68, 2] in the photo (for the paste mask)
-    estimated_age: Optional[float] = None  # DEX's estimate (when relative ages were asked)
-    requested: Optional[list] = None  # the ages asked, per image: floats and RelativeAge
-    resolved: List[ResolvedAge] = field(default_factory=list)
-    report: Optional[list] = None  # with report=True: one sam_age.report.OutputReport per age
-
-    @property
-    def note(self) -> Optional[str]:
-        """One line when some relative age was clamped to 0..100, else None."""
-        return clamp_note(self.estimated_age, self.resolved) if self.estimated_age is not None else None
-
-
-@dataclass
-class AgingResult:
-    source: Image.Image  # the photo as read (upright RGB)
-    ages: List[float]  # the ages generated for the first face (relative ages resolved)
-    faces: List[FaceResult]  # best detection first
-    pasted: Optional[List[Image.Image]] = None  # whole photo per age asked (paste_back=True)
-    requested: Optional[list] = None  # the ages asked: floats and RelativeAge ("+20")
-
-    @property
-    def estimated_age(self) -> Optional[float]:
-        """The first face's estimated age (None when no relative age was asked)."""
-        return self.faces[0].estimated_age
-
-    @property
-    def notes(self) -> List[str]:
-        """Lines worth telling the user (clamped relative ages), per face."""
-        return [
-            f"face {i + 1}: {f.note}" if len(self.faces) > 1 else f.note for i, f in enumerate(self.faces) if f.note
-        ]
-
-    @property
-    def images(self) -> List[Image.Image]:
-        return self.faces[0].images
-
-    @property
-    def aligned(self) -> Image.Image:
-        return self.faces[0].aligned
-
-    @property
-    def latents(self) -> torch.Tensor:
-        return self.faces[0].latents
-
-
-def check_ages(ages) -> List[float]:
-    """Absolute ages only (a list, a number or the ``--ages`` text) -> floats in 0..100,
-    repeats kept (:func:`sam_age.ages.absolute_ages`)."""
-    return absolute_ages(ages)
 
 
 def sample_path() -> Path:
@@ -130,6 +68,35 @@ def sample_path() -> Path:
 
 def _images_to_pil(batch: torch.Tensor) -> List[Image.Image]:
     return [Image.fromarray(a, "RGB") for a in to_uint8(batch)]  # one conversion for the batch
+
+
+# -- one loaded model per process (the CLI, dataset runs and tests share it) --------------------
+
+_SHARED: dict = {}  # key -> AgePipeline; at most one entry (one model in memory)
+
+
+def shared_pipeline(path, device=None, dtype=None, batch_size: Optional[int] = None) -> "AgePipeline":
+    """The process's one loaded :class:`AgePipeline` for the weights file ``path`` on
+    ``device`` in ``dtype`` (None: the measured choice): loaded at the first call, returned
+    again while the file (resolved path, mtime, size), device and dtype stay the same;
+    another key drops the old model first. Each call sets ``batch_size`` (None: per device)
+    and turns ``report`` off, so a run keeps nothing of an earlier run's settings."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, str(device), str(dtype))
+    pipe = _SHARED.get(key)
+    if pipe is None:
+        _SHARED.clear()  # keep one model in memory
+        pipe = AgePipeline.from_pretrained(p, device=device, dtype=dtype, batch_size=batch_size)
+        _SHARED[key] = pipe
+    pipe.batch_size = batch_size
+    pipe.report = False  # a shared pipeline keeps no earlier run's --report (apply_report turns it on)
+    return pipe
+
+
+def clear_shared() -> None:
+    """Forget the shared pipeline (its memory goes with the last reference)."""
+    _SHARED.clear()
 
 
 @contextlib.contextmanager
@@ -146,137 +113,26 @@ def noise_from(generator: Optional[torch.Generator], device: torch.device) -> It
         yield
 
 
-class PreparedFace(NamedTuple):
-    """A face found in a photo, before the model: the 256 px network input, where it came
-    from (quad, None without alignment), the detector score and the 68 landmarks."""
+@dataclass(frozen=True)
+class AgeOptions:
+    """What the aging methods (``__call__``, ``age_prepared``, ``age_prepared_many``) take
+    besides the faces and the ages, as keywords.
 
-    image: Image.Image
-    quad: Optional[np.ndarray]
-    score: float
-    landmarks: Optional[np.ndarray] = None
+    ``paste_back``: also return the whole photo with the aged face(s) put back, per age,
+    through ``mask`` ("face": the landmark mask, "box": the rounded box) with
+    ``colour_match``; ``size``: 256 or the generator's size; ``randomize_noise`` /
+    ``generator``: see the module docstring; ``progress(k)``: see
+    :meth:`AgePipeline.age_aligned`; ``report`` (None: the pipeline's): measure each
+    output (``face.report``, see :class:`AgePipeline`)."""
 
-
-def _landmarks(face) -> Optional[np.ndarray]:
-    return face[3] if len(face) > 3 else None  # plain (image, quad, score) tuples too
-
-
-def prepare_faces(
-    image,
-    all_faces: bool = False,
-    align: bool = True,
-    name: Optional[str] = None,
-    on_stage: Optional[Callable[[str, str], None]] = None,
-) -> Tuple[Image.Image, List[PreparedFace]]:
-    """Read ``image`` and find its face(s), without the model: ``(photo, faces)``.
-    Raises ImageReadError / NoFaceError (one-line messages naming the file).
-    ``on_stage(stage, name)``: called as reading (``"read"``) and the face search
-    (``"faces"``) begin (the CLI's stage lines).
-
-    ``align=False``: the image is an aligned square face crop; a square of another size
-    is resized to 256 (as the original's transforms do), a photo that is not square is
-    refused (InputError) rather than squashed."""
-    if name is None and isinstance(image, (str, Path)):
-        name = str(image)
-    if on_stage is not None:
-        on_stage("read", name or "the photo")
-    photo = read_image(image, name=name)
-    if not align:
-        w, h = photo.size
-        if w != h:
-            raise InputError(
-                f"is {w}x{h}, not a square aligned face crop (what --no-align takes); "
-                "without --no-align the face is found and aligned",
-                name,
-            )
-        face = (
-            photo if photo.size == (INPUT_SIZE, INPUT_SIZE) else photo.resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
-        )
-        return photo, [PreparedFace(face, None, 0.0)]
-    if on_stage is not None:
-        on_stage("faces", name or "the photo")
-    found = align_faces(photo, all_faces=all_faces, output_size=INPUT_SIZE, name=name)
-    return photo, [PreparedFace(f.image, f.quad, f.score, f.landmarks) for f in found]
-
-
-class LRU:
-    """A small least-recently-used map: at most ``maxsize`` entries (0 keeps nothing) and,
-    with ``max_bytes``, at most that many bytes as told by ``put(..., nbytes=)`` (an entry
-    larger than that alone is not kept)."""
-
-    def __init__(self, maxsize: int, max_bytes: Optional[int] = None):
-        self.maxsize = max(0, int(maxsize))
-        self.max_bytes = max_bytes
-        self._data: "OrderedDict" = OrderedDict()
-        self._sizes: dict = {}
-
-    def get(self, key):
-        if key in self._data:
-            self._data.move_to_end(key)
-            return self._data[key]
-        return None
-
-    def get_many(self, keys: Sequence, compute: Callable[[List[int]], Sequence]) -> list:
-        """The values of ``keys``; the missing ones computed together by
-        ``compute(indices)`` (one value per index, in order) and kept."""
-        got = [self.get(k) for k in keys]
-        todo = [i for i, g in enumerate(got) if g is None]
-        if todo:
-            for i, value in zip(todo, compute(todo)):
-                got[i] = value
-                self.put(keys[i], value)
-        return got
-
-    def put(self, key, value, nbytes: int = 0) -> None:
-        if self.maxsize == 0 or (self.max_bytes is not None and nbytes > self.max_bytes):
-            return
-        self._data[key] = value
-        self._sizes[key] = nbytes
-        self._data.move_to_end(key)
-        while len(self._data) > self.maxsize or (
-            self.max_bytes is not None and sum(self._sizes.values()) > self.max_bytes
-        ):
-            old, _ = self._data.popitem(last=False)
-            self._sizes.pop(old, None)
-
-    def clear(self) -> None:
-        self._data.clear()
-        self._sizes.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-def content_key(image) -> Optional[str]:
-    """A digest of what ``image`` holds (file bytes, bytes, a PIL image's pixels or an
-    array), or None for anything else (not cached). Reading a file twice costs far less
-    than detecting its faces again."""
-    h = hashlib.blake2b(digest_size=20)
-    try:
-        if isinstance(image, (str, Path)):
-            with open(image, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            h.update(b"file")
-        elif isinstance(image, (bytes, bytearray, memoryview)):
-            h.update(bytes(image))
-            h.update(b"bytes")
-        elif isinstance(image, Image.Image):
-            h.update(f"{image.mode}{image.size}".encode())
-            h.update(image.tobytes())
-        elif isinstance(image, np.ndarray):
-            h.update(f"{image.dtype}{image.shape}".encode())
-            h.update(np.ascontiguousarray(image).tobytes())
-        else:
-            return None
-    except OSError:  # unreadable: let the reader say why, uncached
-        return None
-    return h.hexdigest()
-
-
-def _tensor_key(t: torch.Tensor) -> str:
-    flat = t.detach().to("cpu").contiguous().reshape(-1)
-    raw = flat.view(torch.uint8).numpy().tobytes()  # the bytes, whatever the dtype (bf16 has no numpy type)
-    return hashlib.blake2b(raw, digest_size=20).hexdigest() + f"{tuple(t.shape)}{t.dtype}"
+    paste_back: bool = False
+    size: int = 256
+    randomize_noise: bool = False
+    generator: Optional[torch.Generator] = None
+    mask: str = "face"
+    colour_match: bool = True
+    progress: Optional[Callable[[int], None]] = None
+    report: Optional[bool] = None
 
 
 class AgePipeline:
@@ -325,9 +181,19 @@ class AgePipeline:
         self.forms = apply_forms(model, forms, self.tuner)
         self._why = None
         self.to(device, dtype)
-        self.batch_size = int(batch_size) if batch_size else DEFAULT_BATCH_SIZE
+        self.batch_size = batch_size
         self._estimator = None
         self.age_predictor = age_predictor
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass: as set, or (set to None) the engine's per-device default
+        (:func:`sam_age.engine.batch_size_for`)."""
+        return self._batch_size if self._batch_size is not None else batch_size_for(self.device)
+
+    @batch_size.setter
+    def batch_size(self, value: Optional[int]) -> None:
+        self._batch_size = None if not value else max(1, int(value))
 
     def clear_cache(self) -> None:
         """Forget the cached faces, encodings and age estimates."""
@@ -349,7 +215,7 @@ class AgePipeline:
         )
 
     def prepare(self, image, all_faces: bool = False, align: bool = True):
-        """:func:`prepare_faces` through the per-photo cache: ``(photo, faces)``."""
+        """:func:`~sam_age.face.prepare.prepare_faces` through the per-photo cache: ``(photo, faces)``."""
         key = content_key(image)
         key = None if key is None else (key, bool(all_faces), bool(align))
         hit = None if key is None else self._prepared.get(key)
@@ -369,7 +235,7 @@ class AgePipeline:
         if not self.model.start_from_encoded_w_plus:
             return None
         model_key = self._model_key()
-        keys = [(model_key, _tensor_key(f)) for f in faces]
+        keys = [(model_key, tensor_key(f)) for f in faces]
         return torch.stack(
             self._encoded.get_many(keys, lambda todo: encode_faces(self.model, faces[todo], batch_size=self.batch_size))
         )
@@ -414,7 +280,8 @@ class AgePipeline:
         if isinstance(checkpoint, SAM):
             pipe = cls(checkpoint, dev, dt, batch_size, age_predictor, forms=forms, tuner=tuner, **options)
         else:
-            path = resolve_weights(checkpoint, progress=progress, kind="sam")
+            given = Path(checkpoint).expanduser()  # a file is taken as is (resolved once, by the caller)
+            path = given if given.is_file() else resolve_weights(checkpoint, progress=progress, kind="sam")
             pipe = cls(
                 load_sam(path, device=dev, dtype=dt),
                 dev,
@@ -470,8 +337,6 @@ class AgePipeline:
     def estimator(self):
         """The :class:`~sam_age.estimate.AgeEstimator`, loaded at first use."""
         if self._estimator is None:
-            from .estimate import AgeEstimator
-
             value = self._age_predictor
             if hasattr(value, "estimate_aligned"):
                 self._estimator = value
@@ -521,13 +386,16 @@ class AgePipeline:
     def output_size(self) -> int:
         return self.model.output_size
 
-    def _check_size(self, size: int) -> bool:
-        """-> ``resize`` for the engine: 256 px outputs are the generator's, pooled."""
+    def check_size(self, size: int) -> bool:
+        """UsageError unless ``size`` is 256 or the generator's size; else ``resize`` for
+        the engine (256 px outputs are the generator's, pooled)."""
         if size == INPUT_SIZE:
             return True
         if size == self.model.output_size:
             return False
         raise UsageError(f"size must be {INPUT_SIZE} or {self.model.output_size} for this checkpoint, got {size}")
+
+    _check_size = check_size  # video/ager.py's name, until that file (another branch's) says check_size
 
     def age_aligned(
         self,
@@ -541,19 +409,9 @@ class AgePipeline:
         """Aligned faces (tensor ``[N,3,256,256]`` in [-1,1], or PIL images) -> ``(images
         [N,A,3,S,S], codes [N,A,n_styles,512])`` as float32 CPU tensors. ``progress(k)``
         is called as each forward pass finishes (k face-ages done): a progress bar's hook."""
-        ages = check_ages(ages)
-        resize = self._check_size(size)
-        if not isinstance(faces, torch.Tensor):
-            faces = torch.stack(
-                [
-                    to_tensor(
-                        f.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.LANCZOS)
-                        if f.size != (INPUT_SIZE, INPUT_SIZE)
-                        else f
-                    )
-                    for f in faces
-                ]
-            )
+        ages = absolute_ages(ages)
+        resize = self.check_size(size)
+        faces = to_batch(faces, INPUT_SIZE)
         with torch.no_grad():
             base = self.encode(faces)
         with noise_from(generator if randomize_noise else None, self.device):
@@ -569,102 +427,48 @@ class AgePipeline:
             )
         return images.float().cpu(), codes.float().cpu()
 
-    def __call__(
-        self,
-        image,
-        ages,
-        *,
-        all_faces: bool = False,
-        align: bool = True,
-        paste_back: bool = False,
-        size: int = 256,
-        randomize_noise: bool = False,
-        generator: Optional[torch.Generator] = None,
-        mask: str = "face",
-        colour_match: bool = True,
-        report: Optional[bool] = None,
-    ) -> AgingResult:
+    def __call__(self, image, ages, *, all_faces: bool = False, align: bool = True, **options) -> AgingResult:
         """Age the best face in ``image`` (path, bytes, PIL or numpy) to every age.
 
         ``ages``: as ``--ages`` (:func:`sam_age.ages.parse_ages`): ``[10, 40]``, ``30``,
         ``"0:100:50"``, and relative ages ``"+20"``, ``["-10", "+10"]`` (years from the
         face's DEX estimate, clamped to 0..100: see ``result.notes``). ``all_faces`` ages
         every detected face; ``align=False`` takes the image as an already aligned square
-        crop (resized to 256; not square: InputError); ``paste_back`` also returns the whole
-        photo with the aged face(s) put back, per age, through ``mask`` ("face": the landmark mask, "box": the rounded
-        box) with ``colour_match``; ``size`` is 256 or the generator's size. ``report``
-        (default: the pipeline's): measure each output (``face.report``, see the class)."""
+        crop (resized to 256; not square: InputError). ``options``: the fields of
+        :class:`AgeOptions` (``paste_back``, ``size``, ``mask``, ``report``, ...), checked
+        before the photo is read."""
         requested = parse_ages(ages, relative=True)
-        self._check_size(size)
-        _check_mask(mask)
+        opts = self._options(options)
         photo, aligned = self.prepare(image, all_faces=all_faces, align=align)
-        result = self.age_prepared(
-            photo,
-            aligned,
-            requested,
-            paste_back=paste_back,
-            size=size,
-            randomize_noise=randomize_noise,
-            generator=generator,
-            mask=mask,
-            colour_match=colour_match,
-            report=report,
-        )
-        return result
+        return self._age_many([(photo, aligned)], requested, opts)[0]
 
-    def age_prepared(
-        self,
-        photo: Image.Image,
-        aligned: Sequence[PreparedFace],
-        ages,
-        *,
-        paste_back: bool = False,
-        size: int = 256,
-        randomize_noise: bool = False,
-        generator: Optional[torch.Generator] = None,
-        mask: str = "face",
-        colour_match: bool = True,
-        progress: Optional[Callable[[int], None]] = None,
-        report: Optional[bool] = None,
-    ) -> AgingResult:
-        """The model half of ``__call__``, for faces from :func:`prepare_faces`. Relative
-        ages are resolved per face against its estimated age (DEX on the aligned face).
-        ``progress``: see :meth:`age_aligned`."""
-        return self.age_prepared_many(
-            [(photo, aligned)],
-            ages,
-            paste_back=paste_back,
-            size=size,
-            randomize_noise=randomize_noise,
-            generator=generator,
-            mask=mask,
-            colour_match=colour_match,
-            progress=progress,
-            report=report,
-        )[0]
+    def age_prepared(self, photo: Image.Image, aligned: Sequence[AlignedFace], ages, **options) -> AgingResult:
+        """The model half of ``__call__``, for faces from :func:`~sam_age.face.prepare.prepare_faces`.
+        Relative ages are resolved per face against its estimated age (DEX on the aligned
+        face). ``options``: the fields of :class:`AgeOptions`."""
+        return self._age_many([(photo, aligned)], ages, self._options(options))[0]
 
     def age_prepared_many(
-        self,
-        photos: Sequence[Tuple[Optional[Image.Image], Sequence[PreparedFace]]],
-        ages,
-        *,
-        paste_back: bool = False,
-        size: int = 256,
-        randomize_noise: bool = False,
-        generator: Optional[torch.Generator] = None,
-        mask: str = "face",
-        colour_match: bool = True,
-        progress: Optional[Callable[[int], None]] = None,
-        report: Optional[bool] = None,
+        self, photos: Sequence[Tuple[Optional[Image.Image], Sequence[AlignedFace]]], ages, **options
     ) -> List[AgingResult]:
         """:meth:`age_prepared` for several photos at once, ``[(photo, faces), ...]`` -> one
         result per photo (dataset runs). The faces of all the photos that share their list
         of ages (all of them, unless relative) go through the model together, so forward
         passes stay full however few faces each photo has; each face's images depend on
-        that face alone. ``photo`` may be None when nothing is pasted back; ``progress``: see
-        :meth:`age_aligned`."""
+        that face alone. ``photo`` may be None when nothing is pasted back. ``options``: the
+        fields of :class:`AgeOptions`."""
+        return self._age_many(photos, ages, self._options(options))
+
+    def _options(self, options: dict) -> "AgeOptions":
+        """The keyword options of the aging methods, checked (UsageError) before any work."""
+        opts = AgeOptions(**options)
+        self.check_size(opts.size)
+        check_mask(opts.mask)
+        return opts
+
+    def _age_many(self, photos, ages, opts: "AgeOptions") -> List[AgingResult]:
+        """The one path of ``__call__``, :meth:`age_prepared` and :meth:`age_prepared_many`."""
         requested = parse_ages(ages, relative=True)
-        _check_mask(mask)
         flat = [(p, face) for p, (_, faces) in enumerate(photos) for face in faces]
         estimates: List[Optional[float]] = [None] * len(flat)
         if flat and any(is_relative(a) for a in requested):
@@ -678,10 +482,10 @@ class AgePipeline:
             images, codes = self.age_aligned(
                 [flat[i][1][0] for i in idx],
                 list(key),
-                size=size,
-                randomize_noise=randomize_noise,
-                generator=generator,
-                progress=progress,
+                size=opts.size,
+                randomize_noise=opts.randomize_noise,
+                generator=opts.generator,
+                progress=opts.progress,
             )
             for j, i in enumerate(idx):
                 made[i] = (images[j], codes[j])
@@ -693,24 +497,25 @@ class AgePipeline:
                 _images_to_pil(made[i][0]),
                 made[i][1],
                 float(a[2]),
-                size,
-                _landmarks(a),
+                opts.size,
+                landmarks_of(a),
                 estimates[i],
                 list(requested),
                 resolved[i],
             )
             for i, (_, a) in enumerate(flat)
         ]
-        if self.report if report is None else report:
+        if self.report if opts.report is None else opts.report:
             self.report_faces(faces)
         results, start = [], 0
         for photo, aligned in photos:
             mine = faces[start : start + len(aligned)]
             start += len(aligned)
             pasted = None
-            if paste_back and photo is not None and any(a[1] is not None for a in aligned):
+            if opts.paste_back and photo is not None and any(a[1] is not None for a in aligned):
                 pasted = [
-                    self.paste(photo, mine, k, mask=mask, colour_match=colour_match) for k in range(len(requested))
+                    self.paste(photo, mine, k, mask=opts.mask, colour_match=opts.colour_match)
+                    for k in range(len(requested))
                 ]
             results.append(AgingResult(photo, list(mine[0].ages) if mine else [], mine, pasted, list(requested)))
         return results
@@ -722,7 +527,7 @@ class AgePipeline:
         """The photo with every face's ``age_index``-th result put back (the best face
         last, so it wins where crops overlap). ``mask``: "face" (the landmark mask; the
         box for faces without landmarks) or "box"; colours are matched to the original."""
-        _check_mask(mask)
+        check_mask(mask)
         out = photo
         for f in reversed(list(faces)):
             if f.quad is not None:
@@ -748,7 +553,7 @@ class AgePipeline:
         progress: Optional[Callable[[int], None]] = None,
     ) -> List[Image.Image]:
         """W+ codes ``[K, n_styles, 512]`` -> images, in batches (``progress(k)`` after each)."""
-        resize = self._check_size(size)
+        resize = self.check_size(size)
         out: List[Image.Image] = []
         with noise_from(generator if randomize_noise else None, self.device):
             for start in range(0, codes.shape[0], self.batch_size):
@@ -774,61 +579,3 @@ class AgePipeline:
         made = iter(self.generate(steps[todo], size=size)) if todo else iter(())
         frames = [face.images[order[i // k]] if (reuse and i % k == 0) else next(made) for i in range(steps.shape[0])]
         return ping_pong(frames)
-
-
-MASKS = ("face", "box")
-
-
-def _check_mask(mask: str) -> None:
-    if mask not in MASKS:
-        raise UsageError(f"mask must be one of {', '.join(MASKS)}, not {mask!r}")
-
-
-# -- what relative ages did, for reports ------------------------------------------------------
-
-
-def relative_report(result: AgingResult) -> dict:
-    """Per input, for JSON summaries and the dataset manifest: the ages asked and made per
-    face, with relative ages the estimate per face and what was clamped, and with
-    ``report=True`` what each output reached (``report``: :func:`sam_age.report.report_json`)."""
-    from .report import report_json
-
-    rec = {
-        "requested": [format_age(a) for a in (result.requested or result.ages)],
-        "ages": [[round(a, 6) for a in f.ages] for f in result.faces],
-        **report_json(result.faces),
-    }
-    if any(f.estimated_age is not None for f in result.faces):
-        rec["estimated_ages"] = [None if f.estimated_age is None else round(f.estimated_age, 2) for f in result.faces]
-        rec["clamped"] = [
-            {"face": i + 1, "request": str(r.request), "asked": r.asked, "age": r.age}
-            for i, f in enumerate(result.faces)
-            for r in f.resolved
-            if r.clamped
-        ]
-    return rec
-
-
-def relative_notes(result: AgingResult) -> List[str]:
-    """Lines for stderr: the estimate(s) and what was clamped (one line per input), and
-    one line per output that missed a ``--max-age-error`` / ``--min-identity`` check."""
-    from .report import report_notes
-
-    return _estimate_notes(result) + report_notes(result.faces)
-
-
-def _estimate_notes(result: AgingResult) -> List[str]:
-    if not any(f.estimated_age is not None for f in result.faces):
-        return []
-    ests = ", ".join(f"{f.estimated_age:.1f}" for f in result.faces)
-    n = len(result.faces)
-    line = f"estimated age {ests}" if n == 1 else f"estimated ages {ests} (faces 1..{n})"
-    clamped = [
-        f"face {i + 1}: " * (len(result.faces) > 1) + f"{r.request} -> {r.asked:g} clamped to {r.age:g}"
-        for i, f in enumerate(result.faces)
-        for r in f.resolved
-        if r.clamped
-    ]
-    if clamped:
-        line += "; " + "; ".join(clamped) + " (SAM ages within 0..100)"
-    return [line]

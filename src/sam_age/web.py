@@ -36,13 +36,13 @@ from typing import List, Optional, Tuple
 
 from PIL import Image
 
-from .ages import RelativeAge
+from .ages import RelativeAge, parse_ages
 from .defaults import DEFAULT_MAX_FACES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUEUE, DEFAULT_MAX_UPLOAD_MB
 from .errors import ImageReadError, InputError, SamAgeError, UsageError, VideoReadError
 from .images import read_image
 from .marks import COMPOSITE, GENERATED, Mark
 from .marks import DEFAULT as DEFAULT_MARK
-from .pipeline import parse_ages, sample_path
+from .pipeline import sample_path
 from .render import make_strip, mp4_available, save_gif, save_image, save_mp4
 from .video import VideoAger, VideoJob
 

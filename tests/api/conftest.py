@@ -55,12 +55,10 @@ def running(server, timeout: float = 60.0):
 
 
 @pytest.fixture(scope="session")
-def api_pipeline(small_sam_path):
+def api_pipeline(small_pipeline):
     pytest.importorskip("fastapi")
     pytest.importorskip("prometheus_client")
-    from sam_age.pipeline import AgePipeline
-
-    return AgePipeline.from_pretrained(small_sam_path, device="cpu")
+    return small_pipeline
 
 
 @pytest.fixture(scope="session")

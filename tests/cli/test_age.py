@@ -11,11 +11,11 @@ import sys
 import pytest
 from PIL import Image
 
+from sam_age.ages import parse_ages
 from sam_age.cli.common import check_output_dir
 from sam_age.cli.main import main
 from sam_age.errors import InputError, UsageError
 from sam_age.fileio import OWN_MARKER
-from sam_age.pipeline import parse_ages
 
 from ..helpers.images import write_bad_files, write_grey16, write_rotated
 

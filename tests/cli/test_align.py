@@ -12,7 +12,7 @@ from PIL import Image
 from sam_age.batch.align import split_side
 from sam_age.cli.main import main
 from sam_age.face.align import align_faces
-from sam_age.pipeline import prepare_faces
+from sam_age.face.prepare import prepare_faces
 
 from ..helpers.images import group_photo, sample, write_bad_files
 

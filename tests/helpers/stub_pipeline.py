@@ -2,7 +2,7 @@
 
 ``StubPipeline`` ages nothing: each "aged" image is the input face itself, so a result's
 pixels say which input made it (tests give each input its own colour). ``use_stub`` puts it
-behind the CLI's model loader (``sam_age.cli.common.load_pipeline``), so a run goes through
+behind the CLI's model loader (``sam_age.pipeline.shared_pipeline``), so a run goes through
 the real listing, naming, manifest, staging and placing, with ``--no-align`` square inputs
 (no dlib) and any file as ``--checkpoint`` (it is never read).
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from sam_age.cli import common
-from sam_age.pipeline import AgingResult, FaceResult
+import sam_age.pipeline as pipeline
+from sam_age.results import AgingResult, FaceResult
 
 
 class StubPipeline:
-    def _check_size(self, size: int) -> bool:
+    def check_size(self, size: int) -> bool:
         return True
 
     def age_prepared_many(self, jobs, ages, size=256, progress=None):
@@ -45,7 +45,7 @@ class StubPipeline:
 
 def use_stub(monkeypatch, folder: Path) -> Path:
     """Route the CLI's model loading to :class:`StubPipeline`; returns a weights path to pass."""
-    monkeypatch.setattr(common, "load_pipeline", lambda *a, **k: StubPipeline())
+    monkeypatch.setattr(pipeline, "shared_pipeline", lambda *a, **k: StubPipeline())
     weights = Path(folder) / "stub-weights.pt"
     weights.write_bytes(b"never read")
     return weights

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sam_age.pipeline import LRU, AgePipeline, content_key
+from sam_age.cache import LRU, content_key
+from sam_age.pipeline import AgePipeline
 
 from ..helpers.images import SAMPLE
 
@@ -95,7 +96,7 @@ def test_cache_follows_weights(model, counted):
 
 
 def test_tensor_keys_any_dtype():
-    from sam_age.pipeline import _tensor_key
+    from sam_age.cache import tensor_key as _tensor_key
 
     x = torch.rand(3, 8, 8)
     for dt in (torch.float32, torch.bfloat16, torch.float16, torch.float64):

@@ -21,10 +21,8 @@ AGES = [0, 100]
 
 
 @pytest.fixture(scope="module")
-def pipe(small_sam_path):
-    from sam_age.cli.common import load_pipeline  # shares the loaded model with the CLI tests
-
-    return load_pipeline(small_sam_path, "cpu", None, 8)
+def pipe(small_pipeline):
+    return small_pipeline  # the session's one 256 px pipeline (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -29,10 +29,8 @@ class FixedEstimator:
 
 
 @pytest.fixture(scope="module")
-def pipe(small_sam_path):
-    from sam_age.cli.common import load_pipeline  # shares the loaded model with the other tests
-
-    return load_pipeline(small_sam_path, "cpu", None, 8)
+def pipe(small_pipeline):
+    return small_pipeline  # the session's one 256 px pipeline (tests/conftest.py)
 
 
 @pytest.fixture
@@ -54,8 +52,8 @@ def recorded(pipe, monkeypatch):
 
 def test_estimator_is_trainings_dex(standin):
     from sam_age.estimate import AgeEstimator
+    from sam_age.face.prepare import prepare_faces
     from sam_age.losses import AgingLoss
-    from sam_age.pipeline import prepare_faces
 
     dex = standin("dex_age_classifier")
     photo, faces = prepare_faces(SAMPLE, all_faces=True)

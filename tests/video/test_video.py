@@ -152,12 +152,12 @@ def test_group_pan_every_face_keeps_one_track_id(tmp_path):
 # -- the whole pipeline with the stand-in model -------------------------------------------
 @pytest.fixture(scope="module")
 def pipeline(small_sam_path):
-    from sam_age.cli.common import load_pipeline
+    from sam_age.pipeline import shared_pipeline
 
-    return load_pipeline(small_sam_path, "cpu", "float32", 8)
+    return shared_pipeline(small_sam_path, "cpu", "float32", 8)
 
 
-def test_age_clip_background_untouched_audio_kept_and_resume(clips, pipeline, tmp_path):
+def test_age_clip_background_untouched_audio_kept_and_resume(clips, pipeline, small_sam_path, tmp_path):
     src = clips["audio"]
     out = tmp_path / "out"
     job = VideoJob(ages=[30, 70], chunk=3)
@@ -214,17 +214,8 @@ def test_age_clip_background_untouched_audio_kept_and_resume(clips, pipeline, tm
 
     # nothing is overwritten without --overwrite
     before = again.files[0].stat().st_mtime_ns
-    code = main(["video", str(src), "--checkpoint", str(pipeline_path(pipeline)), "--ages", "30", "--output", str(out)])
+    code = main(["video", str(src), "--checkpoint", str(small_sam_path), "--ages", "30", "--output", str(out)])
     assert code == 1 and again.files[0].stat().st_mtime_ns == before
-
-
-def pipeline_path(pipeline):
-    from sam_age.cli.common import _PIPELINE_CACHE
-
-    for key, pipe in _PIPELINE_CACHE.items():
-        if pipe is pipeline:
-            return key[0]
-    raise AssertionError("pipeline not cached")
 
 
 def test_cli_phone_clip_rotation_odd_size_vfr_ramp_side_by_side(clips, small_sam_path, tmp_path, capsys):

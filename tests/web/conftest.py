@@ -6,11 +6,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def web_pipeline(small_sam_path):
+def web_pipeline(small_pipeline):
     pytest.importorskip("gradio", reason="the web demo needs gradio (pip install 'sam-age[web]')")
-    from sam_age.pipeline import AgePipeline
-
-    return AgePipeline.from_pretrained(small_sam_path, device="cpu")
+    return small_pipeline
 
 
 @pytest.fixture(scope="session")

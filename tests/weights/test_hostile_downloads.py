@@ -56,7 +56,7 @@ def test_a_lookalike_never_becomes_dex_age(home, monkeypatch, payload, reason):
     with LoopbackServer(payload) as server:
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", server.url("/file.bin"))
         with pytest.raises(WeightsUnavailableError, match=re.escape(reason)) as info:
-            store.resolve_checkpoint("dex_age", progress=False)
+            store.resolve_weights("dex_age", progress=False)
     assert len(info.value.reason.splitlines()) <= 12  # the short block of issue 26
     assert not (home / "dex_age_classifier.pth").exists()
     assert not [p for p in home.iterdir() if p.name.startswith("dex")]
@@ -75,7 +75,7 @@ def test_the_real_layout_is_accepted(home, monkeypatch, standin):
     real = standin("model_ir_se50")
     with LoopbackServer(real.read_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
-        path = store.resolve_checkpoint("ir_se50", progress=False)
+        path = store.resolve_weights("ir_se50", progress=False)
     assert path == home / "model_ir_se50.pth" and path.stat().st_size == real.stat().st_size
 
 
@@ -123,7 +123,7 @@ def test_a_redirect_to_a_plain_http_host_is_refused(home, monkeypatch):
     try:
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", f"http://127.0.0.1:{server.server_port}/dex.pth")
         with pytest.raises(WeightsUnavailableError, match="refusing plain http"):
-            store.resolve_checkpoint("dex_age", progress=False)
+            store.resolve_weights("dex_age", progress=False)
     finally:
         server.shutdown()
         server.server_close()
@@ -158,7 +158,7 @@ def test_no_content_length_stops_at_the_expected_size(home, monkeypatch):
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", f"http://127.0.0.1:{server.server_port}/dex.pth")
         t0 = time.perf_counter()
         with pytest.raises(WeightsUnavailableError, match="more than 3,248,576 bytes arrived"):
-            store.resolve_checkpoint("dex_age", progress=False)
+            store.resolve_weights("dex_age", progress=False)
         assert time.perf_counter() - t0 < 30
     finally:
         server.shutdown()

@@ -19,7 +19,7 @@ def test_offline_first_run_gives_the_manual_steps_within_10_s(home, monkeypatch,
     monkeypatch.setenv("HF_ENDPOINT", closed_port_url("").rstrip("/") if endpoint == "closed" else endpoint)
     t0 = time.perf_counter()
     with pytest.raises(WeightsUnavailableError) as info:
-        store.resolve_checkpoint("sam_ffhq_aging", progress=False)
+        store.resolve_weights("sam_ffhq_aging", progress=False)
     elapsed = time.perf_counter() - t0
     msg = str(info.value)
     assert (

@@ -70,7 +70,7 @@ def test_hub_download_is_verified_and_hard_linked_from_the_hub_cache(home, hub_e
     heads = [p for m, p, _ in hub.requests if m == "HEAD"]
     assert heads == [f"/owner/mirror/resolve/{REV}/w.pt"]  # the pinned commit, through HF_ENDPOINT
     assert len(hub.gets()) == 1
-    assert store.resolve_checkpoint("ir_se50") == path  # cached: no request
+    assert store.resolve_weights("ir_se50") == path  # cached: no request
     assert len(hub.requests) == 2 + sum(1 for m, p, _ in hub.requests if p.startswith("/api/"))
     assert not [p for p in home.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
 
@@ -232,7 +232,7 @@ def test_offline_takes_the_file_from_the_hugging_face_cache(home, hub_env, monke
     for switch in ("HF_HUB_OFFLINE", "SAM_AGE_OFFLINE"):
         monkeypatch.setenv("SAM_AGE_HOME", str(tmp_path / switch))  # an empty sam-age cache
         monkeypatch.setenv(switch, "1")
-        path = store.resolve_checkpoint("ir_se50", progress=False)
+        path = store.resolve_weights("ir_se50", progress=False)
         assert path == tmp_path / switch / "model_ir_se50.pth" and path.read_bytes() == PAYLOAD
         monkeypatch.delenv(switch)
 
@@ -241,7 +241,7 @@ def test_offline_with_nothing_anywhere_gives_the_last_reason_and_the_manual_step
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and nobody listens on HF_ENDPOINT or the Drive URL
     use_entry(monkeypatch, "ir_se50", mirror(), registry.drive(closed_port_url("/uc?id=F")))
     with pytest.raises(WeightsUnavailableError) as info:
-        store.resolve_checkpoint("ir_se50", progress=False)
+        store.resolve_weights("ir_se50", progress=False)
     msg = str(info.value)
     assert info.value.exit_code == 2
     assert len(msg.splitlines()) <= 12  # the short block of issue 26
@@ -266,7 +266,7 @@ def truncated_sam(home, small_sam_path):
 def test_a_truncated_cached_file_is_reported_with_the_fix(truncated_sam, hub_env, monkeypatch):
     hub = hub_env()
     for call in (
-        lambda: store.resolve_checkpoint("sam_ffhq_aging"),
+        lambda: store.resolve_weights("sam_ffhq_aging"),
         lambda: store.fetch("sam_ffhq_aging", progress=False),
     ):
         with pytest.raises(CheckpointError) as info:
@@ -302,16 +302,16 @@ def test_a_checkpoint_of_another_kind_is_refused_before_any_download(home, hub_e
         match="psp_ffhq_encode is a pSp encoder, not a SAM checkpoint; "
         "give sam_ffhq_aging or the path of a SAM checkpoint",
     ):
-        store.resolve_checkpoint("psp_ffhq_encode", kind="sam")
+        store.resolve_weights("psp_ffhq_encode", kind="sam")
     with pytest.raises(CheckpointError, match="sam_ffhq_aging is a SAM checkpoint, not a DEX age classifier"):
         store.resolve_weights("sam_ffhq_aging", "dex_age")  # a flag's default names its kind
     assert hub.requests == [] and not home.exists()
-    assert store.resolve_checkpoint("psp_ffhq_encode", progress=False) == home / "psp_ffhq_encode.pt"
+    assert store.resolve_weights("psp_ffhq_encode", progress=False) == home / "psp_ffhq_encode.pt"
 
 
 def test_a_folder_given_as_a_weights_file_says_so(home, tmp_path):
     with pytest.raises(CheckpointError, match="is a folder, expected a weights file"):
-        store.resolve_checkpoint(tmp_path)
+        store.resolve_weights(tmp_path)
 
 
 def test_a_file_its_loader_cannot_open_is_skipped_before_it_takes_the_name(home, standin, monkeypatch, capsys):

@@ -38,21 +38,21 @@ def test_without_sam_age_home_the_platform_cache_is_used(monkeypatch, tmp_path):
         assert store.cache_dir() == tmp_path / "sam-age"
 
 
-# -- resolve_checkpoint --------------------------------------------------------------------
+# -- resolve_weights -----------------------------------------------------------------------
 
 
 def test_existing_path_is_returned_as_is(home, tmp_path):
     f = tmp_path / "my.pt"
     f.write_bytes(b"x")
-    assert store.resolve_checkpoint(f) == f
-    assert store.resolve_checkpoint(str(f)) == f
+    assert store.resolve_weights(f) == f
+    assert store.resolve_weights(str(f)) == f
 
 
 def test_a_folder_named_like_an_entry_is_not_taken_for_it(home, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ir_se50").mkdir()
     with pytest.raises(WeightsUnavailableError):
-        store.resolve_checkpoint("ir_se50", download=False)
+        store.resolve_weights("ir_se50", download=False)
 
 
 def test_registry_name_resolves_from_the_cache_without_network(home, small_sam_path, monkeypatch):
@@ -60,7 +60,7 @@ def test_registry_name_resolves_from_the_cache_without_network(home, small_sam_p
     home.mkdir()
     (home / "sam_ffhq_aging.pt").symlink_to(small_sam_path)
     monkeypatch.setenv("SAM_AGE_URL_SAM_FFHQ_AGING", closed_port_url())
-    assert store.resolve_checkpoint("sam_ffhq_aging") == home / "sam_ffhq_aging.pt"
+    assert store.resolve_weights("sam_ffhq_aging") == home / "sam_ffhq_aging.pt"
     assert store.resolve_weights(None, "sam_ffhq_aging") == home / "sam_ffhq_aging.pt"
 
 
@@ -69,9 +69,9 @@ def test_missing_registry_file_is_downloaded_and_recorded(home, monkeypatch):
     payload_is_the_file(monkeypatch, "ir_se50")  # the transfer is tested here, not the layout
     with LoopbackServer(payload) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
-        path = store.resolve_checkpoint("ir_se50", progress=False)
+        path = store.resolve_weights("ir_se50", progress=False)
         assert path == home / "model_ir_se50.pth" and path.read_bytes() == payload
-        assert store.resolve_checkpoint("model_ir_se50", progress=False) == path  # cached now
+        assert store.resolve_weights("model_ir_se50", progress=False) == path  # cached now
         assert len(server.requests) == 1
     rec = json.loads((home / "manifest.json").read_text())["ir_se50"]
     assert rec["sha256"] == hashlib.sha256(payload).hexdigest()
@@ -83,7 +83,7 @@ def test_explicit_url_beats_the_environment(home, monkeypatch):
     payload_is_the_file(monkeypatch, "dex_age")  # the transfer is tested here, not the layout
     with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_DEX_AGE", closed_port_url())
-        path = store.resolve_checkpoint("dex_age", url=server.url("/file.bin"), progress=False)
+        path = store.resolve_weights("dex_age", url=server.url("/file.bin"), progress=False)
     assert path.read_bytes() == checkpoint_bytes()
 
 
@@ -91,7 +91,7 @@ def test_offline_main_job_gives_the_manual_steps(home, monkeypatch):
     """The README's main command offline with an empty cache: exit 2 with the manual steps."""
     monkeypatch.setenv("SAM_AGE_URL_SAM_FFHQ_AGING", closed_port_url())
     with pytest.raises(WeightsUnavailableError) as info:
-        store.resolve_checkpoint("sam_ffhq_aging", progress=False)
+        store.resolve_weights("sam_ffhq_aging", progress=False)
     msg = str(info.value)
     lines = msg.splitlines()
     assert info.value.exit_code == 2 and "\n" not in info.value.reason
@@ -110,21 +110,21 @@ def test_downloads_can_be_turned_off(home, monkeypatch):
     with LoopbackServer(checkpoint_bytes()) as server:
         monkeypatch.setenv("SAM_AGE_URL_IR_SE50", server.url("/file.bin"))
         with pytest.raises(WeightsUnavailableError, match="downloads are turned off"):
-            store.resolve_checkpoint("ir_se50", download=False)
+            store.resolve_weights("ir_se50", download=False)
         monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
         with pytest.raises(WeightsUnavailableError, match="SAM_AGE_OFFLINE"):
-            store.resolve_checkpoint("ir_se50")
+            store.resolve_weights("ir_se50")
         assert server.requests == []
 
 
 def test_unknown_missing_path_is_file_not_found(home, tmp_path):
     missing = tmp_path / "nope.pt"
     with pytest.raises(CheckpointError, match="file not found") as info:
-        store.resolve_checkpoint(missing)
+        store.resolve_weights(missing)
     assert not isinstance(info.value, WeightsUnavailableError)
     assert info.value.path == str(missing)
     with pytest.raises(CheckpointError, match="nope_name: file not found"):
-        store.resolve_checkpoint("nope_name")
+        store.resolve_weights("nope_name")
 
 
 def test_resolve_weights_prefers_the_flag(home, tmp_path):
@@ -138,7 +138,7 @@ def test_resolve_weights_prefers_the_flag(home, tmp_path):
 def test_packaged_file_missing_says_pip_install(home, monkeypatch):
     monkeypatch.setattr(store, "package_file", lambda entry: None)
     with pytest.raises(WeightsUnavailableError, match="pip install --no-deps lpips"):
-        store.resolve_checkpoint("lpips_alex_lin")
+        store.resolve_weights("lpips_alex_lin")
 
 
 def test_packaged_dlib_model_is_found_in_its_package(home):
@@ -146,7 +146,7 @@ def test_packaged_dlib_model_is_found_in_its_package(home):
     entry = registry.get("dlib_68")
     if store.package_file(entry) is None:
         pytest.skip("face-recognition-models is not installed")
-    path = store.resolve_checkpoint("dlib_68")
+    path = store.resolve_weights("dlib_68")
     assert path.name == "shape_predictor_68_face_landmarks.dat" and "face_recognition_models" in str(path)
 
 
@@ -165,7 +165,7 @@ def lpips_file(tmp_path):
 
 
 def test_shipped_lpips_file_resolves_without_the_lpips_package(home):
-    path = store.resolve_checkpoint("lpips_alex_lin")
+    path = store.resolve_weights("lpips_alex_lin")
     assert path == store.package_file(registry.get("lpips_alex_lin"))
     report = store.verify("lpips_alex_lin")
     assert report.ok and "sha256 matches the published one" in report.checks
@@ -176,7 +176,7 @@ def test_import_copy_keeps_the_users_file(home, lpips_file):
     dest = store.import_file(lpips_file, "lpips_alex_lin")
     assert dest == home / "alex.pth" and lpips_file.exists()
     assert dest.read_bytes() == lpips_file.read_bytes() and not dest.is_symlink()
-    assert store.resolve_checkpoint("lpips_alex_lin") == dest  # the cache beats the package
+    assert store.resolve_weights("lpips_alex_lin") == dest  # the cache beats the package
     st = store.status(registry.get("lpips_alex_lin"))
     assert st["cached"] and st["verified"] == "yes"
     assert (
@@ -232,7 +232,7 @@ def test_import_of_safetensors_keeps_its_suffix(home, lpips_file, tmp_path):
     save_file({k: v.contiguous() for k, v in state.items()}, str(st))
     dest = store.import_file(st, "dex_age", check=False)  # only the file name is under test
     assert dest == home / "dex_age_classifier.safetensors"
-    assert store.resolve_checkpoint("dex_age") == dest
+    assert store.resolve_weights("dex_age") == dest
 
 
 def test_import_unknown_name_or_missing_file(home, lpips_file, tmp_path):

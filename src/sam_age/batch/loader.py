@@ -1,7 +1,7 @@
 """Photos -> aligned faces, in ``DataLoader`` workers, so the model never waits on dlib.
 
 Each item is read with the package's one image reader and aligned with the FFHQ
-procedure (:func:`sam_age.pipeline.prepare_faces`), in a worker process; what comes back
+procedure (:func:`sam_age.face.prepare.prepare_faces`), in a worker process; what comes back
 is small and plain: the aligned faces as ``uint8 [F, 256, 256, 3]``, their quads and
 scores, the photo itself only when paste-back needs it (torch tensors travel between
 processes through shared memory), or the reason the input cannot be used.
@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError, NoFaceError
-from ..pipeline import PreparedFace, prepare_faces
+from ..face.prepare import AlignedFace, prepare_faces
 from .manifest import FAILED, NO_FACE, OK
 
 
@@ -45,10 +45,10 @@ class Prepared:
     def n_faces(self) -> int:
         return 0 if self.faces is None else int(self.faces.shape[0])
 
-    def prepared_faces(self) -> List[PreparedFace]:
-        """As :func:`sam_age.pipeline.prepare_faces` gave them in the worker (same pixels)."""
+    def prepared_faces(self) -> List[AlignedFace]:
+        """As :func:`sam_age.face.prepare.prepare_faces` gave them in the worker (same pixels)."""
         return [
-            PreparedFace(Image.fromarray(f.numpy(), "RGB"), q, s, lm)
+            AlignedFace(Image.fromarray(f.numpy(), "RGB"), q, s, lm)
             for f, q, s, lm in zip(self.faces, self.quads, self.scores, self.landmarks)
         ]
 

@@ -9,7 +9,7 @@ A line (the merged manifest; ``files`` are relative to ``OUT``, ``time`` is UTC)
      "time": "2026-11-25T17:20:01.123456Z"}
 
 (``requested``: the ages as asked; ``ages``: the ages made, per face; with relative ages
-also ``estimated_ages`` and ``clamped``, as :func:`sam_age.pipeline.relative_report`.)
+also ``estimated_ages`` and ``clamped``, as :func:`sam_age.results.relative_report`.)
 
 ``status`` is ``ok``, ``failed`` (unreadable file, write error, ...), ``no-face``, or
 ``interrupted`` (begun by a run that was stopped before the result was recorded; the next

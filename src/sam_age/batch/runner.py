@@ -33,12 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..engine import batch_size_for
 from ..errors import STOP_ERRNOS, SamAgeError, UsageError
 from ..fileio import NotOwnError, not_own_message, shown
 from ..launch import Ranks
 from ..marks import COMPOSITE, GENERATED, Mark
-from ..pipeline import AgePipeline, AgingResult, relative_notes, relative_report
+from ..pipeline import AgePipeline
 from ..render import DEFAULT_MARK, label_frames, make_strip, save_gif, save_image, save_mp4, strip_labels
+from ..results import AgingResult, relative_notes, relative_report
 from .handshake import Finish
 from .listing import Item, shard
 from .loader import PhotoDataset, Prepared, make_loader
@@ -164,7 +166,7 @@ def run_shard(
     get_pipeline: Callable[[], object],
     ranks: Optional[Ranks] = None,
     overwrite: bool = False,
-    batch_size: int = 8,
+    batch_size: Optional[int] = None,
     workers: Optional[int] = None,
     extra_failed: int = 0,
     on_outcome: Callable[[Outcome], None] = lambda o: None,
@@ -184,7 +186,7 @@ def run_shard(
     reported ``NOT_DONE`` (and not recorded, so the next run does them).
     ``on_prepared(item, faces)``: a photo's faces are found, before the model sees them
     (a progress bar's total grows then, not after); ``on_stage(stage, detail)``: reading
-    and the face search of the first photo begin (:func:`sam_age.pipeline.prepare_faces`),
+    and the face search of the first photo begin (:func:`sam_age.face.prepare.prepare_faces`),
     or ``"prepare"`` when worker processes do them; ``device``: where the model runs (it
     decides how many worker processes, :func:`default_workers`). ``mark``: how
     every file is marked (:mod:`sam_age.marks`; None: ``--no-mark``), per file with its
@@ -214,7 +216,7 @@ def run_shard(
         writer.close()
         raise
     ages = list(request.ages)
-    photos = max(1, math.ceil(max(1, batch_size) / len(ages)))
+    photos = max(1, math.ceil(batch_size_for(device, batch_size) / len(ages)))  # None: per device
     n_batches = math.ceil(len(todo) / photos)
     workers = default_workers(ranks, n_batches, device) if workers is None else min(int(workers), max(0, n_batches - 1))
     dataset = PhotoDataset(
@@ -237,7 +239,7 @@ def run_shard(
         for batch in make_loader(dataset, photos, workers):
             if pipe is None and any(p.status == OK for p in batch):
                 pipe = get_pipeline()
-                pipe._check_size(request.size)  # UsageError (exit 2) before anything is written
+                pipe.check_size(request.size)  # UsageError (exit 2) before anything is written
             for o in _do_batch(
                 batch, todo, pipe, request, layout, out, writer, staging, pool, on_progress, on_prepared, mark
             ):
@@ -298,7 +300,7 @@ def write_results(
     staging: Staging, plan: Plan, request: Request, result, frames=None, mark: Optional[Mark] = DEFAULT_MARK
 ) -> None:
     """Write one input's files into ``staging``: ``result`` is an
-    :class:`~sam_age.pipeline.AgingResult`; ``frames[k]``: face k's animation frames when
+    :class:`~sam_age.results.AgingResult`; ``frames[k]``: face k's animation frames when
     the request asks for an animation; ``mark``: the run's mark (None: unmarked), given
     each file's age and kind here (a face: generated; a pasted photo: a composite)."""
     every = ",".join(request.ages)
@@ -337,7 +339,7 @@ def _record(
     out: Optional[Path] = None,
 ) -> dict:
     """A manifest line (``files`` relative to OUT; ``report``: ages asked and made, and with
-    relative ages the estimates, as :func:`sam_age.pipeline.relative_report`). ``own``: the
+    relative ages the estimates, as :func:`sam_age.results.relative_report`). ``own``: the
     files recorded for this input before; those still in ``out`` and not among ``files``
     stay recorded as ``earlier_files`` (sam-age's own: never inputs, replaceable)."""
     rec = {

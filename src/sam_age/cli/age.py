@@ -140,8 +140,8 @@ def run(args) -> int:
     setup = prepare_run(args)
     flag_notes(args, setup.ages)
     reporting = report_options(args, "age")
-    load_pipeline = setup.get_pipeline
-    setup.get_pipeline = lambda: apply_report(load_pipeline(), reporting)
+    shared = setup.get_pipeline
+    setup.get_pipeline = lambda: apply_report(shared(), reporting)
     request = Request(
         ages=setup.ages,
         checkpoint=checkpoint_identity(setup.weights),

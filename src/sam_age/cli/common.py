@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..batch.listing import name_items
-from ..defaults import DEFAULT_AGES, DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT
+from ..defaults import DEFAULT_AGES, DEFAULT_CHECKPOINT
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, STOP_ERRNOS, CheckpointError, InputError, UsageError, WriteError
 from ..fileio import NotOwnError, atomic_dir, foreign_entry, shown
 
@@ -69,9 +69,10 @@ def add_batch_size_argument(p: argparse.ArgumentParser) -> None:
         "--batch_size",
         dest="batch_size",
         type=int,
-        default=DEFAULT_BATCH_SIZE,
+        default=None,
         metavar="N",
-        help="images per forward pass (default: %(default)s)",
+        help="images per forward pass (default: per device, sam_age.engine.DEFAULT_BATCH: "
+        "16 on CUDA, at most 4 on the CPU)",
     )
 
 
@@ -352,27 +353,6 @@ def results_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
         raise write_error(e, stage[0] if stage else None, folder) from None
 
 
-# -- the model, once per process -----------------------------------------------------------
-
-_PIPELINE_CACHE: Dict[tuple, object] = {}
-
-
-def load_pipeline(path: Path, device, dtype, batch_size):
-    """Load once per process and settings (tests and the web demo call the CLI in-process)."""
-    from ..pipeline import AgePipeline
-
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size, str(device), str(dtype))
-    pipe = _PIPELINE_CACHE.get(key)
-    if pipe is None:
-        _PIPELINE_CACHE.clear()  # keep one model in memory
-        pipe = AgePipeline.from_pretrained(path, device=device, dtype=dtype, batch_size=batch_size)
-        _PIPELINE_CACHE[key] = pipe
-    pipe.batch_size = max(1, int(batch_size or DEFAULT_BATCH_SIZE))
-    pipe.report = False  # a cached pipeline keeps no earlier run's --report (apply_report turns it on)
-    return pipe
-
-
 @dataclass
 class RunSetup:
     ages: list  # floats and RelativeAge ("+20"), as parsed
@@ -406,7 +386,9 @@ def prepare_run(args) -> RunSetup:
     dtype = None if args.dtype == "auto" else args.dtype
 
     def get_pipeline():
-        pipe = load_pipeline(weights, device, dtype, args.batch_size)
+        from ..pipeline import shared_pipeline
+
+        pipe = shared_pipeline(weights, device, dtype, args.batch_size)
         if predictor is not None:
             pipe.age_predictor = predictor
         return pipe

@@ -2,7 +2,7 @@
 recipe, on the aligned face) -- the estimate that relative ages (``--ages +20``) start from.
 
 The per-input report of relative ages that ``age`` prints (estimate, ages made, clamping)
-is :func:`sam_age.pipeline.relative_report` / ``relative_notes``; the
+is :func:`sam_age.results.relative_report` / ``relative_notes``; the
 ``--age_predictor_weights`` flag and its lazy resolution live in :mod:`sam_age.cli.common`
 with the other shared flags.
 """
@@ -114,7 +114,7 @@ def run(args) -> int:
     out = _check_output(args)
     from ..engine import resolve_device
     from ..estimate import AgeEstimator, resolve_age_predictor
-    from ..pipeline import prepare_faces
+    from ..face.prepare import prepare_faces
 
     weights = resolve_age_predictor(args.age_predictor_weights, progress=not args.json)
     device = resolve_device(args.device)

@@ -87,8 +87,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from ..ages import parse_ages
     from ..images import list_inputs
-    from ..pipeline import parse_ages
     from ..weights.store import resolve_weights
 
     ages = parse_ages(args.ages, "--ages")

@@ -62,7 +62,7 @@ def run(args) -> int:
     from ..checkpoints.load import load_sam
     from ..errors import UsageError
     from ..export import check_output, export_sam
-    from ..pipeline import resolve_weights
+    from ..weights.store import resolve_weights
     from .common import check_output_folder
 
     if args.output is None:

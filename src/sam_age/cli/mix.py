@@ -80,8 +80,8 @@ def run(args) -> int:
     from PIL import Image
 
     from ..ages import format_age
+    from ..face.prepare import prepare_faces
     from ..mixing import StyleMixer, fine_layers
-    from ..pipeline import prepare_faces
     from ..render import make_strip, save_image
 
     mask = parse_mask(args.latent_mask)

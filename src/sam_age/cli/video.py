@@ -20,7 +20,6 @@ from .common import (
     check_batch_size,
     check_device,
     check_output_folder,
-    load_pipeline,
     report_options,
     resolve_mark,
 )
@@ -178,7 +177,9 @@ def run(args) -> int:
         nonlocal ager
         probe_video(path)  # bad input fails before the model loads
         if ager is None:
-            ager = VideoAger(apply_report(load_pipeline(weights, device, dtype, args.batch_size), reporting))
+            from ..pipeline import shared_pipeline
+
+            ager = VideoAger(apply_report(shared_pipeline(weights, device, dtype, args.batch_size), reporting))
         result = ager.run(
             path,
             args.output,

@@ -4,8 +4,10 @@ from .align import AlignedFace, align_face, align_faces, face_quad
 from .landmarks import Detection, detect_faces, landmarks_model_path, rank_detections
 from .mask import box_mask, face_mask, landmark_mask, landmarks_in_face, seam_ratio
 from .paste import match_colour, paste_face
+from .prepare import INPUT_SIZE, prepare_faces
 
 __all__ = [
+    "INPUT_SIZE",
     "AlignedFace",
     "Detection",
     "align_face",
@@ -19,6 +21,7 @@ __all__ = [
     "landmarks_model_path",
     "match_colour",
     "paste_face",
+    "prepare_faces",
     "rank_detections",
     "seam_ratio",
 ]

@@ -9,8 +9,7 @@ SAM's own alignment uses a 256 px output and a 256 px transform.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 from PIL import Image
@@ -21,12 +20,14 @@ from .landmarks import detect_faces
 OUTPUT_SIZE = 256
 
 
-@dataclass
-class AlignedFace:
+class AlignedFace(NamedTuple):
+    """A face found in a photo, before the model (the one aligned-face type: alignment,
+    :func:`sam_age.face.prepare.prepare_faces`, the dataset loader and the pipeline)."""
+
     image: Image.Image  # output_size x output_size RGB
-    quad: np.ndarray  # float32 [4, 2]: top-left, bottom-left, bottom-right, top-right (source px)
-    score: float = 0.0
-    landmarks: Optional[np.ndarray] = None
+    quad: Optional[np.ndarray]  # float32 [4, 2]: TL, BL, BR, TR corners (source px); None unaligned
+    score: float = 0.0  # detector score (0 without detection)
+    landmarks: Optional[np.ndarray] = None  # [68, 2] in the photo (the paste mask)
 
 
 def face_quad(landmarks: np.ndarray) -> np.ndarray:
@@ -150,6 +151,5 @@ def align_faces(
     out = []
     for det in detections:
         face = align_face(image, det.landmarks, output_size)
-        face.score, face.landmarks = det.score, det.landmarks
-        out.append(face)
+        out.append(face._replace(score=det.score, landmarks=det.landmarks))
     return out

@@ -46,13 +46,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..ages import age_label
+from ..ages import absolute_ages, age_label
 from ..errors import InputError, NoFaceError, UsageError
+from ..face.prepare import INPUT_SIZE
 from ..fileio import atomic_write, not_own_file, note_own, shown
 from ..images import to_tensor
 from ..marks import COMPOSITE, Mark
 from ..marks import DEFAULT as DEFAULT_MARK
-from ..pipeline import INPUT_SIZE, check_ages
 from .io import DEFAULT_CRF, SegmentWriter, VideoInfo, concat_and_mux, pad_even, probe_video, read_frames
 from .smooth import gaussian_smooth, radius, rms_second_difference
 from .track import MAX_GAP, MIN_FRAMES, FrameFaces, Track, Tracker, select_tracks
@@ -93,9 +93,9 @@ class VideoJob:
         if (self.ages is None) == (self.ramp is None):
             raise UsageError("give target ages or an age ramp (not both)")
         if self.ages is not None:
-            self.ages = check_ages(self.ages)
+            self.ages = absolute_ages(self.ages)
         else:
-            self.ramp = tuple(check_ages(self.ramp))
+            self.ramp = tuple(absolute_ages(self.ramp))
             if len(self.ramp) != 2:
                 raise UsageError("an age ramp is START:END, e.g. 20:80")
         if self.detect_every < 1 or self.chunk < 1 or self.max_gap < 0 or self.min_track < 1:

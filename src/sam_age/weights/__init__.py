@@ -28,7 +28,6 @@ _LAZY = {
     "fetch": "store",
     "import_file": "store",
     "manual_steps": "store",
-    "resolve_checkpoint": "store",
     "resolve_weights": "store",
     "sources_for": "store",
     "verify": "store",

@@ -478,10 +478,6 @@ def resolve_weights(
     return fetch(entry.name, url=url, progress=progress, timeout=timeout, load=False)
 
 
-# ``resolve_checkpoint(x)`` is ``resolve_weights(x)``: the name the first API gave it.
-resolve_checkpoint = resolve_weights
-
-
 # -- checks --------------------------------------------------------------------------------
 
 
