@@ -12,7 +12,7 @@ the plain encoder's bytes, as ``--no-mark`` asks).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -95,19 +95,38 @@ def make_strip(
     The tile size is the outputs' size (the input is resized to match). ``labels``: one
     caption per tile (``strip_labels(ages)``), drawn in each tile's bottom band; None
     leaves the tiles bare."""
-    tile = images[0].size if images else aligned.size
-    strip = Image.new("RGB", (tile[0] * (1 + len(images)), tile[1]))
-    tiles = [aligned, *images]
-    if labels is not None and len(labels) != len(tiles):
-        raise ValueError(f"{len(labels)} labels for {len(tiles)} tiles")
-    for i, im in enumerate(tiles):
-        if im.size != tile:
-            im = im.resize(tile, Image.LANCZOS)
-        im = im.convert("RGB")
-        if labels is not None:
-            im = draw_label(im, labels[i])
-        strip.paste(im, (i * tile[0], 0))
-    return strip
+    return make_grid([(aligned, images)], None if labels is None else [labels])
+
+
+def make_grid(
+    rows: Sequence[Tuple[Image.Image, Sequence[Image.Image]]],
+    labels: Optional[Sequence[Sequence[str]]] = None,
+) -> Image.Image:
+    """Strips stacked into one image, each tile drawn once straight into it: ``rows`` are
+    ``(aligned input, images)`` pairs (``make_strip``'s arguments; every row as long as
+    the first), ``labels`` one list of captions per row (None: bare). The tile size is the
+    first row's outputs' size; a row's tiles of another size are resized to it."""
+    first_aligned, first_images = rows[0]
+    tile = first_images[0].size if first_images else first_aligned.size
+    width = 1 + len(first_images)
+    grid = Image.new("RGB", (tile[0] * width, tile[1] * len(rows)))
+    if labels is not None and len(labels) != len(rows):
+        raise ValueError(f"{len(labels)} label rows for {len(rows)} rows")
+    for r, (aligned, images) in enumerate(rows):
+        tiles = [aligned, *images]
+        if len(tiles) != width:
+            raise ValueError(f"row {r} has {len(tiles)} tiles, the first {width}")
+        captions = labels[r] if labels is not None else None
+        if captions is not None and len(captions) != len(tiles):
+            raise ValueError(f"{len(captions)} labels for {len(tiles)} tiles")
+        for i, im in enumerate(tiles):
+            if im.size != tile:
+                im = im.resize(tile, Image.LANCZOS)
+            im = im.convert("RGB")
+            if captions is not None:
+                im = draw_label(im, captions[i])
+            grid.paste(im, (i * tile[0], r * tile[1]))
+    return grid
 
 
 def interpolate_codes(codes: torch.Tensor, frames_per_age: int) -> torch.Tensor:

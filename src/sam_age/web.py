@@ -9,6 +9,10 @@ calls as ``sam-age age``); this module only turns its results into page content.
 :class:`WebDemo` holds the handlers as plain methods so they can be tested without a
 server; :func:`build_app` wires them to a ``gr.Blocks`` page.
 
+The strip and the animation carry each tile's / frame's age in a band at its bottom
+(:func:`sam_age.render.draw_label`, as ``sam-age age``; ``labels=False``: bare); the
+galleries' images, one file per age, stay bare.
+
 A bad upload (not an image, no face, a decompression bomb, too big) becomes a readable
 message in the page, never a stack trace, and the server goes on serving.
 
@@ -43,7 +47,7 @@ from .images import read_image
 from .marks import COMPOSITE, GENERATED, Mark
 from .marks import DEFAULT as DEFAULT_MARK
 from .pipeline import sample_path
-from .render import make_strip, mp4_available, save_gif, save_image, save_mp4
+from .render import label_frames, make_grid, mp4_available, save_gif, save_image, save_mp4, strip_labels
 from .video import VideoAger, VideoJob
 
 # No usage statistics from a demo that may run on a private machine.
@@ -114,8 +118,10 @@ class WebDemo:
         max_faces: int = DEFAULT_MAX_FACES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         mark: Optional[Mark] = DEFAULT_MARK,
+        labels: bool = True,
     ):
         self.pipeline = pipeline
+        self.labels = bool(labels)  # ages on the strip's tiles and the animation's frames (render.draw_label)
         self.mark = mark  # how every download says it was edited by AI (None: unmarked; sam_age.marks)
         self.max_faces = max(1, int(max_faces))
         self.max_pixels = int(max_pixels)
@@ -223,12 +229,9 @@ class WebDemo:
         return out
 
     def _outputs(self, result, animate: bool, upload=None) -> Outputs:
-        strips = [make_strip(f.aligned, f.images) for f in result.faces]
-        strip = Image.new("RGB", (strips[0].width, sum(s.height for s in strips)), "white")
-        y = 0
-        for s in strips:
-            strip.paste(s, (0, y))
-            y += s.height
+        # one row per face, drawn once into one image; the galleries keep the bare images
+        rows = [(f.aligned, f.images) for f in result.faces]
+        strip = make_grid(rows, [strip_labels(f.ages) for f in result.faces] if self.labels else None)
         faces = [
             [
                 (im, _caption(k, a, r) + ("" if f.report is None else f"; {f.report[j].caption}"))
@@ -260,6 +263,8 @@ class WebDemo:
 
     def _animation(self, face, upload=None) -> Tuple[str, Optional[str]]:
         frames = self.pipeline.animate(face, frames_per_age=self.frames_per_age)
+        if self.labels:
+            frames = label_frames(frames, face.ages, self.frames_per_age)
         job = self.workdir / uuid.uuid4().hex[:12]
         job.mkdir()
         self._jobs[job] = None
@@ -442,10 +447,13 @@ def build_app(
     max_faces: int = DEFAULT_MAX_FACES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     mark: Optional[Mark] = DEFAULT_MARK,
+    labels: bool = True,
 ):
     """The ``gr.Blocks`` page around ``pipeline`` (queued: one model job at a time, the
     other visitors wait their turn). Launch it with :func:`launch`. ``mark``: how every
-    image, animation and clip the page serves says it was edited by AI (None: unmarked)."""
+    image, animation and clip the page serves says it was edited by AI (None: unmarked).
+    ``labels``: each strip tile and animation frame shows its age (False: bare; the
+    galleries' images, one per age, are always bare)."""
     import gradio as gr
 
     demo_handlers = WebDemo(
@@ -458,6 +466,7 @@ def build_app(
         max_faces=max_faces,
         max_pixels=max_pixels,
         mark=mark,
+        labels=labels,
     )
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=GRADIO_CACHE_CLEANUP) as demo:

@@ -40,6 +40,7 @@ def test_mix_random_styles(small_sam_path, tmp_path, capsys):
             "--json",
             "--device",
             "cpu",
+            "--no-labels",  # bare tiles: the grid's pixels are the age files' own
         ]
     )
     captured = capsys.readouterr()
@@ -52,6 +53,30 @@ def test_mix_random_styles(small_sam_path, tmp_path, capsys):
     np.testing.assert_array_equal(grid[256:, 256:], mixed)
     assert np.abs(grid[:256, 256:] - mixed).mean() > 0.5  # differs from plain aging
     np.testing.assert_array_equal(grid[:256, :256], grid[256:, :256])  # same aligned input
+
+
+def test_mix_grid_is_labelled_only_in_the_band_and_no_labels_leaves_it_bare(small_sam_path, tmp_path, capsys):
+    """Issue 26 item 6, as ``age``'s strip: every grid tile shows its age in a band at the
+    bottom (``render.draw_label``); ``--no-labels`` gives the bare grid (the age files' pixels)."""
+    from sam_age.render import label_band
+
+    base = ["mix", "sample", "--checkpoint", str(small_sam_path), "--ages", "50", "--n-random", "1"]
+    base += ["--device", "cpu", "--json"]
+    assert main(base + ["--output", str(tmp_path / "on")]) == 0
+    assert main(base + ["--output", str(tmp_path / "off"), "--no-labels"]) == 0
+    capsys.readouterr()
+    a = np.asarray(Image.open(tmp_path / "on" / "astronaut" / "grid.png").convert("RGB")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "off" / "astronaut" / "grid.png").convert("RGB")).astype(int)
+    assert a.shape == b.shape == (512, 512, 3)
+    band = label_band(256)
+    mixed = np.asarray(Image.open(tmp_path / "off" / "astronaut" / "random_0" / "age_050.png").convert("RGB"))
+    assert np.array_equal(b[256:, 256:], mixed)  # bare: the old grid
+    for row in range(2):
+        top = row * 256
+        assert np.array_equal(a[top : top + 256 - band], b[top : top + 256 - band])  # above the band: untouched
+        for t in range(2):  # every tile labelled: white text on the dark band
+            tile = a[top + 256 - band : top + 256, t * 256 : (t + 1) * 256]
+            assert (tile.min(axis=2) > 200).sum() > 20 and (tile.max(axis=2) < 40).sum() > 1000, (row, t)
 
 
 def test_mix_bad_flags(small_sam_path, tmp_path, capsys):

@@ -606,6 +606,12 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
         metavar="X",
         help="with --report (implied): flag outputs whose identity similarity is below X",
     )
+    add_identity_weights_arguments(p)
+
+
+def add_identity_weights_arguments(p: argparse.ArgumentParser) -> None:
+    """The identity networks' weights flags (``--report`` in ``age`` and ``video``, the
+    report of ``serve``'s page and API)."""
     p.add_argument(
         "--curricular_face_weights",
         default=None,
@@ -633,24 +639,33 @@ def report_options(args, command: str) -> Optional[dict]:
     if x is not None and not -1.0 <= x <= 1.0:
         raise UsageError(f"--min-identity is a cosine similarity, -1..1, not {x:g}")
     from ..estimate import resolve_age_predictor
-    from ..identity import resolve_identity_weights
 
     dex = resolve_age_predictor(getattr(args, "age_predictor_weights", None), progress=not args.json)
-    model, path = resolve_identity_weights(
-        None,
-        args.curricular_face_weights,
-        args.ir_se50_weights,
-        progress=not args.json,
-        on_note=lambda m: note(command, m, args),
-    )
-    weights_flag = "curricular_face_weights" if model == "curricularface" else "ir_se50_weights"
     return {
         "report": True,
         "max_age_error": y,
         "min_identity": x,
         "age_predictor": dex,
-        "identity": {"model": model, weights_flag: path},
+        "identity": identity_option(args, command),
     }
+
+
+def identity_option(args, command: str) -> dict:
+    """The identity network from ``--curricular_face_weights`` / ``--ir_se50_weights``,
+    resolved now (CurricularFace when its weights resolve, else IR-SE-50, with a note):
+    ``{"model", "<its flag>": file}``, the pipeline's ``identity=``."""
+    from ..identity import resolve_identity_weights
+
+    quiet = getattr(args, "json", False)
+    model, path = resolve_identity_weights(
+        None,
+        args.curricular_face_weights,
+        args.ir_se50_weights,
+        progress=not quiet,
+        on_note=lambda m: note(command, m, args),
+    )
+    weights_flag = "curricular_face_weights" if model == "curricularface" else "ir_se50_weights"
+    return {"model": model, weights_flag: path}
 
 
 def apply_report(pipe, options: Optional[dict]):

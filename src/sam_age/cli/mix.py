@@ -20,7 +20,8 @@ Mix styles into aged faces.
 
 Output, per input NAME:
   DIR/NAME/grid.png               rows: plain aging, then each style source;
-                                  columns: the aligned input, then every age
+                                  columns: the aligned input, then every age; each
+                                  tile labelled with its age (--no-labels: bare)
   DIR/NAME/<source>/age_030.png   one per style source and age
                                   (<source> = random_0, random_1, ... or reference)
 Exit status: 0 all inputs done, 1 some inputs failed, 2 usage or weights error."""
@@ -60,6 +61,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="blend: alpha * injected + (1 - alpha) * own (default: replace)",
     )
+    p.add_argument(
+        "--no-labels",
+        dest="labels",
+        action="store_false",
+        help="leave grid.png's tiles bare (default: each shows its age in a small band at the bottom)",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -77,12 +84,10 @@ def parse_mask(text: Optional[str]) -> Optional[List[int]]:
 
 
 def run(args) -> int:
-    from PIL import Image
-
     from ..ages import format_age
     from ..face.prepare import prepare_faces
     from ..mixing import StyleMixer, fine_layers
-    from ..render import make_strip, save_image
+    from ..render import make_grid, save_image, strip_labels
 
     mask = parse_mask(args.latent_mask)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
@@ -119,7 +124,7 @@ def run(args) -> int:
         mixer = StyleMixer(pipe)
         sources = mixer.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
         mixed = mixer.mix_face(base, sources, mask, args.alpha, progress=batch.advance)
-        rel, rows = [], [make_strip(base.aligned, base.images)]
+        rel, rows = [], [(base.aligned, base.images)]
         mark = setup.mark and setup.mark.but(ingredient=str(path))  # None: --no-mark
         with results_folder(folder, args.overwrite) as staged:  # the folder appears whole, or not at all
             for (label, _), images in zip(sources, mixed):
@@ -128,10 +133,8 @@ def run(args) -> int:
                     rel.append(
                         save_image(img, staged / label / f"age_{age_label(age)}.png", mark=one).relative_to(staged)
                     )
-                rows.append(make_strip(base.aligned, images))
-            grid = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
-            for i, r in enumerate(rows):
-                grid.paste(r, (0, i * r.height))
+                rows.append((base.aligned, images))
+            grid = make_grid(rows, [strip_labels(base.ages)] * len(rows) if args.labels else None)
             every = mark and mark.but(age=",".join(format_age(a) for a in ages))
             rel.append(save_image(grid, staged / "grid.png", mark=every).relative_to(staged))
         layers = mask if mask is not None else fine_layers(pipe.model.n_styles)

@@ -5,7 +5,10 @@
     sam-age serve --host 0.0.0.0 --auth-file users.txt
 
 The model is loaded once, before the server starts; visitors and API clients share it
-through one bounded queue (:mod:`sam_age.api`). Ctrl+C (SIGINT) or SIGTERM stops it within
+through one bounded queue (:mod:`sam_age.api`). The weights flags every command has
+(``--age_predictor_weights``, ``--curricular_face_weights``, ``--ir_se50_weights``) are
+resolved at start-up and set on that one pipeline (:func:`start_weights`): no request
+waits on a download of a file the command line named. Ctrl+C (SIGINT) or SIGTERM stops it within
 a few seconds. A server others can reach needs credentials: a non-loopback ``--host`` or
 ``--share`` without ``--auth``/``--auth-file`` is refused (exit 2) unless ``--no-auth``.
 """
@@ -24,9 +27,11 @@ from .common import (
     add_batch_size_argument,
     add_checkpoint_argument,
     add_device_arguments,
+    add_identity_weights_arguments,
     add_mark_arguments,
     check_batch_size,
     check_device,
+    identity_option,
     resolve_mark,
 )
 
@@ -43,7 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "process and model, a REST API at /v1 (docs at /docs, metrics at /metrics).",
     )
     add_checkpoint_argument(p)
-    add_age_predictor_argument(p)  # for "+N years" (loaded at the first such request)
+    add_age_predictor_argument(p)  # for "+N years" and reports (loaded at the first such request)
+    add_identity_weights_arguments(p)  # for reports (the page's report box, the API's report=true)
     add_device_arguments(p)
     add_batch_size_argument(p)
     p.add_argument(
@@ -157,13 +163,15 @@ def run(args) -> int:
 
     from ..pipeline import AgePipeline
 
+    age_predictor, identity = start_weights(args)
     pipeline = AgePipeline.from_pretrained(
         args.checkpoint,
         device=args.device,
         dtype=args.dtype,
         batch_size=args.batch_size,
         progress=True,
-        age_predictor=args.age_predictor_weights,
+        age_predictor=age_predictor,
+        identity=identity,
     )
     limits = Limits(
         max_upload_mb=args.max_upload_mb,
@@ -193,6 +201,21 @@ def run(args) -> int:
         raise UsageError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
     print("sam-age serve: stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def start_weights(args):
+    """``(age_predictor, identity)`` for the pipeline the page and the API share: the
+    weights flags given, resolved now (a missing file or an unavailable name: exit 2 before
+    the model loads; a file is never fetched), so no request waits on a download; a flag
+    not given stays the registry's default, fetched at the first request that needs it."""
+    age_predictor = identity = None
+    if args.age_predictor_weights is not None:
+        from ..estimate import resolve_age_predictor
+
+        age_predictor = resolve_age_predictor(args.age_predictor_weights, progress=True)
+    if args.curricular_face_weights is not None or args.ir_se50_weights is not None:
+        identity = identity_option(args, "serve")
+    return age_predictor, identity
 
 
 def _share(host: str, port: int) -> None:
