@@ -36,6 +36,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 
 from . import autotune
+from .errors import UsageError
 from .models.sam import SAM
 from .weights.store import cache_dir
 
@@ -67,10 +68,56 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_device(device: DeviceLike) -> torch.device:
-    if device in (None, "auto"):
-        return default_device()
-    return torch.device(device)
+def available_devices() -> List[str]:
+    """The devices torch can use here: ``cpu``, ``cuda:0``... ``mps``, ``xpu:0``..."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and getattr(xpu, "is_available", lambda: False)():
+        found += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return found
+
+
+def _listing() -> str:
+    return f"this machine has {', '.join(available_devices())} (or use auto)"
+
+
+def resolve_device(device: DeviceLike, ranks=None, option: str = "--device") -> torch.device:
+    """The one device resolver: every command, the pipeline and each ``torchrun`` rank pick
+    their device here.
+
+    ``None``/"auto" -> CUDA, else MPS, else the CPU (:func:`default_device`). A name torch
+    does not parse, or a device this machine does not have (``cuda`` without CUDA,
+    ``cuda:3`` beside one GPU), is a :class:`~sam_age.errors.UsageError` (exit 2) naming
+    ``option`` and listing :func:`available_devices`. With ``ranks`` (a
+    :class:`sam_age.launch.Ranks`: where this process stands in a torchrun launch) a CUDA
+    device without an index becomes ``cuda:LOCAL_RANK`` under torchrun (modulo the GPU
+    count: more ranks than GPUs share them round-robin), else the current CUDA device; an
+    explicit index is kept."""
+    if device in (None, "", "auto"):
+        resolved = default_device()
+    else:
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise UsageError(f"{option} {device}: not a device name; {_listing()}") from None
+        if resolved.type not in ("cpu", "meta"):
+            have = available_devices()
+            if resolved.index is None:
+                ok = any(d.split(":")[0] == resolved.type for d in have)
+            else:
+                ok = str(resolved) in have
+            if not ok:
+                raise UsageError(f"{option} {device}: no such device here; {_listing()}")
+    if ranks is not None and resolved.type == "cuda" and resolved.index is None:
+        count = max(1, torch.cuda.device_count())
+        index = ranks.local_rank % count if ranks.distributed else torch.cuda.current_device()
+        resolved = torch.device("cuda", index)
+    return resolved
 
 
 def cpu_flags(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> frozenset:

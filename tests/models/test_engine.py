@@ -72,3 +72,33 @@ def test_encode_once_then_age_equals_age_faces(small_sam_path):
     one_img, one_code = age_encoded(model, faces, base, [60])
     torch.testing.assert_close(one_code[0, 0], codes[0, 1], rtol=0, atol=1e-5)
     torch.testing.assert_close(one_img[0, 0], images[0, 1], rtol=0, atol=1e-4 * float(images.abs().max()))
+
+
+def test_resolve_device_is_the_one_resolver(monkeypatch):
+    """Flags, torchrun ranks and the missing-device error all go through resolve_device."""
+    import pytest
+
+    from sam_age import engine
+    from sam_age.errors import UsageError
+    from sam_age.launch import Ranks
+
+    assert engine.resolve_device("cpu") == torch.device("cpu")
+    assert engine.resolve_device("cpu", Ranks(1, 2, 1, 2)) == torch.device("cpu")  # CPU ranks stay on the CPU
+    with pytest.raises(UsageError, match=r"^--gpu nonsense: not a device name; this machine has cpu"):
+        engine.resolve_device("nonsense", option="--gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UsageError, match=r"^--device cuda: no such device here; this machine has cpu"):
+        engine.resolve_device("cuda", Ranks())
+    # two GPUs (as torch reports them): ranks share them round-robin, an index is kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert "cuda:1" in engine.available_devices()
+    assert [engine.resolve_device("cuda", Ranks(r, 3, r, 3)) for r in range(3)] == [
+        torch.device("cuda", i) for i in (0, 1, 0)
+    ]
+    assert engine.resolve_device("cuda", Ranks()) == torch.device("cuda", 0)  # not launched: the current one
+    assert engine.resolve_device("cuda:1", Ranks(0, 2, 0, 2)) == torch.device("cuda", 1)
+    assert engine.resolve_device("cuda") == torch.device("cuda")  # no ranks: as named
+    with pytest.raises(UsageError, match="no such device here"):
+        engine.resolve_device("cuda:2")

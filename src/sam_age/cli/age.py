@@ -126,6 +126,7 @@ def run(args) -> int:
     from ..batch.manifest import read_state
     from ..batch.outputs import Request, checkpoint_identity
     from ..batch.runner import NOT_DONE, SKIPPED, run_shard
+    from ..engine import resolve_device
     from ..launch import Ranks
     from ..marks import kind_of
     from ..render import mp4_available
@@ -236,7 +237,7 @@ def run(args) -> int:
         on_progress=advance,
         on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
         on_stage=stages.start,
-        device=str(ranks.device(args.device)),
+        device=str(resolve_device(args.device, ranks)),
         mark=setup.mark,
     )
     if loaded:  # the forms left "auto" are named now that the first call has chosen them
