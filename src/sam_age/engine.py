@@ -36,6 +36,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 
 from . import autotune
+from .errors import UsageError
 from .models.sam import SAM
 from .weights.store import cache_dir
 
@@ -67,10 +68,56 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_device(device: DeviceLike) -> torch.device:
-    if device in (None, "auto"):
-        return default_device()
-    return torch.device(device)
+def available_devices() -> List[str]:
+    """The devices torch can use here: ``cpu``, ``cuda:0``... ``mps``, ``xpu:0``..."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and getattr(xpu, "is_available", lambda: False)():
+        found += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return found
+
+
+def _listing() -> str:
+    return f"this machine has {', '.join(available_devices())} (or use auto)"
+
+
+def resolve_device(device: DeviceLike, ranks=None, option: str = "--device") -> torch.device:
+    """The one device resolver: every command, the pipeline and each ``torchrun`` rank pick
+    their device here.
+
+    ``None``/"auto" -> CUDA, else MPS, else the CPU (:func:`default_device`). A name torch
+    does not parse, or a device this machine does not have (``cuda`` without CUDA,
+    ``cuda:3`` beside one GPU), is a :class:`~sam_age.errors.UsageError` (exit 2) naming
+    ``option`` and listing :func:`available_devices`. With ``ranks`` (a
+    :class:`sam_age.launch.Ranks`: where this process stands in a torchrun launch) a CUDA
+    device without an index becomes ``cuda:LOCAL_RANK`` under torchrun (modulo the GPU
+    count: more ranks than GPUs share them round-robin), else the current CUDA device; an
+    explicit index is kept."""
+    if device in (None, "", "auto"):
+        resolved = default_device()
+    else:
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise UsageError(f"{option} {device}: not a device name; {_listing()}") from None
+        if resolved.type not in ("cpu", "meta"):
+            have = available_devices()
+            if resolved.index is None:
+                ok = any(d.split(":")[0] == resolved.type for d in have)
+            else:
+                ok = str(resolved) in have
+            if not ok:
+                raise UsageError(f"{option} {device}: no such device here; {_listing()}")
+    if ranks is not None and resolved.type == "cuda" and resolved.index is None:
+        count = max(1, torch.cuda.device_count())
+        index = ranks.local_rank % count if ranks.distributed else torch.cuda.current_device()
+        resolved = torch.device("cuda", index)
+    return resolved
 
 
 def cpu_flags(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> frozenset:
@@ -251,14 +298,18 @@ def apply_forms(model: SAM, forms: Optional[dict] = None, tuner: Optional[autotu
     return forms
 
 
-def age_channel(faces: torch.Tensor, ages: Sequence[float]) -> torch.Tensor:
-    """``[N,3,H,W]`` faces x ``A`` ages -> ``[N*A, 4, H, W]`` inputs (face-major order),
-    the fourth channel filled with ``age / 100``; built on the faces' device."""
+def age_channel(faces: torch.Tensor, ages) -> torch.Tensor:
+    """``[N,3,H,W]`` faces x ages -> ``[N*A, 4, H, W]`` inputs (face-major order), the
+    fourth channel filled with ``age / 100``; built on the faces' device. ``ages``: one
+    list of ``A`` ages for every face, or one list per face (``[N][A]``: a ramp's age per
+    frame)."""
     n, _, h, w = faces.shape
-    a = torch.as_tensor(list(ages), dtype=faces.dtype, device=faces.device) / 100.0
-    rgb = faces[:, None].expand(n, len(ages), 3, h, w)
-    age = a.view(1, -1, 1, 1, 1).expand(n, len(ages), 1, h, w)
-    return torch.cat([rgb, age], dim=2).reshape(n * len(ages), 4, h, w)
+    a = torch.as_tensor(ages, dtype=faces.dtype, device=faces.device) / 100.0
+    a = a.reshape(-1, a.shape[-1]).expand(n, a.shape[-1]) if a.dim() else a.reshape(1, 1).expand(n, 1)
+    na = a.shape[1]
+    rgb = faces[:, None].expand(n, na, 3, h, w)
+    age = a.reshape(n, na, 1, 1, 1).expand(n, na, 1, h, w)
+    return torch.cat([rgb, age], dim=2).reshape(n * na, 4, h, w)
 
 
 class CudaGraphs:
@@ -379,36 +430,69 @@ def age_encoded(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Age faces whose :func:`encode_faces` result ``base`` is known: per image one age
     encoder and one generator call. Returns what :func:`age_faces` returns;
-    ``progress(k)`` after each forward pass (k face-ages done: a progress bar's hook)."""
+    ``progress(k)`` after each forward pass (k face-ages done: a progress bar's hook).
+    The same ages for every face: :func:`age_encoded_per_face` with ``ages`` repeated."""
+    per_face = [list(ages)] * faces.shape[0]
+    return age_encoded_per_face(
+        model, faces, base, per_face, batch_size, resize, randomize_noise, cuda_graphs, progress
+    )
+
+
+@torch.no_grad()
+def age_encoded_per_face(
+    model: SAM,
+    faces: torch.Tensor,
+    base: Optional[torch.Tensor],
+    ages: Sequence[Sequence[float]],
+    batch_size: Optional[int] = None,
+    resize: bool = True,
+    randomize_noise: bool = False,
+    cuda_graphs: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
+    generate: bool = True,
+) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+    """:func:`age_encoded` with ages of their own per face (``ages[i]``: face i's ``A``
+    ages, the same count for every face: a video's ramp gives each frame its own age).
+    Batches of ``batch_size`` face-ages (per device, capped on the CPU: :func:`_batch_size`).
+    ``generate=False``: the codes only (``(None, codes)``; a video smooths its codes over
+    time before generating)."""
     param = next(model.parameters())
     faces = faces.to(device=param.device, dtype=param.dtype)
     bs = _batch_size(param.device, batch_size)
-    n, a = faces.shape[0], len(ages)
+    n = faces.shape[0]
+    if len(ages) != n or len({len(a) for a in ages}) > 1:
+        raise ValueError(f"ages: one list of the same length per face, got {[len(a) for a in ages]} for {n} faces")
+    a = len(ages[0]) if n else 0
     if base is not None:
         base = base.to(device=param.device, dtype=param.dtype).repeat_interleave(a, dim=0)
     graphs = _graphs_of(model) if cuda_graphs and param.device.type == "cuda" and not randomize_noise else None
 
     def step(x, b=None):
         c = model.age_codes(x, b)
+        if not generate:
+            return c
         return model.generate(c, resize=resize, randomize_noise=randomize_noise), c
 
-    inputs = age_channel(faces, ages)
+    inputs = age_channel(faces, [list(x) for x in ages])
     images: List[torch.Tensor] = []
     codes: List[torch.Tensor] = []
     for start in range(0, n * a, bs):
         stop = min(start + bs, n * a)
         args = (inputs[start:stop],) if base is None else (inputs[start:stop], base[start:stop])
-        if graphs is not None:
-            img, c = graphs.run(("age", tuple(args[0].shape), args[0].dtype, resize, len(args)), step, *args)
-        else:
-            img, c = step(*args)
-        images.append(img.float())
+        key = ("age" if generate else "codes", tuple(args[0].shape), args[0].dtype, resize, len(args))
+        out = graphs.run(key, step, *args) if graphs is not None else step(*args)
+        img, c = out if generate else (None, out)
+        if img is not None:
+            images.append(img.float())
         codes.append(c.float())
         if progress is not None:
             progress(stop - start)
-    img = torch.cat(images)
     cod = torch.cat(codes)
-    return img.reshape(n, a, *img.shape[1:]), cod.reshape(n, a, *cod.shape[1:])
+    cod = cod.reshape(n, a, *cod.shape[1:])
+    if not generate:
+        return None, cod
+    img = torch.cat(images)
+    return img.reshape(n, a, *img.shape[1:]), cod
 
 
 def age_faces(

@@ -1,26 +1,19 @@
-"""Where this process stands in a ``torchrun`` launch, and which device it takes (floor 4).
+"""Where this process stands in a ``torchrun`` launch (floor 4).
 
 Read from the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``LOCAL_WORLD_SIZE``), nothing else: a process not launched by torchrun is rank 0 of 1,
 and nothing here touches ``torch.distributed``. Training (``training/distributed.py``,
 which then joins a process group) and dataset runs (``batch/``, which need none) both
-start here, so a rank picks its device the same way in every command:
-
-* ``--device auto`` or ``cuda`` (no index) under torchrun -> ``cuda:LOCAL_RANK`` (modulo
-  the GPU count: more ranks than GPUs share them round-robin);
-* an explicit index (``cuda:1``) is kept; CPU processes stay on the CPU;
-* ``cuda`` where torch has no CUDA -> :class:`~sam_age.errors.UsageError` (exit 2).
+start here, and every command picks a rank's device the same way, with the one resolver
+``sam_age.engine.resolve_device(flag, ranks)``: ``--device auto`` or ``cuda`` (no index)
+under torchrun -> ``cuda:LOCAL_RANK`` (modulo the GPU count, round-robin), an explicit
+index kept, a device this machine lacks -> :class:`~sam_age.errors.UsageError` (exit 2).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-import torch
-
-from .engine import resolve_device
-from .errors import UsageError
 
 
 def _env_int(name: str, default: int) -> int:
@@ -59,18 +52,3 @@ class Ranks:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-    def device(self, flag) -> torch.device:
-        """``--device`` -> this rank's device (see the module docstring)."""
-        device = resolve_device(flag or None)
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise UsageError(f"--device {flag}: CUDA is not available")
-            if device.index is None:
-                index = (
-                    self.local_rank % max(1, torch.cuda.device_count())
-                    if self.distributed
-                    else torch.cuda.current_device()
-                )
-                device = torch.device("cuda", index)
-        return device

@@ -82,3 +82,25 @@ def test_place_refuses_or_replaces_whole(tmp_path, layout):
     temporaries = [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file() and p.name != OWN_MARKER]
     assert not temporaries
     assert (out / "a" / OWN_MARKER).is_file() == (layout == "per-input")  # a result folder says it is sam-age's
+
+
+def test_weights_identity_says_which_weights_and_old_manifests_still_match(tmp_path):
+    from sam_age.checkpoints.load import IDENTITY_SPAN, same_weights, weights_identity
+
+    data = bytes(range(256)) * (3 * IDENTITY_SPAN // 256)
+    a, b = tmp_path / "a" / "w.pt", tmp_path / "b" / "w.pt"
+    for p in (a, b):
+        p.parent.mkdir()
+        p.write_bytes(data)
+    ident = weights_identity(a)
+    assert ident.startswith(f"w.pt ({len(data)} bytes, blake2b ") and ident == weights_identity(b)  # a copy
+    b.write_bytes(data[:-1] + b"x")  # the same name and size, other weights (a torch file's CRCs sit at its end)
+    other = weights_identity(b)
+    assert other != ident and other.startswith(f"w.pt ({len(data)} bytes, ")
+    # a manifest written before the digest ("NAME (SIZE bytes)") still names these weights
+    old = f"w.pt ({len(data)} bytes)"
+    assert same_weights(old, ident) and same_weights(ident, ident) and not same_weights(other, ident)
+    new = Request(ages=(30,), checkpoint=ident)
+    assert new.same(Request(ages=(30,), checkpoint=old).to_json())
+    assert not new.same(Request(ages=(30,), checkpoint=other).to_json())
+    assert not new.same(Request(ages=(40,), checkpoint=old).to_json())

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sam_age.cli.common import Batch, available_devices, check_device, check_output_folder, results_folder
+from sam_age.cli.common import Batch, check_device, check_output_folder, results_folder
 from sam_age.cli.main import main
+from sam_age.engine import available_devices
 from sam_age.errors import InputError, UsageError, WriteError
 from sam_age.face.prepare import prepare_faces
 from sam_age.fileio import OWN_MARKER, atomic_dir, atomic_write, mark_own, write_text

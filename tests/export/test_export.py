@@ -77,3 +77,14 @@ def test_export_openvino_generator_matches_torch(small_sam_path, tmp_path):
         ref = net(codes).numpy()
     got = Runner(tmp_path / "generator.xml", "openvino", threads=2)(codes.numpy())
     assert abs(got - ref).max() <= PARITY_RTOL * abs(ref).max()
+
+
+def test_checkpoint_of_another_kind_exits_2_before_any_download(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SAM_AGE_HOME", str(home))
+    monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
+    code = main(["export", "--checkpoint", "psp_ffhq_encode", "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "psp_ffhq_encode is a pSp encoder, not a SAM checkpoint" in err, err
+    assert not any(home.iterdir()) and not (tmp_path / "out").exists()

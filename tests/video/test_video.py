@@ -332,16 +332,15 @@ def test_detect_every_k_frames_carries_landmarks_between(clips):
 
 
 def test_find_faces_resumes_from_any_cached_chunks(clips, tmp_path):
-    from sam_age.video.ager import VideoAger, _Progress
+    from sam_age.video.ager import _Progress, analyse
 
     info = probe_video(clips["steady"])
     job = VideoJob(ages=[0], chunk=8).check()
-    full = VideoAger(None)._analyse(info, info.frames, job, tmp_path, _Progress(False, ""))
+    full, _ = analyse(info, info.frames, job, tmp_path, _Progress(False, ""))
     for c in (0, 2):  # lose the first and the last of three chunks: the middle one is reused
         (tmp_path / f"faces_{c:05d}.npz").unlink()
-    ager = VideoAger(None)
-    again = ager._analyse(info, info.frames, job, tmp_path, _Progress(False, ""))
-    assert ager._resumed == 1 and len(again) == len(full) == info.frames
+    again, resumed = analyse(info, info.frames, job, tmp_path, _Progress(False, ""))
+    assert resumed == 1 and len(again) == len(full) == info.frames
     for a, b in zip(full, again):
         np.testing.assert_array_equal(a.landmarks, b.landmarks)
 
@@ -351,7 +350,7 @@ def test_resume_after_an_interruption_loses_less_than_a_chunk(clips, pipeline, t
     redone from the start after Ctrl+C. Interrupt the face pass and the encoding pass at
     frame 13 (an injected failure), run them again, count the frames computed again."""
     import sam_age.face.landmarks as landmarks
-    from sam_age.video.ager import CHUNK, _Progress
+    from sam_age.video.ager import CHUNK, _Progress, analyse
 
     info = probe_video(clips["steady"])
     n, job, cache = info.frames, VideoJob(ages=[40]).check(), tmp_path / "cache"
@@ -377,9 +376,9 @@ def test_resume_after_an_interruption_loses_less_than_a_chunk(clips, pipeline, t
     monkeypatch.setattr(VideoAger, "_codes", codes)
     quiet = _Progress(False, "")
     with pytest.raises(KeyboardInterrupt):  # the face pass stops at frame 13
-        VideoAger(pipeline)._analyse(info, n, job, cache, quiet)
+        analyse(info, n, job, cache, quiet)
     fail["on"], seen["detect"] = False, 0
-    faces = VideoAger(pipeline)._analyse(info, n, job, cache, quiet)
+    faces, _ = analyse(info, n, job, cache, quiet)
     assert seen["detect"] == n - 13 // CHUNK * CHUNK  # only the chunk that was cut is redone
     assert 13 - 13 // CHUNK * CHUNK < CHUNK  # (< 8 frames lost, whatever the clip's length)
 
@@ -395,3 +394,15 @@ def test_resume_after_an_interruption_loses_less_than_a_chunk(clips, pipeline, t
     VideoAger(pipeline)._encode(info, n, job, tracks, smoothed, cache, quiet)
     kept = 13 // CHUNK * CHUNK  # frames before the cut chunk: not encoded again
     assert seen["codes"] == sum(t.first <= f <= t.last for t in tracks for f in range(kept, n)) > 0
+
+
+def test_checkpoint_of_another_kind_exits_2_before_any_download(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SAM_AGE_HOME", str(home))
+    monkeypatch.setenv("SAM_AGE_OFFLINE", "1")
+    argv = ["video", str(tmp_path / "clip.mp4"), "--checkpoint", "psp_ffhq_encode", "--output", str(tmp_path / "out")]
+    code = main(argv + ["--ages", "40"])
+    err = capsys.readouterr().err
+    assert code == 2 and "psp_ffhq_encode is a pSp encoder, not a SAM checkpoint" in err, err
+    assert not any(home.iterdir())

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import AbstractSet, List, Optional, Tuple
 
 from ..ages import age_label, format_age, parse_ages
+from ..checkpoints.load import same_weights
 from ..fileio import NotOwnError, foreign_entry, mark_own, remove_own
 from .manifest import staging_root
 
@@ -53,7 +54,7 @@ class Request:
     """What a run asks for each input (recorded in the manifest beside each result)."""
 
     ages: Tuple[str, ...]  # as asked, normalised (sam_age.ages.format_age): "30", "42.5", "+20"
-    checkpoint: str  # the weights file's name and size: another model, another request
+    checkpoint: str  # sam_age.checkpoints.load.weights_identity of the weights: another model, another request
     size: int = 256
     format: str = "png"
     layout: str = "per-input"
@@ -88,12 +89,15 @@ class Request:
         return d
 
     def same(self, recorded: Optional[dict]) -> bool:
-        return isinstance(recorded, dict) and recorded == self.to_json()
-
-
-def checkpoint_identity(path) -> str:
-    p = Path(path)
-    return f"{p.name} ({p.stat().st_size} bytes)"
+        """``recorded`` (a manifest's request) asks for what this one asks (the weights as
+        :func:`~sam_age.checkpoints.load.same_weights` compares them: an older manifest's
+        "NAME (SIZE bytes)" still matches)."""
+        if not isinstance(recorded, dict):
+            return False
+        mine = self.to_json()
+        if same_weights(recorded.get("checkpoint"), mine["checkpoint"]):
+            recorded = {**recorded, "checkpoint": mine["checkpoint"]}
+        return recorded == mine
 
 
 @dataclass

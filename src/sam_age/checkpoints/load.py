@@ -4,6 +4,7 @@ object) and returns a module in eval mode on ``device``; every failure is a one-
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -27,6 +28,47 @@ from .keymaps import dex_to_torch, flatten, lpips_lin_to_torch, paddle_to_torch,
 Source = Union[str, Path, Mapping[str, Any]]
 SAM_PARTS = ("encoder", "decoder", "pretrained_encoder")
 OPTIONAL_KEYS = re.compile(r"(^|\.)num_batches_tracked$")
+
+
+# what weights_identity reads of a file: its first and last bytes (a torch zip's last bytes
+# are its central directory, which holds a CRC-32 of every tensor: any change shows)
+IDENTITY_SPAN = 1 << 20
+
+
+def weights_identity(weights: Union[str, Path, nn.Module]) -> str:
+    """Which weights, as one short text: the one answer to "same model?" for a dataset
+    run's manifest (:class:`sam_age.batch.outputs.Request`) and a video's resume cache.
+
+    A file: ``"NAME (SIZE bytes, blake2b HEX)"``, the digest over its first and last
+    :data:`IDENTITY_SPAN` bytes (cheap on a 1.2 GB checkpoint; a torch file's tail holds a
+    CRC-32 of every tensor). Where it was found and when it was written do not count: a
+    copied or re-downloaded file is the same weights. A model in memory (no file): ``"in
+    memory (blake2b HEX)"`` over its parameters' names, shapes and first values.
+    :func:`same_weights` also accepts the ``"NAME (SIZE bytes)"`` text older manifests hold."""
+    h = hashlib.blake2b(digest_size=8)
+    if isinstance(weights, nn.Module):
+        for name, t in weights.state_dict().items():
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            if t.numel():
+                h.update(t.detach().reshape(-1)[:256].float().cpu().numpy().tobytes())
+        return f"in memory (blake2b {h.hexdigest()})"
+    path = Path(weights)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        h.update(f.read(IDENTITY_SPAN))
+        if size > IDENTITY_SPAN:
+            f.seek(max(IDENTITY_SPAN, size - IDENTITY_SPAN))
+            h.update(f.read())
+    return f"{path.name} ({size} bytes, blake2b {h.hexdigest()})"
+
+
+def same_weights(recorded, identity: str) -> bool:
+    """``recorded`` (a manifest's text) names the weights :func:`weights_identity` calls
+    ``identity``: equal, or the ``"NAME (SIZE bytes)"`` an older sam-age wrote for them."""
+    if recorded == identity:
+        return True
+    short = re.sub(r", blake2b [0-9a-f]+\)$", ")", identity)
+    return isinstance(recorded, str) and short != identity and recorded == short
 
 
 def _read(source: Source) -> Tuple[str, Any, Optional[Path]]:

@@ -124,8 +124,10 @@ def flag_notes(args, ages) -> None:
 def run(args) -> int:
     from ..batch.listing import drop_own_results, name_items, recorded_names
     from ..batch.manifest import read_state
-    from ..batch.outputs import Request, checkpoint_identity
+    from ..batch.outputs import Request
     from ..batch.runner import NOT_DONE, SKIPPED, run_shard
+    from ..checkpoints.load import weights_identity
+    from ..engine import resolve_device
     from ..launch import Ranks
     from ..marks import kind_of
     from ..render import mp4_available
@@ -144,7 +146,7 @@ def run(args) -> int:
     setup.get_pipeline = lambda: apply_report(shared(), reporting)
     request = Request(
         ages=setup.ages,
-        checkpoint=checkpoint_identity(setup.weights),
+        checkpoint=weights_identity(setup.weights),
         size=args.size,
         format=args.format,
         layout=args.layout,
@@ -236,7 +238,7 @@ def run(args) -> int:
         on_progress=advance,
         on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
         on_stage=stages.start,
-        device=str(ranks.device(args.device)),
+        device=str(resolve_device(args.device, ranks)),
         mark=setup.mark,
     )
     if loaded:  # the forms left "auto" are named now that the first call has chosen them

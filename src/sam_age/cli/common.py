@@ -213,44 +213,16 @@ def note(command: str, message: str, args=None) -> None:
 # -- checks made before any work -----------------------------------------------------------
 
 
-def available_devices() -> List[str]:
-    """The devices torch can use here: ``cpu``, ``cuda:0``... ``mps``, ``xpu:0``..."""
-    import torch
-
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        found.append("mps")
-    xpu = getattr(torch, "xpu", None)
-    if xpu is not None and getattr(xpu, "is_available", lambda: False)():
-        found += [f"xpu:{i}" for i in range(xpu.device_count())]
-    return found
-
-
 def check_device(flag: Optional[str], option: str = "--device") -> None:
     """``--device`` names a device torch has here (``auto``: always), else UsageError
-    (exit 2) saying which devices exist; called before any weights are fetched or faces
-    detected, by every command with ``--device``."""
+    (exit 2) saying which devices exist (:func:`sam_age.engine.resolve_device`, the one
+    resolver); called before any weights are fetched or faces detected, by every command
+    with ``--device``."""
     if flag in (None, "", "auto"):
         return
-    import torch
+    from ..engine import resolve_device
 
-    have = available_devices()
-    listing = f"this machine has {', '.join(have)} (or use auto)"
-    try:
-        device = torch.device(flag)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"{option} {flag}: not a device name; {listing}") from None
-    if device.type == "cpu":
-        return
-    if device.index is None:
-        ok = any(d.split(":")[0] == device.type for d in have)
-    else:
-        ok = str(device) in have
-    if not ok:
-        raise UsageError(f"{option} {flag}: no such device here; {listing}")
+    resolve_device(flag, option=option)
 
 
 def check_output_folder(folder, option: str = "--output") -> Path:
@@ -369,6 +341,7 @@ def prepare_run(args) -> RunSetup:
     :mod:`sam_age.launch`). The model itself loads at the first face (bad inputs cost
     nothing)."""
     from ..ages import parse_ages
+    from ..engine import resolve_device
     from ..launch import Ranks
     from ..weights.store import resolve_weights
 
@@ -382,7 +355,7 @@ def prepare_run(args) -> RunSetup:
     if not Path(weights).is_file():
         raise CheckpointError("not a weights file", weights)
     predictor = age_predictor_for(args, ages)  # only for relative ages (exit 2 now if missing)
-    device = Ranks.from_env().device(args.device)
+    device = resolve_device(args.device, Ranks.from_env())
     dtype = None if args.dtype == "auto" else args.dtype
 
     def get_pipeline():

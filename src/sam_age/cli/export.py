@@ -73,7 +73,7 @@ def run(args) -> int:
     check_output_folder(args.output)
     out = check_output(args.output, args.format, args.overwrite, names)  # before the model is loaded
     say = (lambda m: None) if args.quiet else (lambda m: print(f"sam-age export: {m}", file=sys.stderr, flush=True))
-    model = load_sam(resolve_weights(args.checkpoint, progress=not args.quiet), device="cpu")
+    model = load_sam(resolve_weights(args.checkpoint, progress=not args.quiet, kind="sam"), device="cpu")
     logging.getLogger("torch").setLevel(logging.ERROR)  # the exporter's chatter (torchvision ops, ...)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

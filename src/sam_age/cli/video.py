@@ -163,7 +163,7 @@ def run(args) -> int:
     check_device(args.device)
     check_output_folder(args.output)
     ffmpeg_exe()  # exit 2 at once when imageio-ffmpeg is missing
-    weights = resolve_weights(args.checkpoint, progress=not args.json)
+    weights = resolve_weights(args.checkpoint, progress=not args.json, kind="sam")
     if not Path(weights).is_file():
         raise CheckpointError("file not found", weights)
     reporting = report_options(args, "video")
@@ -179,7 +179,8 @@ def run(args) -> int:
         if ager is None:
             from ..pipeline import shared_pipeline
 
-            ager = VideoAger(apply_report(shared_pipeline(weights, device, dtype, args.batch_size), reporting))
+            pipe = apply_report(shared_pipeline(weights, device, dtype, args.batch_size), reporting)
+            ager = VideoAger(pipe, weights=weights)
         result = ager.run(
             path,
             args.output,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from ..engine import resolve_device
 from ..launch import Ranks, launched_by_torchrun
 
 
@@ -43,7 +44,7 @@ def start_processes(device_flag) -> Proc:
     """Join the torchrun group when launched by torchrun (NCCL on GPU, gloo on CPU); the
     rank and device come from :mod:`sam_age.launch`, as in every command."""
     ranks = Ranks.from_env()
-    device = ranks.device(device_flag)
+    device = resolve_device(device_flag, ranks)
     if not ranks.distributed:
         return Proc(device=device)
     if device.type == "cuda":

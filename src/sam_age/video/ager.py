@@ -38,15 +38,18 @@ import math
 import shutil
 import sys
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..ages import absolute_ages, age_label
+from ..checkpoints.load import weights_identity
+from ..engine import age_encoded_per_face
 from ..errors import InputError, NoFaceError, UsageError
 from ..face.prepare import INPUT_SIZE
 from ..fileio import atomic_write, not_own_file, note_own, shown
@@ -176,18 +179,6 @@ def _load_npz(path: Path) -> Optional[dict]:
         return None
 
 
-def _model_fingerprint(model) -> str:
-    h = hashlib.sha256()
-    h.update(str(getattr(model, "output_size", "")).encode())
-    for name in ("latent_avg",):
-        t = getattr(model, name, None)
-        if isinstance(t, torch.Tensor):
-            h.update(t.detach().float().cpu().numpy().tobytes())
-    p = next(iter(model.encoder.parameters()))
-    h.update(p.detach().float().cpu().numpy()[:64].tobytes())
-    return h.hexdigest()[:16]
-
-
 class _Progress:
     def __init__(self, enabled: bool, name: str):
         self.enabled, self.name = enabled, name
@@ -207,11 +198,105 @@ class _Progress:
         )
 
 
-class VideoAger:
-    """Ages the faces of a clip with an :class:`~sam_age.pipeline.AgePipeline`'s model."""
+def _frames_of_chunks(info: VideoInfo, todo: Sequence[int], chunk: int, n: int):
+    """The frames of the chunks still to do, in one streaming read of the clip: per chunk
+    ``c`` of ``todo`` (ascending) ``(c, frames)`` with ``frames`` yielding ``(f, frame)``
+    for ``f`` in ``c*chunk .. min(n, (c+1)*chunk) - 1``; the frames of chunks already done
+    are decoded and skipped, and what a caller leaves of a chunk is skipped too."""
+    if not todo:
+        return
+    pos = todo[0] * chunk
+    frames = read_frames(info, pos, n)
+    try:
+        for c in todo:
+            lo, hi = c * chunk, min(n, (c + 1) * chunk)
+            for _ in range(pos, lo):  # frames of chunks already done
+                next(frames)
+            block = _take(frames, lo, hi)
+            yield c, block
+            for _ in block:  # what the caller left
+                pass
+            pos = hi
+    finally:
+        frames.close()
 
-    def __init__(self, pipeline):
+
+def _take(frames, lo: int, hi: int) -> Iterator[Tuple[int, np.ndarray]]:
+    for f in range(lo, hi):
+        yield f, next(frames)
+
+
+def _chunks_done(n: int, chunk: int, todo: Sequence[int]) -> int:
+    """Frames in the chunks not in ``todo`` (a progress bar's start)."""
+    return n - sum(min(chunk, n - c * chunk) for c in todo)
+
+
+# -- pass 1: faces ------------------------------------------------------------------------
+def analyse(info: VideoInfo, n: int, job: VideoJob, cache: Path, prog) -> Tuple[List[FrameFaces], int]:
+    """Faces found in frames ``0..n-1`` (every ``job.detect_every``-th frame detected, the
+    landmarks carried in between), one ``faces_NNNNN.npz`` per chunk under ``cache``:
+    ``(faces per frame, chunks reused from the cache)``. Needs no model (:func:`track_clip`)."""
+    from ..face.landmarks import detect_faces, landmarks_in_boxes
+
+    chunks = range(math.ceil(n / job.chunk))
+    found: Dict[int, dict] = {}
+    for c in chunks:
+        z = _load_npz(cache / f"faces_{c:05d}.npz")
+        if z is not None:
+            found[c] = z
+    resumed = len(found)
+    todo = [c for c in chunks if c not in found]
+    with prog.bar("find faces", n, initial=_chunks_done(n, job.chunk, todo)) as bar:
+        with closing(_frames_of_chunks(info, todo, job.chunk, n)) as pending:
+            for c, frames in pending:
+                lo = c * job.chunk
+                counts, boxes, scores, lms = [], [], [], []
+                prev = None
+                for f, frame in frames:
+                    img = Image.fromarray(frame)
+                    if (f - lo) % job.detect_every == 0 or prev is None or not len(prev[0]):
+                        dets = detect_faces(img, all_faces=True)
+                        b = np.array([d.box for d in dets], np.float64).reshape(-1, 4)
+                        s = np.array([d.score for d in dets], np.float64)
+                        lm = np.array([d.landmarks for d in dets], np.float64).reshape(-1, 68, 2)
+                    else:  # carry: landmarks inside last frame's boxes, moved with the face
+                        pb, ps, plm = prev
+                        lm = np.array(landmarks_in_boxes(img, [tuple(x) for x in pb])).reshape(-1, 68, 2)
+                        b = pb + np.tile(lm.mean(1) - plm.mean(1), 2)
+                        s = ps
+                    prev = (b, s, lm)
+                    counts.append(len(b))
+                    boxes.append(b)
+                    scores.append(s)
+                    lms.append(lm)
+                    bar.update(1)
+                z = {
+                    "counts": np.array(counts, np.int64),
+                    "boxes": np.concatenate(boxes),
+                    "scores": np.concatenate(scores),
+                    "landmarks": np.concatenate(lms),
+                }
+                _save_npz(cache / f"faces_{c:05d}.npz", **z)
+                found[c] = z
+    out: List[FrameFaces] = []
+    for c in chunks:
+        z = found[c]
+        at = 0
+        for k in z["counts"]:
+            out.append(FrameFaces(z["boxes"][at : at + k], z["scores"][at : at + k], z["landmarks"][at : at + k]))
+            at += k
+    return out, resumed
+
+
+class VideoAger:
+    """Ages the faces of a clip with an :class:`~sam_age.pipeline.AgePipeline`'s model.
+    ``weights``: the file the pipeline's model was loaded from, when known: its
+    :func:`~sam_age.checkpoints.load.weights_identity` keys the resume cache (without it, the
+    model's own: the same function on the model in memory)."""
+
+    def __init__(self, pipeline, weights=None):
         self.pipeline = pipeline
+        self.weights = weights
         self._fingerprint = None
         self._resumed = 0
         self._report = None
@@ -219,7 +304,7 @@ class VideoAger:
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = _model_fingerprint(self.pipeline.model)
+            self._fingerprint = weights_identity(self.weights if self.weights is not None else self.pipeline.model)
         return self._fingerprint
 
     # -- public -----------------------------------------------------------------------------
@@ -282,7 +367,8 @@ class VideoAger:
         self._code_stats: Dict[int, list] = {}
         try:
             t0 = time.perf_counter()
-            faces = self._analyse(info, n, job, cache, prog)
+            faces, resumed = analyse(info, n, job, cache, prog)
+            self._resumed += resumed
             t1 = time.perf_counter()
             tracker = Tracker(max_gap=job.max_gap, min_frames=job.min_track)
             for f, ff in enumerate(faces):
@@ -342,67 +428,6 @@ class VideoAger:
             None if self._report is None else self._report.to_json(chosen),
         )
 
-    # -- pass 1: faces ------------------------------------------------------------------
-    def _analyse(self, info: VideoInfo, n: int, job: VideoJob, cache: Path, prog) -> List[FrameFaces]:
-        from ..face.landmarks import detect_faces, landmarks_in_boxes
-
-        chunks = range(math.ceil(n / job.chunk))
-        found: Dict[int, dict] = {}
-        for c in chunks:
-            z = _load_npz(cache / f"faces_{c:05d}.npz")
-            if z is not None:
-                found[c] = z
-        self._resumed += len(found)
-        todo = [c for c in chunks if c not in found]
-        with prog.bar("find faces", n, initial=n - sum(min(job.chunk, n - c * job.chunk) for c in todo)) as bar:
-            if todo:
-                pos = todo[0] * job.chunk
-                frames = read_frames(info, pos, n)
-                for c in todo:
-                    lo, hi = c * job.chunk, min(n, (c + 1) * job.chunk)
-                    while pos < lo:  # frames of chunks already done
-                        next(frames)
-                        pos += 1
-                    counts, boxes, scores, lms = [], [], [], []
-                    prev = None
-                    for f in range(lo, hi):
-                        frame = next(frames)
-                        pos += 1
-                        img = Image.fromarray(frame)
-                        if (f - lo) % job.detect_every == 0 or prev is None or not len(prev[0]):
-                            dets = detect_faces(img, all_faces=True)
-                            b = np.array([d.box for d in dets], np.float64).reshape(-1, 4)
-                            s = np.array([d.score for d in dets], np.float64)
-                            lm = np.array([d.landmarks for d in dets], np.float64).reshape(-1, 68, 2)
-                        else:  # carry: landmarks inside last frame's boxes, moved with the face
-                            pb, ps, plm = prev
-                            lm = np.array(landmarks_in_boxes(img, [tuple(x) for x in pb])).reshape(-1, 68, 2)
-                            b = pb + np.tile(lm.mean(1) - plm.mean(1), 2)
-                            s = ps
-                        prev = (b, s, lm)
-                        counts.append(len(b))
-                        boxes.append(b)
-                        scores.append(s)
-                        lms.append(lm)
-                        bar.update(1)
-                    z = {
-                        "counts": np.array(counts, np.int64),
-                        "boxes": np.concatenate(boxes),
-                        "scores": np.concatenate(scores),
-                        "landmarks": np.concatenate(lms),
-                    }
-                    _save_npz(cache / f"faces_{c:05d}.npz", **z)
-                    found[c] = z
-                frames.close()
-        out: List[FrameFaces] = []
-        for c in chunks:
-            z = found[c]
-            at = 0
-            for k in z["counts"]:
-                out.append(FrameFaces(z["boxes"][at : at + k], z["scores"][at : at + k], z["landmarks"][at : at + k]))
-                at += k
-        return out
-
     @staticmethod
     def _steadiness(tracks: Sequence[Track], job: VideoJob) -> Dict[int, dict]:
         from ..face.align import face_quad
@@ -427,27 +452,17 @@ class VideoAger:
         a0, a1 = job.ramp
         return [a0 + (a1 - a0) * frame / max(n - 1, 1)]
 
-    @torch.no_grad()
     def _codes(self, crops: List[Image.Image], ages: List[List[float]]) -> np.ndarray:
-        """Aligned crops x their ages -> W+ codes ``[K, A, n_styles, 512]`` float32 (the
-        pretrained encoder runs once per crop, the age encoder once per crop and age)."""
-        model = self.pipeline.model
-        p = next(model.parameters())
-        bs = max(1, int(self.pipeline.batch_size))
-        out = []
-        for i in range(0, len(crops), bs):
-            x = torch.stack([to_tensor(c) for c in crops[i : i + bs]]).to(device=p.device, dtype=p.dtype)
-            a = torch.tensor(ages[i : i + bs], dtype=p.dtype, device=p.device) / 100.0  # [b, A]
-            b, na = a.shape
-            base = model.encode_w_plus(x) if model.start_from_encoded_w_plus else None
-            rgb = x[:, None].expand(b, na, *x.shape[1:])
-            age = a[:, :, None, None, None].expand(b, na, 1, *x.shape[2:])
-            inp = torch.cat([rgb, age], 2).reshape(b * na, 4, *x.shape[2:])
-            if base is not None:
-                base = base.repeat_interleave(na, 0)
-            codes = model.age_codes(inp, base)
-            out.append(codes.float().cpu().reshape(b, na, *codes.shape[1:]).numpy())
-        return np.concatenate(out)
+        """Aligned crops x their ages -> W+ codes ``[K, A, n_styles, 512]`` float32: the
+        pretrained encoder once per crop (through the pipeline's encoding cache), the age
+        encoder once per crop and age (:func:`sam_age.engine.age_encoded_per_face`)."""
+        faces = torch.stack([to_tensor(c) for c in crops])
+        with torch.no_grad():
+            base = self.pipeline.encode(faces)
+        _, codes = age_encoded_per_face(
+            self.pipeline.model, faces, base, ages, batch_size=self.pipeline.batch_size, generate=False
+        )
+        return codes.cpu().numpy()
 
     def _encode(self, info, n, job, tracks, smoothed, cache: Path, prog) -> Dict[int, np.ndarray]:
         """Align every tracked face with its smoothed landmarks and encode it; codes per
@@ -468,21 +483,13 @@ class VideoAger:
                     f0 = int(z[f"f{t.id}"])
                     quads[t.id][f0 - t.first : f0 - t.first + len(z[f"q{t.id}"])] = z[f"q{t.id}"]
         todo = [c for c in chunks if c not in done]
-        initial = n - sum(min(job.chunk, n - c * job.chunk) for c in todo)
-        with prog.bar("encode", n, initial=initial) as bar:
-            if not todo:
-                return quads
-            frames = read_frames(info, todo[0] * job.chunk, n)
-            pos = todo[0] * job.chunk
-            for c in todo:
-                lo, hi = c * job.chunk, min(n, (c + 1) * job.chunk)
-                while pos < lo:  # skip frames of chunks already done
-                    next(frames)
-                    pos += 1
+        with (
+            prog.bar("encode", n, initial=_chunks_done(n, job.chunk, todo)) as bar,
+            closing(_frames_of_chunks(info, todo, job.chunk, n)) as pending,
+        ):
+            for c, frames in pending:
                 crops, ages, owners = [], [], []
-                for f in range(lo, hi):
-                    frame = next(frames)
-                    pos += 1
+                for f, frame in frames:
                     img = None
                     for t in tracks:
                         if t.first <= f <= t.last:
@@ -504,7 +511,6 @@ class VideoAger:
                             z[f"f{t.id}"] = np.int64(f0)
                             z[f"q{t.id}"] = quads[t.id][f0 - t.first : f0 - t.first + len(idx)]
                 _save_npz(cache / f"codes_{c:05d}.npz", **z, done=np.int64(1))
-            frames.close()
         return quads
 
     # -- pass 3: faces back into frames -------------------------------------------------------
@@ -559,75 +565,68 @@ class VideoAger:
         todo = [c for c in range(n_chunks) if c not in done]
         width = info.padded_size[0] * (2 if job.side_by_side else 1)
         height = info.padded_size[1]
-        initial = n - sum(min(job.chunk, n - c * job.chunk) for c in todo)
         # the best-scoring tracks paste last (they win where crops overlap)
         order = sorted(tracks, key=lambda t: float(t.scores[t.observed].mean()))
-        with prog.bar("render", n, initial=initial) as bar:
-            if todo:
-                frames = read_frames(info, todo[0] * job.chunk, n)
-                pos = todo[0] * job.chunk
-                for c in todo:
-                    lo, hi = c * job.chunk, min(n, (c + 1) * job.chunk)
-                    while pos < lo:
-                        next(frames)
-                        pos += 1
-                    faces = {}  # (track id, frame) -> [A] PIL images
-                    for t in tracks:
-                        a, b = max(lo, t.first), min(hi, t.last + 1)
-                        if a >= b:
-                            continue
-                        codes = self._track_codes(cache, c, n_chunks, t, job, a, b)  # [m, A, S, 512]
-                        m, na = codes.shape[:2]
-                        flat = torch.from_numpy(np.ascontiguousarray(codes.reshape(m * na, *codes.shape[2:])))
-                        imgs = self.pipeline.generate(flat, size=job.size, randomize_noise=False)
-                        for i in range(m):
-                            faces[(t.id, a + i)] = imgs[i * na : (i + 1) * na]
-                    writers = [SegmentWriter(seg(o, c), width, height, info.fps, crf=job.crf) for o in range(n_out)]
-                    try:
-                        for f in range(lo, hi):
-                            frame = next(frames)
-                            pos += 1
-                            photo = Image.fromarray(frame)
-                            rep = self._report
+        with (
+            prog.bar("render", n, initial=_chunks_done(n, job.chunk, todo)) as bar,
+            closing(_frames_of_chunks(info, todo, job.chunk, n)) as pending,
+        ):
+            for c, frames in pending:
+                lo, hi = c * job.chunk, min(n, (c + 1) * job.chunk)
+                faces = {}  # (track id, frame) -> [A] PIL images
+                for t in tracks:
+                    a, b = max(lo, t.first), min(hi, t.last + 1)
+                    if a >= b:
+                        continue
+                    codes = self._track_codes(cache, c, n_chunks, t, job, a, b)  # [m, A, S, 512]
+                    m, na = codes.shape[:2]
+                    flat = torch.from_numpy(np.ascontiguousarray(codes.reshape(m * na, *codes.shape[2:])))
+                    imgs = self.pipeline.generate(flat, size=job.size, randomize_noise=False)
+                    for i in range(m):
+                        faces[(t.id, a + i)] = imgs[i * na : (i + 1) * na]
+                writers = [SegmentWriter(seg(o, c), width, height, info.fps, crf=job.crf) for o in range(n_out)]
+                try:
+                    for f, frame in frames:
+                        photo = Image.fromarray(frame)
+                        rep = self._report
+                        if rep is not None:
+                            present = {t.id: quads[t.id][f - t.first] for t in tracks if (t.id, f) in faces}
+                            rep.frame(f, "input", frame, present)
+                            for t in tracks:
+                                if (t.id, f) in faces and rep.wants(t.id, f):
+                                    rep.measure(
+                                        t.id,
+                                        photo,
+                                        smoothed[t.id][f - t.first],
+                                        faces[(t.id, f)],
+                                        self._ages_at(job, f, n),
+                                    )
+                        for o, w in enumerate(writers):
+                            out = photo
+                            for t in order:
+                                if (t.id, f) in faces:
+                                    # face mask from the smoothed landmarks (it moves with
+                                    # them), colours matched to the untouched frame
+                                    out = paste_face(
+                                        out,
+                                        faces[(t.id, f)][o],
+                                        quads[t.id][f - t.first],
+                                        landmarks=smoothed[t.id][f - t.first],
+                                        reference=photo,
+                                    )
                             if rep is not None:
-                                present = {t.id: quads[t.id][f - t.first] for t in tracks if (t.id, f) in faces}
-                                rep.frame(f, "input", frame, present)
-                                for t in tracks:
-                                    if (t.id, f) in faces and rep.wants(t.id, f):
-                                        rep.measure(
-                                            t.id,
-                                            photo,
-                                            smoothed[t.id][f - t.first],
-                                            faces[(t.id, f)],
-                                            self._ages_at(job, f, n),
-                                        )
-                            for o, w in enumerate(writers):
-                                out = photo
-                                for t in order:
-                                    if (t.id, f) in faces:
-                                        # face mask from the smoothed landmarks (it moves with
-                                        # them), colours matched to the untouched frame
-                                        out = paste_face(
-                                            out,
-                                            faces[(t.id, f)][o],
-                                            quads[t.id][f - t.first],
-                                            landmarks=smoothed[t.id][f - t.first],
-                                            reference=photo,
-                                        )
-                                if rep is not None:
-                                    rep.frame(f, o, np.asarray(out.convert("RGB")), present)
-                                arr = pad_even(np.asarray(out.convert("RGB")))
-                                if job.side_by_side:
-                                    arr = np.concatenate([pad_even(frame), arr], axis=1)
-                                w.write(arr)
-                            bar.update(1)
-                        for w in writers:
-                            w.close()
-                    except BaseException:
-                        for w in writers:
-                            w.abort()
-                        raise
-                frames.close()
+                                rep.frame(f, o, np.asarray(out.convert("RGB")), present)
+                            arr = pad_even(np.asarray(out.convert("RGB")))
+                            if job.side_by_side:
+                                arr = np.concatenate([pad_even(frame), arr], axis=1)
+                            w.write(arr)
+                        bar.update(1)
+                    for w in writers:
+                        w.close()
+                except BaseException:
+                    for w in writers:
+                        w.abort()
+                    raise
         notes: List[str] = []
         out_dir = targets[0].parent
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -660,7 +659,7 @@ def track_clip(video, job: Optional[VideoJob] = None) -> Tuple[VideoInfo, List[T
     info = probe_video(video)
     n = info.frames if job.max_frames is None else min(info.frames, job.max_frames)
     with tempfile.TemporaryDirectory(prefix="sam-age-track-") as tmp:
-        faces = VideoAger(None)._analyse(info, n, job, Path(tmp), _Progress(False, ""))
+        faces, _ = analyse(info, n, job, Path(tmp), _Progress(False, ""))
     tracker = Tracker(max_gap=job.max_gap, min_frames=job.min_track)
     for f, ff in enumerate(faces):
         tracker.update(f, ff)
