@@ -390,7 +390,6 @@ def batch_size_for(device: DeviceLike, batch_size: Optional[int] = None) -> int:
     return max(1, int(batch_size))
 
 
-_batch_size = batch_size_for  # the name age_encoded (another branch's code) uses until it says batch_size_for
 
 
 @torch.no_grad()
@@ -404,7 +403,7 @@ def encode_faces(
         return None
     param = next(model.parameters())
     faces = faces.to(device=param.device, dtype=param.dtype)
-    bs = _batch_size(param.device, batch_size)
+    bs = batch_size_for(param.device, batch_size)
     graphs = _graphs_of(model) if cuda_graphs and param.device.type == "cuda" else None
     out = []
     for i in range(0, faces.shape[0], bs):
@@ -453,12 +452,12 @@ def age_encoded_per_face(
 ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
     """:func:`age_encoded` with ages of their own per face (``ages[i]``: face i's ``A``
     ages, the same count for every face: a video's ramp gives each frame its own age).
-    Batches of ``batch_size`` face-ages (per device, capped on the CPU: :func:`_batch_size`).
+    Batches of ``batch_size`` face-ages (per device, capped on the CPU: :func:`batch_size_for`).
     ``generate=False``: the codes only (``(None, codes)``; a video smooths its codes over
     time before generating)."""
     param = next(model.parameters())
     faces = faces.to(device=param.device, dtype=param.dtype)
-    bs = _batch_size(param.device, batch_size)
+    bs = batch_size_for(param.device, batch_size)
     n = faces.shape[0]
     if len(ages) != n or len({len(a) for a in ages}) > 1:
         raise ValueError(f"ages: one list of the same length per face, got {[len(a) for a in ages]} for {n} faces")

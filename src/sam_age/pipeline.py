@@ -395,7 +395,6 @@ class AgePipeline:
             return False
         raise UsageError(f"size must be {INPUT_SIZE} or {self.model.output_size} for this checkpoint, got {size}")
 
-    _check_size = check_size  # video/ager.py's name, until that file (another branch's) says check_size
 
     def age_aligned(
         self,

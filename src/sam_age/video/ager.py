@@ -53,7 +53,7 @@ from ..engine import age_encoded_per_face
 from ..errors import InputError, NoFaceError, UsageError
 from ..face.prepare import INPUT_SIZE
 from ..fileio import atomic_write, not_own_file, note_own, shown
-from ..images import to_tensor
+from ..images import to_batch
 from ..marks import COMPOSITE, Mark
 from ..marks import DEFAULT as DEFAULT_MARK
 from .io import DEFAULT_CRF, SegmentWriter, VideoInfo, concat_and_mux, pad_even, probe_video, read_frames
@@ -324,7 +324,7 @@ class VideoAger:
         clip is its C2PA ingredient; None: unmarked)."""
         start = time.perf_counter()
         job = job.check()
-        self.pipeline._check_size(job.size)
+        self.pipeline.check_size(job.size)
         video = Path(video)
         info = probe_video(video)
         out_dir = Path(output_dir)
@@ -456,7 +456,7 @@ class VideoAger:
         """Aligned crops x their ages -> W+ codes ``[K, A, n_styles, 512]`` float32: the
         pretrained encoder once per crop (through the pipeline's encoding cache), the age
         encoder once per crop and age (:func:`sam_age.engine.age_encoded_per_face`)."""
-        faces = torch.stack([to_tensor(c) for c in crops])
+        faces = to_batch(crops)
         with torch.no_grad():
             base = self.pipeline.encode(faces)
         _, codes = age_encoded_per_face(
