@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import InputError, UsageError
-from .common import Batch, add_common_arguments, age_label, check_output_dir, prepare_run, results_folder
+from .common import Batch, add_common_arguments, age_label, prepare_run, refuse_existing_result, results_folder
 
 DESCRIPTION = """\
 Mix styles into aged faces.
@@ -108,7 +108,7 @@ def run(args) -> int:
 
     def process(name: str, path: Path) -> dict:
         folder = out_root / name
-        check_output_dir(folder, args.overwrite)
+        refuse_existing_result(folder, args.overwrite)
         photo, faces = prepare_faces(path, align=not args.no_align)
         pipe = get_pipeline()
         base = pipe.age_prepared(photo, faces[:1], ages, size=args.size, progress=batch.advance).faces[0]

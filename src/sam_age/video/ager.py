@@ -47,7 +47,7 @@ import torch
 from PIL import Image
 
 from ..ages import age_label
-from ..errors import InputError, NoFaceError, UsageError
+from ..errors import InputError, NoFaceError, UsageError, exists_error
 from ..fileio import atomic_write, not_own_file, note_own, shown
 from ..images import to_tensor
 from ..marks import COMPOSITE, Mark
@@ -248,7 +248,7 @@ class VideoAger:
         if not overwrite:
             for t in targets:
                 if t.exists():
-                    raise InputError(f"output {t} already exists (use --overwrite to replace it)", video)
+                    raise exists_error(t, video)
         else:  # --overwrite replaces only what sam-age wrote (issue 22)
             theirs = not_own_file(out_dir, [t.name for t in targets])
             if theirs is not None:
