@@ -9,7 +9,15 @@ from pathlib import Path
 from ..batch.outputs import FORMATS, LAYOUTS
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from ..fileio import shown
-from .common import Batch, add_common_arguments, add_report_arguments, apply_report, note, prepare_run, report_options
+from .common import (
+    InputLoop,
+    add_common_arguments,
+    add_report_arguments,
+    apply_report,
+    note,
+    prepare_run,
+    report_options,
+)
 from .stages import Stages, compute_path, compute_path_line, model_detail
 
 DESCRIPTION = """\
@@ -172,7 +180,7 @@ def run(args) -> int:
     items = name_items(paths, recorded_names(state))
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
     n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
-    batch = Batch(
+    batch = InputLoop(
         "age",
         args,
         len(items[ranks.rank :: ranks.world]) + len(missing),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
-from .common import Batch, add_quiet_argument, check_output_folder, collect_inputs
+from .common import InputLoop, add_quiet_argument, check_output_folder, collect_inputs
 
 DESCRIPTION = """\
 Align the faces of many photos the way SAM was trained (FFHQ alignment from dlib's 68
@@ -83,7 +83,7 @@ def run(args) -> int:
     ranks = Ranks.from_env()
     items = [Item(i, name, path) for i, (name, path) in enumerate(named)]
     missing = missing if ranks.main else []
-    batch = Batch("align", args, len(items[ranks.rank :: ranks.world]) + len(missing), progress=ranks.main)
+    batch = InputLoop("align", args, len(items[ranks.rank :: ranks.world]) + len(missing), progress=ranks.main)
     batch.fail_missing(missing)
 
     def report(o) -> None:

@@ -436,7 +436,7 @@ def age_predictor_for(args, ages):
 # -- the per-input loop --------------------------------------------------------------------
 
 
-class Batch:
+class InputLoop:
     """The per-input loop every command shares: progress bar, one stderr line per failed
     input, JSON summary, exit code.
 

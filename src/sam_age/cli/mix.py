@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import InputError, UsageError
-from .common import Batch, add_common_arguments, age_label, prepare_run, refuse_existing_result, results_folder
+from .common import InputLoop, add_common_arguments, age_label, prepare_run, refuse_existing_result, results_folder
 
 DESCRIPTION = """\
 Mix styles into aged faces.
@@ -102,7 +102,7 @@ def run(args) -> int:
 
     # the bar counts the images the model makes: each age, then each age per style source
     n_sources = 1 if reference is not None else args.n_random
-    batch = Batch("mix", args, len(named) + len(missing), per_input=len(ages) * (1 + n_sources))
+    batch = InputLoop("mix", args, len(named) + len(missing), per_input=len(ages) * (1 + n_sources))
     batch.fail_missing(missing)
     ref_face = {}
 
