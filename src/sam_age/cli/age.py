@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 from ..batch.outputs import FORMATS, LAYOUTS
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ..errors import UsageError
 from ..fileio import shown
 from .common import (
     InputLoop,
     add_common_arguments,
     add_report_arguments,
     apply_report,
+    finish_ranks,
     note,
     prepare_run,
     report_options,
@@ -252,30 +253,4 @@ def run(args) -> int:
     batch.json_extra = stages.as_json()  # stage timings and the compute path, in --json
     if not ranks.distributed:
         return batch.finish()
-    # Under torchrun: one summary per rank; the last rank to finish also sums up the launch
-    # and alone returns 1 for failures anywhere (see sam_age.batch.handshake).
-    batch.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
-    if not result.last:
-        return EXIT_OK
-    t = result.totals
-    if args.json:
-        import json
-
-        print(
-            json.dumps(
-                {
-                    "command": "age",
-                    "output": str(args.output),
-                    "world": ranks.world,
-                    "totals": t,
-                    "manifest": str(result.manifest),
-                }
-            )
-        )
-    else:
-        before = f" ({t['skipped']} done before)" if t["skipped"] else ""
-        print(
-            f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done{before}, "
-            f"{t['failed']} failed; manifest: {result.manifest}"
-        )
-    return EXIT_SOME_FAILED if t["failed"] else EXIT_OK
+    return finish_ranks(batch, "age", args, ranks, result)  # under torchrun: per rank, then the launch

@@ -604,6 +604,26 @@ class InputLoop:
 # -- --report (age, video) -------------------------------------------------------------------
 
 
+def finish_ranks(loop: "InputLoop", command: str, args, ranks, result) -> int:
+    """The end of one rank's run under torchrun (``age``, ``align``): this rank's summary;
+    the last rank to finish (``result.last``, :class:`sam_age.batch.handshake.Finish`) also
+    sums up the launch (one line, or ``--json``) and alone returns 1 for failures anywhere."""
+    loop.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
+    if not result.last:
+        return EXIT_OK
+    t = result.totals
+    if args.json:
+        summary = {"command": command, "output": str(args.output), "world": ranks.world, "totals": t}
+        print(json.dumps({**summary, "manifest": str(result.manifest)}))
+    else:
+        before = f" ({t['skipped']} done before)" if t["skipped"] else ""
+        print(
+            f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done{before}, "
+            f"{t['failed']} failed; manifest: {result.manifest}"
+        )
+    return EXIT_SOME_FAILED if t["failed"] else EXIT_OK
+
+
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     """``--report`` and its thresholds, and the identity networks' weights flags."""
     p.add_argument(
