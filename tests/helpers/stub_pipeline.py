@@ -9,6 +9,7 @@ the real listing, naming, manifest, staging and placing, with ``--no-align`` squ
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -44,8 +45,13 @@ class StubPipeline:
 
 
 def use_stub(monkeypatch, folder: Path) -> Path:
-    """Route the CLI's model loading to :class:`StubPipeline`; returns a weights path to pass."""
-    monkeypatch.setattr(common, "load_pipeline", lambda *a, **k: StubPipeline())
+    """Route the CLI's model loading to :class:`StubPipeline`; returns a weights path to pass.
+    The one place tests swap the model loader: ``cli/video.py`` binds the loader's name at
+    import, so it is patched there too (imported first: a command module imported while the
+    stub is in place would otherwise keep it after the test)."""
+    stub = lambda *a, **k: StubPipeline()  # noqa: E731
+    monkeypatch.setattr(common, "load_pipeline", stub)
+    monkeypatch.setattr(importlib.import_module("sam_age.cli.video"), "load_pipeline", stub)
     weights = Path(folder) / "stub-weights.pt"
     weights.write_bytes(b"never read")
     return weights
