@@ -50,8 +50,9 @@ def use_stub(monkeypatch, folder: Path) -> Path:
     import, so it is patched there too (imported first: a command module imported while the
     stub is in place would otherwise keep it after the test)."""
     stub = lambda *a, **k: StubPipeline()  # noqa: E731
+    video = importlib.import_module("sam_age.cli.video")  # before the patch: it binds the real one
     monkeypatch.setattr(common, "load_pipeline", stub)
-    monkeypatch.setattr(importlib.import_module("sam_age.cli.video"), "load_pipeline", stub)
+    monkeypatch.setattr(video, "load_pipeline", stub)
     weights = Path(folder) / "stub-weights.pt"
     weights.write_bytes(b"never read")
     return weights
