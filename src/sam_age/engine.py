@@ -390,8 +390,6 @@ def batch_size_for(device: DeviceLike, batch_size: Optional[int] = None) -> int:
     return max(1, int(batch_size))
 
 
-
-
 @torch.no_grad()
 def encode_faces(
     model: SAM, faces: torch.Tensor, batch_size: Optional[int] = None, cuda_graphs: bool = False

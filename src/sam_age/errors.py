@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno as _errno
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Type, Union
+
+from .fileio import shown
 
 PathLike = Union[str, Path]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -101,3 +103,12 @@ class NoFaceError(InputError):
 
 class VideoReadError(InputError):
     """Not a video, an image given as a video, empty, truncated, or no video stream."""
+
+
+def exists_error(
+    path: PathLike, about: Optional[PathLike] = None, error: Type[SamAgeError] = InputError
+) -> SamAgeError:
+    """The one refusal of a result in the way, in every command (``--overwrite`` lifts it):
+    ``error`` (an input fails: :class:`InputError`; nothing done: :class:`UsageError`) whose
+    message names ``path``; ``about``: the input it was for, when there is one."""
+    return error(f"output {shown(path)} already exists (use --overwrite to replace it)", about)

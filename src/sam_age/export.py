@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import SamAgeError, UsageError
+from .errors import SamAgeError, UsageError, exists_error
 from .fileio import not_own_file, note_own, shown
 from .models.sam import SAM
 
@@ -188,7 +188,7 @@ def check_output(output: Union[str, Path], fmt: str, overwrite: bool = False, na
     wanted = [f for n in names for f in _files_of(fmt, n)] + ["manifest.json"]
     clash = [f for f in wanted if os.path.lexists(output / f)]
     if clash and not overwrite:
-        raise UsageError(f"{output / clash[0]} exists (use --overwrite to replace the exported files)")
+        raise exists_error(output / clash[0], error=UsageError)
     theirs = not_own_file(output, clash) if clash else None
     if theirs is not None:  # --overwrite replaces only what sam-age wrote (issue 22)
         raise UsageError(

@@ -110,7 +110,7 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
 
 
 @contextlib.contextmanager
-def atomic_dir(path: PathLike, replace: bool = False) -> Iterator[Path]:
+def atomic_dir(path: PathLike, replace: bool = False, known: Iterable[str] = ()) -> Iterator[Path]:
     """Build a folder beside ``path`` (``.NAME.XXXX.partial``, same file system) and move
     it into place whole when the block ends; an exception removes it and leaves ``path``
     as it was. An existing ``path`` is taken over when it is an empty folder; otherwise
@@ -118,21 +118,30 @@ def atomic_dir(path: PathLike, replace: bool = False) -> Iterator[Path]:
     (:func:`foreign_entry`; else :class:`NotOwnError`, nothing moved), it is renamed aside,
     the new one in, and the old one's own files deleted (:func:`remove_own`), so ``path``
     never holds a mix of old and new files. The new folder gets :data:`OWN_MARKER`.
-    The folder gets the mode ``mkdir`` would give it (``0o777 & ~umask``)."""
+    The folder gets the mode ``mkdir`` would give it (``0o777 & ~umask``). ``known``: files
+    under ``path`` (relative) the caller's records call sam-age's own (:func:`foreign_entry`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         os.chmod(stage, 0o777 & ~current_umask())
         yield stage
-        mark_own(stage)
-        _swap_in(stage, path, replace)
+        move_in(stage, path, replace, known)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
 
 
-def _swap_in(stage: Path, path: Path, replace: bool) -> None:
+def move_in(stage: PathLike, path: PathLike, replace: bool = False, known: Iterable[str] = ()) -> None:
+    """The swap of :func:`atomic_dir`, for a folder ``stage`` already written in full on
+    ``path``'s file system: mark it sam-age's own (:data:`OWN_MARKER`) and rename it to
+    ``path``. An existing ``path`` is taken over when it is an empty folder; otherwise
+    ``FileExistsError`` (``filename``: ``path``) unless ``replace``; then the old folder must
+    be sam-age's own (:func:`foreign_entry` with ``known``; else :class:`NotOwnError`,
+    nothing moved): it goes aside (beside ``stage``), the new one in, and the old one's own
+    files are deleted (:func:`remove_own`). On an error ``stage`` is left to the caller."""
+    stage, path = Path(stage), Path(path)
+    mark_own(stage)
     if not os.path.lexists(path):
         os.replace(stage, path)
         return
@@ -142,17 +151,19 @@ def _swap_in(stage: Path, path: Path, replace: bool) -> None:
         return
     if not replace:
         raise FileExistsError(errno.EEXIST, "already exists", str(path))
-    foreign = foreign_entry(path)
+    known = list(known)
+    foreign = foreign_entry(path, known)
     if foreign is not None:
         raise NotOwnError(path, foreign)
-    old = stage.with_name(stage.name[: -len(".partial")] + ".old")
+    partial = stage.name.endswith(".partial")  # atomic_dir's; else a caller's staging folder
+    old = stage.with_name(stage.name[: -len(".partial")] + ".old" if partial else f".old-{stage.name}")
     os.replace(path, old)
     try:
         os.replace(stage, path)
     except BaseException:
         os.replace(old, path)  # put the old result back
         raise
-    remove_own(old, keep_as=path.with_name(f".{path.name}.kept"))
+    remove_own(old, keep_as=path.with_name(f".{path.name}.kept"), known=known)
 
 
 # -- what sam-age owns -----------------------------------------------------------------------

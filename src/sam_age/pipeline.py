@@ -395,7 +395,6 @@ class AgePipeline:
             return False
         raise UsageError(f"size must be {INPUT_SIZE} or {self.model.output_size} for this checkpoint, got {size}")
 
-
     def age_aligned(
         self,
         faces: Union[torch.Tensor, Sequence[Image.Image]],

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sam_age.ages import parse_ages
-from sam_age.cli.common import check_output_dir
+from sam_age.cli.common import refuse_existing_result
 from sam_age.cli.main import main
 from sam_age.errors import InputError, UsageError
 from sam_age.fileio import OWN_MARKER
@@ -86,9 +86,9 @@ def test_sample_all_faces_strip_gif_paste_back(small_sam_path, tmp_path, capsys)
     err = _lines(capsys.readouterr().err)
     assert code == 1 and len(err) == 1 and "astronaut.jpg: " in err[0] and "--overwrite" in err[0]
     assert before == {p: p.stat().st_mtime_ns for p in base.rglob("*")}
-    check_output_dir(base, overwrite=True)  # --overwrite lets it through
+    refuse_existing_result(base, overwrite=True)  # --overwrite lets it through
     with pytest.raises(InputError):
-        check_output_dir(base, overwrite=False)
+        refuse_existing_result(base, overwrite=False)
 
 
 def test_bad_inputs_one_line_each_and_batch_continues(small_sam_path, tmp_path, capsys):

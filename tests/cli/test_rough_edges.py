@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sam_age.cli.common import Batch, check_device, check_output_folder, results_folder
+from sam_age.cli.common import InputLoop, check_device, check_output_folder, results_folder
 from sam_age.cli.main import main
 from sam_age.engine import available_devices
 from sam_age.errors import InputError, UsageError, WriteError
@@ -407,7 +407,7 @@ def test_progress_bar_off_with_quiet_and_counts_face_ages(tmp_path, monkeypatch,
 
     tty = _TTY()
     monkeypatch.setattr(sys, "stderr", tty)
-    b = Batch("age", Args, total=4, per_input=3, unit="face-age")
+    b = InputLoop("age", Args, total=4, per_input=3, unit="face-age")
     b.run("a", Path("a.jpg"), lambda: (b.advance(2), b.advance(2), {"files": []})[-1])  # two faces: grows
     b.run("b", Path("b.jpg"), lambda: (_ for _ in ()).throw(InputError("no face")))
     assert b.bar.total == 13 and b.bar.n == 7  # (4 inputs x 3, one more for the second face)
@@ -420,7 +420,7 @@ def test_progress_bar_off_with_quiet_and_counts_face_ages(tmp_path, monkeypatch,
     Args.quiet = True
     tty2 = _TTY()
     monkeypatch.setattr(sys, "stderr", tty2)
-    q = Batch("age", Args, total=1, per_input=3)
+    q = InputLoop("age", Args, total=1, per_input=3)
     q.run("a", Path("a.jpg"), lambda: {"files": []})
     q.finish()
     assert tty2.getvalue() == ""

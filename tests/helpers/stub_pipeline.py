@@ -44,7 +44,9 @@ class StubPipeline:
 
 
 def use_stub(monkeypatch, folder: Path) -> Path:
-    """Route the CLI's model loading to :class:`StubPipeline`; returns a weights path to pass."""
+    """Route the CLI's model loading to :class:`StubPipeline`; returns a weights path to pass.
+    The one place tests swap the model loader (every caller imports ``pipeline.shared_pipeline``
+    when it loads, so one patch reaches them all)."""
     monkeypatch.setattr(pipeline, "shared_pipeline", lambda *a, **k: StubPipeline())
     weights = Path(folder) / "stub-weights.pt"
     weights.write_bytes(b"never read")

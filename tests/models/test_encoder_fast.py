@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sam_age import load_sam
-from sam_age.models.irse import BottleneckIRSE, fold_unit, unit_folded
+from sam_age.models.irse import BottleneckIR, fold_unit, unit_folded
 
 
 def _randomise_bn(module):
@@ -23,7 +23,7 @@ def _randomise_bn(module):
 @pytest.mark.parametrize("cin,depth,stride", [(16, 16, 1), (16, 16, 2), (16, 32, 2), (16, 32, 1)])
 def test_folded_unit_equals_reference(cin, depth, stride):
     torch.manual_seed(0)
-    unit = _randomise_bn(BottleneckIRSE(cin, depth, stride)).double().eval()
+    unit = _randomise_bn(BottleneckIR(cin, depth, stride)).double().eval()
     x = torch.randn(2, cin, 13, 10, dtype=torch.float64)
     with torch.no_grad():
         ref = unit(x)

@@ -45,7 +45,7 @@ def test_no_invented_checksums_or_sizes():
     assert registry.get("lpips_alex_lin").sha256 == "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
     alexnet = registry.get("alexnet")
     assert alexnet.urls == ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",)
-    assert [s.kind for s in alexnet.sources] == ["url"]
+    assert [s.transport for s in alexnet.sources] == ["url"]
     assert alexnet.sha256_prefix == "7be5be79" and alexnet.sha256_prefix in alexnet.filename
     sam = registry.get("sam_ffhq_aging")  # reported, not published: a hint
     assert sam.size == 2_270_547_237 and not sam.size_exact
@@ -137,7 +137,7 @@ def test_parse_source():
         "https://x.example/f.pt", note="given on the command line", user=True
     )
     s = registry.parse_source("hub:me/mirror", sam)
-    assert (s.kind, s.location, s.filename, s.revision) == ("hub", "me/mirror", "sam_ffhq_aging.pt", None)
+    assert (s.transport, s.location, s.filename, s.revision) == ("hub", "me/mirror", "sam_ffhq_aging.pt", None)
     s = registry.parse_source("hub:spaces/me/app/models/sam.pt", sam)
     assert (s.repo_type, s.location, s.filename) == ("space", "me/app", "models/sam.pt")
     for bad in ("hub:onlyowner", "ftp://x/y", "gdrive"):

@@ -29,13 +29,13 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..errors import InputError, NoFaceError, UsageError
+from ..errors import InputError, NoFaceError, UsageError, exists_error
 from ..launch import Ranks
 from .handshake import Finish
 from .listing import Item, shard
 from .loader import make_loader
 from .manifest import FAILED, NO_FACE, OK, STARTED, PartWriter, merge, read_state
-from .runner import SKIPPED, Outcome, ShardResult, default_workers, exists_reason
+from .runner import SKIPPED, Outcome, ShardResult, default_workers
 
 SIZES = (256, 1024)
 SPLITS = ("train", "test")
@@ -183,7 +183,7 @@ def run_align(
                 if link is not None:  # a link is never ours: never written through, never replaced
                     taken, replace = link, False
                 if taken is not None and not replace:
-                    o = Outcome(item, FAILED, exists_reason(taken), seconds=seconds, refused=True)
+                    o = Outcome(item, FAILED, exists_error(taken).reason, seconds=seconds, refused=True)
                     outcomes.append(o)
                     on_outcome(o)
                     continue

@@ -34,6 +34,7 @@ Invariants:
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ from typing import AbstractSet, List, Optional, Tuple
 
 from ..ages import age_label, format_age, parse_ages
 from ..checkpoints.load import same_weights
-from ..fileio import NotOwnError, foreign_entry, mark_own, remove_own
+from ..fileio import NotOwnError, foreign_entry, move_in
 from .manifest import staging_root
 
 FORMATS = ("png", "jpg", "webp")
@@ -215,33 +216,21 @@ class Staging:
     def place(
         self, name: str, plan: Plan, layout: Layout, replace: bool, own: AbstractSet[str] = frozenset()
     ) -> List[Path]:
-        """Move one input's staged files into ``OUT``. Raises FileExistsError (nothing
-        moved) when something is in the way and ``replace`` is false, and
+        """Move one input's staged files into ``OUT`` (per-input: the ``NAME`` folder by
+        :func:`sam_age.fileio.move_in`, the swap of :func:`~sam_age.fileio.atomic_dir`).
+        Raises FileExistsError (``filename``: what is in the way; nothing moved) when
+        something is in the way and ``replace`` is false, and
         :class:`~sam_age.fileio.NotOwnError` (nothing moved) when what is in the way is not
         sam-age's own for this input (:meth:`Layout.foreign`; ``own``: the files the
         manifest records for it)."""
         out = self.out
-        if layout.r.layout == "per-input":
-            target = out / name
-            mark_own(self.root / name)
-            if os.path.lexists(target):
-                if not replace and (not target.is_dir() or target.is_symlink() or any(target.iterdir())):
-                    raise FileExistsError(str(target))
-                foreign = layout.foreign(out, name, own)
-                if foreign is not None:
-                    raise NotOwnError(target, foreign)
-                # aside, then in: never a mix of old and new files under OUT/NAME
-                old = self.root / f".old-{name}"
-                os.replace(target, old)
-                os.replace(self.root / name, target)
-                remove_own(old, keep_as=out / f".{name}.kept", known=_inside(own, name))
-            else:
-                os.replace(self.root / name, target)
+        if layout.r.layout == "per-input":  # the whole folder in one rename: fileio's swap
+            move_in(self.root / name, out / name, replace, known=_inside(own, name))
         else:
             rels = plan.all()
             for rel in rels:
                 if os.path.lexists(out / rel) and not replace:
-                    raise FileExistsError(str(out / rel))
+                    raise FileExistsError(errno.EEXIST, "already exists", str(out / rel))
             foreign = layout.foreign(out, name, own, len(plan.faces)) if replace else None
             if foreign is not None:
                 raise NotOwnError(foreign, foreign)

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..engine import batch_size_for
-from ..errors import STOP_ERRNOS, SamAgeError, UsageError
-from ..fileio import NotOwnError, not_own_message, shown
+from ..errors import STOP_ERRNOS, SamAgeError, UsageError, exists_error
+from ..fileio import NotOwnError, not_own_message
 from ..launch import Ranks
 from ..marks import COMPOSITE, GENERATED, Mark
 from ..pipeline import AgePipeline
@@ -82,10 +82,6 @@ class ShardResult:
     @property
     def last(self) -> bool:
         return self.totals is not None
-
-
-def exists_reason(path: Path) -> str:
-    return f"output {shown(path)} already exists (use --overwrite to replace it)"
 
 
 def own_files(rec: Optional[dict], item: Item) -> frozenset:
@@ -135,7 +131,7 @@ def decide(
             )
         else:
             taken = layout.occupied(out, item.name)
-            reason = exists_reason(taken) if taken is not None else None
+            reason = exists_error(taken).reason if taken is not None else None
         if reason is not None:
             settled.append(Outcome(item, FAILED, reason, refused=True))
         else:
@@ -395,7 +391,7 @@ def _do_batch(
             )
         else:
             taken = layout.occupied(out, item.name, p.n_faces)
-            reason = None if taken is None else exists_reason(taken)
+            reason = None if taken is None else exists_error(taken).reason
         if reason is not None:
             results.append(Outcome(item, FAILED, reason, seconds=p.seconds, refused=True))
             continue
@@ -487,7 +483,7 @@ def _finish_one(
         files = staging.place(item.name, plan, layout, replace, own)
     except FileExistsError as e:  # a race: the place was free (or sam-age's own) when checked
         staging.discard(item.name, plan)
-        reason = str(e) if isinstance(e, NotOwnError) else exists_reason(Path(str(e)))
+        reason = str(e) if isinstance(e, NotOwnError) else exists_error(e.filename or str(e)).reason
         return Outcome(
             item, FAILED, reason, faces=len(result.faces), seconds=p.seconds, report=_asked(request), aged=True
         )

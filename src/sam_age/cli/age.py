@@ -7,9 +7,18 @@ import sys
 from pathlib import Path
 
 from ..batch.outputs import FORMATS, LAYOUTS
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ..errors import UsageError
 from ..fileio import shown
-from .common import Batch, add_common_arguments, add_report_arguments, apply_report, note, prepare_run, report_options
+from .common import (
+    InputLoop,
+    add_common_arguments,
+    add_report_arguments,
+    apply_report,
+    finish_ranks,
+    note,
+    prepare_run,
+    report_options,
+)
 from .stages import Stages, compute_path, compute_path_line, model_detail
 
 DESCRIPTION = """\
@@ -174,7 +183,7 @@ def run(args) -> int:
     items = name_items(paths, recorded_names(state))
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
     n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
-    batch = Batch(
+    batch = InputLoop(
         "age",
         args,
         len(items[ranks.rank :: ranks.world]) + len(missing),
@@ -246,30 +255,4 @@ def run(args) -> int:
     batch.json_extra = stages.as_json()  # stage timings and the compute path, in --json
     if not ranks.distributed:
         return batch.finish()
-    # Under torchrun: one summary per rank; the last rank to finish also sums up the launch
-    # and alone returns 1 for failures anywhere (see sam_age.batch.handshake).
-    batch.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
-    if not result.last:
-        return EXIT_OK
-    t = result.totals
-    if args.json:
-        import json
-
-        print(
-            json.dumps(
-                {
-                    "command": "age",
-                    "output": str(args.output),
-                    "world": ranks.world,
-                    "totals": t,
-                    "manifest": str(result.manifest),
-                }
-            )
-        )
-    else:
-        before = f" ({t['skipped']} done before)" if t["skipped"] else ""
-        print(
-            f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done{before}, "
-            f"{t['failed']} failed; manifest: {result.manifest}"
-        )
-    return EXIT_SOME_FAILED if t["failed"] else EXIT_OK
+    return finish_ranks(batch, "age", args, ranks, result)  # under torchrun: per rank, then the launch

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
-from .common import Batch, add_quiet_argument, check_output_folder, collect_inputs
+from ..errors import UsageError
+from .common import InputLoop, add_quiet_argument, check_output_folder, collect_inputs, finish_ranks
 
 DESCRIPTION = """\
 Align the faces of many photos the way SAM was trained (FFHQ alignment from dlib's 68
@@ -83,7 +81,7 @@ def run(args) -> int:
     ranks = Ranks.from_env()
     items = [Item(i, name, path) for i, (name, path) in enumerate(named)]
     missing = missing if ranks.main else []
-    batch = Batch("align", args, len(items[ranks.rank :: ranks.world]) + len(missing), progress=ranks.main)
+    batch = InputLoop("align", args, len(items[ranks.rank :: ranks.world]) + len(missing), progress=ranks.main)
     batch.fail_missing(missing)
 
     def report(o) -> None:
@@ -116,26 +114,4 @@ def run(args) -> int:
     )
     if not ranks.distributed:
         return batch.finish()
-    batch.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
-    if not result.last:
-        return EXIT_OK
-    t = result.totals
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "command": "align",
-                    "output": str(args.output),
-                    "world": ranks.world,
-                    "totals": t,
-                    "manifest": str(result.manifest),
-                }
-            )
-        )
-    else:
-        print(
-            f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done, "
-            f"{t['failed']} failed; manifest: {result.manifest}",
-            file=sys.stdout,
-        )
-    return EXIT_SOME_FAILED if t["failed"] else EXIT_OK
+    return finish_ranks(batch, "align", args, ranks, result)  # under torchrun: per rank, then the launch

@@ -25,7 +25,16 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 
 from ..batch.listing import name_items
 from ..defaults import DEFAULT_AGES, DEFAULT_CHECKPOINT
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, STOP_ERRNOS, CheckpointError, InputError, UsageError, WriteError
+from ..errors import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    STOP_ERRNOS,
+    CheckpointError,
+    InputError,
+    UsageError,
+    WriteError,
+    exists_error,
+)
 from ..fileio import NotOwnError, atomic_dir, foreign_entry, shown
 
 SAMPLE = "sample"
@@ -278,15 +287,13 @@ def collect_inputs(args) -> Tuple[List[Tuple[str, Path]], List[str]]:
     return [(item.name, item.path) for item in name_items(paths)], missing
 
 
-def exists_message(folder) -> str:
-    return f"output {shown(folder)} already exists (use --overwrite to replace it)"
-
-
-def check_output_dir(folder: Path, overwrite: bool) -> None:
-    """Before any work: ``folder`` is free (absent or empty), or ``overwrite`` and all of it
-    is sam-age's own (:func:`sam_age.fileio.foreign_entry`); else InputError."""
+def refuse_existing_result(folder: Path, overwrite: bool) -> None:
+    """The ``--overwrite`` check, before any work: ``folder`` is free (absent or empty), or
+    ``overwrite`` and all of it is sam-age's own (:func:`sam_age.fileio.foreign_entry`);
+    else InputError. (:func:`check_output_folder` is the other check: can ``--output`` be
+    written at all.)"""
     if os.path.lexists(folder) and not overwrite and (not folder.is_dir() or any(folder.iterdir())):
-        raise InputError(exists_message(folder))
+        raise exists_error(folder)
     foreign = foreign_entry(folder) if overwrite else None
     if foreign is not None:
         raise InputError(str(NotOwnError(folder, foreign)))
@@ -320,7 +327,7 @@ def results_folder(folder: Path, overwrite: bool) -> Iterator[Path]:
     except NotOwnError as e:
         raise InputError(str(e)) from None
     except FileExistsError:
-        raise InputError(exists_message(folder)) from None
+        raise exists_error(folder) from None
     except OSError as e:
         raise write_error(e, stage[0] if stage else None, folder) from None
 
@@ -384,7 +391,7 @@ def age_predictor_for(args, ages):
 # -- the per-input loop --------------------------------------------------------------------
 
 
-class Batch:
+class InputLoop:
     """The per-input loop every command shares: progress bar, one stderr line per failed
     input, JSON summary, exit code.
 
@@ -550,6 +557,26 @@ class Batch:
 
 
 # -- --report (age, video) -------------------------------------------------------------------
+
+
+def finish_ranks(loop: "InputLoop", command: str, args, ranks, result) -> int:
+    """The end of one rank's run under torchrun (``age``, ``align``): this rank's summary;
+    the last rank to finish (``result.last``, :class:`sam_age.batch.handshake.Finish`) also
+    sums up the launch (one line, or ``--json``) and alone returns 1 for failures anywhere."""
+    loop.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
+    if not result.last:
+        return EXIT_OK
+    t = result.totals
+    if args.json:
+        summary = {"command": command, "output": str(args.output), "world": ranks.world, "totals": t}
+        print(json.dumps({**summary, "manifest": str(result.manifest)}))
+    else:
+        before = f" ({t['skipped']} done before)" if t["skipped"] else ""
+        print(
+            f"all {ranks.world} ranks: {t['ok'] + t['skipped']} of {t['inputs']} inputs done{before}, "
+            f"{t['failed']} failed; manifest: {result.manifest}"
+        )
+    return EXIT_SOME_FAILED if t["failed"] else EXIT_OK
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:

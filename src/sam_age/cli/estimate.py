@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError, UsageError, exists_error
 from ..fileio import not_own_file, note_own, shown
 from .common import (
     add_age_predictor_argument,
@@ -81,7 +81,7 @@ def _check_output(args) -> Optional[Path]:
     out = check_output_folder(args.output)
     existing = [n for n in OUTPUT_FILES if os.path.lexists(out / n)]
     if existing and not args.overwrite:
-        raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", out)
+        raise exists_error(out / existing[0], error=UsageError)
     theirs = not_own_file(out, OUTPUT_FILES) if existing else None
     if theirs is not None:  # --overwrite replaces only what sam-age wrote (issue 22)
         raise UsageError(

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, exists_error
 from .common import (
     add_ages_argument,
     add_batch_size_argument,
@@ -108,7 +108,7 @@ def run(args) -> int:
     output = check_output_folder(args.output)
     existing = [name for name in OUTPUT_FILES if (output / name).exists()]
     if existing and not args.overwrite:
-        raise UsageError(f"already holds {', '.join(existing)} (use --overwrite to replace)", output)
+        raise exists_error(output / existing[0], error=UsageError)
     from ..fileio import not_own_file, shown
 
     theirs = not_own_file(output, existing) if existing else None

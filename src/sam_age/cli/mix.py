@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import InputError, UsageError
-from .common import Batch, add_common_arguments, age_label, check_output_dir, prepare_run, results_folder
+from .common import InputLoop, add_common_arguments, age_label, prepare_run, refuse_existing_result, results_folder
 
 DESCRIPTION = """\
 Mix styles into aged faces.
@@ -107,13 +107,13 @@ def run(args) -> int:
 
     # the bar counts the images the model makes: each age, then each age per style source
     n_sources = 1 if reference is not None else args.n_random
-    batch = Batch("mix", args, len(named) + len(missing), per_input=len(ages) * (1 + n_sources))
+    batch = InputLoop("mix", args, len(named) + len(missing), per_input=len(ages) * (1 + n_sources))
     batch.fail_missing(missing)
     ref_face = {}
 
     def process(name: str, path: Path) -> dict:
         folder = out_root / name
-        check_output_dir(folder, args.overwrite)
+        refuse_existing_result(folder, args.overwrite)
         photo, faces = prepare_faces(path, align=not args.no_align)
         pipe = get_pipeline()
         base = pipe.age_prepared(photo, faces[:1], ages, size=args.size, progress=batch.advance).faces[0]

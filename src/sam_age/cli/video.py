@@ -9,7 +9,7 @@ from pathlib import Path
 from ..defaults import DEFAULT_VIDEO_AGE, DEFAULT_VIDEO_CRF
 from ..errors import UsageError
 from .common import (
-    Batch,
+    InputLoop,
     add_age_predictor_argument,
     add_batch_size_argument,
     add_checkpoint_argument,
@@ -169,7 +169,7 @@ def run(args) -> int:
     reporting = report_options(args, "video")
     device = resolve_device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
-    batch = Batch("video", args, len(args.inputs))
+    batch = InputLoop("video", args, len(args.inputs))
     batch.bar.unit = "clip"
     ager = None
 

@@ -4,7 +4,7 @@
 Layout (the state-dict names of ``CurricularFace_Backbone.pth``, so the file loads as is):
 
 * ``input_layer``: conv 3x3 3->64 (no bias), BN, PReLU: :func:`sam_age.models.irse.input_layer`;
-* ``body``: 49 plain IR units (:class:`sam_age.models.irse.BottleneckIR`: the IR-SE unit of
+* ``body``: 49 plain IR units (:class:`sam_age.models.irse.BottleneckIR` with ``se=False``: the IR-SE unit of
   the ID loss without squeeze-excite) in stages of 3, 13, 30 and 3 units (64, 128, 256, 512
   channels), the first unit of each stage with stride 2 (112 px -> 7 px);
 * ``output_layer``: BN2d(512), Dropout(0.4), flatten, Linear(512*7*7 -> 512),
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .irse import BottleneckIR, input_layer, ir_body
+from .irse import input_layer, ir_body
 
 IR101_STAGES = ((64, 64, 3), (64, 128, 13), (128, 256, 30), (256, 512, 3))
 INPUT_SIZE = 112
@@ -35,7 +35,7 @@ class CurricularFaceIR101(nn.Module):
     def __init__(self):
         super().__init__()
         self.input_layer = input_layer(3)
-        self.body = ir_body(IR101_STAGES, BottleneckIR)
+        self.body = ir_body(IR101_STAGES, se=False)
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(512),
             nn.Dropout(0.4),

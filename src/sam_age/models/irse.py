@@ -37,33 +37,13 @@ class SEModule(nn.Module):
         return x * w
 
 
-class BottleneckIRSE(nn.Module):
-    def __init__(self, in_channel: int, depth: int, stride: int):
-        super().__init__()
-        if in_channel == depth:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)
-        else:
-            self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
-            )
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channel),
-            nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(depth),
-            SEModule(depth, 16),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
-
-
 class BottleneckIR(nn.Module):
-    """The plain IR unit (no squeeze-excite): :class:`BottleneckIRSE` without ``res_layer.5``,
-    the same names and the same order otherwise (CurricularFace's IR-101 is built of these)."""
+    """One IR unit: ``res_layer`` (BN, conv 3x3, PReLU, conv 3x3 with the stride, BN, and
+    with ``se`` the squeeze-excite ``res_layer.5``) plus ``shortcut_layer``. The state_dict
+    names are those of the reference checkpoints: IR-SE-50 (pSp's encoder, the ID loss) has
+    ``se``; CurricularFace's IR-101 is the same unit without it (no ``res_layer.5``)."""
 
-    def __init__(self, in_channel: int, depth: int, stride: int):
+    def __init__(self, in_channel: int, depth: int, stride: int, se: bool = True):
         super().__init__()
         if in_channel == depth:
             self.shortcut_layer = nn.MaxPool2d(1, stride)
@@ -77,23 +57,25 @@ class BottleneckIR(nn.Module):
             nn.PReLU(depth),
             nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
             nn.BatchNorm2d(depth),
+            *([SEModule(depth, 16)] if se else []),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def ir_body(stages, unit=BottleneckIRSE) -> nn.Sequential:
-    """``body``: per stage ``(in_channel, depth, units)``, the first unit of a stage with stride 2."""
+def ir_body(stages, se: bool = True) -> nn.Sequential:
+    """``body``: per stage ``(in_channel, depth, units)``, the first unit of a stage with
+    stride 2; units with or without squeeze-excite (:class:`BottleneckIR`)."""
     units: List[nn.Module] = []
     for in_c, depth, n in stages:
-        units.append(unit(in_c, depth, 2))
-        units.extend(unit(depth, depth, 1) for _ in range(n - 1))
+        units.append(BottleneckIR(in_c, depth, 2, se))
+        units.extend(BottleneckIR(depth, depth, 1, se) for _ in range(n - 1))
     return nn.Sequential(*units)
 
 
 def ir_se50_body() -> nn.Sequential:
-    return ir_body(IR50_STAGES, BottleneckIRSE)
+    return ir_body(IR50_STAGES, se=True)
 
 
 def input_layer(input_nc: int) -> nn.Sequential:
@@ -125,7 +107,7 @@ class IRSEBackbone(nn.Module):
 
 @dataclass
 class FoldedUnit:
-    """One :class:`BottleneckIRSE` with its BatchNorms folded (see :func:`fold_unit`); the
+    """One :class:`BottleneckIR` (with ``se``) with its BatchNorms folded (see :func:`fold_unit`); the
     convs are :class:`~sam_age.ops.packed.PackedConv` (weights packed once for oneDNN on
     the CPU, dense elsewhere)."""
 
@@ -140,7 +122,7 @@ class FoldedUnit:
 
 
 def fold_unit(
-    unit: BottleneckIRSE,
+    unit: BottleneckIR,
     dtype: torch.dtype,
     memory_format=torch.contiguous_format,
     pack: bool = True,

@@ -50,7 +50,7 @@ from PIL import Image
 from ..ages import absolute_ages, age_label
 from ..checkpoints.load import weights_identity
 from ..engine import age_encoded_per_face
-from ..errors import InputError, NoFaceError, UsageError
+from ..errors import InputError, NoFaceError, UsageError, exists_error
 from ..face.prepare import INPUT_SIZE
 from ..fileio import atomic_write, not_own_file, note_own, shown
 from ..images import to_batch
@@ -333,7 +333,7 @@ class VideoAger:
         if not overwrite:
             for t in targets:
                 if t.exists():
-                    raise InputError(f"output {t} already exists (use --overwrite to replace it)", video)
+                    raise exists_error(t, video)
         else:  # --overwrite replaces only what sam-age wrote (issue 22)
             theirs = not_own_file(out_dir, [t.name for t in targets])
             if theirs is not None:

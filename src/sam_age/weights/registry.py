@@ -27,7 +27,7 @@ from ..errors import UsageError
 
 GB, MB = 1000**3, 1000**2
 HUB_ENDPOINT = "https://huggingface.co"
-KINDS = ("hub", "drive", "url")
+TRANSPORTS = ("hub", "drive", "url")  # how a Source is fetched (WeightsFile.kind is the model type)
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,9 @@ class Source:
     fetched), ``repo_type`` model/space/dataset. ``drive``: ``location`` is the Google
     Drive file id (or a full link to a Drive-like host). ``url``: ``location`` is the URL.
     ``sha256``/``size`` are what that source's LFS pointer said, where it was seen (the Hub
-    sends them again with the file)."""
+    sends them again with the file). ``transport`` is one of :data:`TRANSPORTS`."""
 
-    kind: str
+    transport: str
     location: str
     filename: Optional[str] = None
     revision: Optional[str] = None
@@ -54,21 +54,21 @@ class Source:
     @property
     def label(self) -> str:
         """Short name for messages and ``weights list``: ``hub:owner/repo/file``, ``drive:ID``, or the URL."""
-        if self.kind == "hub":
+        if self.transport == "hub":
             prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
             return f"hub:{prefix}{self.location}/{self.filename}"
-        if self.kind == "drive":
+        if self.transport == "drive":
             return f"drive:{self.location}"
         return self.location
 
     def url(self, endpoint: Optional[str] = None) -> str:
         """A URL a browser can download the file from (the Hub's ``resolve`` link)."""
-        if self.kind == "hub":
+        if self.transport == "hub":
             base = (endpoint or hub_endpoint()).rstrip("/")
             prefix = "" if self.repo_type == "model" else f"{self.repo_type}s/"
             path = urllib.parse.quote(self.filename or "", safe="/")
             return f"{base}/{prefix}{self.location}/resolve/{self.revision or 'main'}/{path}"
-        if self.kind == "drive" and not self.location.startswith(("http://", "https://")):
+        if self.transport == "drive" and not self.location.startswith(("http://", "https://")):
             return f"https://drive.google.com/uc?export=download&id={self.location}"
         return self.location
 
@@ -172,8 +172,8 @@ class WeightsFile:
             return ", ".join(f"{pkg}/{path}" for pkg, path in self.packaged_in)
         return ", ".join(s.label for s in self.sources) or "unknown"
 
-    def sources_of(self, kind: str) -> Tuple[Source, ...]:
-        return tuple(s for s in self.sources if s.kind == kind)
+    def sources_of(self, transport: str) -> Tuple[Source, ...]:
+        return tuple(s for s in self.sources if s.transport == transport)
 
     def matches_checksum(self, digest: str) -> Optional[bool]:
         """True/False when the registry knows the checksum (or a prefix of it), else None."""

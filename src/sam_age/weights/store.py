@@ -199,7 +199,7 @@ def _say(message: str) -> None:
 
 
 def sources_for(entry: WeightsFile, choice: Optional[str] = None) -> List[Source]:
-    """The sources to try, in order. ``choice``: ``hub`` or ``drive`` (that kind only), a
+    """The sources to try, in order. ``choice``: ``hub`` or ``drive`` (that transport only), a
     URL or ``hub:OWNER/REPO[/PATH]`` (that one only); ``None``: ``$SAM_AGE_URL_<NAME>``
     when set, else the registry's sources."""
     if choice is None or not str(choice).strip():
@@ -323,7 +323,7 @@ def _from_source(
     (its type says why)."""
     expect = expect_for(entry, source)
     accept = _loads(entry, load)
-    if source.kind == "hub":
+    if source.transport == "hub":
         got = hub.fetch(source, offline=not network, timeout=timeout, progress=progress)
         digest, warnings = check_candidate(got.path, expect, digest=got.sha256)
         _place(got.path, dest, accept)
@@ -358,7 +358,7 @@ def _fetch_from(
     dest = folder / entry.filename
     reasons = []
     for i, source in enumerate(sources):
-        if not network and source.kind != "hub":
+        if not network and source.transport != "hub":
             reasons.append(f"{source.label}: downloads are turned off")
             continue
         try:
@@ -414,7 +414,7 @@ def fetch(
 
 def _from_hub_cache(entry: WeightsFile) -> Optional[Path]:
     """The file from the Hugging Face cache, without any request (offline), or None."""
-    if not any(s.kind == "hub" for s in entry.sources) or not hub.available():
+    if not any(s.transport == "hub" for s in entry.sources) or not hub.available():
         return None
     try:
         return _fetch_from(
@@ -621,7 +621,7 @@ def status(entry: WeightsFile) -> dict:
         "sha256": entry.sha256 or rec.get("sha256"),
         "licence": entry.licence,
         "source": entry.source,
-        "sources": [{"label": s.label, "kind": s.kind, "url": s.url(), "note": s.note} for s in entry.sources],
+        "sources": [{"label": s.label, "kind": s.transport, "url": s.url(), "note": s.note} for s in entry.sources],
         "used_for": entry.used_for,
         "flag": entry.flag,
     }
