@@ -799,7 +799,7 @@ def age_answer(req: AgeRequest, result, frames, found: int, mark: Optional[Mark]
 
 
 class _JobFolder:
-    """``batch.runner.write_results``'s staging: paths inside one request's job folder."""
+    """``dataset.runner.write_results``'s staging: paths inside one request's job folder."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -811,8 +811,8 @@ class _JobFolder:
 def age_zip(req: AgeRequest, result, frames, workdir: Path, mark: Optional[Mark] = None) -> bytes:
     """The files ``sam-age age`` writes for this photo (per-input layout), zipped. They are
     written by the CLI's own writer into a job folder that is removed before returning."""
-    from .batch.outputs import Layout, Request
-    from .batch.runner import write_results
+    from .dataset.outputs import Layout, Request
+    from .dataset.runner import write_results
 
     request = Request(
         ages=tuple(format_age(a) for a in req.ages),

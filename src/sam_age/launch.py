@@ -3,7 +3,7 @@
 Read from the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``LOCAL_WORLD_SIZE``), nothing else: a process not launched by torchrun is rank 0 of 1,
 and nothing here touches ``torch.distributed``. Training (``training/distributed.py``,
-which then joins a process group) and dataset runs (``batch/``, which need none) both
+which then joins a process group) and dataset runs (``dataset/``, which need none) both
 start here, and every command picks a rank's device the same way, with the one resolver
 ``sam_age.engine.resolve_device(flag, ranks)``: ``--device auto`` or ``cuda`` (no index)
 under torchrun -> ``cuda:LOCAL_RANK`` (modulo the GPU count, round-robin), an explicit

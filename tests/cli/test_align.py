@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_age.batch.align import split_side
 from sam_age.cli.main import main
+from sam_age.dataset.align import split_side
 from sam_age.face.align import align_faces
 from sam_age.face.prepare import prepare_faces
 

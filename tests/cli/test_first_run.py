@@ -192,7 +192,7 @@ def test_pty_stage_lines_then_a_bar_whose_total_is_right_with_all_faces(small_sa
 
 
 def test_worker_processes_leave_a_small_machine_to_the_model():
-    from sam_age.batch.runner import default_workers
+    from sam_age.dataset.runner import default_workers
     from sam_age.launch import Ranks
 
     one = Ranks()

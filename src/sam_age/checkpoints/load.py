@@ -37,7 +37,7 @@ IDENTITY_SPAN = 1 << 20
 
 def weights_identity(weights: Union[str, Path, nn.Module]) -> str:
     """Which weights, as one short text: the one answer to "same model?" for a dataset
-    run's manifest (:class:`sam_age.batch.outputs.Request`) and a video's resume cache.
+    run's manifest (:class:`sam_age.dataset.outputs.Request`) and a video's resume cache.
 
     A file: ``"NAME (SIZE bytes, blake2b HEX)"``, the digest over its first and last
     :data:`IDENTITY_SPAN` bytes (cheap on a 1.2 GB checkpoint; a torch file's tail holds a

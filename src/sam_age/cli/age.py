@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..batch.outputs import FORMATS, LAYOUTS
+from ..dataset.outputs import FORMATS, LAYOUTS
 from ..errors import UsageError
 from ..fileio import shown
 from .common import (
@@ -131,11 +131,11 @@ def flag_notes(args, ages) -> None:
 
 
 def run(args) -> int:
-    from ..batch.listing import drop_own_results, name_items, recorded_names
-    from ..batch.manifest import read_state
-    from ..batch.outputs import Request
-    from ..batch.runner import NOT_DONE, SKIPPED, run_shard
     from ..checkpoints.load import weights_identity
+    from ..dataset.listing import drop_own_results, name_items, recorded_names
+    from ..dataset.manifest import read_state
+    from ..dataset.outputs import Request
+    from ..dataset.runner import NOT_DONE, SKIPPED, run_shard
     from ..engine import resolve_device
     from ..launch import Ranks
     from ..marks import kind_of
@@ -183,7 +183,7 @@ def run(args) -> int:
     items = name_items(paths, recorded_names(state))
     missing = setup.missing if ranks.main else []  # every rank lists them; rank 0 reports them
     n_ages = len(setup.ages)  # the bar counts face-ages: one per image the model makes
-    batch = InputLoop(
+    loop = InputLoop(
         "age",
         args,
         len(items[ranks.rank :: ranks.world]) + len(missing),
@@ -191,8 +191,8 @@ def run(args) -> int:
         unit="face-age",
         progress=ranks.main,
     )
-    batch.fail_missing(missing)
-    stages = Stages("age", None if batch.bar.disable else lambda line: batch.bar.write(line, file=sys.stderr))
+    loop.fail_missing(missing)
+    stages = Stages("age", None if loop.bar.disable else lambda line: loop.bar.write(line, file=sys.stderr))
 
     loaded: list = []  # the pipeline, once loaded
 
@@ -203,22 +203,22 @@ def run(args) -> int:
         path = compute_path(pipe, args.dtype)
         stages.note("compute_path", path, compute_path_line(path))
         stages.start("first_pass", f"({n_ages} age{'s' if n_ages != 1 else ''} per face)")
-        batch.bar.unpause()  # the bar's rate (ETA) starts with the model's work, not the load
+        loop.bar.unpause()  # the bar's rate (ETA) starts with the model's work, not the load
         return pipe
 
     def advance(n: int) -> None:
         stages.first_image()
-        batch.advance(n)
+        loop.advance(n)
 
     def report(o) -> None:
         for line in o.notes:  # the estimated age, clamped relative ages
-            batch.bar.write(f"sam-age age: {shown(o.item.path)}: {line}", file=sys.stderr)
+            loop.bar.write(f"sam-age age: {shown(o.item.path)}: {line}", file=sys.stderr)
         units = o.faces * n_ages if o.aged else 0  # (already counted, pass by pass)
         if o.status == NOT_DONE:
-            batch.skip_stopped(o.item.name, o.item.path, o.reason)
+            loop.skip_stopped(o.item.name, o.item.path, o.reason)
         elif o.ok:
             extra = {"skipped": True} if o.status == SKIPPED else {}
-            batch.add(
+            loop.add(
                 o.item.name,
                 o.item.path,
                 True,
@@ -231,7 +231,7 @@ def run(args) -> int:
                 **extra,
             )
         else:
-            batch.add(o.item.name, o.item.path, False, o.reason, units=units)
+            loop.add(o.item.name, o.item.path, False, o.reason, units=units)
 
     result = run_shard(
         items,
@@ -245,14 +245,14 @@ def run(args) -> int:
         extra_failed=len(missing),
         on_outcome=report,
         on_progress=advance,
-        on_prepared=lambda item, faces: batch.expect(item.name, faces * n_ages),
+        on_prepared=lambda item, faces: loop.expect(item.name, faces * n_ages),
         on_stage=stages.start,
         device=str(resolve_device(args.device, ranks)),
         mark=setup.mark,
     )
     if loaded:  # the forms left "auto" are named now that the first call has chosen them
         stages.notes["compute_path"] = compute_path(loaded[0], args.dtype)
-    batch.json_extra = stages.as_json()  # stage timings and the compute path, in --json
+    loop.json_extra = stages.as_json()  # stage timings and the compute path, in --json
     if not ranks.distributed:
-        return batch.finish()
-    return finish_ranks(batch, "age", args, ranks, result)  # under torchrun: per rank, then the launch
+        return loop.finish()
+    return finish_ranks(loop, "age", args, ranks, result)  # under torchrun: per rank, then the launch

@@ -1,5 +1,5 @@
 """``sam-age align``: photos in, FFHQ-aligned face crops out (training data), as the official
-``scripts/align_all_parallel.py``, through the dataset runner (:mod:`sam_age.batch.align`)."""
+``scripts/align_all_parallel.py``, through the dataset runner (:mod:`sam_age.dataset.align`)."""
 
 from __future__ import annotations
 
@@ -68,9 +68,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..batch.align import AlignRequest, run_align
-    from ..batch.listing import Item
-    from ..batch.runner import NOT_DONE, SKIPPED
+    from ..dataset.align import AlignRequest, run_align
+    from ..dataset.listing import Item
+    from ..dataset.runner import NOT_DONE, SKIPPED
     from ..launch import Ranks
 
     request = AlignRequest(size=args.size, all_faces=args.all_faces, split=args.split)
@@ -81,15 +81,15 @@ def run(args) -> int:
     ranks = Ranks.from_env()
     items = [Item(i, name, path) for i, (name, path) in enumerate(named)]
     missing = missing if ranks.main else []
-    batch = InputLoop("align", args, len(items[ranks.rank :: ranks.world]) + len(missing), progress=ranks.main)
-    batch.fail_missing(missing)
+    loop = InputLoop("align", args, len(items[ranks.rank :: ranks.world]) + len(missing), progress=ranks.main)
+    loop.fail_missing(missing)
 
     def report(o) -> None:
         if o.status == NOT_DONE:
-            batch.skip_stopped(o.item.name, o.item.path, o.reason)
+            loop.skip_stopped(o.item.name, o.item.path, o.reason)
         elif o.ok:
             extra = {"skipped": True} if o.status == SKIPPED else {}
-            batch.add(
+            loop.add(
                 o.item.name,
                 o.item.path,
                 True,
@@ -100,7 +100,7 @@ def run(args) -> int:
                 **extra,
             )
         else:
-            batch.add(o.item.name, o.item.path, False, o.reason)
+            loop.add(o.item.name, o.item.path, False, o.reason)
 
     result = run_align(
         items,
@@ -113,5 +113,5 @@ def run(args) -> int:
         extra_failed=len(missing),
     )
     if not ranks.distributed:
-        return batch.finish()
-    return finish_ranks(batch, "align", args, ranks, result)  # under torchrun: per rank, then the launch
+        return loop.finish()
+    return finish_ranks(loop, "align", args, ranks, result)  # under torchrun: per rank, then the launch

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from ..batch.listing import name_items
+from ..dataset.listing import name_items
 from ..defaults import DEFAULT_AGES, DEFAULT_CHECKPOINT
 from ..errors import (
     EXIT_OK,
@@ -561,7 +561,7 @@ class InputLoop:
 
 def finish_ranks(loop: "InputLoop", command: str, args, ranks, result) -> int:
     """The end of one rank's run under torchrun (``age``, ``align``): this rank's summary;
-    the last rank to finish (``result.last``, :class:`sam_age.batch.handshake.Finish`) also
+    the last rank to finish (``result.last``, :class:`sam_age.dataset.handshake.Finish`) also
     sums up the launch (one line, or ``--json``) and alone returns 1 for failures anywhere."""
     loop.finish(f"rank {ranks.rank} of {ranks.world}: ", {"rank": ranks.rank, "world": ranks.world})
     if not result.last:

@@ -107,8 +107,8 @@ def run(args) -> int:
 
     # the bar counts the images the model makes: each age, then each age per style source
     n_sources = 1 if reference is not None else args.n_random
-    batch = InputLoop("mix", args, len(named) + len(missing), per_input=len(ages) * (1 + n_sources))
-    batch.fail_missing(missing)
+    loop = InputLoop("mix", args, len(named) + len(missing), per_input=len(ages) * (1 + n_sources))
+    loop.fail_missing(missing)
     ref_face = {}
 
     def process(name: str, path: Path) -> dict:
@@ -116,14 +116,14 @@ def run(args) -> int:
         refuse_existing_result(folder, args.overwrite)
         photo, faces = prepare_faces(path, align=not args.no_align)
         pipe = get_pipeline()
-        base = pipe.age_prepared(photo, faces[:1], ages, size=args.size, progress=batch.advance).faces[0]
+        base = pipe.age_prepared(photo, faces[:1], ages, size=args.size, progress=loop.advance).faces[0]
         if reference is not None and "face" not in ref_face:  # aged once for the whole batch
             ref_face["face"] = pipe.age_prepared(
-                reference[0], reference[1][:1], ages, size=args.size, progress=batch.advance
+                reference[0], reference[1][:1], ages, size=args.size, progress=loop.advance
             ).faces[0]
         mixer = StyleMixer(pipe)
         sources = mixer.style_sources(ages, reference=ref_face.get("face"), n_random=args.n_random, seed=args.seed)
-        mixed = mixer.mix_face(base, sources, mask, args.alpha, progress=batch.advance)
+        mixed = mixer.mix_face(base, sources, mask, args.alpha, progress=loop.advance)
         rel, rows = [], [(base.aligned, base.images)]
         mark = setup.mark and setup.mark.but(ingredient=str(path))  # None: --no-mark
         with results_folder(folder, args.overwrite) as staged:  # the folder appears whole, or not at all
@@ -145,5 +145,5 @@ def run(args) -> int:
             "files": [folder / r for r in rel],
         }
 
-    batch.run_each(named, process)
-    return batch.finish()
+    loop.run_each(named, process)
+    return loop.finish()

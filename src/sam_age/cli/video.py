@@ -169,8 +169,8 @@ def run(args) -> int:
     reporting = report_options(args, "video")
     device = resolve_device(args.device)
     dtype = None if args.dtype == "auto" else args.dtype
-    batch = InputLoop("video", args, len(args.inputs))
-    batch.bar.unit = "clip"
+    loop = InputLoop("video", args, len(args.inputs))
+    loop.bar.unit = "clip"
     ager = None
 
     def process(path: Path) -> dict:
@@ -193,12 +193,12 @@ def run(args) -> int:
         from ..video.report import report_notes
 
         for note in result.notes + report_notes(result.report):
-            batch.bar.write(f"sam-age video: {path}: {note}", file=sys.stderr)
+            loop.bar.write(f"sam-age video: {path}: {note}", file=sys.stderr)
         rec = result.to_json()
         rec.pop("input")
         return rec
 
     for raw in args.inputs:
         path = Path(raw)
-        batch.run(path.stem, path, lambda: process(path))
-    return batch.finish()
+        loop.run(path.stem, path, lambda: process(path))
+    return loop.finish()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sam_age.batch.listing import name_items, shard
-from sam_age.batch.manifest import MANIFEST, PartWriter, merge, parts_dir, read_lines, read_state, staging_root
+from sam_age.dataset.listing import name_items, shard
+from sam_age.dataset.manifest import MANIFEST, PartWriter, merge, parts_dir, read_lines, read_state, staging_root
 
 
 def _rec(inp, status="ok", **kw):
@@ -80,7 +80,7 @@ def test_a_line_cut_by_a_kill_is_skipped(tmp_path):
 _HOLD = """
 import sys, time
 from pathlib import Path
-from sam_age.batch.manifest import PartWriter
+from sam_age.dataset.manifest import PartWriter
 w = PartWriter(Path(sys.argv[1]))
 w.add({"input": "/in/started.jpg", "status": "started", "files": []})
 w.commit()
@@ -115,7 +115,7 @@ def test_concurrent_merges_lose_nothing(tmp_path):
     code = """
 import sys
 from pathlib import Path
-from sam_age.batch.manifest import PartWriter, merge
+from sam_age.dataset.manifest import PartWriter, merge
 out, k = Path(sys.argv[1]), int(sys.argv[2])
 for j in range(5):
     w = PartWriter(out, rank=k)

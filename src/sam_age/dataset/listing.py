@@ -115,7 +115,7 @@ def name_items(paths: Iterable[Path], recorded: Optional[Mapping[str, str]] = No
 
 
 def recorded_names(state: Mapping[str, dict]) -> Dict[str, str]:
-    """``{input key: name}`` from the manifest's records (:func:`sam_age.batch.manifest.read_state`).
+    """``{input key: name}`` from the manifest's records (:func:`sam_age.dataset.manifest.read_state`).
     Where two inputs record one name (a manifest written before names were kept for
     good), the input with the latest line keeps it (its results are the ones in place)."""
     owner: Dict[str, Tuple[str, str]] = {}
@@ -131,7 +131,7 @@ def recorded_names(state: Mapping[str, dict]) -> Dict[str, str]:
 
 def recorded_files(out: Path, state: Mapping[str, dict]) -> set:
     """The absolute paths of every file the manifest records in ``OUT`` (``files`` and
-    ``earlier_files``, see :mod:`sam_age.batch.runner`)."""
+    ``earlier_files``, see :mod:`sam_age.dataset.runner`)."""
     out = os.path.abspath(out)
     return {
         os.path.normpath(os.path.join(out, f))

@@ -1,7 +1,7 @@
 """How the last rank of a ``torchrun`` launch to finish learns that it is last.
 
 A dataset run needs no collective operation: the split is computed, not sent
-(:mod:`sam_age.batch.listing`), and the results meet in files (:mod:`sam_age.batch.manifest`).
+(:mod:`sam_age.dataset.listing`), and the results meet in files (:mod:`sam_age.dataset.manifest`).
 The one thing ranks tell each other is their end, through the launch's key-value store
 (:func:`torch.distributed.rendezvous` ``"env://"``: the store torchrun's agent hosts):
 each rank adds its counts and then 1 to a ``finished`` counter, without waiting for

@@ -20,8 +20,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sam_age.batch import manifest
 from sam_age.cli.main import main
+from sam_age.dataset import manifest
 
 from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 

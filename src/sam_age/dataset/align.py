@@ -4,7 +4,7 @@ What the official ``scripts/align_all_parallel.py`` does, through the dataset ru
 parts: the listing and its names (:mod:`.listing`: unique names, round-robin ``torchrun``
 shards), the manifest (:mod:`.manifest`: per-rank parts, ``started`` lines before files,
 the atomic merge, resume), ``DataLoader`` workers for reading and aligning, the end-of-run
-handshake (:mod:`.handshake`), and the runner's :class:`~sam_age.batch.runner.Outcome`.
+handshake (:mod:`.handshake`), and the runner's :class:`~sam_age.dataset.runner.Outcome`.
 The alignment is the one ``age`` uses (:func:`sam_age.face.align.align_faces`: dlib's 68
 landmarks, the FFHQ quad) at ``size`` 256 (what SAM trains on) or 1024 (FFHQ's own).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from sam_age.batch.outputs import Layout, Request, Staging
+from sam_age.dataset.outputs import Layout, Request, Staging
 from sam_age.fileio import OWN_MARKER
 from sam_age.render import save_image
 

@@ -1,21 +1,21 @@
 """One rank's share of an ``age`` run: decide, prepare, age in batches, write, record.
 
-For each input of this rank's shard (:func:`sam_age.batch.listing.shard`), in order:
+For each input of this rank's shard (:func:`sam_age.dataset.listing.shard`), in order:
 
-1. *Decide* from what ``OUT`` already records (:func:`sam_age.batch.manifest.read_state`):
+1. *Decide* from what ``OUT`` already records (:func:`sam_age.dataset.manifest.read_state`):
    an input whose latest line says ``ok`` for the same request, with its files present, is
    skipped and reported done; an input whose result place is taken by something this
    request did not write (another request, or files the manifest does not know) is
    refused without being read ("already exists (use --overwrite ...)", as before); the
    rest is to do (``--overwrite``: everything is to do, and replaces).
-2. *Prepare* in ``DataLoader`` workers (:mod:`sam_age.batch.loader`): read, detect, align.
+2. *Prepare* in ``DataLoader`` workers (:mod:`sam_age.dataset.loader`): read, detect, align.
 3. *Age* the faces of all the photos of a batch together
    (``AgePipeline.age_prepared_many``: relative ages resolved per face, the pretrained
    encoder once per face, faces x ages in forward passes of ``batch_size``), after
    committing a ``started`` line per photo to this rank's part.
 4. *Write* each photo's files into staging and rename them into place
-   (:mod:`sam_age.batch.outputs`), then commit the batch's final lines (one fsync).
-5. At the end, close the part, tell the other ranks (:class:`sam_age.batch.handshake.Finish`),
+   (:mod:`sam_age.dataset.outputs`), then commit the batch's final lines (one fsync).
+5. At the end, close the part, tell the other ranks (:class:`sam_age.dataset.handshake.Finish`),
    and, when last, merge the manifest.
 
 A batch of ``ceil(batch_size / len(ages))`` photos keeps a forward pass full however many

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sam_age.batch.loader import PhotoDataset, make_loader
+from sam_age.dataset.loader import PhotoDataset, make_loader
 from sam_age.face.prepare import prepare_faces
 
 from ..helpers.dataset import write_dataset

@@ -9,8 +9,8 @@ import json
 import pytest
 from PIL import Image
 
-import sam_age.batch.manifest as manifest_mod
-import sam_age.batch.runner as runner_mod
+import sam_age.dataset.manifest as manifest_mod
+import sam_age.dataset.runner as runner_mod
 from sam_age.cli.main import main
 from sam_age.fileio import OWN_MARKER
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from sam_age import fileio
-from sam_age.batch import manifest
 from sam_age.cli.main import main
+from sam_age.dataset import manifest
 
 from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 

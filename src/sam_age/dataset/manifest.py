@@ -14,7 +14,7 @@ also ``estimated_ages`` and ``clamped``, as :func:`sam_age.results.relative_repo
 ``status`` is ``ok``, ``failed`` (unreadable file, write error, ...), ``no-face``, or
 ``interrupted`` (begun by a run that was stopped before the result was recorded; the next
 run redoes it). ``request`` is what was asked (ages and every option that changes the
-files, see :class:`sam_age.batch.outputs.Request`); a re-run with the same request skips
+files, see :class:`sam_age.dataset.outputs.Request`); a re-run with the same request skips
 the inputs whose line says ``ok``.
 
 How several processes write it without waiting on each other:
