@@ -34,7 +34,7 @@ from ..launch import Ranks
 from .handshake import Finish
 from .listing import Item, shard
 from .loader import make_loader
-from .manifest import FAILED, NO_FACE, OK, STARTED, PartWriter, merge, read_state
+from .manifest import FAILED, NO_FACE, OK, STARTED, PartWriter, input_record, merge, read_state
 from .runner import SKIPPED, Outcome, ShardResult, default_workers
 
 SIZES = (256, 1024)
@@ -109,17 +109,7 @@ class AlignDataset(Dataset):
 def _record(
     item: Item, status: str, request: AlignRequest, reason=None, files=(), faces=0, scores=(), seconds=0.0
 ) -> dict:
-    return {
-        "input": item.key,
-        "name": item.name,
-        "status": status,
-        "reason": reason,
-        "faces": faces,
-        "scores": [round(float(s), 4) for s in scores],
-        "files": list(files),
-        "seconds": round(float(seconds), 3),
-        "request": request.to_json(),
-    }
+    return input_record(item, status, request, reason=reason, files=files, faces=faces, scores=scores, seconds=seconds)
 
 
 def run_align(

@@ -113,6 +113,27 @@ def encode_record(rec: dict) -> str:
     return json.dumps(_clean(rec), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def input_record(
+    item, status: str, request, *, reason=None, files=(), faces=0, scores=(), seconds=0.0, **extra
+) -> dict:
+    """One input's manifest line, the fields every dataset command writes (``age`` and
+    ``align``): ``item`` (a :class:`~sam_age.dataset.listing.Item`), its outcome, the files it
+    made (relative to OUT), its faces' detector scores and the request; ``extra`` (e.g. the
+    ages asked and made) goes between the scores and the files."""
+    return {
+        "input": item.key,
+        "name": item.name,
+        "status": status,
+        "reason": reason,
+        "faces": faces,
+        "scores": [round(float(s), 4) for s in scores],
+        **extra,
+        "files": list(files),
+        "seconds": round(float(seconds), 3),
+        "request": request.to_json(),
+    }
+
+
 def record_key(rec: dict) -> str:
     """The input's path as this process names it (``input_bytes`` when present)."""
     raw = rec.get("input_bytes")

@@ -44,7 +44,7 @@ from ..results import AgingResult, relative_notes, relative_report
 from .handshake import Finish
 from .listing import Item, shard
 from .loader import PhotoDataset, Prepared, make_loader
-from .manifest import FAILED, OK, STARTED, PartWriter, merge, read_state
+from .manifest import FAILED, OK, STARTED, PartWriter, input_record, merge, read_state
 from .outputs import Layout, Plan, Request, Staging
 
 SKIPPED = "skipped"  # an Outcome status: done by an earlier run with the same request
@@ -338,18 +338,17 @@ def _record(
     relative ages the estimates, as :func:`sam_age.results.relative_report`). ``own``: the
     files recorded for this input before; those still in ``out`` and not among ``files``
     stay recorded as ``earlier_files`` (sam-age's own: never inputs, replaceable)."""
-    rec = {
-        "input": item.key,
-        "name": item.name,
-        "status": status,
-        "reason": reason,
-        "faces": faces,
-        "scores": [round(float(s), 4) for s in scores],
+    rec = input_record(
+        item,
+        status,
+        request,
+        reason=reason,
+        files=files,
+        faces=faces,
+        scores=scores,
+        seconds=seconds,
         **(report or _asked(request)),
-        "files": list(files),
-        "seconds": round(float(seconds), 3),
-        "request": request.to_json(),
-    }
+    )
     earlier = sorted(f for f in set(own) - set(files) if out is not None and (Path(out) / f).is_file())
     if earlier:
         rec[EARLIER] = earlier

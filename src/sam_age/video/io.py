@@ -69,6 +69,18 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_cmd(*, quiet: bool = True, overwrite: bool = False) -> List[str]:
+    """The head of every ffmpeg command: the binary, no banner, never reading stdin
+    (``quiet``: errors only; ``overwrite``: ``-y``, for sam-age's own temporary files)."""
+    return [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        *(["-loglevel", "error"] if quiet else []),
+        *(["-y"] if overwrite else []),
+    ]
+
+
 def input_args(path) -> List[str]:
     """``-i`` for an input file, safely: only the file protocol, only video demuxers, and
     the name given as ``file:/absolute/path`` (so ``2024-01-01T10:30.mp4`` is a file)."""
@@ -183,9 +195,7 @@ def probe_video(path, max_frames: Optional[int] = None, timeout: Optional[float]
         raise VideoReadError("empty file (0 bytes)", path)
     limit = ["-frames:v", str(int(max_frames) + 1)] if max_frames is not None else []
     cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
+        *ffmpeg_cmd(quiet=False),
         *input_args(path),
         "-map",
         "0:v:0?",
@@ -312,7 +322,7 @@ def probe_limited(path, max_seconds: float, max_frames: Optional[int] = None, ti
 
 def _count_frames(path: Path, rate_args: List[str]) -> int:
     """Frames ffmpeg delivers for ``path`` with ``rate_args`` (one decode pass)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args(path), "-map", "0:v:0", *rate_args, "-f", "null", "-"]
+    cmd = [*ffmpeg_cmd(quiet=False), *input_args(path), "-map", "0:v:0", *rate_args, "-f", "null", "-"]
     err = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).stderr.decode("utf-8", "replace")
     found = re.findall(r"frame=\s*(\d+)", err)
     return int(found[-1]) if found else 0
@@ -336,11 +346,7 @@ def read_frames(info: VideoInfo, start: int = 0, stop: Optional[int] = None) -> 
     before ``start`` are decoded and dropped, which costs little next to the model."""
     stop = info.frames if stop is None else min(stop, info.frames)
     cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
+        *ffmpeg_cmd(),
         *input_args(info.path),
         "-map",
         "0:v:0",
@@ -390,12 +396,7 @@ class SegmentWriter:
         self.tmp = temp_beside(self.path, self.path.suffix or ".mp4")
         self.size = (width + width % 2, height + height % 2)
         cmd = [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
+            *ffmpeg_cmd(overwrite=True),
             "-f",
             "rawvideo",
             "-pix_fmt",
@@ -487,12 +488,7 @@ def concat_and_mux(
         listing.write_text(lines, encoding="utf-8", errors="surrogateescape")
         tmp = temp_beside(out, ".mp4")
         base = [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
+            *ffmpeg_cmd(overwrite=True),
             "-f",
             "concat",
             "-safe",
