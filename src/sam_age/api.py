@@ -74,7 +74,7 @@ from .face.prepare import AlignedFace, prepare_faces
 from .marks import COMPOSITE, GENERATED, Mark, encode_image
 from .marks import DEFAULT as DEFAULT_MARK
 from .pipeline import AgePipeline
-from .render import gif_bytes
+from .render import gif_bytes, label_frames
 from .results import MASKS
 
 log = logging.getLogger(__name__)
@@ -583,9 +583,10 @@ class AgeRequest:
     all_faces: bool = False
     gif: bool = False
     report: bool = False
+    labels: bool = True
 
 
-FIELDS = ("ages", "paste_back", "mask", "size", "format", "all_faces", "gif", "report")
+FIELDS = ("ages", "paste_back", "mask", "size", "format", "all_faces", "gif", "report", "labels")
 
 
 async def read_fields(request, allowed: Sequence[str]) -> tuple:
@@ -679,6 +680,7 @@ def age_request(data: bytes, filename: str, fields: dict) -> AgeRequest:
         _bool(fields.get("all_faces", False), "all_faces"),
         _bool(fields.get("gif", False), "gif"),
         _bool(fields.get("report", False), "report"),
+        _bool(fields.get("labels", True), "labels"),
     )
 
 
@@ -762,7 +764,8 @@ def age_answer(req: AgeRequest, result, frames, found: int, mark: Optional[Mark]
     for k, face in enumerate(result.faces):
         anim = None
         if frames is not None:
-            anim = _b64(gif_bytes(frames[k], ANIMATION_FPS, _marked(mark, source=GENERATED, age=",".join(labels))))
+            seq = label_frames(frames[k], face.ages, ANIMATION_FRAMES_PER_AGE) if req.labels else frames[k]
+            anim = _b64(gif_bytes(seq, ANIMATION_FPS, _marked(mark, source=GENERATED, age=",".join(labels))))
         faces.append(
             {
                 "box": _box(face.quad),
@@ -825,6 +828,7 @@ def age_zip(req: AgeRequest, result, frames, workdir: Path, mark: Optional[Mark]
         gif=req.gif,
         frames_per_age=ANIMATION_FRAMES_PER_AGE if req.gif else None,
         fps=ANIMATION_FPS if req.gif else None,
+        labels=req.labels,
     )
     name = _name_of(req.filename)
     plan = Layout(request).plan(name, len(result.faces))
@@ -872,6 +876,11 @@ AGE_FORM_PROPERTIES = {
     "format": {"type": "string", "enum": ["png", "jpg", "webp"], "default": "png"},
     "all_faces": {"type": "boolean", "default": False},
     "gif": {"type": "boolean", "default": False},
+    "labels": {
+        "type": "boolean",
+        "default": True,
+        "description": "each animation frame and strip tile shows its age (false: bare)",
+    },
     "report": {
         "type": "boolean",
         "default": False,

@@ -247,3 +247,28 @@ def test_report_field_gives_each_output_its_achieved_age_and_identity(api, api_p
         assert plain.status_code == 200 and plain.json()["faces"][0]["report"] is None
     finally:
         api_pipeline.age_predictor, api_pipeline.identity = old_predictor, old_identity
+
+
+def test_animation_frames_show_their_age_unless_labels_false(api, portrait_bytes):
+    from sam_age.render import label_band
+
+    server, client = api
+    gifs = []
+    for labels in ("true", "false"):
+        r = client.post(
+            "/v1/age",
+            files={"image": ("a.jpg", portrait_bytes)},
+            data={"ages": "20, 70", "gif": "true", "labels": labels},
+        )
+        assert r.status_code == 200, r.text
+        gifs.append(base64.b64decode(r.json()["faces"][0]["animation"]))
+    band = label_band(256)
+    with Image.open(io.BytesIO(gifs[0])) as on, Image.open(io.BytesIO(gifs[1])) as off:
+        assert on.n_frames == off.n_frames > 2
+        for i in range(on.n_frames):
+            on.seek(i)
+            off.seek(i)
+            x, y = (np.asarray(g.convert("RGB")).astype(int) for g in (on, off))
+            assert (x[256 - band :].min(axis=2) > 200).sum() > 20  # white text in the band
+            assert (y[256 - band :].min(axis=2) > 200).sum() < 20  # none without labels
+            assert np.abs(x[: 256 - band] - y[: 256 - band]).mean() < 8.0  # above it: the palette's rounding only
