@@ -86,6 +86,25 @@ def curricular_face_path(standin) -> Path:
     return standin("curricular_face")
 
 
+@pytest.fixture(scope="module")
+def face(tmp_path_factory) -> Path:
+    """An aligned-enough 256 px square crop of the sample portrait (--no-align: no dlib)."""
+    from PIL import Image
+
+    from sam_age.pipeline import sample_path
+
+    p = tmp_path_factory.mktemp("faces") / "face.png"
+    Image.open(sample_path()).convert("RGB").crop((128, 20, 384, 276)).save(p)
+    return p
+
+
+@pytest.fixture
+def umask022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
 def pytest_collection_modifyitems(config, items):
     """The torchrun tests first: each launches two ~6 GB processes, which fit beside a fresh
     test runner but not beside one that has built every session fixture's pipeline (on a

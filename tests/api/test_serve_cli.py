@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from sam_age.cli.main import main
+
+from ..helpers.output import lines as _lines
 from .conftest import free_port
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -104,3 +108,15 @@ def test_ctrl_c_stops_serve_within_seconds(small_sam_path, tmp_path, sig):
     assert proc.returncode == 0 and "Traceback" not in err.decode(), err.decode()[-2000:]
     assert "stopped" in err.decode()
     assert not any(tmp_path.glob("sam-age-serve-*"))  # its work folder removed on the way out
+
+
+def test_serve_on_a_busy_port_names_the_flag(tmp_path, capsys):
+    pytest.importorskip("gradio")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code = main(["serve", "--checkpoint", str(tmp_path / "none.pt"), "--port", str(port), "--device", "cpu"])
+    err = _lines(capsys.readouterr().err)
+    assert code == 2 and len(err) == 1, err
+    assert f"port {port} on 127.0.0.1 is in use" in err[0] and "--port" in err[0]

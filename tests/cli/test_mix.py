@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,11 @@ from PIL import Image
 from sam_age.cli.main import main
 from sam_age.cli.mix import parse_mask
 from sam_age.errors import UsageError
+from sam_age.fileio import OWN_MARKER, mark_own
+
+from ..helpers.output import TTY as _TTY
+from ..helpers.output import lines as _lines
+from ..helpers.output import mode as _mode
 
 pytest.importorskip("dlib")
 
@@ -119,3 +126,83 @@ def test_mix_reference_guided(small_sam_path, tmp_path, capsys):
     assert rec["sources"] == ["reference"] and rec["latent_mask"] == [10, 11] and rec["alpha"] == 0.5
     assert (out / "astronaut" / "reference" / "age_040.png").is_file()
     assert Image.open(out / "astronaut" / "grid.png").size == (512, 512)
+
+
+def test_mix_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path, tmp_path, capsys, face, monkeypatch):
+    second = tmp_path / "second.png"
+    Image.open(face).save(second)
+    out = tmp_path / "out"
+    calls = []
+    real_save = Image.Image.save
+
+    def save(self, fp, *a, **k):  # the disk fills after the first image
+        calls.append(fp)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    code = main(
+        [
+            "mix",
+            str(face),
+            str(second),
+            "--no-align",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30",
+            "--n-random",
+            "1",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    err = _lines(captured.err)
+    assert len(err) == 2, err
+    assert err[0] == (f"sam-age mix: {face}: cannot write {out / 'face' / 'grid.png'}: No space left on device")
+    assert err[1].startswith("sam-age mix: stopped: 1 input(s) not done")
+    assert "0 of 2 inputs done" in captured.out
+    assert list(out.iterdir()) == []  # the partial result of the first input is gone
+
+
+def test_mix_overwrite_replaces_folder_progress_bar_modes(
+    small_sam_path, tmp_path, capsys, face, monkeypatch, umask022
+):
+    out = tmp_path / "out"
+    stale = out / "face" / "random_7" / "age_090.png"  # from an earlier run with other flags
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    mark_own(out / "face")  # (sam-age's own: --overwrite replaces only such a folder, issue 22)
+    tty = _TTY()
+    monkeypatch.setattr(sys, "stderr", tty)
+    code = main(
+        [
+            "mix",
+            str(face),
+            "--no-align",
+            "--checkpoint",
+            str(small_sam_path),
+            "--ages",
+            "30",
+            "--n-random",
+            "1",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--overwrite",
+        ]
+    )
+    assert code == 0, tty.getvalue()
+    assert not stale.exists() and not stale.parent.exists()
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [f"face/{OWN_MARKER}", "face/grid.png", "face/random_0/age_030.png"]
+    for p in out.rglob("*"):
+        assert _mode(p) == (0o755 if p.is_dir() else 0o644), p
+    bar = tty.getvalue()
+    assert "sam-age mix" in bar and "2/2" in bar and "image" in bar  # 1 age + 1 age x 1 style

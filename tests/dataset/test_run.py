@@ -171,3 +171,17 @@ def test_an_output_that_cannot_hold_results_is_a_usage_error(small_sam_path, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--output" in err[0] and str(afile) in err[0]
     assert afile.read_text() == "mine"
+
+
+def test_worker_processes_leave_a_small_machine_to_the_model():
+    from sam_age.dataset.runner import default_workers
+    from sam_age.launch import Ranks
+
+    one = Ranks()
+    assert default_workers(one, n_batches=1, cpus=64) == 0  # one photo: nothing to read ahead
+    assert default_workers(one, n_batches=50, cpus=2) == 0  # 2 cores: the model keeps both
+    assert default_workers(one, n_batches=50, cpus=3) == 0
+    assert default_workers(one, n_batches=50, cpus=8) == 2  # a quarter of the cores
+    assert default_workers(one, n_batches=3, cpus=64) == 2  # no more than batches to read ahead
+    assert default_workers(one, n_batches=50, cpus=64) == 8
+    assert default_workers(one, n_batches=50, cpus=8, device="cuda:0") == 7  # beside a GPU: all but one

@@ -12,6 +12,8 @@ from PIL import Image
 from sam_age.cli.main import main
 from sam_age.evaluation import CSV_COLUMNS, Report, Row, summarize, write_report
 
+from ..helpers.output import lines as _lines
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
@@ -281,3 +283,11 @@ def test_evaluate_with_curricularface_names_the_network(
         == 2
     )
     assert "CurricularFace_Backbone.pth" in capsys.readouterr().err
+
+
+def test_evaluate_missing_data_says_it_does_not_exist(tmp_path, capsys, face):
+    assert main(["evaluate", "--data", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and "does not exist" in err[0] and "missing" in err[0], err
+    assert main(["evaluate", "--data", str(face), "--output", str(tmp_path / "o")]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sam_age import load_sam
-from sam_age.cli.main import main
+from sam_age.cli.main import build_parser, main
 from sam_age.export import PARITY_RTOL, Runner, example_inputs, export_sam, networks
 
 pytest.importorskip("onnx")
@@ -88,3 +88,17 @@ def test_checkpoint_of_another_kind_exits_2_before_any_download(tmp_path, monkey
     err = capsys.readouterr().err
     assert code == 2 and "psp_ffhq_encode is a pSp encoder, not a SAM checkpoint" in err, err
     assert not any(home.iterdir()) and not (tmp_path / "out").exists()
+
+
+def test_export_takes_checkpoint_path_and_defaults_its_output(small_sam_path, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnx")
+    parser = build_parser()
+    args = parser.parse_args(["export", "--checkpoint_path", "x.pt"])
+    assert args.checkpoint == "x.pt" and args.output is None  # -> exported-onnx, after --format
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(["export", "--checkpoint_path", str(small_sam_path), "--networks", "age_encoder", "--no-check", "--quiet"])
+        == 0
+    )
+    assert (tmp_path / "exported-onnx" / "manifest.json").is_file()
+    assert json.loads((tmp_path / "exported-onnx" / "manifest.json").read_text())

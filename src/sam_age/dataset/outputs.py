@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import AbstractSet, List, Optional, Tuple
 
 from ..ages import age_label, format_age, parse_ages
-from ..checkpoints.load import same_weights
 from ..fileio import NotOwnError, foreign_entry, move_in
 from .manifest import staging_root
 
@@ -93,6 +92,8 @@ class Request:
         """``recorded`` (a manifest's request) asks for what this one asks (the weights as
         :func:`~sam_age.checkpoints.load.same_weights` compares them: an older manifest's
         "NAME (SIZE bytes)" still matches)."""
+        from ..checkpoints.load import same_weights  # here: that package imports torch, --help none
+
         if not isinstance(recorded, dict):
             return False
         mine = self.to_json()
