@@ -38,7 +38,7 @@ from PIL import Image
 
 from .ages import absolute_ages, is_relative, parse_ages, resolve_ages
 from .cache import LRU, PHOTO_CACHE_BYTES, content_key, tensor_key
-from .checkpoints.load import load_sam
+from .checkpoints.load import load_sam, weights_identity
 from .defaults import DEFAULT_CHECKPOINT
 from .engine import (
     age_encoded,
@@ -78,12 +78,12 @@ _SHARED: dict = {}  # key -> AgePipeline; at most one entry (one model in memory
 def shared_pipeline(path, device=None, dtype=None, batch_size: Optional[int] = None) -> "AgePipeline":
     """The process's one loaded :class:`AgePipeline` for the weights file ``path`` on
     ``device`` in ``dtype`` (None: the measured choice): loaded at the first call, returned
-    again while the file (resolved path, mtime, size), device and dtype stay the same;
-    another key drops the old model first. Each call sets ``batch_size`` (None: per device)
+    again while the weights (:func:`~sam_age.checkpoints.load.weights_identity`, the one
+    answer to "same model?"), device and dtype stay the same; another key drops the old
+    model first. Each call sets ``batch_size`` (None: per device)
     and turns ``report`` off, so a run keeps nothing of an earlier run's settings."""
     p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, str(device), str(dtype))
+    key = (weights_identity(p), str(device), str(dtype))
     pipe = _SHARED.get(key)
     if pipe is None:
         _SHARED.clear()  # keep one model in memory
