@@ -7,6 +7,7 @@ Stand-ins are built by :mod:`tests.helpers.standins` (shared with ``benchmarks/`
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -112,3 +113,25 @@ def pytest_collection_modifyitems(config, items):
     items[:] = [i for i in items if i.get_closest_marker("torchrun")] + [
         i for i in items if not i.get_closest_marker("torchrun")
     ]
+
+
+@pytest.fixture
+def disk_full_after_first_image(monkeypatch):
+    """Call it to make the disk fill after the first image saved through PIL (ENOSPC on every
+    later ``Image.save``): the mid-run disk-full case of the commands that write images."""
+
+    def fill():
+        from PIL import Image
+
+        calls = []
+        real_save = Image.Image.save
+
+        def save(self, fp, *a, **k):
+            calls.append(fp)
+            if len(calls) > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_save(self, fp, *a, **k)
+
+        monkeypatch.setattr(Image.Image, "save", save)
+
+    return fill

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import subprocess
@@ -199,20 +198,13 @@ def test_python_m_sam_age_subprocess(small_sam_path, tmp_path):
     assert _lines(proc.stderr) == [f"sam-age age: {tmp_path / 'gone.jpg'}: file not found"]
 
 
-def test_age_disk_full_mid_run_one_line_partial_removed_run_stops(small_sam_path, tmp_path, capsys, face, monkeypatch):
+def test_age_disk_full_mid_run_one_line_partial_removed_run_stops(
+    small_sam_path, tmp_path, capsys, face, disk_full_after_first_image
+):
     second = tmp_path / "second.png"
     Image.open(face).save(second)
     out = tmp_path / "out"
-    calls = []
-    real_save = Image.Image.save
-
-    def save(self, fp, *a, **k):  # the disk fills after the first image (age_030.png)
-        calls.append(fp)
-        if len(calls) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(self, fp, *a, **k)
-
-    monkeypatch.setattr(Image.Image, "save", save)
+    disk_full_after_first_image()
     code = main(
         [
             "age",
