@@ -14,28 +14,12 @@ from sam_age import fileio
 from sam_age.cli.main import main
 from sam_age.dataset import manifest
 
+from ..helpers.output import age_args
 from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 
 
 def _age(weights, out, *inputs, extra=()):
-    return main(
-        [
-            "age",
-            *map(str, inputs),
-            "--checkpoint",
-            str(weights),
-            "--ages",
-            "30",
-            "--no-align",
-            "--output",
-            str(out),
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-            *extra,
-        ]
-    )
+    return main(age_args(weights, out, *inputs, extra=["--no-align", *extra]))
 
 
 def _records(out):

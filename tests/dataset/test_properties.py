@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sam_age.cli.main import main
 from sam_age.dataset import manifest
 
+from ..helpers.output import age_args
 from ..helpers.stub_pipeline import colour_of, use_stub, write_face
 
 # any byte but "/" and NUL; short, so that a few collide after making names safe
@@ -43,25 +44,7 @@ def _run(weights, out, dirs, extra=()):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        code = main(
-            [
-                "age",
-                *map(str, dirs),
-                "--checkpoint",
-                str(weights),
-                "--ages",
-                "30",
-                "--no-align",
-                "--output",
-                str(out),
-                "--device",
-                "cpu",
-                "--workers",
-                "0",
-                "--json",
-                *extra,
-            ]
-        )
+        code = main(age_args(weights, out, *dirs, extra=["--no-align", "--json", *extra]))
     return code, json.loads(buf.getvalue())
 
 

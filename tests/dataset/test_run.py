@@ -15,6 +15,7 @@ from sam_age.cli.main import main
 from sam_age.fileio import OWN_MARKER
 
 from ..helpers.dataset import write_dataset
+from ..helpers.output import age_args
 
 pytest.importorskip("dlib")
 
@@ -28,25 +29,7 @@ def _mtimes(folder):
 
 
 def _age(small_sam_path, out, *inputs, extra=()):
-    return main(
-        [
-            "age",
-            *map(str, inputs),
-            "--checkpoint",
-            str(small_sam_path),
-            "--ages",
-            "30",
-            "--output",
-            str(out),
-            "--device",
-            "cpu",
-            "--batch-size",
-            "1",
-            "--workers",
-            "0",
-            *extra,
-        ]
-    )
+    return main(age_args(small_sam_path, out, *inputs, extra=["--batch-size", "1", *extra]))
 
 
 def test_rerun_after_interrupt_skips_done_inputs_and_exits_0(small_sam_path, tmp_path, capsys, monkeypatch):

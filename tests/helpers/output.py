@@ -21,3 +21,23 @@ class TTY(io.StringIO):
 
     def isatty(self):
         return True
+
+
+def age_args(weights, out, *inputs, extra=()) -> list:
+    """``sam-age age INPUTS`` at one age (30) on the CPU, without worker processes, into
+    ``out``: the command line the dataset tests run; ``extra`` adds or overrides flags."""
+    return [
+        "age",
+        *map(str, inputs),
+        "--checkpoint",
+        str(weights),
+        "--ages",
+        "30",
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        *extra,
+    ]
