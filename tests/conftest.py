@@ -81,6 +81,31 @@ def _restore_shared_pipelines():
         p.clear_cache()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _free_models_after_each_module():
+    """At the end of each test file: a pipeline the shared model cache took for other
+    settings is dropped (the session's one pipeline stays), cyclic garbage is collected and
+    the freed heap goes back to the OS. Without this the runner held 7-13 GB of models that
+    no later test used, and the training and video tests, which need 8-9 GB of their own,
+    ran slower for want of page cache (half again on a 24 GB machine)."""
+    yield
+    mod = sys.modules.get("sam_age.pipeline")
+    if mod is not None and any(all(p is not h for h in _HELD) for p in mod._SHARED.values()):
+        mod.clear_shared()
+    # FastAPI keeps the endpoints of every app built in the process in bounded lru_caches, and
+    # each endpoint holds its server's model queue and pipeline: a test's server outlived it.
+    deps = sys.modules.get("fastapi.dependencies.models")
+    for fn in vars(deps).values() if deps is not None else ():
+        if callable(getattr(fn, "cache_clear", None)):
+            fn.cache_clear()
+    import gc
+
+    gc.collect()
+    memory = sys.modules.get("sam_age.memory")
+    if memory is not None:
+        memory.trim_heap()
+
+
 @pytest.fixture(scope="session")
 def curricular_face_path(standin) -> Path:
     """CurricularFace IR-101 stand-in (tests/data/curricular_face.manifest.json, 260 MB)."""
@@ -135,3 +160,32 @@ def disk_full_after_first_image(monkeypatch):
         monkeypatch.setattr(Image.Image, "save", save)
 
     return fill
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """After each test, the heap its models and arrays freed goes back to the OS
+    (``sam_age.memory.trim_heap``): glibc keeps freed blocks of up to 32 MB in its heap, and
+    without a trim the runner grew to ~22 GB of a 24 GB machine over the suite.
+
+    ``SAM_AGE_TEST_RSS=FILE``: one line per test (seconds, the runner's RSS after it and its
+    peak so far, in MiB) -- how docs/testing.md finds what holds the runner's memory."""
+    import time
+
+    start = time.perf_counter()
+    yield
+    memory = sys.modules.get("sam_age.memory")
+    if memory is not None:
+        memory.trim_heap()
+    log = os.environ.get("SAM_AGE_TEST_RSS")
+    if log and os.path.exists("/proc/self/statm"):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        with open(log, "a") as f:
+            f.write(f"{time.perf_counter() - start:8.2f} {_rss_kib() // 1024:6d} {peak:6d} {item.nodeid}\n")

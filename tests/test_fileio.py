@@ -7,7 +7,7 @@ import os
 
 from PIL import Image
 
-from sam_age.fileio import atomic_dir, atomic_write, write_text
+from sam_age.fileio import atomic_dir, atomic_link, atomic_write, write_text
 
 from .helpers.output import mode as _mode
 
@@ -29,3 +29,20 @@ def test_written_files_get_the_umask_mode(tmp_path, umask022):
     assert _mode(write_text(tmp_path / "private.json", "{}")) == 0o600
     os.chmod(json_file, 0o640)  # an existing file keeps its mode, as open() keeps it
     assert _mode(write_text(json_file, "{}")) == 0o640
+
+
+def test_atomic_link_names_the_same_bytes_and_a_later_write_parts_them(tmp_path, monkeypatch):
+    best = write_text(tmp_path / "best_model.pt", "step 2")
+    write_text(tmp_path / "iteration_2.pt", "older")  # an earlier file of that name is replaced
+    assert atomic_link(best, tmp_path / "iteration_2.pt")
+    assert (tmp_path / "iteration_2.pt").samefile(best)
+    write_text(best, "step 5")  # replaced by rename: the other name keeps its bytes
+    assert (tmp_path / "iteration_2.pt").read_text() == "step 2" and best.read_text() == "step 5"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model.pt", "iteration_2.pt"]
+
+    def no_links(*a, **k):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)  # a file system without hard links: nothing changes
+    assert not atomic_link(best, tmp_path / "iteration_3.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model.pt", "iteration_2.pt"]

@@ -32,6 +32,7 @@ import errno
 import io
 import json
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -107,6 +108,30 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
             raise
         raise named from e
     return path
+
+
+def atomic_link(src: PathLike, path: PathLike) -> bool:
+    """Make ``path`` a second name of the file ``src`` (a hard link: the same bytes on disk,
+    nothing copied), put in place by rename like :func:`atomic_write`. False, with nothing
+    changed, where the file system has no hard links: the caller writes the file itself.
+    Safe for files sam-age replaces by rename only: replacing either name later gives that
+    name new bytes and leaves the other as it was."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.link"
+    try:
+        os.link(src, tmp, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        return False
+    try:
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        named = _naming(e, path) if isinstance(e, OSError) else e
+        if named is e:
+            raise
+        raise named from e
+    return True
 
 
 @contextlib.contextmanager

@@ -68,12 +68,12 @@ def test_pdparams_matches_pt(small, tmp_path, numpy1_names):
 
 
 def test_pdparams_nested_under_state_dict(small, tmp_path):
-    from ..helpers.paddle_writer import to_paddle_tree
+    from ..helpers.paddle_writer import dump, to_paddle_tree
 
     tree = to_paddle_tree(small.state_dict(), small.latent_avg)
     latent_avg = tree.pop("latent_avg")
     path = tmp_path / "nested.pdparams"
-    path.write_bytes(pickle.dumps({"state_dict": tree, "latent_avg": ("latent_avg", latent_avg)}, protocol=4))
+    dump({"state_dict": tree, "latent_avg": ("latent_avg", latent_avg)}, path)
     _same_outputs(small, load_sam(path), _x(1))
 
 

@@ -37,15 +37,30 @@ def to_paddle_tree(state: dict, latent_avg) -> dict:
     return tree
 
 
+class _Numpy1Names:
+    """A file whose writes say ``numpy.core.multiarray`` where numpy 2 says ``numpy._core``."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        return self.f.write(bytes(data).replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+
+
 def write_pdparams(path, state: dict, latent_avg, numpy1_names: bool = False) -> None:
-    tree = to_paddle_tree(state, latent_avg)
-    if numpy1_names:
-        # Protocol 2 writes globals as text lines, so the module name can be rewritten to
-        # what numpy 1.x pickles say.
-        data = pickle.dumps(tree, protocol=2)
-        data = data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
-        assert b"numpy.core.multiarray" in data
-    else:
-        data = pickle.dumps(tree, protocol=4)
+    dump(to_paddle_tree(state, latent_avg), path, numpy1_names)
+
+
+def dump(tree, path, numpy1_names: bool = False) -> None:
+    """Streamed to the file, never held whole in memory (a 256 px SAM is a 1.8 GB pickle)."""
     with open(path, "wb") as f:
-        f.write(data)
+        # Protocol 2 writes each global as one text line, and the pure-Python pickler writes
+        # opcode by opcode: the module name is rewritten on its way to the file.
+        pickler = pickle._Pickler(_Numpy1Names(f), protocol=2) if numpy1_names else pickle.Pickler(f, protocol=4)
+        # ``fast``: no memo, which would hold every array's bytes until the end (the tree has no
+        # shared or recursive objects to refer back to).
+        pickler.fast = True
+        pickler.dump(tree)
+    if numpy1_names:
+        with open(path, "rb") as f:
+            assert b"numpy.core.multiarray" in f.read(1 << 16)

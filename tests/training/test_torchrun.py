@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from .test_train import _args, _check_run, data, weights  # noqa: F401 (fixtures)
+from .test_train import RECIPE_LAMBDAS, _args, _check_run, data, weights  # noqa: F401 (fixtures)
+
+# The recipe without its cycle pass, which would double each step's work: this test is about
+# the processes (one writer, per-rank RNG states, resume), test_train.py runs the whole recipe.
+_i = RECIPE_LAMBDAS.index("--cycle_lambda")
+NO_CYCLE = RECIPE_LAMBDAS[:_i] + RECIPE_LAMBDAS[_i + 2 :]
 
 
 def _torchrun():
@@ -32,7 +37,11 @@ def test_torchrun_two_processes(tmp_path, weights, data):
     common = ["--batch_size", "1", "--test_batch_size", "1", "--save_interval", "2", "--optim_name", "adam"]
     for extra in (["--max_steps", "2"], ["--max_steps", "3", "--resume"]):
         run = subprocess.run(
-            base + _args(exp, weights, data, *common, *extra), env=env, capture_output=True, text=True, timeout=1500
+            base + _args(exp, weights, data, *common, *extra, lambdas=NO_CYCLE),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1500,
         )
         assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr.count("finished: 3 steps") == 1  # one writer

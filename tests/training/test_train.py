@@ -153,9 +153,9 @@ def test_train_checkpoint_resume(tmp_path, weights, data, capsys):
                 weights,
                 data,
                 "--batch_size",
-                "2",
+                "1",
                 "--test_batch_size",
-                "2",
+                "1",
                 "--max_steps",
                 "2",
                 "--save_interval",
@@ -169,8 +169,10 @@ def test_train_checkpoint_resume(tmp_path, weights, data, capsys):
     assert "1 unreadable image(s) skipped" in err
     ckpts = exp / "checkpoints"
     assert (ckpts / "iteration_2.pt").is_file() and (ckpts / "best_model.pt").is_file()
+    # step 2's best model is step 2's checkpoint: one file under two names, not two writes
+    assert (ckpts / "iteration_2.pt").samefile(ckpts / "best_model.pt")
     # a used experiment folder is never silently reused
-    assert main(_args(exp, weights, data, "--batch_size", "2", "--max_steps", "3")) == 2
+    assert main(_args(exp, weights, data, "--batch_size", "1", "--max_steps", "3")) == 2
     assert "not empty" in capsys.readouterr().err
     assert (
         main(
@@ -179,9 +181,9 @@ def test_train_checkpoint_resume(tmp_path, weights, data, capsys):
                 weights,
                 data,
                 "--batch_size",
-                "2",
+                "1",
                 "--test_batch_size",
-                "2",
+                "1",
                 "--max_steps",
                 "3",
                 "--save_interval",
@@ -203,11 +205,11 @@ def test_aging_loss_alone_moves_the_encoder(tmp_path, weights, data):
         weights,
         data,
         "--batch_size",
-        "2",
+        "1",
         lambdas=["--start_from_encoded_w_plus", "--aging_lambda", "5", "--target_age", "90"],
     )[1:]
     trainer = Trainer(build_parser().parse_args(argv))
-    faces = torch.rand(2, 3, 256, 256) * 2 - 1
+    faces = torch.rand(1, 3, 256, 256) * 2 - 1
     terms, _ = trainer.train_step(faces)
     assert set(terms) == {"loss", "loss_real", "loss_aging_real"}
     grads = [p.grad for p in trainer.model.encoder.parameters()]

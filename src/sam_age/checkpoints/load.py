@@ -239,7 +239,7 @@ def load_sam(source: Source, device: Union[str, torch.device] = "cpu", dtype: Op
         model.load_state_dict(state, assign=True)
         model.face_pool = model.face_pool.to(device)
         model.latent_avg = torch.zeros(model.latent_avg.shape, device=device)
-        del state
+    del state  # the file's arrays (pdparams: copied into the model) go before the heap is trimmed
     model.latent_avg.copy_(_sam_latent_avg(model, latent_avg, path))
     model.eval()
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)

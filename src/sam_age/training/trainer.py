@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ..checkpoints import build_sam_for_training, load_sam, save_sam
 from ..checkpoints.formats import read_torch, save_torch
 from ..errors import CheckpointError, SamAgeError, UsageError
+from ..fileio import atomic_link
 from ..optim import Ranger
 from ..weights.store import resolve_weights
 from .criteria import LossNets, uses_lpips
@@ -166,6 +167,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.best_val_loss: Optional[float] = None
+        self._best_step: Optional[int] = None  # the step best_model.pt was written at, in this process
         if resume_state is not None:
             self._restore(resume_state)
         self.logger = self._tensorboard() if self.proc.main else None
@@ -370,9 +372,14 @@ class Trainer:
         rngs = None if is_best else self._rng_states()  # a collective: every rank takes part
         if self.proc.main:
             name = "best_model.pt" if is_best else f"iteration_{self.step}.pt"
-            # the model's own configuration wins over the flags (a --checkpoint_path may differ)
-            save_sam(self.model, self.ckpt_dir / name, {**self._opts_dict(), **self.model.opts})
+            best = self.ckpt_dir / "best_model.pt"
+            # The step's best model is this step's checkpoint too: the same bytes, so a hard
+            # link (no second 2.2 GB write) where the file system has them.
+            if is_best or self._best_step != self.step or not atomic_link(best, self.ckpt_dir / name):
+                # the model's own configuration wins over the flags (a --checkpoint_path may differ)
+                save_sam(self.model, self.ckpt_dir / name, {**self._opts_dict(), **self.model.opts})
             if is_best:
+                self._best_step = self.step
                 self._append_timestamp(f"**Best**: Step - {self.step}, Loss - {self.best_val_loss:.3f} \n{loss_dict}\n")
             else:
                 state = {
