@@ -78,6 +78,15 @@ def _naming(error: OSError, path: Path) -> OSError:
     return OSError(error.errno, error.strerror or str(error) or type(error).__name__, str(path))
 
 
+def _discard(tmp, error: BaseException, path: Path) -> BaseException:
+    """After a write through the temporary ``tmp`` failed: ``tmp`` removed (if made), and
+    the error to raise (an ``OSError`` names ``path``, :func:`_naming`)."""
+    if tmp is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return _naming(error, path) if isinstance(error, OSError) else error
+
+
 def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Call ``write(f)`` on a temporary file in ``path``'s folder, then rename it over
     ``path``: a crash never leaves a half-written file where a good one was. The file
@@ -98,12 +107,7 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        named = _naming(e, path) if isinstance(e, OSError) else e
+        named = _discard(tmp, e, path)
         if named is e:
             raise
         raise named from e
@@ -125,9 +129,7 @@ def atomic_link(src: PathLike, path: PathLike) -> bool:
     try:
         os.replace(tmp, path)
     except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        named = _naming(e, path) if isinstance(e, OSError) else e
+        named = _discard(tmp, e, path)
         if named is e:
             raise
         raise named from e
