@@ -84,8 +84,9 @@ def _restore_shared_pipelines():
 @pytest.fixture(autouse=True, scope="module")
 def _free_models_after_each_module():
     """At the end of each test file: a pipeline the shared model cache took for other
-    settings is dropped (the session's one pipeline stays), cyclic garbage is collected and
-    the freed heap goes back to the OS. Without this the runner held 7-13 GB of models that
+    settings is dropped (the session's one pipeline stays) and cyclic garbage is collected;
+    the freed heap goes back to the OS in ``pytest_runtest_protocol`` below, which wraps the
+    last test's teardown and so this one. Without this the runner held 7-13 GB of models that
     no later test used, and the training and video tests, which need 8-9 GB of their own,
     ran slower for want of page cache (half again on a 24 GB machine)."""
     yield
@@ -101,9 +102,6 @@ def _free_models_after_each_module():
     import gc
 
     gc.collect()
-    memory = sys.modules.get("sam_age.memory")
-    if memory is not None:
-        memory.trim_heap()
 
 
 @pytest.fixture(scope="session")
