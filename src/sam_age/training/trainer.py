@@ -372,10 +372,13 @@ class Trainer:
         rngs = None if is_best else self._rng_states()  # a collective: every rank takes part
         if self.proc.main:
             name = "best_model.pt" if is_best else f"iteration_{self.step}.pt"
-            best = self.ckpt_dir / "best_model.pt"
             # The step's best model is this step's checkpoint too: the same bytes, so a hard
             # link (no second 2.2 GB write) where the file system has them.
-            if is_best or self._best_step != self.step or not atomic_link(best, self.ckpt_dir / name):
+            if (
+                is_best
+                or self._best_step != self.step
+                or not atomic_link(self.ckpt_dir / "best_model.pt", self.ckpt_dir / name)
+            ):
                 # the model's own configuration wins over the flags (a --checkpoint_path may differ)
                 save_sam(self.model, self.ckpt_dir / name, {**self._opts_dict(), **self.model.opts})
             if is_best:
