@@ -130,15 +130,13 @@ def test_align_usage_errors(tmp_path, capsys):
 
 @pytest.mark.torchrun
 def test_torchrun_two_ranks_split_the_inputs(tmp_path):
-    import shutil
     import subprocess
-    import sys
     from pathlib import Path
 
     from ..helpers.dataset import GOOD, write_dataset
+    from ..helpers.paths import torchrun as find_torchrun
 
-    torchrun = Path(sys.executable).parent / "torchrun"
-    torchrun = str(torchrun) if torchrun.exists() else shutil.which("torchrun")
+    torchrun = find_torchrun()
     if torchrun is None:
         pytest.skip("torchrun is not installed")
     data, out = tmp_path / "in", tmp_path / "out"

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,40 +18,24 @@ from PIL import Image
 from sam_age.fileio import OWN_MARKER
 
 from ..helpers.dataset import GOOD, write_dataset
+from ..helpers.output import age_args
+from ..helpers.paths import torchrun
 
 pytest.importorskip("dlib")
 
 
-def _torchrun():
-    exe = Path(sys.executable).parent / "torchrun"
-    return str(exe) if exe.exists() else shutil.which("torchrun")
-
-
-pytestmark = [pytest.mark.torchrun, pytest.mark.skipif(_torchrun() is None, reason="torchrun is not installed")]
+pytestmark = [pytest.mark.torchrun, pytest.mark.skipif(torchrun() is None, reason="torchrun is not installed")]
 
 
 def _command(data, out, weights):
     return [
-        _torchrun(),
+        torchrun(),
         "--standalone",
         "--nproc_per_node",
         "2",
         "-m",
         "sam_age",
-        "age",
-        str(data),
-        "--checkpoint",
-        str(weights),
-        "--ages",
-        "30",
-        "--output",
-        str(out),
-        "--device",
-        "cpu",
-        "--batch-size",
-        "1",
-        "--workers",
-        "1",
+        *age_args(weights, out, data, extra=["--batch-size", "1", "--workers", "1"]),
     ]
 
 

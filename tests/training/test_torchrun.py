@@ -5,13 +5,11 @@ still small, because the two training processes need most of a small machine's m
 """
 
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from ..helpers.paths import torchrun
 from .test_train import RECIPE_LAMBDAS, _args, _check_run, data, weights  # noqa: F401 (fixtures)
 
 # The recipe without its cycle pass, which would double each step's work: this test is about
@@ -20,18 +18,13 @@ _i = RECIPE_LAMBDAS.index("--cycle_lambda")
 NO_CYCLE = RECIPE_LAMBDAS[:_i] + RECIPE_LAMBDAS[_i + 2 :]
 
 
-def _torchrun():
-    exe = Path(sys.executable).parent / "torchrun"
-    return str(exe) if exe.exists() else shutil.which("torchrun")
-
-
 @pytest.mark.torchrun
 @pytest.mark.timeout(3600)  # two torchrun runs, each allowed 1500 s
-@pytest.mark.skipif(_torchrun() is None, reason="torchrun is not installed")
+@pytest.mark.skipif(torchrun() is None, reason="torchrun is not installed")
 def test_torchrun_two_processes(tmp_path, weights, data):
     exp = tmp_path / "exp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    base = [_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "sam_age"]
+    base = [torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "sam_age"]
     # Adam keeps two buffers per weight where Ranger keeps three: two 256 px SAMs must fit
     # beside the rest of the test suite in the memory of a small machine.
     common = ["--batch_size", "1", "--test_batch_size", "1", "--save_interval", "2", "--optim_name", "adam"]
