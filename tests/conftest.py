@@ -22,6 +22,12 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 # No test times anything (sam_age.autotune): the rule-based forms, no autotune.json written.
 os.environ.setdefault("SAM_AGE_AUTOTUNE", "off")
 
+# The runner is an application like the `sam-age` command: freed heap blocks kept for reuse
+# (sam_age.memory.keep_freed_heap; without it each large tensor was faulted in afresh).
+from sam_age.memory import keep_freed_heap  # noqa: E402
+
+keep_freed_heap()
+
 from .helpers.paths import CASES, REFERENCE, REPO, SHARED  # noqa: E402,F401
 from .helpers.standins import build_standin, small_sam  # noqa: E402
 

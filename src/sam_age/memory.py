@@ -20,6 +20,19 @@ Only tensors whose bytes lie inside a file-backed mapping of this process are to
 (``/proc/self/maps``); anything else (anonymous memory, another OS, an old kernel, a
 sandbox that forbids madvise) is a no-op that returns 0. :func:`trim_heap` returns freed
 malloc arenas to the OS (glibc ``malloc_trim``), for after large temporary copies.
+
+:func:`keep_freed_heap` is the other direction, for speed. glibc serves every allocation
+above its mmap threshold (dynamic, at most 32 MiB) with a fresh ``mmap`` and unmaps it on
+``free``, so each large activation tensor of each network call is new memory that the
+kernel must fault in and zero, page by page, and take back when the tensor dies: about
+430,000 page faults and a second of system time per 1024 px two-age call. With a 1 GiB mmap
+threshold and a 512 MiB trim threshold the freed blocks stay in the heap and the next call
+reuses them (measured in ``benchmarks/heap.py``: see docs/performance/cpu.md). It changes a
+process-wide setting, so the library never calls it on import or load: the ``sam-age``
+command calls it once at start (the application owns its allocator), Python users may call
+it themselves, and a user's own ``MALLOC_*`` / ``GLIBC_TUNABLES`` malloc settings, or
+another allocator (jemalloc, tcmalloc), are left alone. Peak RSS stays about where it was
+(freed blocks are reused, not added to); :func:`trim_heap` still hands them back.
 """
 
 from __future__ import annotations
@@ -28,13 +41,20 @@ import bisect
 import ctypes
 import ctypes.util
 import functools
+import os
+import platform
 import sys
-from typing import Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
 
-import torch
+if TYPE_CHECKING:  # no torch at import: the command line calls keep_freed_heap before it loads
+    import torch
 
 MADV_PAGEOUT = 21
 PAGE = 4096
+# glibc's mallopt parameters (malloc.h) and the values keep_freed_heap sets
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap and are reused
+HEAP_TRIM_THRESHOLD = 512 << 20  # up to 512 MiB of free heap top is kept for the next call
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,4 +126,31 @@ def trim_heap() -> bool:
     try:
         return bool(trim(0))
     except OSError:
+        return False
+
+
+def _own_malloc_settings() -> bool:
+    """True when the user chose the allocator's settings (glibc's environment variables or
+    tunables) or preloaded another allocator: then they stay as they are."""
+    env = os.environ
+    if any(k.startswith("MALLOC_") and k.endswith("_") for k in env):
+        return True
+    return "glibc.malloc" in env.get("GLIBC_TUNABLES", "") or "malloc" in env.get("LD_PRELOAD", "")
+
+
+def keep_freed_heap() -> bool:
+    """Let glibc keep large freed blocks in the heap for reuse instead of unmapping them
+    (see the module docstring: fewer page faults, faster CPU inference). Returns True when
+    the settings were applied; False (nothing changed) off glibc, where the user set their
+    own malloc settings or preloads another allocator, or where ``mallopt`` refuses."""
+    libc = _libc()
+    if libc is None or platform.libc_ver()[0] != "glibc" or _own_malloc_settings():
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    try:
+        ok = mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD) == 1
+        return ok and mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD) == 1
+    except (OSError, ctypes.ArgumentError):
         return False

@@ -20,7 +20,7 @@ def _run(args, timeout=600, **kw):
 
 
 def test_every_script_is_covered():
-    assert {"run.py", "layers.py", "seam.py", "video.py", "dataset.py", "convert_rss.py"} <= set(SCRIPTS)
+    assert {"run.py", "layers.py", "seam.py", "video.py", "dataset.py", "convert_rss.py", "heap.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -56,3 +56,17 @@ def test_convert_rss_tiny_run(tmp_path, small_sam_path):
     (run,) = result["runs"]["after"]
     assert run["peak_rss_bytes"] > 0 and run["output_bytes"] > 0
     assert result["source_bytes"] == Path(small_sam_path).stat().st_size
+
+
+def test_heap_tiny_run(tmp_path, small_sam_path):
+    args = ["--checkpoint", small_sam_path, "--isa", "native", "--repeat", "1", "--rounds", "1", "--output", tmp_path]
+    proc = _run([REPO / "benchmarks" / "heap.py", *args])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "heap.json").read_text())
+    (level,) = report["levels"]
+    assert [r["mode"] for r in level["runs"]] == ["glibc", "kept"]
+    s = level["summary"]
+    assert s["glibc"]["median_s_per_call"] > 0 and s["kept"]["median_s_per_call"] > 0
+    if s["kept"]["applied"]:  # glibc: the kept heap takes (almost) no page faults per call
+        assert s["kept"]["minflt_per_call"] < s["glibc"]["minflt_per_call"] / 10
+    assert "kept / glibc" in (tmp_path / "heap.md").read_text()

@@ -81,3 +81,70 @@ def test_folded_encoder_after_release_matches(small_sam_path):
         ref_after = enc(x, impl="reference")
     assert torch.equal(folded_kept, folded_released)
     assert torch.equal(ref_before, ref_after)
+
+
+# -- keep_freed_heap: the command's allocator setting (process-wide, so measured in children) --
+
+_CYCLES = """
+import resource, sys, torch
+from sam_age.memory import keep_freed_heap
+applied = keep_freed_heap() if sys.argv[1] == "kept" else None
+x, conv = torch.ones(1, 8, 512, 512), torch.nn.Conv2d(8, 64, 3, padding=1)
+def call():  # a network call in small: 64 MiB activations made, read and dropped
+    with torch.no_grad():
+        (conv(x).relu() * 2).sum()
+for _ in range(3):  # warm-up: the heap grows to what a call needs
+    call()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    call()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(mode: str, **env) -> tuple:
+    import os
+    import platform
+    import subprocess
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's mallopt")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run(
+        [sys.executable, "-c", _CYCLES, mode], env=dict(clean, **env), capture_output=True, text=True, check=True
+    ).stdout.split()
+    return out[0], int(out[1])
+
+
+def test_keep_freed_heap_reuses_large_blocks_instead_of_faulting_them_in_again():
+    applied, kept = _faults("kept")
+    _, plain = _faults("glibc")
+    assert applied == "True"
+    assert plain >= 3 * 16384  # glibc as it comes: each 64 MiB block is mmapped afresh, every call
+    assert kept < 2000  # kept: the freed blocks are reused, their pages already there
+
+
+def test_keep_freed_heap_leaves_the_users_own_malloc_settings(monkeypatch):
+    from sam_age.memory import keep_freed_heap
+
+    applied, faults = _faults("kept", MALLOC_MMAP_THRESHOLD_="131072")
+    assert applied == "False" and faults >= 3 * 16384  # the user's setting stands
+    for name, value in (
+        ("MALLOC_TRIM_THRESHOLD_", "1"),
+        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1"),
+        ("LD_PRELOAD", "/usr/lib/libjemalloc.so.2"),
+    ):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            assert keep_freed_heap() is False, name
+
+
+def test_the_command_sets_the_heap_once_at_start(monkeypatch, capsys):
+    import sam_age.memory
+    from sam_age.cli.main import main
+
+    calls = []
+    monkeypatch.setattr(sam_age.memory, "keep_freed_heap", lambda: calls.append(1) or True)
+    assert main(["weights", "list"]) == 0
+    assert calls == [1]
+    capsys.readouterr()
