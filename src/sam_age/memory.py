@@ -25,7 +25,7 @@ malloc arenas to the OS (glibc ``malloc_trim``), for after large temporary copie
 above its mmap threshold (dynamic, at most 32 MiB) with a fresh ``mmap`` and unmaps it on
 ``free``, so each large activation tensor of each network call is new memory that the
 kernel must fault in and zero, page by page, and take back when the tensor dies: about
-430,000 page faults and a second of system time per 1024 px two-age call. With a 1 GiB mmap
+470,000 page faults and 0.6-0.9 s of system time per 1024 px two-age call. With a 1 GiB mmap
 threshold and a 512 MiB trim threshold the freed blocks stay in the heap and the next call
 reuses them (measured in ``benchmarks/heap.py``: see docs/performance/cpu.md). It changes a
 process-wide setting, so the library never calls it on import or load: the ``sam-age``
@@ -42,7 +42,6 @@ import ctypes
 import ctypes.util
 import functools
 import os
-import platform
 import sys
 from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
 
@@ -129,6 +128,15 @@ def trim_heap() -> bool:
         return False
 
 
+def is_glibc() -> bool:
+    """True where the C library is glibc (asked of the C library itself: ``confstr``, no file
+    read, unlike ``platform.libc_ver``, which scans the Python executable)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def _own_malloc_settings() -> bool:
     """True when the user chose the allocator's settings (glibc's environment variables or
     tunables) or preloaded another allocator: then they stay as they are."""
@@ -144,7 +152,7 @@ def keep_freed_heap() -> bool:
     the settings were applied; False (nothing changed) off glibc, where the user set their
     own malloc settings or preloads another allocator, or where ``mallopt`` refuses."""
     libc = _libc()
-    if libc is None or platform.libc_ver()[0] != "glibc" or _own_malloc_settings():
+    if libc is None or not is_glibc() or _own_malloc_settings():
         return False
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is None:

@@ -104,10 +104,11 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def _faults(mode: str, **env) -> tuple:
     import os
-    import platform
     import subprocess
 
-    if platform.libc_ver()[0] != "glibc":
+    from sam_age.memory import is_glibc
+
+    if not is_glibc():
         pytest.skip("glibc's mallopt")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = subprocess.run(
