@@ -93,16 +93,23 @@ x, conv = torch.ones(1, 8, 512, 512), torch.nn.Conv2d(8, 64, 3, padding=1)
 def call():  # a network call in small: 64 MiB activations made, read and dropped
     with torch.no_grad():
         (conv(x).relu() * 2).sum()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):  # warm-up: the heap grows to what a call needs
     call()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+per_call = []
+for _ in range(10):
+    before = faults()
     call()
-print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    per_call.append(faults() - before)
+print(applied, sorted(per_call)[len(per_call) // 2])  # the median call
 """
 
 
 def _faults(mode: str, **env) -> tuple:
+    """``(applied, minor faults of the median call)`` in a child process. The median: where
+    the kept heap lands its blocks depends on the address layout, so now and then it still
+    grows by one 64 MiB block a few calls after the warm-up (16384 faults in one call)."""
     import os
     import subprocess
 
@@ -121,7 +128,7 @@ def test_keep_freed_heap_reuses_large_blocks_instead_of_faulting_them_in_again()
     applied, kept = _faults("kept")
     _, plain = _faults("glibc")
     assert applied == "True"
-    assert plain >= 3 * 16384  # glibc as it comes: each 64 MiB block is mmapped afresh, every call
+    assert plain >= 16384  # glibc as it comes: each 64 MiB block is mmapped afresh, every call
     assert kept < 2000  # kept: the freed blocks are reused, their pages already there
 
 
@@ -129,7 +136,7 @@ def test_keep_freed_heap_leaves_the_users_own_malloc_settings(monkeypatch):
     from sam_age.memory import keep_freed_heap
 
     applied, faults = _faults("kept", MALLOC_MMAP_THRESHOLD_="131072")
-    assert applied == "False" and faults >= 3 * 16384  # the user's setting stands
+    assert applied == "False" and faults >= 16384  # the user's setting stands
     for name, value in (
         ("MALLOC_TRIM_THRESHOLD_", "1"),
         ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1"),
