@@ -4,6 +4,7 @@ the 256 px SAM and the DEX stand-in, whose estimates are meaningless but determi
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -117,16 +118,23 @@ def test_age_relative_and_fractional_ages(small_sam_path, dex, tmp_path, capsys)
     est = rec["estimated_ages"][0]
     assert 0 <= est <= 100
     assert rec["requested"] == ["-20", "30.21", "30.24"]
+    # the record holds the estimate rounded to 2 places, the ages asked are the exact
+    # estimate's, rounded to 1: compare within that rounding, never rebuild the digits
     asked = round(est - 20, 1)
-    assert rec["ages"] == [[max(0.0, asked), 30.21, 30.24]]
+    (ages,) = rec["ages"]
+    assert abs(ages[0] - max(0.0, asked)) <= 0.1 + 1e-9 and ages[1:] == [30.21, 30.24]
     base = out / "astronaut"
     for name in ("age_-20.png", "age_030.21.png", "age_030.24.png", "strip.png"):  # one file per age
         assert (base / name).is_file(), name
     assert len(set(rec["files"])) == len(rec["files"]) == 4
     notes = _lines(captured.err)
-    assert len(notes) == 1 and notes[0].startswith("sam-age age: ") and f"estimated age {est:.1f}" in notes[0]
+    assert len(notes) == 1 and notes[0].startswith("sam-age age: ")
+    said = re.search(r"estimated age ([\d.]+)", notes[0])
+    assert said and abs(float(said[1]) - est) <= 0.05 + 0.005
     if asked < 0:  # the stand-in DEX says about 12: -20 is clamped, and said so
-        assert rec["clamped"] == [{"face": 1, "request": "-20", "asked": asked, "age": 0.0}]
+        (clamped,) = rec["clamped"]
+        assert abs(clamped.pop("asked") - asked) <= 0.1 + 1e-9
+        assert clamped == {"face": 1, "request": "-20", "age": 0.0}
         assert "-20 -> " in notes[0] and "clamped to 0" in notes[0]
 
 
